@@ -1,0 +1,346 @@
+package meter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Errors returned by Acquire and friends; check them with errors.Is.
+var (
+	ErrWouldBlock     = errors.New("meter: not grantable right now")
+	ErrInterrupted    = errors.New("meter: interrupted while waiting")
+	ErrTimeout        = errors.New("meter: max_wait passed")
+	ErrClosed         = errors.New("meter: shutting down")
+	ErrBusy           = errors.New("meter: has holders or waiters")
+	ErrTooManyWaiters = errors.New("meter: max_waiters reached")
+	ErrExist          = errors.New("meter: already exists")
+	ErrNotExist       = errors.New("meter: no such meter")
+	ErrStore          = errors.New("meter: store failed")
+)
+
+// Stats are a meter's counters since the daemon started.
+type Stats struct {
+	Grants     uint64
+	Releases   uint64
+	Timeouts   uint64
+	Interrupts uint64
+	Expired    uint64 // holds ended by max_hold
+	Rejected   uint64 // O_NONBLOCK or max_waiters refusals
+	StoreErrs  uint64
+	WaitTotal  time.Duration // summed over grants
+}
+
+// Meter is one live meter: its spec, state and FIFO queue of waiters. It is
+// safe for concurrent use. Create meters through a Registry.
+type Meter struct {
+	name  string
+	clock Clock
+	store Store
+
+	mu          sync.Mutex
+	spec        Spec
+	attr        Attr
+	st          State
+	grants      uint64 // ever, as stored
+	queue       []*Ticket
+	timer       Timer
+	timerAt     time.Time
+	closed      bool
+	stats       Stats
+	seq         uint64
+	expiredOpen map[uint64]Call // holds ended by max_hold, not released yet
+	prunedAt    time.Time
+	onGrant     func(waited time.Duration)
+}
+
+// Ticket is a place in a meter's queue. Its result is ready when Done is closed.
+type Ticket struct {
+	Seq    uint64 // arrival number, increasing
+	Holder Holder
+	Since  time.Time
+
+	done  chan struct{}
+	call  Call
+	err   error
+	timer Timer
+}
+
+// Done is closed once the ticket is granted or failed.
+func (t *Ticket) Done() <-chan struct{} { return t.done }
+
+// Result returns the grant or the error; valid once Done is closed.
+func (t *Ticket) Result() (Call, error) { return t.call, t.err }
+
+func (t *Ticket) finished() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Name returns the meter's name.
+func (m *Meter) Name() string { return m.name }
+
+// Spec returns the meter's current spec.
+func (m *Meter) Spec() Spec {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.spec
+}
+
+// Attr returns the meter's owner and mode.
+func (m *Meter) Attr() Attr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.attr
+}
+
+// Acquire waits in FIFO order until the meter grants a call, ctx ends
+// (ErrInterrupted), max_wait passes (ErrTimeout) or the meter closes
+// (ErrClosed). With nonblock it fails with ErrWouldBlock instead of waiting.
+// A grant that raced with ctx's end is still returned: the caller must release it.
+func (m *Meter) Acquire(ctx context.Context, h Holder, nonblock bool) (Call, error) {
+	t, err := m.Enqueue(h, nonblock)
+	if err != nil {
+		return Call{}, err
+	}
+	select {
+	case <-t.Done():
+		return t.Result()
+	case <-ctx.Done():
+		return m.Cancel(t)
+	}
+}
+
+// Enqueue joins the queue and returns at once; the ticket's Done says when it
+// is decided. With nonblock it grants at once or fails with ErrWouldBlock.
+func (m *Meter) Enqueue(h Holder, nonblock bool) (*Ticket, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	now := m.clock.Now()
+	m.seq++
+	t := &Ticket{Seq: m.seq, Holder: h, Since: now, done: make(chan struct{})}
+	if nonblock {
+		m.expireLocked(now)
+		if len(m.queue) > 0 || !Admit(m.spec, &m.st, now).OK {
+			m.stats.Rejected++
+			return nil, ErrWouldBlock
+		}
+		m.grantLocked(t, now)
+		return t, t.err
+	}
+	if m.spec.MaxWaiters > 0 && len(m.queue) >= m.spec.MaxWaiters {
+		m.stats.Rejected++
+		return nil, ErrTooManyWaiters
+	}
+	m.queue = append(m.queue, t)
+	if m.spec.MaxWait > 0 {
+		t.timer = m.clock.AfterFunc(m.spec.MaxWait, func() { m.leave(t, ErrTimeout) })
+	}
+	if len(m.queue) == 1 {
+		m.dispatchLocked()
+	}
+	return t, nil
+}
+
+// Cancel takes t out of the queue (ErrInterrupted, nothing counted). If t
+// was already decided, its result is returned instead.
+func (m *Meter) Cancel(t *Ticket) (Call, error) {
+	m.leave(t, ErrInterrupted)
+	return t.Result()
+}
+
+func (m *Meter) leave(t *Ticket, why error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t.finished() {
+		return
+	}
+	i := slices.Index(m.queue, t)
+	if i < 0 {
+		return
+	}
+	m.queue = slices.Delete(m.queue, i, i+1)
+	if errors.Is(why, ErrTimeout) {
+		m.stats.Timeouts++
+	} else {
+		m.stats.Interrupts++
+	}
+	m.finishLocked(t, Call{}, why)
+	if i == 0 {
+		m.dispatchLocked()
+	}
+}
+
+func (m *Meter) finishLocked(t *Ticket, c Call, err error) {
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.call, t.err = c, err
+	close(t.done)
+}
+
+// grantLocked grants t at now, persisting it first.
+func (m *Meter) grantLocked(t *Ticket, now time.Time) {
+	prev := m.st
+	c := m.st.Grant(m.spec, now, t.Holder)
+	if err := m.store.Grant(m.name, c, m.st.TAT); err != nil {
+		m.st.Calls = m.st.Calls[:len(m.st.Calls)-1]
+		m.st.TAT, m.st.NextID = prev.TAT, prev.NextID
+		m.stats.StoreErrs++
+		m.finishLocked(t, Call{}, fmt.Errorf("%w: persist grant of %q: %w", ErrStore, m.name, err))
+		return
+	}
+	m.grants++
+	m.stats.Grants++
+	waited := now.Sub(t.Since)
+	m.stats.WaitTotal += waited
+	if m.onGrant != nil {
+		m.onGrant(waited)
+	}
+	m.finishLocked(t, c, nil)
+}
+
+// dispatchLocked grants the head of the queue while the rule admits it, then
+// sleeps until the earliest instant the new head could be admitted.
+func (m *Meter) dispatchLocked() {
+	now := m.clock.Now()
+	m.expireLocked(now)
+	for len(m.queue) > 0 {
+		d := Admit(m.spec, &m.st, now)
+		if !d.OK {
+			m.scheduleLocked(now, d.At)
+			return
+		}
+		t := m.queue[0]
+		m.queue = m.queue[1:]
+		m.grantLocked(t, now)
+	}
+	m.scheduleLocked(now, never)
+}
+
+func (m *Meter) scheduleLocked(now, at time.Time) {
+	if m.timer != nil && m.timerAt.Equal(at) {
+		return
+	}
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
+	m.timerAt = at
+	if at.IsZero() {
+		return
+	}
+	var tm Timer
+	tm = m.clock.AfterFunc(at.Sub(now), func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.timer != tm || m.closed {
+			return
+		}
+		m.timer = nil
+		m.dispatchLocked()
+	})
+	m.timer = tm
+}
+
+// expireLocked ends the holds that max_hold has run out.
+func (m *Meter) expireLocked(now time.Time) {
+	for _, c := range m.st.Expire(m.spec, now) {
+		m.stats.Expired++
+		if m.expiredOpen == nil {
+			m.expiredOpen = map[uint64]Call{}
+		}
+		m.expiredOpen[c.ID] = c
+		if err := m.store.Complete(m.name, c); err != nil {
+			m.stats.StoreErrs++
+		}
+	}
+}
+
+// Release records the completion of call id: the last close of its `acquire`.
+// Releasing a call that max_hold already ended counts nothing more.
+func (m *Meter) Release(id uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	m.stats.Releases++
+	delete(m.expiredOpen, id)
+	c, ok := m.st.Complete(id, now)
+	var err error
+	if ok {
+		if err = m.store.Complete(m.name, c); err != nil {
+			m.stats.StoreErrs++
+			err = fmt.Errorf("%w: record release of %q: %w", ErrStore, m.name, err)
+		}
+	}
+	m.pruneLocked(now)
+	m.dispatchLocked()
+	return err
+}
+
+// storePruneEvery spaces out the store's pruning; memory is pruned at once.
+const storePruneEvery = 10 * time.Second
+
+func (m *Meter) pruneLocked(now time.Time) {
+	cutoff := m.st.Prune(m.spec, now)
+	if now.Sub(m.prunedAt) < storePruneEvery {
+		return
+	}
+	m.prunedAt = now
+	if err := m.store.Prune(m.name, cutoff, m.spec.Count == CountGrant); err != nil {
+		m.stats.StoreErrs++
+	}
+}
+
+// SetSpec persists and applies a new spec at once; waiters are re-evaluated
+// under it and the history is kept.
+func (m *Meter) SetSpec(spec Spec) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.store.SetSpec(m.name, spec); err != nil {
+		return fmt.Errorf("%w: store limits of %q: %w", ErrStore, m.name, err)
+	}
+	m.spec = spec
+	m.dispatchLocked()
+	return nil
+}
+
+// SetAttr persists and applies a new owner and mode.
+func (m *Meter) SetAttr(a Attr) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.store.SetAttr(m.name, a); err != nil {
+		return fmt.Errorf("%w: store owner and mode of %q: %w", ErrStore, m.name, err)
+	}
+	m.attr = a
+	return nil
+}
+
+// close fails every waiter with ErrClosed and refuses new ones.
+func (m *Meter) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	for _, t := range m.queue {
+		m.finishLocked(t, Call{}, ErrClosed)
+	}
+	m.queue = nil
+	m.scheduleLocked(m.clock.Now(), never)
+}
+
+// busy reports whether the meter has holders or waiters.
+func (m *Meter) busy() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.queue) > 0 || len(m.st.InProgress()) > 0 || len(m.expiredOpen) > 0
+}

@@ -1,0 +1,153 @@
+package metertest
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// MemStore is an in-memory meter.Store, for engine tests and as the
+// reference the conformance suite checks other stores against. Fail, when
+// set, makes every write return it. Safe for concurrent use.
+type MemStore struct {
+	mu     sync.Mutex
+	meters map[string]*meter.Stored
+	Fail   error
+}
+
+var _ meter.Store = (*MemStore)(nil)
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore { return &MemStore{meters: map[string]*meter.Stored{}} }
+
+func (s *MemStore) get(name string) (*meter.Stored, error) {
+	if s.Fail != nil {
+		return nil, s.Fail
+	}
+	m, ok := s.meters[name]
+	if !ok {
+		return nil, fmt.Errorf("memstore: no meter %q", name)
+	}
+	return m, nil
+}
+
+// Load returns deep copies of every meter, sorted by name.
+func (s *MemStore) Load() ([]meter.Stored, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []meter.Stored
+	for _, m := range s.meters {
+		c := *m
+		c.State.Calls = slices.Clone(m.State.Calls)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// CreateMeter stores a new meter.
+func (s *MemStore) CreateMeter(name string, spec meter.Spec, attr meter.Attr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Fail != nil {
+		return s.Fail
+	}
+	if _, ok := s.meters[name]; ok {
+		return fmt.Errorf("memstore: meter %q exists", name)
+	}
+	s.meters[name] = &meter.Stored{Name: name, Spec: spec, Attr: attr}
+	return nil
+}
+
+// SetSpec replaces a meter's spec.
+func (s *MemStore) SetSpec(name string, spec meter.Spec) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.get(name)
+	if err == nil {
+		m.Spec = spec
+	}
+	return err
+}
+
+// SetAttr replaces a meter's attr.
+func (s *MemStore) SetAttr(name string, attr meter.Attr) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.get(name)
+	if err == nil {
+		m.Attr = attr
+	}
+	return err
+}
+
+// DeleteMeter removes a meter.
+func (s *MemStore) DeleteMeter(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.get(name); err != nil {
+		return err
+	}
+	delete(s.meters, name)
+	return nil
+}
+
+// Grant appends a call.
+func (s *MemStore) Grant(name string, c meter.Call, tat time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.get(name)
+	if err != nil {
+		return err
+	}
+	m.State.Calls = append(m.State.Calls, c)
+	m.State.TAT = tat
+	m.State.NextID = c.ID + 1
+	m.Grants++
+	return nil
+}
+
+// Complete records a completion.
+func (s *MemStore) Complete(name string, c meter.Call) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.get(name)
+	if err != nil {
+		return err
+	}
+	for i := range m.State.Calls {
+		if m.State.Calls[i].ID == c.ID {
+			m.State.Calls[i].DoneAt = c.DoneAt
+			m.State.Calls[i].Expired = c.Expired
+			return nil
+		}
+	}
+	return fmt.Errorf("memstore: meter %q has no call %d", name, c.ID)
+}
+
+// Prune drops completed calls at or before cutoff.
+func (s *MemStore) Prune(name string, cutoff time.Time, byGrant bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.get(name)
+	if err != nil {
+		return err
+	}
+	m.State.Calls = slices.DeleteFunc(m.State.Calls, func(c meter.Call) bool {
+		if c.InProgress() {
+			return false
+		}
+		if byGrant {
+			return !c.GrantedAt.After(cutoff)
+		}
+		return !c.DoneAt.After(cutoff)
+	})
+	return nil
+}
+
+// Close does nothing.
+func (s *MemStore) Close() error { return nil }

@@ -1,0 +1,243 @@
+package meter
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Registry is the set of live meters, backed by a Store. It is safe for
+// concurrent use.
+type Registry struct {
+	store Store
+	clock Clock
+
+	mu     sync.RWMutex
+	meters map[string]*Meter
+	closed bool
+	// OnGrant, if set before meters are created, is called with each
+	// grant's wait (for metrics).
+	onGrant func(meter string, waited time.Duration)
+}
+
+// Options configure Open.
+type Options struct {
+	Clock Clock // default SystemClock
+	// OnGrant is called, under the meter's lock, with each grant's wait.
+	OnGrant func(meter string, waited time.Duration)
+}
+
+// Open loads every meter of store. Stored times that lie in the future (the
+// clock was set back) are clamped to now, so no wait is longer than its PER;
+// calls that were in progress when the last daemon died count as completed now.
+func Open(store Store, opt Options) (*Registry, error) {
+	if opt.Clock == nil {
+		opt.Clock = SystemClock{}
+	}
+	r := &Registry{store: store, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant}
+	stored, err := store.Load()
+	if err != nil {
+		return nil, err
+	}
+	now := r.clock.Now()
+	for _, s := range stored {
+		m := r.newMeter(s.Name, s.Spec, s.Attr)
+		m.grants = s.Grants
+		m.st = restore(s.Spec, s.State, now)
+		for i, c := range s.State.Calls {
+			if !c.InProgress() {
+				continue
+			}
+			if err := store.Complete(s.Name, m.st.Calls[i]); err != nil {
+				return nil, fmt.Errorf("meter: complete %q's calls in progress at the last stop: %w", s.Name, err)
+			}
+		}
+		m.prunedAt = now
+		r.meters[s.Name] = m
+	}
+	return r, nil
+}
+
+// restore rebases stored wall-clock times onto the clock's now (so they
+// carry its monotonic reading), clamps future ones to now, and completes calls
+// that were in progress at now.
+func restore(spec Spec, st State, now time.Time) State {
+	rebase := func(t time.Time) time.Time {
+		if t.IsZero() || t.After(now) {
+			return now
+		}
+		return now.Add(t.Sub(now))
+	}
+	out := State{NextID: st.NextID}
+	for _, c := range st.Calls {
+		c.GrantedAt = rebase(c.GrantedAt)
+		c.DoneAt = rebase(c.DoneAt) // zero (in progress) becomes now
+		out.Calls = append(out.Calls, c)
+		out.NextID = max(out.NextID, c.ID+1)
+	}
+	if b := spec.Bucket; b != nil && !st.TAT.IsZero() {
+		limit := now.Add(b.Interval() * time.Duration(b.Burst))
+		out.TAT = rebase(st.TAT)
+		if st.TAT.After(now) {
+			out.TAT = now.Add(min(st.TAT.Sub(now), limit.Sub(now)))
+		}
+	}
+	return out
+}
+
+func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {
+	m := &Meter{name: name, clock: r.clock, store: r.store, spec: spec, attr: attr}
+	if r.onGrant != nil {
+		m.onGrant = func(w time.Duration) { r.onGrant(name, w) }
+	}
+	return m
+}
+
+// Get returns the named meter, or nil.
+func (r *Registry) Get(name string) *Meter {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.meters[name]
+}
+
+// Names returns the meters' names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.meters))
+	for n := range r.meters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Create makes and persists a new meter.
+func (r *Registry) Create(name string, spec Spec, attr Attr) (*Meter, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := r.meters[name]; ok {
+		return nil, fmt.Errorf("%w: %q", ErrExist, name)
+	}
+	if err := r.store.CreateMeter(name, spec, attr); err != nil {
+		return nil, fmt.Errorf("%w: create %q: %w", ErrStore, name, err)
+	}
+	m := r.newMeter(name, spec, attr)
+	m.prunedAt = r.clock.Now()
+	r.meters[name] = m
+	return m, nil
+}
+
+// Declared is the outcome of Declare for one meter.
+type Declared struct {
+	Created  bool
+	Changed  bool // --reconfigure replaced the stored spec
+	Stored   Spec // the spec in force
+	Differed bool // the stored spec differs from the declared one and was kept
+}
+
+// Declare applies a `--meter`/config entry under the source-of-truth rule: a
+// meter that does not exist is created; an existing one keeps its stored
+// spec unless reconfigure is set.
+func (r *Registry) Declare(name string, spec Spec, reconfigure bool) (Declared, error) {
+	if m := r.Get(name); m != nil {
+		cur := m.Spec()
+		if cur.Equal(spec) {
+			return Declared{Stored: cur}, nil
+		}
+		if !reconfigure {
+			return Declared{Stored: cur, Differed: true}, nil
+		}
+		if err := m.SetSpec(spec); err != nil {
+			return Declared{}, err
+		}
+		return Declared{Changed: true, Stored: spec}, nil
+	}
+	if _, err := r.Create(name, spec, DefaultAttr()); err != nil {
+		return Declared{}, err
+	}
+	return Declared{Created: true, Stored: spec}, nil
+}
+
+// Remove deletes an idle meter and its history; ErrBusy while it has holders
+// or waiters.
+func (r *Registry) Remove(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.meters[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNotExist, name)
+	}
+	if m.busy() {
+		return fmt.Errorf("%w: %q", ErrBusy, name)
+	}
+	if err := r.store.DeleteMeter(name); err != nil {
+		return fmt.Errorf("%w: delete %q: %w", ErrStore, name, err)
+	}
+	m.close()
+	delete(r.meters, name)
+	return nil
+}
+
+// Close fails every waiter of every meter with ErrClosed and refuses new
+// ones. Holders may still release. It does not close the store.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.closed = true
+	ms := make([]*Meter, 0, len(r.meters))
+	for _, m := range r.meters {
+		ms = append(ms, m)
+	}
+	r.mu.Unlock()
+	for _, m := range ms {
+		m.close()
+	}
+}
+
+// MaxNameLen is the longest meter name, in bytes.
+const MaxNameLen = 255
+
+// ValidName checks a meter name: 1 to 255 bytes of UTF-8, no `/`, no leading
+// `.`, no control or invisible characters, no spaces at either end.
+func ValidName(name string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("meter: bad name %q: %s", name, why)
+	}
+	switch {
+	case name == "":
+		return bad("empty; give the meter a name such as email or api")
+	case len(name) > MaxNameLen:
+		return bad(fmt.Sprintf("longer than %d bytes; use a shorter name", MaxNameLen))
+	case !utf8.ValidString(name):
+		return bad("not valid UTF-8")
+	case name[0] == '.':
+		return bad("starts with '.', which hides it from ls; drop the dot")
+	case slices.ContainsFunc([]rune(name), func(c rune) bool { return c == '/' }):
+		return bad("contains '/'; meters are one directory level")
+	case slices.ContainsFunc([]rune(name), func(c rune) bool { return unicode.IsControl(c) || (!unicode.IsPrint(c) && c != ' ') }):
+		return bad("contains a control or invisible character; use letters, digits, '-', '_' or '.'")
+	case name != trimSpace(name):
+		return bad("starts or ends with a space; remove it")
+	}
+	return nil
+}
+
+func trimSpace(s string) string {
+	for len(s) > 0 && s[0] == ' ' {
+		s = s[1:]
+	}
+	for len(s) > 0 && s[len(s)-1] == ' ' {
+		s = s[:len(s)-1]
+	}
+	return s
+}

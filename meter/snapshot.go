@@ -1,0 +1,114 @@
+package meter
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Waiter is one blocked open, as a Snapshot shows it.
+type Waiter struct {
+	Seq    uint64
+	Holder Holder
+	Since  time.Time
+}
+
+// WindowUsage is how many calls count against one window.
+type WindowUsage struct {
+	Window Window
+	Used   int
+}
+
+// Snapshot is a consistent picture of one meter, for `status`, `holders/`
+// and `waiters/`. Times carry the clock's monotonic reading where it had one.
+type Snapshot struct {
+	Name    string
+	Spec    Spec
+	Attr    Attr
+	Now     time.Time
+	Holders []Call   // in progress, grant order
+	Expired []Call   // ended by max_hold but still open, grant order
+	Waiters []Waiter // queue order
+	Usage   []WindowUsage
+	// Next is when a new call could be granted: Next.OK means now; a zero
+	// Next.At means after a release.
+	Next   Decision
+	Grants uint64 // ever, as stored
+	Stats  Stats
+}
+
+// Snapshot returns the meter's state at the clock's now.
+func (m *Meter) Snapshot() Snapshot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	m.expireLocked(now)
+	s := Snapshot{
+		Name: m.name, Spec: m.spec, Attr: m.attr, Now: now,
+		Holders: m.st.InProgress(), Grants: m.grants, Stats: m.stats,
+	}
+	for _, c := range m.expiredOpen {
+		s.Expired = append(s.Expired, c)
+	}
+	slices.SortFunc(s.Expired, func(a, b Call) int { return int(a.ID - b.ID) })
+	for _, t := range m.queue {
+		s.Waiters = append(s.Waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since})
+	}
+	for _, w := range m.spec.Windows {
+		s.Usage = append(s.Usage, WindowUsage{Window: w, Used: Usage(m.spec, w, &m.st, now)})
+	}
+	if len(m.queue) > 0 {
+		// A newcomer waits behind the queue: report when the head may go.
+		s.Next = Admit(m.spec, &m.st, now)
+		if s.Next.OK {
+			s.Next = Decision{At: now}
+		}
+	} else {
+		s.Next = Admit(m.spec, &m.st, now)
+	}
+	return s
+}
+
+// Text renders the snapshot as `status` shows it: one `key: value` per line,
+// wall-clock times in RFC 3339 with milliseconds.
+func (s Snapshot) Text() string {
+	var b strings.Builder
+	kv := func(k string, format string, args ...any) {
+		fmt.Fprintf(&b, "%s: %s\n", k, fmt.Sprintf(format, args...))
+	}
+	kv("meter", "%s", s.Name)
+	kv("limits", "%s", s.Spec)
+	for _, u := range s.Usage {
+		kv("window "+fmt.Sprintf("%d/%s", u.Window.N, formatDuration(u.Window.Per)), "%d used, %d free", u.Used, max(0, u.Window.N-u.Used))
+	}
+	conc := "unlimited"
+	if s.Spec.Concurrency > 0 {
+		conc = fmt.Sprint(s.Spec.Concurrency)
+	}
+	kv("in_progress", "%d of %s", len(s.Holders), conc)
+	kv("expired_holds", "%d", len(s.Expired))
+	kv("waiting", "%d", len(s.Waiters))
+	switch {
+	case s.Next.OK:
+		kv("next_grant", "now")
+	case s.Next.At.IsZero():
+		kv("next_grant", "after a release")
+	default:
+		kv("next_grant", "%s (in %s)", FormatTime(s.Next.At), s.Next.At.Sub(s.Now).Round(time.Millisecond))
+	}
+	kv("grants_total", "%d", s.Grants)
+	kv("grants_since_start", "%d", s.Stats.Grants)
+	kv("releases_since_start", "%d", s.Stats.Releases)
+	kv("timeouts_since_start", "%d", s.Stats.Timeouts)
+	kv("interrupts_since_start", "%d", s.Stats.Interrupts)
+	kv("expired_since_start", "%d", s.Stats.Expired)
+	kv("rejected_since_start", "%d", s.Stats.Rejected)
+	kv("store_errors_since_start", "%d", s.Stats.StoreErrs)
+	return b.String()
+}
+
+// FormatTime prints t's wall-clock reading in UTC, RFC 3339 with milliseconds.
+func FormatTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}

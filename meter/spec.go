@@ -1,0 +1,301 @@
+package meter
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Window is one N/PER limit: at most N calls count in any span of Per.
+type Window struct {
+	N   int
+	Per time.Duration
+}
+
+// Bucket is a token bucket (GCRA): N calls per Per sustained, bursts of Burst.
+type Bucket struct {
+	N     int
+	Per   time.Duration
+	Burst int
+}
+
+// Interval is the emission interval of the bucket: the sustained spacing of calls.
+func (b Bucket) Interval() time.Duration { return b.Per / time.Duration(b.N) }
+
+// CountMode says when a call starts and stops counting against a window.
+type CountMode int
+
+const (
+	// CountCompletion counts a call from its grant until PER after its completion.
+	CountCompletion CountMode = iota
+	// CountGrant counts a call from its grant until PER after its grant.
+	CountGrant
+)
+
+func (c CountMode) String() string {
+	if c == CountGrant {
+		return "grant"
+	}
+	return "completion"
+}
+
+// Spec is a meter's configuration. The zero value is not the default; use
+// DefaultSpec or ParseSpec. A Spec is plain data, safe to copy.
+type Spec struct {
+	Windows     []Window
+	Concurrency int // at most this many calls in progress; 0 = unlimited
+	Bucket      *Bucket
+	Count       CountMode
+	MaxWait     time.Duration // 0 = wait forever
+	MaxHold     time.Duration // 0 = hold forever
+	MaxWaiters  int           // 0 = unlimited
+}
+
+// DefaultSpec is the spec of a meter created without items: a cross-process mutex.
+func DefaultSpec() Spec { return Spec{Concurrency: 1} }
+
+// MaxItems bounds how many items one spec may hold.
+const MaxItems = 64
+
+// ParseSpec parses items separated by commas or newlines, as in
+// `--meter NAME=SPEC` and the `limits` file. Blank items and `#` comments are
+// ignored; an empty spec is DefaultSpec. Errors quote the bad item.
+func ParseSpec(text string) (Spec, error) {
+	s := DefaultSpec()
+	seen := map[string]bool{}
+	var rate *Bucket
+	burst := 0
+	n := 0
+	for _, line := range strings.Split(text, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		for _, item := range strings.Split(line, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			if n++; n > MaxItems {
+				return Spec{}, fmt.Errorf("meter: more than %d items", MaxItems)
+			}
+			key, val, isKV := strings.Cut(item, "=")
+			if !isKV {
+				w, err := parseWindow(item)
+				if err != nil {
+					return Spec{}, err
+				}
+				for _, o := range s.Windows {
+					if o.Per == w.Per {
+						return Spec{}, fmt.Errorf("meter: %q: a window of %s is already set; keep one", item, formatDuration(w.Per))
+					}
+				}
+				s.Windows = append(s.Windows, w)
+				continue
+			}
+			key, val = strings.TrimSpace(key), strings.TrimSpace(val)
+			if seen[key] {
+				return Spec{}, fmt.Errorf("meter: %q: %s is given twice", item, key)
+			}
+			seen[key] = true
+			var err error
+			switch key {
+			case "concurrency":
+				s.Concurrency, err = parseCount(item, val, 0)
+			case "rate":
+				var w Window
+				w, err = parseWindow(val)
+				if err != nil {
+					return Spec{}, fmt.Errorf("meter: %q: %w", item, errors.Unwrap(err))
+				}
+				rate = &Bucket{N: w.N, Per: w.Per}
+			case "burst":
+				burst, err = parseCount(item, val, 1)
+			case "count":
+				switch val {
+				case "completion":
+					s.Count = CountCompletion
+				case "grant":
+					s.Count = CountGrant
+				default:
+					err = fmt.Errorf("meter: %q: count must be completion or grant", item)
+				}
+			case "max_wait":
+				s.MaxWait, err = parsePositiveDuration(item, val)
+			case "max_hold":
+				s.MaxHold, err = parsePositiveDuration(item, val)
+			case "max_waiters":
+				s.MaxWaiters, err = parseCount(item, val, 1)
+			default:
+				err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold= or max_waiters=)", item, key)
+			}
+			if err != nil {
+				return Spec{}, err
+			}
+		}
+	}
+	if burst > 0 && rate == nil {
+		return Spec{}, fmt.Errorf("meter: \"burst=%d\": burst needs a rate=N/PER item", burst)
+	}
+	if rate != nil {
+		rate.Burst = max(burst, 1)
+		if rate.Interval() <= 0 {
+			return Spec{}, fmt.Errorf("meter: \"rate=%d/%s\": more than one call per nanosecond; use a longer PER", rate.N, formatDuration(rate.Per))
+		}
+		s.Bucket = rate
+	}
+	return s, nil
+}
+
+const maxCount = 1 << 30
+
+func parseCount(item, val string, least int) (int, error) {
+	n, err := strconv.Atoi(val)
+	if err != nil {
+		return 0, fmt.Errorf("meter: %q: %q is not a whole number", item, val)
+	}
+	if n < least {
+		return 0, fmt.Errorf("meter: %q: must be at least %d", item, least)
+	}
+	if n > maxCount {
+		return 0, fmt.Errorf("meter: %q: must be at most %d", item, maxCount)
+	}
+	return n, nil
+}
+
+func parseWindow(item string) (Window, error) {
+	ns, per, ok := strings.Cut(item, "/")
+	if !ok {
+		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("want N/PER, such as 10/s or 75/1h"))
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(ns))
+	if err != nil {
+		return Window{}, fmt.Errorf("meter: %q: %w", item, fmt.Errorf("count %q is not a whole number", strings.TrimSpace(ns)))
+	}
+	if n < 1 {
+		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("count must be at least 1"))
+	}
+	if n > maxCount {
+		return Window{}, fmt.Errorf("meter: %q: %w", item, fmt.Errorf("count must be at most %d", maxCount))
+	}
+	d, err := ParseDuration(strings.TrimSpace(per))
+	if err != nil {
+		return Window{}, fmt.Errorf("meter: %q: %w", item, err)
+	}
+	if d <= 0 {
+		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("PER must be longer than zero"))
+	}
+	return Window{N: n, Per: d}, nil
+}
+
+func parsePositiveDuration(item, val string) (time.Duration, error) {
+	d, err := ParseDuration(val)
+	if err != nil {
+		return 0, fmt.Errorf("meter: %q: %w", item, err)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("meter: %q: duration must be longer than zero", item)
+	}
+	return d, nil
+}
+
+var units = map[string]time.Duration{
+	"ns": time.Nanosecond, "us": time.Microsecond, "µs": time.Microsecond,
+	"ms": time.Millisecond, "s": time.Second, "m": time.Minute, "h": time.Hour,
+	"d": 24 * time.Hour,
+}
+
+// ParseDuration parses a Go duration ("500ms", "1.5h", "1h30m") extended with
+// "d" for days; a bare unit means one of it ("h" = "1h").
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, errors.New("missing duration (such as 1s, 500ms, 1.5h, 2d)")
+	}
+	if u, ok := units[s]; ok {
+		return u, nil
+	}
+	var total float64
+	rest := s
+	for rest != "" {
+		i := 0
+		for i < len(rest) && (rest[i] == '.' || (rest[i] >= '0' && rest[i] <= '9')) {
+			i++
+		}
+		j := i
+		for j < len(rest) && !(rest[j] == '.' || (rest[j] >= '0' && rest[j] <= '9')) {
+			j++
+		}
+		num, unit := rest[:i], rest[i:j]
+		u, ok := units[unit]
+		if num == "" || !ok {
+			return 0, fmt.Errorf("bad duration %q (want a number and a unit: ns, us, ms, s, m, h or d, such as 500ms or 1.5h)", s)
+		}
+		v, err := strconv.ParseFloat(num, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad duration %q: %q is not a number", s, num)
+		}
+		total += v * float64(u)
+		rest = rest[j:]
+	}
+	if total > math.MaxInt64/2 {
+		return 0, fmt.Errorf("duration %q is too long", s)
+	}
+	return time.Duration(total), nil
+}
+
+// formatDuration prints d in the shortest form ParseDuration reads back.
+func formatDuration(d time.Duration) string {
+	day := 24 * time.Hour
+	if d >= day && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	str := d.String()
+	// "1h0m0s" → "1h", "1m0s" → "1m".
+	for strings.HasSuffix(str, "m0s") || strings.HasSuffix(str, "h0m") {
+		str = str[:len(str)-2]
+	}
+	return str
+}
+
+// Items returns the spec's items in canonical order, one string each.
+func (s Spec) Items() []string {
+	var out []string
+	for _, w := range s.Windows {
+		out = append(out, fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per)))
+	}
+	out = append(out, fmt.Sprintf("concurrency=%d", s.Concurrency))
+	if b := s.Bucket; b != nil {
+		out = append(out, fmt.Sprintf("rate=%d/%s", b.N, formatDuration(b.Per)), fmt.Sprintf("burst=%d", b.Burst))
+	}
+	if s.Count != CountCompletion {
+		out = append(out, "count="+s.Count.String())
+	}
+	if s.MaxWait > 0 {
+		out = append(out, "max_wait="+formatDuration(s.MaxWait))
+	}
+	if s.MaxHold > 0 {
+		out = append(out, "max_hold="+formatDuration(s.MaxHold))
+	}
+	if s.MaxWaiters > 0 {
+		out = append(out, fmt.Sprintf("max_waiters=%d", s.MaxWaiters))
+	}
+	return out
+}
+
+// String returns the canonical comma-separated form, which ParseSpec reads back.
+func (s Spec) String() string { return strings.Join(s.Items(), ",") }
+
+// Equal reports whether two specs mean the same.
+func (s Spec) Equal(o Spec) bool { return s.String() == o.String() }
+
+// Longest is the longest span over which past calls matter: pruning keeps
+// every call that completed (or was granted) within it.
+func (s Spec) Longest() time.Duration {
+	var d time.Duration
+	for _, w := range s.Windows {
+		d = max(d, w.Per)
+	}
+	return d
+}

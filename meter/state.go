@@ -1,0 +1,263 @@
+package meter
+
+import (
+	"slices"
+	"time"
+)
+
+// Holder says who made a call: the process that opened `acquire`.
+type Holder struct {
+	PID int
+	UID uint32
+	GID uint32
+	Cmd string // command line, arguments separated by spaces
+}
+
+// Call is one granted call. DoneAt is zero while the call is in progress.
+type Call struct {
+	ID        uint64
+	GrantedAt time.Time
+	DoneAt    time.Time
+	Expired   bool // completed by max_hold rather than by a release
+	Holder    Holder
+}
+
+// InProgress reports whether the call has not completed yet.
+func (c Call) InProgress() bool { return c.DoneAt.IsZero() }
+
+// State is the plain-data history of one meter: the calls that may still
+// count, and the token bucket's theoretical arrival time. Its zero value is an
+// empty meter. Not safe for concurrent use.
+type State struct {
+	Calls  []Call // ordered by ID (grant order)
+	TAT    time.Time
+	NextID uint64 // ID of the next grant; 0 means 1
+}
+
+// Decision is the answer of Admit.
+type Decision struct {
+	OK bool
+	// At is the earliest instant the call could be admitted, when !OK. Zero
+	// means only a release can admit it (calls in progress without max_hold).
+	At time.Time
+}
+
+// never stands for "only after a release".
+var never = time.Time{}
+
+// Admit applies the admission rule to st at now: concurrency, every window
+// and the token bucket must all admit a call. It does not change st.
+func Admit(spec Spec, st *State, now time.Time) Decision {
+	at := now
+	blocked := false
+	later := func(t time.Time) {
+		if t.IsZero() {
+			blocked = true
+		} else if t.After(at) {
+			at = t
+		}
+	}
+	if spec.Concurrency > 0 {
+		if t, ok := concurrencyAdmits(spec, st, now); !ok {
+			later(t)
+		}
+	}
+	for _, w := range spec.Windows {
+		if t, ok := windowAdmits(spec, w, st, now); !ok {
+			later(t)
+		}
+	}
+	if b := spec.Bucket; b != nil {
+		if earliest := st.TAT.Add(-b.Interval() * time.Duration(b.Burst-1)); earliest.After(now) {
+			later(earliest)
+		}
+	}
+	if blocked {
+		return Decision{At: never}
+	}
+	if at.After(now) {
+		return Decision{At: at}
+	}
+	return Decision{OK: true}
+}
+
+// doneAt is when the call completed, or would be counted completed by
+// max_hold (zero: not yet known).
+func doneAt(spec Spec, c Call) time.Time {
+	if !c.DoneAt.IsZero() {
+		return c.DoneAt
+	}
+	if spec.MaxHold > 0 {
+		return c.GrantedAt.Add(spec.MaxHold)
+	}
+	return never
+}
+
+// inProgressAt reports whether c holds a concurrency slot at now.
+func inProgressAt(spec Spec, c Call, now time.Time) bool {
+	d := doneAt(spec, c)
+	return d.IsZero() || d.After(now)
+}
+
+func concurrencyAdmits(spec Spec, st *State, now time.Time) (time.Time, bool) {
+	var ends []time.Time
+	held := 0
+	for _, c := range st.Calls {
+		if inProgressAt(spec, c, now) {
+			held++
+			ends = append(ends, doneAt(spec, c))
+		}
+	}
+	if held < spec.Concurrency {
+		return now, true
+	}
+	return kthEnd(ends, held-spec.Concurrency), false
+}
+
+// countsUntil is the instant a call stops counting against a window of per
+// (zero: not known yet, it is in progress).
+func countsUntil(spec Spec, c Call, per time.Duration) time.Time {
+	if spec.Count == CountGrant {
+		return c.GrantedAt.Add(per)
+	}
+	d := doneAt(spec, c)
+	if d.IsZero() {
+		return never
+	}
+	return d.Add(per)
+}
+
+func windowAdmits(spec Spec, w Window, st *State, now time.Time) (time.Time, bool) {
+	var ends []time.Time
+	for _, c := range st.Calls {
+		if u := countsUntil(spec, c, w.Per); u.IsZero() || u.After(now) {
+			ends = append(ends, u)
+		}
+	}
+	if len(ends) < w.N {
+		return now, true
+	}
+	return kthEnd(ends, len(ends)-w.N), false
+}
+
+// kthEnd returns the k-th earliest (0-based) end instant, ordering the
+// unknown ends (zero) last; zero if that one is unknown.
+func kthEnd(ends []time.Time, k int) time.Time {
+	slices.SortFunc(ends, func(a, b time.Time) int {
+		switch {
+		case a.IsZero() && b.IsZero():
+			return 0
+		case a.IsZero():
+			return 1
+		case b.IsZero():
+			return -1
+		}
+		return a.Compare(b)
+	})
+	return ends[k]
+}
+
+// Grant records a call granted at now and returns it. The caller has checked
+// Admit first.
+func (st *State) Grant(spec Spec, now time.Time, h Holder) Call {
+	if st.NextID == 0 {
+		st.NextID = 1
+	}
+	c := Call{ID: st.NextID, GrantedAt: now, Holder: h}
+	st.NextID++
+	st.Calls = append(st.Calls, c)
+	if b := spec.Bucket; b != nil {
+		st.TAT = later(st.TAT, now).Add(b.Interval())
+	}
+	return c
+}
+
+// Complete records that call id completed at now. It returns the call and
+// false if it is unknown or already completed (by max_hold, say).
+func (st *State) Complete(id uint64, now time.Time) (Call, bool) {
+	i := st.index(id)
+	if i < 0 || !st.Calls[i].InProgress() {
+		return Call{}, false
+	}
+	st.Calls[i].DoneAt = now
+	return st.Calls[i], true
+}
+
+// Expire marks every call held longer than max_hold as completed at the
+// moment its hold expired, and returns those calls.
+func (st *State) Expire(spec Spec, now time.Time) []Call {
+	if spec.MaxHold <= 0 {
+		return nil
+	}
+	var out []Call
+	for i := range st.Calls {
+		c := &st.Calls[i]
+		if c.InProgress() && !c.GrantedAt.Add(spec.MaxHold).After(now) {
+			c.DoneAt = c.GrantedAt.Add(spec.MaxHold)
+			c.Expired = true
+			out = append(out, *c)
+		}
+	}
+	return out
+}
+
+// Prune drops completed calls that count against no window any more and
+// returns the instant before which completions no longer matter.
+func (st *State) Prune(spec Spec, now time.Time) time.Time {
+	cutoff := now.Add(-spec.Longest())
+	st.Calls = slices.DeleteFunc(st.Calls, func(c Call) bool {
+		if c.InProgress() {
+			return false
+		}
+		if spec.Count == CountGrant {
+			return !c.GrantedAt.After(cutoff)
+		}
+		return !c.DoneAt.After(cutoff)
+	})
+	return cutoff
+}
+
+// InProgress returns the calls in progress at now, in grant order.
+func (st *State) InProgress() []Call {
+	var out []Call
+	for _, c := range st.Calls {
+		if c.InProgress() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Usage returns how many calls count against w at now.
+func Usage(spec Spec, w Window, st *State, now time.Time) int {
+	n := 0
+	for _, c := range st.Calls {
+		if u := countsUntil(spec, c, w.Per); u.IsZero() || u.After(now) {
+			n++
+		}
+	}
+	return n
+}
+
+func (st *State) index(id uint64) int {
+	i, ok := slices.BinarySearchFunc(st.Calls, id, func(c Call, id uint64) int {
+		switch {
+		case c.ID < id:
+			return -1
+		case c.ID > id:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return -1
+	}
+	return i
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

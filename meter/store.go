@@ -1,0 +1,51 @@
+package meter
+
+import "time"
+
+// Attr is a meter's access control: the owner and mode of its directory.
+type Attr struct {
+	Mode uint32 // permission bits, such as 0755
+	UID  uint32
+	GID  uint32
+}
+
+// DefaultAttr is the attr of a meter created without one.
+func DefaultAttr() Attr { return Attr{Mode: 0o755} }
+
+// Stored is one meter as a Store holds it.
+type Stored struct {
+	Name   string
+	Spec   Spec
+	Attr   Attr
+	State  State  // calls that may still count, TAT, NextID
+	Grants uint64 // grants ever made
+}
+
+// Store persists meters. The engine calls it with the meter's lock held, so a
+// Store sees the calls of one meter in order. Implementations must be safe for
+// concurrent use across meters.
+type Store interface {
+	// Load returns every stored meter, calls in grant order, with wall-clock times.
+	Load() ([]Stored, error)
+	// CreateMeter stores a new meter; it fails if the name exists.
+	CreateMeter(name string, spec Spec, attr Attr) error
+	// SetSpec replaces a meter's spec.
+	SetSpec(name string, spec Spec) error
+	// SetAttr replaces a meter's owner and mode.
+	SetAttr(name string, attr Attr) error
+	// DeleteMeter removes a meter and its history.
+	DeleteMeter(name string) error
+	// Grant persists a grant and the bucket's TAT after it. It must be
+	// durable (to the store's sync level) before it returns: the call is not
+	// granted if it fails.
+	Grant(name string, c Call, tat time.Time) error
+	// Complete records that a call completed at c.DoneAt. It may be
+	// batched: a completion lost in a crash is counted at the restart, which
+	// is later, so the loss errs on the safe side.
+	Complete(name string, c Call) error
+	// Prune drops the meter's completed calls that completed (count=completion)
+	// or were granted (count=grant) at or before cutoff.
+	Prune(name string, cutoff time.Time, byGrant bool) error
+	// Close flushes pending writes and closes the store.
+	Close() error
+}
