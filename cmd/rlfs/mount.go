@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rlfs/rlfs/fsnode"
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/sqlite"
+)
+
+const mountUsage = `SYNOPSIS
+    rlfs mount [--db PATH] [--meter NAME=SPEC]... [--sync normal|full]
+               [--reconfigure] [--allow-other] [--debug] MOUNTPOINT
+
+Serves the meters of the database at MOUNTPOINT, in the foreground, until
+SIGINT or SIGTERM. Each meter is a directory; opening its "acquire" file
+blocks until the meter permits a call, and the last close records the
+call's completion. MOUNTPOINT is created if missing.
+
+FLAGS
+    --db PATH          the SQLite database (default: $RLFS_DB, else
+                       /var/lib/rlfs/meters.db as root, else
+                       ${XDG_STATE_HOME:-~/.local/state}/rlfs/meters.db)
+    --meter NAME=SPEC  declare a meter (repeatable). SPEC is items separated
+                       by commas: N/PER, concurrency=K, rate=N/PER, burst=B,
+                       count=completion|grant, max_wait=D, max_hold=D,
+                       max_waiters=N. A meter that already exists in the
+                       database keeps its stored limits (default: none)
+    --reconfigure      let --meter replace the stored limits of existing
+                       meters (default: false)
+    --sync MODE        normal: survives kill -9; full: fsync every grant,
+                       survives power loss (default: normal)
+    --allow-other      let other users use the mount (default: false)
+    --debug            log every FUSE request (default: false)
+
+EXAMPLES
+    rlfs mount --meter 'email=1/s,75/h' /mnt/rl
+    rlfs mount --db /tmp/demo.db --meter 'api=rate=10/s,burst=20,concurrency=4' /tmp/rl
+`
+
+// meterFlags collects repeated --meter flags.
+type meterFlags []string
+
+func (m *meterFlags) String() string     { return strings.Join(*m, " ") }
+func (m *meterFlags) Set(v string) error { *m = append(*m, v); return nil }
+
+type declared struct {
+	name string
+	spec meter.Spec
+}
+
+type mountConfig struct {
+	db          string
+	dir         string
+	meters      []declared
+	sync        string
+	reconfigure bool
+	allowOther  bool
+	debug       bool
+}
+
+func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
+	var c mountConfig
+	var meters meterFlags
+	fs := flag.NewFlagSet("rlfs mount", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stdout, mountUsage) }
+	fs.StringVar(&c.db, "db", "", "")
+	fs.Var(&meters, "meter", "")
+	fs.StringVar(&c.sync, "sync", "normal", "")
+	fs.BoolVar(&c.reconfigure, "reconfigure", false, "")
+	fs.BoolVar(&c.allowOther, "allow-other", false, "")
+	fs.BoolVar(&c.debug, "debug", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, &usageError{msg: err.Error(), hint: "rlfs mount --help"}
+	}
+	switch fs.NArg() {
+	case 1:
+		c.dir = fs.Arg(0)
+	case 0:
+		return c, &usageError{msg: "missing MOUNTPOINT", hint: "rlfs mount --meter 'demo=2/1s' /tmp/rl"}
+	default:
+		return c, &usageError{msg: fmt.Sprintf("one MOUNTPOINT expected, got %q (put flags before it)", fs.Args()), hint: "rlfs mount --help"}
+	}
+	if c.sync != "normal" && c.sync != "full" {
+		return c, &usageError{msg: fmt.Sprintf("--sync %q: want normal or full", c.sync), hint: "rlfs mount --help"}
+	}
+	seen := map[string]bool{}
+	for _, m := range meters {
+		name, specText, ok := strings.Cut(m, "=")
+		if !ok {
+			return c, &usageError{msg: fmt.Sprintf("--meter %q: want NAME=SPEC, such as email=1/s,75/h", m), hint: "rlfs mount --help"}
+		}
+		if err := meter.ValidName(name); err != nil {
+			return c, &usageError{msg: fmt.Sprintf("--meter %q: %v", m, err), hint: "rlfs mount --help"}
+		}
+		spec, err := meter.ParseSpec(strings.ReplaceAll(specText, "\n", ","))
+		if err != nil {
+			return c, &usageError{msg: fmt.Sprintf("--meter %q: %v", m, err), hint: "rlfs mount --help"}
+		}
+		if seen[name] {
+			return c, &usageError{msg: fmt.Sprintf("--meter %q: meter %q is declared twice; keep one", m, name), hint: "rlfs mount --help"}
+		}
+		seen[name] = true
+		c.meters = append(c.meters, declared{name, spec})
+	}
+	return c, nil
+}
+
+// defaultDB is where the database lives without --db.
+func defaultDB() (string, error) {
+	if p := os.Getenv("RLFS_DB"); p != "" {
+		return p, nil
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/rlfs/meters.db", nil
+	}
+	state := os.Getenv("XDG_STATE_HOME")
+	if state == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("no home directory to keep the database in; pass --db PATH")
+		}
+		state = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(state, "rlfs", "meters.db"), nil
+}
+
+func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseMount(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if c.db == "" {
+		if c.db, err = defaultDB(); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(c.db), 0o755); err != nil {
+			return fmt.Errorf("cannot create %s: %v; create it or pass --db", filepath.Dir(c.db), err)
+		}
+	}
+	dir, err := checkMountpoint(c.dir)
+	if err != nil {
+		return err
+	}
+	store, err := sqlite.Open(c.db, sqlite.Options{Sync: c.sync, Mountpoint: dir})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg, err := meter.Open(store, meter.Options{})
+	if err != nil {
+		return fmt.Errorf("load %s: %w", c.db, err)
+	}
+	for _, d := range c.meters {
+		res, err := reg.Declare(d.name, d.spec, c.reconfigure)
+		switch {
+		case err != nil:
+			return fmt.Errorf("declare meter %q: %w", d.name, err)
+		case res.Created:
+			log.Info("meter created", "meter", d.name, "limits", d.spec.String())
+		case res.Changed:
+			log.Info("meter reconfigured", "meter", d.name, "limits", d.spec.String())
+		case res.Differed:
+			log.Warn("meter keeps its stored limits; pass --reconfigure to replace them, or write its limits file",
+				"meter", d.name, "stored", res.Stored.String(), "declared", d.spec.String())
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create mountpoint %s: %v; create it or choose another", dir, err)
+	}
+	root := fsnode.NewRoot(fsnode.Options{Registry: reg, Logger: log})
+	mnt, err := fsnode.NewMount(dir, root, fsnode.MountOptions{
+		Direct: os.Geteuid() == 0, AllowOther: c.allowOther, Debug: c.debug,
+	})
+	if err != nil {
+		return fmt.Errorf("%v; check that %s is an empty directory you own and that /dev/fuse exists", err, dir)
+	}
+	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: waiters get EIO, state is persisted, the mount is detached", "mountpoint", dir)
+		reg.Close()
+		if err := mnt.Shutdown(2 * time.Second); err != nil {
+			log.Error("unmount failed", "err", err)
+		}
+	case <-mnt.Done():
+		log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
+		reg.Close()
+	}
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", c.db, err)
+	}
+	log.Info("stopped", "mountpoint", dir)
+	return nil
+}
+
+// checkMountpoint says what is wrong with dir before mount(2) would, and
+// returns its absolute path. A missing dir is fine (it is created later).
+func checkMountpoint(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("mountpoint %s: %v", dir, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, syscall.ENOTCONN):
+		return "", fmt.Errorf("mountpoint %s is a dead FUSE mount (transport endpoint is not connected); run: umount -l %s", abs, abs)
+	case errors.Is(err, os.ErrNotExist):
+		if pfi, perr := os.Stat(filepath.Dir(abs)); perr == nil && !pfi.IsDir() {
+			return "", fmt.Errorf("mountpoint %s: %s is not a directory; choose another mountpoint", abs, filepath.Dir(abs))
+		}
+		return abs, nil
+	case err != nil:
+		return "", fmt.Errorf("mountpoint %s: %v", abs, err)
+	case !fi.IsDir():
+		return "", fmt.Errorf("mountpoint %s is not a directory; choose a directory", abs)
+	}
+	if mounted(abs) {
+		return "", fmt.Errorf("mountpoint %s is busy: something is already mounted there; unmount it (umount %s) or choose another", abs, abs)
+	}
+	return abs, nil
+}
+
+// mounted reports whether dir is a mount point, from /proc/self/mountinfo.
+func mounted(dir string) bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescapeMount(fields[4]) == dir {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMount(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}

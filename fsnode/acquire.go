@@ -1,0 +1,129 @@
+package fsnode
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// acquireFile is a meter's `acquire`: open waits for a grant, the last close
+// completes the call.
+type acquireFile struct {
+	fs.Inode
+	d *meterDir
+}
+
+var (
+	_ = (fs.NodeOpener)((*acquireFile)(nil))
+	_ = (fs.NodeGetattrer)((*acquireFile)(nil))
+	_ = (fs.NodeSetattrer)((*acquireFile)(nil))
+)
+
+func (a *acquireFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fileAttr(a.d, 0o444, out)
+	return 0
+}
+
+// Setattr refuses truncation and chmod: acquire's attributes derive from the meter.
+func (a *acquireFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+// Open waits in the meter's FIFO queue until it grants a call.
+func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, ToErrno(errNotAllowed)
+	}
+	r := a.d.root
+	r.inflight.Add(1)
+	defer r.inflight.Done()
+	h := callerOf(ctx)
+	m := a.d.m
+	start := time.Now()
+	c, err := m.Acquire(ctx, h, flags&syscall.O_NONBLOCK != 0)
+	if err != nil {
+		if errno := ToErrno(err); errno == syscall.EIO {
+			r.log.Error("open of acquire failed", "meter", m.Name(), "pid", h.PID, "err", err)
+		}
+		return nil, 0, ToErrno(err)
+	}
+	r.opens.Add(1)
+	return &grantHandle{m: m, call: c, waited: time.Since(start)}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// grantHandle is an open `acquire`: one granted call.
+type grantHandle struct {
+	m      *meter.Meter
+	call   meter.Call
+	waited time.Duration
+}
+
+var (
+	_ = (fs.FileReader)((*grantHandle)(nil))
+	_ = (fs.FileReleaser)((*grantHandle)(nil))
+	_ = (fs.FileFlusher)((*grantHandle)(nil))
+)
+
+// Read returns one line about the grant.
+func (g *grantHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	line := fmt.Sprintf("granted %s waited %s meter %s call %d pid %d\n",
+		meter.FormatTime(g.call.GrantedAt), g.waited.Round(time.Microsecond), g.m.Name(), g.call.ID, g.call.Holder.PID)
+	return fuse.ReadResultData(sliceAt([]byte(line), off, len(dest))), 0
+}
+
+// Flush answers ENOSYS, so the kernel stops sending FLUSH: completion is the
+// last close (RELEASE), and this saves a round trip per close.
+func (g *grantHandle) Flush(ctx context.Context) syscall.Errno { return syscall.ENOSYS }
+
+// Release completes the call.
+func (g *grantHandle) Release(ctx context.Context) syscall.Errno {
+	_ = g.m.Release(g.call.ID) // a store error is counted in the meter's stats
+	return 0
+}
+
+func sliceAt(b []byte, off int64, n int) []byte {
+	if off >= int64(len(b)) {
+		return nil
+	}
+	b = b[off:]
+	if len(b) > n {
+		b = b[:n]
+	}
+	return b
+}
+
+// callerOf says who is opening: pid, uid, gid from the request, the command
+// line from /proc.
+func callerOf(ctx context.Context) meter.Holder {
+	var h meter.Holder
+	if c, ok := fuse.FromContext(ctx); ok {
+		h.PID, h.UID, h.GID = int(c.Pid), c.Uid, c.Gid
+	}
+	if h.PID > 0 {
+		h.Cmd = cmdline(h.PID)
+	}
+	return h
+}
+
+const maxCmd = 1024
+
+func cmdline(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return ""
+	}
+	b = bytes.TrimRight(b, "\x00")
+	if len(b) > maxCmd {
+		b = b[:maxCmd]
+	}
+	return string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+}

@@ -1,0 +1,158 @@
+package fsnode
+
+import (
+	"context"
+	"sort"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// meterDir is one meter's directory. Its owner and mode are the meter's
+// access control.
+type meterDir struct {
+	fs.Inode
+	root *Root
+	m    *meter.Meter
+	ino  uint64
+}
+
+var (
+	_ = (fs.NodeLookuper)((*meterDir)(nil))
+	_ = (fs.NodeReaddirer)((*meterDir)(nil))
+	_ = (fs.NodeGetattrer)((*meterDir)(nil))
+	_ = (fs.NodeSetattrer)((*meterDir)(nil))
+	_ = (fs.NodeCreater)((*meterDir)(nil))
+	_ = (fs.NodeMkdirer)((*meterDir)(nil))
+	_ = (fs.NodeUnlinker)((*meterDir)(nil))
+	_ = (fs.NodeRmdirer)((*meterDir)(nil))
+	_ = (fs.NodeRenamer)((*meterDir)(nil))
+)
+
+// The files of a meter directory, with their inode offsets from the directory's.
+type child struct {
+	name string
+	off  uint64
+	mode uint32 // S_IFREG or S_IFDIR
+}
+
+var children = []child{
+	{"acquire", 1, syscall.S_IFREG},
+	{"limits", 2, syscall.S_IFREG},
+	{"status", 3, syscall.S_IFREG},
+	{"holders", 4, syscall.S_IFDIR},
+	{"waiters", 5, syscall.S_IFDIR},
+}
+
+func (d *meterDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(d.m.Attr(), &out.Attr)
+	out.SetTimeout(d.root.static)
+	return 0
+}
+
+// Setattr handles chmod and chown of the meter, which persist.
+func (d *meterDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	a := d.m.Attr()
+	if m, ok := in.GetMode(); ok {
+		a.Mode = m & 0o7777
+	}
+	if u, ok := in.GetUID(); ok {
+		a.UID = u
+	}
+	if g, ok := in.GetGID(); ok {
+		a.GID = g
+	}
+	if _, ok := in.GetSize(); ok {
+		return syscall.EISDIR
+	}
+	if a != d.m.Attr() {
+		if err := d.m.SetAttr(a); err != nil {
+			d.root.log.Error("chmod/chown failed", "meter", d.m.Name(), "err", err)
+			return ToErrno(err)
+		}
+		d.root.log.Info("meter owner/mode changed", "meter", d.m.Name(), "mode", a.Mode, "uid", a.UID, "gid", a.GID)
+		// The files' modes and owners derive from the directory's.
+		for _, c := range children {
+			if ch := d.GetChild(c.name); ch != nil {
+				_ = ch.NotifyContent(0, 0)
+			}
+		}
+	}
+	dirAttr(a, &out.Attr)
+	out.SetTimeout(d.root.static)
+	return 0
+}
+
+func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	for _, c := range children {
+		if c.name != name {
+			continue
+		}
+		var node fs.InodeEmbedder
+		switch name {
+		case "acquire":
+			node = &acquireFile{d: d}
+		case "limits":
+			node = &limitsFile{d: d}
+		case "status":
+			node = &statusFile{d: d}
+		case "holders":
+			node = &listDir{d: d, waiters: false}
+		case "waiters":
+			node = &listDir{d: d, waiters: true}
+		}
+		ch := d.NewInode(ctx, node, fs.StableAttr{Mode: c.mode, Ino: d.ino + c.off})
+		var a fuse.AttrOut
+		node.(fs.NodeGetattrer).Getattr(ctx, nil, &a)
+		out.Attr = a.Attr
+		out.SetEntryTimeout(d.root.static)
+		out.SetAttrTimeout(d.root.static)
+		return ch, 0
+	}
+	return nil, syscall.ENOENT
+}
+
+func (d *meterDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	entries := make([]fuse.DirEntry, 0, len(children))
+	for _, c := range children {
+		entries = append(entries, fuse.DirEntry{Name: c.name, Mode: c.mode, Ino: d.ino + c.off})
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
+	return fs.NewListDirStream(entries), 0
+}
+
+// A meter directory's contents are fixed: creating, removing or renaming
+// anything in it is not allowed.
+
+func (d *meterDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, ToErrno(errNotAllowed)
+}
+
+func (d *meterDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, ToErrno(errNotAllowed)
+}
+
+func (d *meterDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+func (d *meterDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+func (d *meterDir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+// fileAttr fills a meter file's attributes: owned like the directory, with
+// the directory's permission bits masked by mask.
+func fileAttr(d *meterDir, mask uint32, out *fuse.AttrOut) {
+	a := d.m.Attr()
+	out.Mode = syscall.S_IFREG | a.Mode&mask
+	out.Uid, out.Gid = a.UID, a.GID
+	out.Nlink = 1
+	out.SetTimeout(d.root.static)
+}

@@ -1,0 +1,188 @@
+package fsnode
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// Options configure a filesystem.
+type Options struct {
+	Registry *meter.Registry
+	Logger   *slog.Logger // default slog.Default()
+	// StaticTimeout is how long the kernel may cache entries and attributes
+	// of nodes that do not change by themselves (meters, acquire, limits,
+	// status). Default 1s; dynamic entries (holders/, waiters/) are never cached.
+	StaticTimeout time.Duration
+}
+
+// Root is the mount's root directory: one subdirectory per meter. It is safe
+// for concurrent use.
+type Root struct {
+	fs.Inode
+	reg    *meter.Registry
+	log    *slog.Logger
+	static time.Duration
+
+	mu   sync.Mutex
+	inos map[*meter.Meter]uint64 // stable inode numbers of meter directories
+	next uint64
+
+	inflight sync.WaitGroup // opens of acquire being handled
+	opens    atomic.Int64
+}
+
+var (
+	_ = (fs.NodeLookuper)((*Root)(nil))
+	_ = (fs.NodeReaddirer)((*Root)(nil))
+	_ = (fs.NodeGetattrer)((*Root)(nil))
+	_ = (fs.NodeMkdirer)((*Root)(nil))
+	_ = (fs.NodeRmdirer)((*Root)(nil))
+	_ = (fs.NodeCreater)((*Root)(nil))
+	_ = (fs.NodeUnlinker)((*Root)(nil))
+	_ = (fs.NodeRenamer)((*Root)(nil))
+)
+
+// NewRoot returns the root node of an rlfs filesystem over opt.Registry.
+func NewRoot(opt Options) *Root {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.StaticTimeout == 0 {
+		opt.StaticTimeout = time.Second
+	}
+	return &Root{reg: opt.Registry, log: opt.Logger, static: opt.StaticTimeout,
+		inos: map[*meter.Meter]uint64{}, next: 1}
+}
+
+// Inode numbers: 1 is the root; each meter directory takes a block of
+// inoBlock numbers for itself and its files; holders/ and waiters/ entries
+// live above dynamicBase.
+const (
+	inoBlock    = 8
+	dynamicBase = 1 << 62
+)
+
+func (r *Root) inoOf(m *meter.Meter) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ino, ok := r.inos[m]
+	if !ok {
+		ino = r.next * inoBlock
+		r.next++
+		r.inos[m] = ino
+	}
+	return ino
+}
+
+func (r *Root) forget(m *meter.Meter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.inos, m)
+}
+
+// Getattr reports the root as a world-readable directory.
+func (r *Root) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o755
+	out.Nlink = 2
+	out.SetTimeout(r.static)
+	return 0
+}
+
+// Lookup finds a meter directory by name.
+func (r *Root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	m := r.reg.Get(name)
+	if m == nil {
+		return nil, syscall.ENOENT
+	}
+	return r.meterInode(ctx, m, out), 0
+}
+
+func (r *Root) meterInode(ctx context.Context, m *meter.Meter, out *fuse.EntryOut) *fs.Inode {
+	d := &meterDir{root: r, m: m, ino: r.inoOf(m)}
+	ch := r.NewInode(ctx, d, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: d.ino})
+	dirAttr(m.Attr(), &out.Attr)
+	out.Ino = d.ino
+	out.SetEntryTimeout(r.static)
+	out.SetAttrTimeout(r.static)
+	return ch
+}
+
+// Readdir lists the meters.
+func (r *Root) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	names := r.reg.Names()
+	entries := make([]fuse.DirEntry, 0, len(names))
+	for _, n := range names {
+		if m := r.reg.Get(n); m != nil {
+			entries = append(entries, fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR, Ino: r.inoOf(m)})
+		}
+	}
+	return fs.NewListDirStream(entries), 0
+}
+
+// Mkdir creates a meter with the default spec, owned by the caller.
+func (r *Root) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if err := meter.ValidName(name); err != nil {
+		r.log.Warn("mkdir refused", "meter", name, "err", err)
+		if len(name) > meter.MaxNameLen {
+			return nil, ToErrno(errNameTooLong)
+		}
+		return nil, ToErrno(fmt.Errorf("%w: %w", errBadInput, err))
+	}
+	attr := meter.Attr{Mode: mode & 0o7777}
+	if c, ok := fuse.FromContext(ctx); ok {
+		attr.UID, attr.GID = c.Uid, c.Gid
+	}
+	m, err := r.reg.Create(name, meter.DefaultSpec(), attr)
+	if err != nil {
+		r.log.Warn("mkdir failed", "meter", name, "err", err)
+		return nil, ToErrno(err)
+	}
+	r.log.Info("meter created", "meter", name, "limits", m.Spec().String(), "mode", fmt.Sprintf("%04o", attr.Mode), "uid", attr.UID)
+	return r.meterInode(ctx, m, out), 0
+}
+
+// Rmdir removes an idle meter; EBUSY while it has holders or waiters.
+func (r *Root) Rmdir(ctx context.Context, name string) syscall.Errno {
+	m := r.reg.Get(name)
+	if m == nil {
+		return syscall.ENOENT
+	}
+	if err := r.reg.Remove(name); err != nil {
+		r.log.Warn("rmdir refused", "meter", name, "err", err)
+		return ToErrno(err)
+	}
+	r.forget(m)
+	r.log.Info("meter removed", "meter", name)
+	return 0
+}
+
+// Create refuses: the root holds only meter directories (use mkdir).
+func (r *Root) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, ToErrno(errNotAllowed)
+}
+
+// Unlink refuses: there are no files in the root.
+func (r *Root) Unlink(ctx context.Context, name string) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+// Rename refuses: a meter's name is its identity in the database.
+func (r *Root) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+func dirAttr(a meter.Attr, out *fuse.Attr) {
+	out.Mode = syscall.S_IFDIR | a.Mode&0o7777
+	out.Uid, out.Gid = a.UID, a.GID
+	out.Nlink = 4
+}
