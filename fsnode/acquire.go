@@ -109,9 +109,27 @@ func callerOf(ctx context.Context) meter.Holder {
 		h.PID, h.UID, h.GID = int(c.Pid), c.Uid, c.Gid
 	}
 	if h.PID > 0 {
+		h.PID = tgid(h.PID)
 		h.Cmd = cmdline(h.PID)
 	}
 	return h
+}
+
+// tgid maps the thread id that FUSE reports to its process id.
+func tgid(tid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return tid
+	}
+	_, rest, ok := bytes.Cut(b, []byte("\nTgid:"))
+	if !ok {
+		return tid
+	}
+	line, _, _ := bytes.Cut(rest, []byte("\n"))
+	if pid, err := strconv.Atoi(string(bytes.TrimSpace(line))); err == nil && pid > 0 {
+		return pid
+	}
+	return tid
 }
 
 const maxCmd = 1024

@@ -1,0 +1,313 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// stmts are the prepared statements of a Store, all on its one connection.
+type stmts struct {
+	begin, beginRead, commit, rollback *sql.Stmt
+
+	create, setSpec, setAttr, delMeter, delCalls *sql.Stmt
+	grantMeter, grantCall, complete              *sql.Stmt
+	pruneDone, pruneGranted                      *sql.Stmt
+	loadMeters, loadCalls                        *sql.Stmt
+}
+
+func (st *stmts) prepare(ctx context.Context, conn *sql.Conn) error {
+	for _, p := range []struct {
+		s    **sql.Stmt
+		text string
+	}{
+		{&st.begin, "BEGIN IMMEDIATE"},
+		{&st.beginRead, "BEGIN"},
+		{&st.commit, "COMMIT"},
+		{&st.rollback, "ROLLBACK"},
+		{&st.create, `INSERT INTO meters (name, spec, mode, uid, gid, tat_ns, next_id, grants, created_ns)
+			VALUES (?, ?, ?, ?, ?, NULL, 0, 0, ?)`},
+		{&st.setSpec, "UPDATE meters SET spec = ? WHERE name = ?"},
+		{&st.setAttr, "UPDATE meters SET mode = ?, uid = ?, gid = ? WHERE name = ?"},
+		{&st.delMeter, "DELETE FROM meters WHERE name = ?"},
+		{&st.delCalls, "DELETE FROM calls WHERE meter = ?"},
+		{&st.grantMeter, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = grants + 1 WHERE name = ?"},
+		{&st.grantCall, `INSERT INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&st.complete, "UPDATE calls SET done_ns = ?, expired = ? WHERE meter = ? AND id = ?"},
+		{&st.pruneDone, "DELETE FROM calls WHERE meter = ? AND done_ns IS NOT NULL AND done_ns <= ?"},
+		{&st.pruneGranted, "DELETE FROM calls WHERE meter = ? AND done_ns IS NOT NULL AND granted_ns <= ?"},
+		{&st.loadMeters, "SELECT name, spec, mode, uid, gid, tat_ns, next_id, grants FROM meters ORDER BY name"},
+		{&st.loadCalls, "SELECT meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd FROM calls ORDER BY meter, id"},
+	} {
+		stmt, err := conn.PrepareContext(ctx, p.text)
+		if err != nil {
+			return err
+		}
+		*p.s = stmt
+	}
+	return nil
+}
+
+func (st *stmts) close() {
+	for _, s := range []*sql.Stmt{
+		st.begin, st.beginRead, st.commit, st.rollback,
+		st.create, st.setSpec, st.setAttr, st.delMeter, st.delCalls,
+		st.grantMeter, st.grantCall, st.complete,
+		st.pruneDone, st.pruneGranted, st.loadMeters, st.loadCalls,
+	} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// exec runs stmt and returns how many rows it changed.
+func exec(stmt *sql.Stmt, args ...any) (int64, error) {
+	res, err := stmt.Exec(args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// must1 runs stmt and fails with meter.ErrNotExist unless it changed a row.
+func must1(stmt *sql.Stmt, args ...any) error {
+	n, err := exec(stmt, args...)
+	if err == nil && n == 0 {
+		err = meter.ErrNotExist
+	}
+	return err
+}
+
+// txLocked runs f in a write transaction and commits it.
+func (s *Store) txLocked(f func() error) error {
+	if _, err := s.st.begin.Exec(); err != nil {
+		return err
+	}
+	err := f()
+	if err == nil {
+		_, err = s.st.commit.Exec()
+	}
+	if err != nil {
+		s.st.rollback.Exec() // may fail when SQLite already rolled back
+	}
+	return err
+}
+
+// write runs f with the store locked, if it may write.
+func (s *Store) write(f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(true); err != nil {
+		return err
+	}
+	return f()
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Load returns every meter, sorted by name, with its calls in grant order,
+// read in one transaction.
+func (s *Store) Load() ([]meter.Stored, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(false); err != nil {
+		return nil, err
+	}
+	if _, err := s.st.beginRead.Exec(); err != nil {
+		return nil, fmt.Errorf("sqlite: load %s: %w", s.path, err)
+	}
+	out, err := s.loadLocked()
+	if _, cerr := s.st.commit.Exec(); err == nil && cerr != nil {
+		err = fmt.Errorf("sqlite: load %s: %w", s.path, cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) loadLocked() ([]meter.Stored, error) {
+	out, err := s.loadMeters()
+	if err != nil {
+		return nil, err
+	}
+	index := make(map[string]int, len(out))
+	for i, m := range out {
+		index[m.Name] = i
+	}
+	rows, err := s.st.loadCalls.Query()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load calls from %s: %w", s.path, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			name          string
+			c             meter.Call
+			granted, done sql.NullInt64
+			expired       int64
+		)
+		if err := rows.Scan(&name, &c.ID, &granted, &done, &expired, &c.Holder.PID, &c.Holder.UID, &c.Holder.GID, &c.Holder.Cmd); err != nil {
+			return nil, fmt.Errorf("sqlite: load calls from %s: %w", s.path, err)
+		}
+		i, ok := index[name]
+		if !ok {
+			continue // a call of no meter: nothing counts it
+		}
+		c.GrantedAt, c.DoneAt, c.Expired = timeOf(granted), timeOf(done), expired != 0
+		out[i].State.Calls = append(out[i].State.Calls, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: load calls from %s: %w", s.path, err)
+	}
+	return out, nil
+}
+
+func (s *Store) loadMeters() ([]meter.Stored, error) {
+	rows, err := s.st.loadMeters.Query()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load meters from %s: %w", s.path, err)
+	}
+	defer rows.Close()
+	var out []meter.Stored
+	for rows.Next() {
+		var (
+			m    meter.Stored
+			spec string
+			tat  sql.NullInt64
+		)
+		if err := rows.Scan(&m.Name, &spec, &m.Attr.Mode, &m.Attr.UID, &m.Attr.GID, &tat, &m.State.NextID, &m.Grants); err != nil {
+			return nil, fmt.Errorf("sqlite: load meters from %s: %w", s.path, err)
+		}
+		if m.Spec, err = meter.ParseSpec(spec); err != nil {
+			return nil, failf(ErrCorrupt, err, "sqlite: meter %q in %s has limits that do not parse (%v); fix them with the sqlite3 tool or pass --db", m.Name, s.path, err)
+		}
+		m.State.TAT = timeOf(tat)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: load meters from %s: %w", s.path, err)
+	}
+	return out, nil
+}
+
+// CreateMeter stores a new meter; it fails with meter.ErrExist if the name is taken.
+func (s *Store) CreateMeter(name string, spec meter.Spec, attr meter.Attr) error {
+	err := s.write(func() error {
+		_, err := exec(s.st.create, name, spec.String(), attr.Mode, attr.UID, attr.GID, time.Now().UnixNano())
+		if isConstraint(err) {
+			err = meter.ErrExist
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: create %q: %w", name, err)
+	}
+	return nil
+}
+
+// SetSpec replaces a meter's spec; meter.ErrNotExist if there is no such meter.
+func (s *Store) SetSpec(name string, spec meter.Spec) error {
+	err := s.write(func() error { return must1(s.st.setSpec, spec.String(), name) })
+	if err != nil {
+		return fmt.Errorf("sqlite: store limits of %q: %w", name, err)
+	}
+	return nil
+}
+
+// SetAttr replaces a meter's owner and mode; meter.ErrNotExist if there is no such meter.
+func (s *Store) SetAttr(name string, attr meter.Attr) error {
+	err := s.write(func() error { return must1(s.st.setAttr, attr.Mode, attr.UID, attr.GID, name) })
+	if err != nil {
+		return fmt.Errorf("sqlite: store owner and mode of %q: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteMeter removes a meter and its calls in one transaction.
+func (s *Store) DeleteMeter(name string) error {
+	err := s.write(func() error {
+		return s.txLocked(func() error {
+			if err := must1(s.st.delMeter, name); err != nil {
+				return err
+			}
+			_, err := exec(s.st.delCalls, name)
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: delete %q: %w", name, err)
+	}
+	return nil
+}
+
+// Grant records call c and the bucket's TAT after it, and bumps the meter's
+// grant counter and next ID, in one transaction committed before it returns.
+func (s *Store) Grant(name string, c meter.Call, tat time.Time) error {
+	err := s.write(func() error {
+		return s.txLocked(func() error {
+			if err := must1(s.st.grantMeter, nsOf(tat), int64(c.ID+1), name); err != nil {
+				return err
+			}
+			h := c.Holder
+			_, err := exec(s.st.grantCall, name, int64(c.ID), nsOf(c.GrantedAt), nsOf(c.DoneAt), boolInt(c.Expired), h.PID, h.UID, h.GID, h.Cmd)
+			if isConstraint(err) {
+				err = fmt.Errorf("call %d is already stored (%w)", c.ID, err)
+			}
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: record grant %d of %q: %w", c.ID, name, err)
+	}
+	return nil
+}
+
+// errNoCall says that Complete named a call the store does not hold.
+var errNoCall = errors.New("no such call")
+
+// Complete records c's completion time and whether max_hold ended it.
+func (s *Store) Complete(name string, c meter.Call) error {
+	err := s.write(func() error {
+		n, err := exec(s.st.complete, nsOf(c.DoneAt), boolInt(c.Expired), name, int64(c.ID))
+		if err == nil && n == 0 {
+			err = errNoCall
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: record completion of call %d of %q: %w", c.ID, name, err)
+	}
+	return nil
+}
+
+// Prune deletes the meter's completed calls that completed (or, with
+// byGrant, were granted) at or before cutoff. Calls in progress stay.
+func (s *Store) Prune(name string, cutoff time.Time, byGrant bool) error {
+	if cutoff.IsZero() {
+		return nil
+	}
+	err := s.write(func() error {
+		stmt := s.st.pruneDone
+		if byGrant {
+			stmt = s.st.pruneGranted
+		}
+		_, err := exec(stmt, name, cutoff.UnixNano())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: prune calls of %q: %w", name, err)
+	}
+	return nil
+}
