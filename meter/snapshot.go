@@ -36,6 +36,8 @@ type Snapshot struct {
 	Next   Decision
 	Grants uint64 // ever, as stored
 	Stats  Stats
+	// WaitersUnknown is set by SnapshotOf: a store does not hold waiters.
+	WaitersUnknown bool
 }
 
 // Snapshot returns the meter's state at the clock's now.
@@ -88,7 +90,11 @@ func (s Snapshot) Text() string {
 	}
 	kv("in_progress", "%d of %s", len(s.Holders), conc)
 	kv("expired_holds", "%d", len(s.Expired))
-	kv("waiting", "%d", len(s.Waiters))
+	if s.WaitersUnknown {
+		kv("waiting", "-")
+	} else {
+		kv("waiting", "%d", len(s.Waiters))
+	}
 	switch {
 	case s.Next.OK:
 		kv("next_grant", "now")
@@ -111,4 +117,35 @@ func (s Snapshot) Text() string {
 // FormatTime prints t's wall-clock reading in UTC, RFC 3339 with milliseconds.
 func FormatTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// SnapshotOf pictures a stored meter at now without a live Meter: for
+// reading a database that a running daemon owns. Calls in progress stay in
+// progress; waiters are not stored, so WaitersUnknown is set.
+func SnapshotOf(s Stored, now time.Time) Snapshot {
+	st := State{NextID: s.State.NextID, TAT: s.State.TAT}
+	for _, c := range s.State.Calls {
+		if c.GrantedAt.After(now) {
+			c.GrantedAt = now
+		}
+		if c.DoneAt.After(now) {
+			c.DoneAt = now
+		}
+		st.Calls = append(st.Calls, c)
+	}
+	snap := Snapshot{Name: s.Name, Spec: s.Spec, Attr: s.Attr, Now: now, Grants: s.Grants, WaitersUnknown: true}
+	st.Expire(s.Spec, now)
+	for _, c := range st.Calls {
+		switch {
+		case c.InProgress():
+			snap.Holders = append(snap.Holders, c)
+		case c.Expired:
+			snap.Expired = append(snap.Expired, c)
+		}
+	}
+	for _, w := range s.Spec.Windows {
+		snap.Usage = append(snap.Usage, WindowUsage{Window: w, Used: Usage(s.Spec, w, &st, now)})
+	}
+	snap.Next = Admit(s.Spec, &st, now)
+	return snap
 }

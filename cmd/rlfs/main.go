@@ -72,6 +72,7 @@ const mainUsage = `rlfs — rate limits for every process on the host, as a file
 
 SYNOPSIS
     rlfs mount [flags] MOUNTPOINT     serve meters at MOUNTPOINT (foreground)
+    rlfs status [--json] MOUNTPOINT   a table of meters (or --db PATH)
     rlfs version                      print the version
 
 Run "rlfs COMMAND --help" for a command's flags and examples.
@@ -93,6 +94,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "mount":
 		return runMount(ctx, args[1:], stdout, stderr)
+	case "status":
+		return runStatus(args[1:], stdout, stderr)
 	case "version", "--version":
 		return runVersion(args[1:], stdout, stderr)
 	}
