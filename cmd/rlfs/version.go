@@ -14,7 +14,9 @@ var version = ""
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("rlfs version", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, "SYNOPSIS\n    rlfs version\n\nPrints the version of rlfs and of the Go toolchain that built it.\n") }
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "SYNOPSIS\n    rlfs version\n\nPrints the version of rlfs and of the Go toolchain that built it.\n")
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
