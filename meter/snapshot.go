@@ -149,3 +149,6 @@ func SnapshotOf(s Stored, now time.Time) Snapshot {
 	snap.Next = Admit(s.Spec, &st, now)
 	return snap
 }
+
+// String returns the window as a spec item, such as "75/1h".
+func (w Window) String() string { return fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per)) }

@@ -20,8 +20,9 @@ import (
 )
 
 const mountUsage = `SYNOPSIS
-    rlfs mount [--db PATH] [--meter NAME=SPEC]... [--sync normal|full]
-               [--reconfigure] [--allow-other] [--debug] MOUNTPOINT
+    rlfs mount [--db PATH] [--config FILE] [--meter NAME=SPEC]...
+               [--sync normal|full] [--metrics ADDR] [--reconfigure]
+               [--allow-other] [--debug] MOUNTPOINT
 
 Serves the meters of the database at MOUNTPOINT, in the foreground, until
 SIGINT or SIGTERM. Each meter is a directory; opening its "acquire" file
@@ -37,7 +38,12 @@ FLAGS
                        count=completion|grant, max_wait=D, max_hold=D,
                        max_waiters=N. A meter that already exists in the
                        database keeps its stored limits (default: none)
-    --reconfigure      let --meter replace the stored limits of existing
+    --config FILE      a TOML file declaring db, sync, allow_other, metrics
+                       and [meters] (NAME = "SPEC", or a table of items);
+                       flags given on the command line win (default: none)
+    --metrics ADDR     serve Prometheus metrics at http://ADDR/metrics,
+                       such as 127.0.0.1:9187 (default: off)
+    --reconfigure      let --meter and --config replace the stored limits of existing
                        meters (default: false)
     --sync MODE        normal: survives kill -9; full: fsync every grant,
                        survives power loss (default: normal)
@@ -47,6 +53,7 @@ FLAGS
 EXAMPLES
     rlfs mount --meter 'email=1/s,75/h' /mnt/rl
     rlfs mount --db /tmp/demo.db --meter 'api=rate=10/s,burst=20,concurrency=4' /tmp/rl
+    rlfs mount --config /etc/rlfs/rlfs.toml --metrics 127.0.0.1:9187 /mnt/rl
 `
 
 // meterFlags collects repeated --meter flags.
@@ -68,6 +75,8 @@ type mountConfig struct {
 	reconfigure bool
 	allowOther  bool
 	debug       bool
+	config      string
+	metrics     string
 }
 
 func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
@@ -82,6 +91,8 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	fs.BoolVar(&c.reconfigure, "reconfigure", false, "")
 	fs.BoolVar(&c.allowOther, "allow-other", false, "")
 	fs.BoolVar(&c.debug, "debug", false, "")
+	fs.StringVar(&c.config, "config", "", "")
+	fs.StringVar(&c.metrics, "metrics", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -96,10 +107,36 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	default:
 		return c, &usageError{msg: fmt.Sprintf("one MOUNTPOINT expected, got %q (put flags before it)", fs.Args()), hint: "rlfs mount --help"}
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var fromFile []declared
+	if c.config != "" {
+		fc, ms, err := loadConfig(c.config)
+		if err != nil {
+			return c, err
+		}
+		fromFile = ms
+		if !set["db"] && fc.DB != "" {
+			c.db = fc.DB
+		}
+		if !set["sync"] && fc.Sync != "" {
+			c.sync = fc.Sync
+		}
+		if !set["allow-other"] && fc.AllowOther != nil {
+			c.allowOther = *fc.AllowOther
+		}
+		if !set["metrics"] && fc.Metrics != "" {
+			c.metrics = fc.Metrics
+		}
+	}
 	if c.sync != "normal" && c.sync != "full" {
 		return c, &usageError{msg: fmt.Sprintf("--sync %q: want normal or full", c.sync), hint: "rlfs mount --help"}
 	}
 	seen := map[string]bool{}
+	for _, d := range fromFile {
+		seen[d.name] = true
+	}
+	c.meters = fromFile
 	for _, m := range meters {
 		name, specText, ok := strings.Cut(m, "=")
 		if !ok {
@@ -113,7 +150,7 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 			return c, &usageError{msg: fmt.Sprintf("--meter %q: %v", m, err), hint: "rlfs mount --help"}
 		}
 		if seen[name] {
-			return c, &usageError{msg: fmt.Sprintf("--meter %q: meter %q is declared twice; keep one", m, name), hint: "rlfs mount --help"}
+			return c, &usageError{msg: fmt.Sprintf("--meter %q: meter %q is declared twice (on the command line or in --config); keep one", m, name), hint: "rlfs mount --help"}
 		}
 		seen[name] = true
 		c.meters = append(c.meters, declared{name, spec})
@@ -163,7 +200,8 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer store.Close()
-	reg, err := meter.Open(store, meter.Options{})
+	met := newMetrics()
+	reg, err := meter.Open(store, meter.Options{OnGrant: met.observe})
 	if err != nil {
 		return fmt.Errorf("load %s: %w", c.db, err)
 	}
@@ -180,6 +218,14 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			log.Warn("meter keeps its stored limits; pass --reconfigure to replace them, or write its limits file",
 				"meter", d.name, "stored", res.Stored.String(), "declared", d.spec.String())
 		}
+	}
+	met.reg = reg
+	if c.metrics != "" {
+		stop, err := met.serve(c.metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cannot create mountpoint %s: %v; create it or choose another", dir, err)

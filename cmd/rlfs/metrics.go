@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// metrics exports every meter's state to Prometheus. Gauges and counters
+// are read from the meters at scrape time; the wait histogram is fed by grants.
+type metrics struct {
+	reg  *meter.Registry
+	wait *prometheus.HistogramVec
+	pr   *prometheus.Registry
+}
+
+var (
+	descGrants     = prometheus.NewDesc("rlfs_grants_total", "Calls granted since the daemon started.", []string{"meter"}, nil)
+	descReleases   = prometheus.NewDesc("rlfs_releases_total", "Calls completed by the last close of acquire since the daemon started.", []string{"meter"}, nil)
+	descTimeouts   = prometheus.NewDesc("rlfs_timeouts_total", "Opens that failed with ETIMEDOUT after max_wait.", []string{"meter"}, nil)
+	descInterrupts = prometheus.NewDesc("rlfs_interrupts_total", "Opens interrupted by a signal while waiting (EINTR).", []string{"meter"}, nil)
+	descExpired    = prometheus.NewDesc("rlfs_max_hold_expirations_total", "Calls counted completed because they were held longer than max_hold.", []string{"meter"}, nil)
+	descRejected   = prometheus.NewDesc("rlfs_rejections_total", "Opens refused with EAGAIN (O_NONBLOCK or max_waiters).", []string{"meter"}, nil)
+	descStoreErrs  = prometheus.NewDesc("rlfs_store_errors_total", "Database writes that failed.", []string{"meter"}, nil)
+	descWaiters    = prometheus.NewDesc("rlfs_waiters", "Opens of acquire blocked in the queue.", []string{"meter"}, nil)
+	descHolders    = prometheus.NewDesc("rlfs_holders", "Calls in progress.", []string{"meter"}, nil)
+	descWindowUsed = prometheus.NewDesc("rlfs_window_calls", "Calls counting against a window limit now.", []string{"meter", "window"}, nil)
+	descWindowMax  = prometheus.NewDesc("rlfs_window_limit_calls", "The window's limit N of N/PER.", []string{"meter", "window"}, nil)
+)
+
+func newMetrics() *metrics {
+	m := &metrics{pr: prometheus.NewRegistry()}
+	m.wait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "rlfs_wait_seconds",
+		Help:    "How long opens of acquire waited for their grant.",
+		Buckets: []float64{0.0001, 0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600},
+	}, []string{"meter"})
+	m.pr.MustRegister(m, m.wait)
+	return m
+}
+
+// observe records a grant's wait; it is the registry's OnGrant hook.
+func (m *metrics) observe(meterName string, waited time.Duration) {
+	m.wait.WithLabelValues(meterName).Observe(waited.Seconds())
+}
+
+// Describe sends the descriptors of the scrape-time metrics.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descGrants, descReleases, descTimeouts, descInterrupts, descExpired,
+		descRejected, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax} {
+		ch <- d
+	}
+}
+
+// Collect reads every meter's snapshot.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.reg == nil {
+		return
+	}
+	for _, name := range m.reg.Names() {
+		mt := m.reg.Get(name)
+		if mt == nil {
+			continue
+		}
+		s := mt.Snapshot()
+		counter := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), name)
+		}
+		counter(descGrants, s.Stats.Grants)
+		counter(descReleases, s.Stats.Releases)
+		counter(descTimeouts, s.Stats.Timeouts)
+		counter(descInterrupts, s.Stats.Interrupts)
+		counter(descExpired, s.Stats.Expired)
+		counter(descRejected, s.Stats.Rejected)
+		counter(descStoreErrs, s.Stats.StoreErrs)
+		ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(len(s.Waiters)), name)
+		ch <- prometheus.MustNewConstMetric(descHolders, prometheus.GaugeValue, float64(len(s.Holders)), name)
+		for _, u := range s.Usage {
+			w := u.Window.String()
+			ch <- prometheus.MustNewConstMetric(descWindowUsed, prometheus.GaugeValue, float64(u.Used), name, w)
+			ch <- prometheus.MustNewConstMetric(descWindowMax, prometheus.GaugeValue, float64(u.Window.N), name, w)
+		}
+	}
+}
+
+// serve listens on addr and serves /metrics until the returned stop is called.
+func (m *metrics) serve(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics %s: %v; pick a free address such as 127.0.0.1:9187", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.pr, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}
