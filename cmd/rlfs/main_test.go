@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/metertest"
+)
+
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := Run(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "missing command"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"mount"}, "missing MOUNTPOINT"},
+		{[]string{"mount", "a", "b"}, "one MOUNTPOINT expected"},
+		{[]string{"mount", "--meter", "x=0/s", "/tmp/x"}, `"0/s"`},
+		{[]string{"mount", "--meter", "x", "/tmp/x"}, "want NAME=SPEC"},
+		{[]string{"mount", "--meter", ".x=1/s", "/tmp/x"}, "starts with '.'"},
+		{[]string{"mount", "--meter", "x=1/s", "--meter", "x=2/s", "/tmp/x"}, "declared twice"},
+		{[]string{"mount", "--sync", "sometimes", "/tmp/x"}, "want normal or full"},
+		{[]string{"run", "/tmp/x"}, "want METER_DIR -- CMD"},
+		{[]string{"run", "--wait", "1s", "--nonblock", "/tmp/x", "--", "true"}, "exclude each other"},
+		{[]string{"status"}, "give either MOUNTPOINT or --db"},
+	} {
+		_, _, err := run(t, tc.args...)
+		require.Error(t, err, "rlfs %v", tc.args)
+		require.Contains(t, err.Error(), tc.want, "rlfs %v", tc.args)
+		var stderr bytes.Buffer
+		require.Equal(t, 2, exitCode(err, &stderr), "exit code of rlfs %v", tc.args)
+		require.Contains(t, stderr.String(), "Try: rlfs", "rlfs %v gives a hint", tc.args)
+	}
+}
+
+func TestHelpHasSynopsisFlagsAndExamples(t *testing.T) {
+	for _, cmd := range []string{"mount", "status", "run"} {
+		out, _, err := run(t, cmd, "--help")
+		require.ErrorContains(t, err, "help requested")
+		require.Equal(t, 0, exitCode(err, &bytes.Buffer{}))
+		for _, section := range []string{"SYNOPSIS", "FLAGS", "EXAMPLES"} {
+			require.Contains(t, out, section, "rlfs %s --help", cmd)
+		}
+		require.GreaterOrEqual(t, strings.Count(out, "(default"), 2, "rlfs %s --help names the defaults", cmd)
+	}
+	out, _, err := run(t, "--help")
+	require.NoError(t, err)
+	require.Contains(t, out, "rlfs mount")
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := run(t, "version")
+	require.NoError(t, err)
+	require.Regexp(t, `^rlfs \S+ go\S+ linux/\S+\n$`, out)
+}
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rlfs.toml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+db = "/tmp/x.db"
+sync = "full"
+[meters]
+email = "1/s,75/h"
+[meters.api]
+limits = ["10/s", "1000/h"]
+concurrency = 4
+max_wait = "30s"
+`), 0o644))
+	c, err := parseMount([]string{"--config", path, "/mnt/rl"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, "/tmp/x.db", c.db)
+	require.Equal(t, "full", c.sync)
+	require.Len(t, c.meters, 2)
+	require.Equal(t, "api", c.meters[0].name)
+	require.Equal(t, "10/1s,1000/1h,concurrency=4,max_wait=30s", c.meters[0].spec.String())
+	require.Equal(t, "1/1s,75/1h,concurrency=1", c.meters[1].spec.String())
+
+	// Flags win over the file.
+	c, err = parseMount([]string{"--config", path, "--db", "/tmp/y.db", "--sync", "normal", "/mnt/rl"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, "/tmp/y.db", c.db)
+	require.Equal(t, "normal", c.sync)
+
+	// A meter in both is an error, not a silent pick.
+	_, err = parseMount([]string{"--config", path, "--meter", "email=2/s", "/mnt/rl"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "declared twice")
+
+	for name, body := range map[string]string{
+		"unknown top key":  "dbb = \"x\"\n",
+		"unknown item":     "[meters.api]\nlimitz = [\"1/s\"]\n",
+		"bad spec":         "[meters]\nemail = \"0/s\"\n",
+		"bad name":         "[meters]\n\".hidden\" = \"1/s\"\n",
+		"not TOML":         "[meters\n",
+		"wrong value type": "[meters]\nemail = 5\n",
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".toml")
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+		_, err := parseMount([]string{"--config", p, "/mnt/rl"}, &bytes.Buffer{}, &bytes.Buffer{})
+		require.Error(t, err, name)
+		require.Contains(t, err.Error(), p, "%s: the error names the file", name)
+	}
+	_, err = parseMount([]string{"--config", filepath.Join(dir, "missing.toml"), "/mnt/rl"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "does not exist")
+}
+
+func TestStatusTextRoundTrip(t *testing.T) {
+	clk := metertest.NewClock()
+	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk})
+	require.NoError(t, err)
+	spec, _ := meter.ParseSpec("2/1s,10/1h,concurrency=0")
+	m, err := reg.Create("api", spec, meter.DefaultAttr())
+	require.NoError(t, err)
+	_, err = m.Enqueue(meter.Holder{PID: 1}, false)
+	require.NoError(t, err)
+	s, err := parseStatus(m.Snapshot().Text())
+	require.NoError(t, err)
+	require.Equal(t, "api", s.Name)
+	require.Equal(t, []windowStatus{{"2/1s", 1, 1}, {"10/1h", 1, 9}}, s.Windows)
+	require.Equal(t, 1, s.InProgress)
+	require.Equal(t, 0, s.Concurrency)
+	require.Equal(t, 0, *s.Waiting)
+	require.Equal(t, "now", s.NextGrant)
+	require.Equal(t, 1, s.Counters["grants_total"])
+}
+
+func TestMetricsLint(t *testing.T) {
+	clk := metertest.NewClock()
+	met := newMetrics()
+	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk, OnGrant: met.observe})
+	require.NoError(t, err)
+	met.reg = reg
+	spec, _ := meter.ParseSpec("1/s")
+	_, err = reg.Create("email", spec, meter.DefaultAttr())
+	require.NoError(t, err)
+	_, err = reg.Get("email").Enqueue(meter.Holder{}, false)
+	require.NoError(t, err)
+	clk.Advance(time.Second)
+	problems, err := testutil.GatherAndLint(met.pr)
+	require.NoError(t, err)
+	require.Empty(t, problems, "metric names and help follow Prometheus conventions")
+	n, err := testutil.GatherAndCount(met.pr, "rlfs_grants_total", "rlfs_waiters", "rlfs_holders", "rlfs_wait_seconds")
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+}
