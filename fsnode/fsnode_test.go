@@ -116,3 +116,88 @@ func TestAcquireHoldersAndRelease(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestMkdirLimitsRmdir(t *testing.T) {
+	f := mount(t, nil)
+	api := filepath.Join(f.dir, "api")
+	require.NoError(t, os.Mkdir(api, 0o750))
+	st, err := os.Stat(api)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o750)|os.ModeDir, st.Mode())
+	b, err := os.ReadFile(filepath.Join(api, "limits"))
+	require.NoError(t, err)
+	require.Equal(t, "concurrency=1\n", string(b), "a new meter is a mutex")
+
+	// echo '2/1s' > limits: truncate, then write; applied at once.
+	require.NoError(t, os.WriteFile(filepath.Join(api, "limits"), []byte("2/1s\nconcurrency=0\n"), 0o644))
+	b, _ = os.ReadFile(filepath.Join(api, "limits"))
+	require.Equal(t, "2/1s\nconcurrency=0\n", string(b))
+	require.Equal(t, "2/1s,concurrency=0", f.reg.Get("api").Spec().String())
+
+	// A bad write fails with EINVAL and changes nothing.
+	err = os.WriteFile(filepath.Join(api, "limits"), []byte("zero/s\n"), 0o644)
+	require.ErrorIs(t, err, syscall.EINVAL)
+	require.Equal(t, "2/1s,concurrency=0", f.reg.Get("api").Spec().String())
+
+	// rmdir refuses a busy meter, then removes an idle one.
+	fd, err := os.Open(filepath.Join(api, "acquire"))
+	require.NoError(t, err)
+	t.Cleanup(func() { fd.Close() })
+	require.ErrorIs(t, os.Remove(api), syscall.EBUSY)
+	require.NoError(t, fd.Close())
+	require.Eventually(t, func() bool { return os.Remove(api) == nil }, 5*time.Second, time.Millisecond)
+	require.Empty(t, names(t, f.dir))
+	require.Nil(t, f.reg.Get("api"))
+}
+
+func TestBadNamesAndForbiddenOperations(t *testing.T) {
+	f := mount(t, map[string]string{"m": ""})
+	for _, name := range []string{".hidden", "tab\there", " lead"} {
+		require.ErrorIs(t, os.Mkdir(filepath.Join(f.dir, name), 0o755), syscall.EINVAL, "mkdir %q", name)
+	}
+	require.ErrorIs(t, os.Mkdir(filepath.Join(f.dir, strings.Repeat("x", 256)), 0o755), syscall.ENAMETOOLONG)
+	require.ErrorIs(t, os.Mkdir(filepath.Join(f.dir, "m"), 0o755), syscall.EEXIST)
+
+	m := filepath.Join(f.dir, "m")
+	for what, err := range map[string]error{
+		"open acquire O_WRONLY": openErr(filepath.Join(m, "acquire"), os.O_WRONLY),
+		"open acquire O_RDWR":   openErr(filepath.Join(m, "acquire"), os.O_RDWR),
+		"open acquire O_TRUNC":  openErr(filepath.Join(m, "acquire"), os.O_RDONLY|os.O_TRUNC),
+		"open status O_WRONLY":  openErr(filepath.Join(m, "status"), os.O_WRONLY),
+		"create a file":         openErr(filepath.Join(m, "new"), os.O_RDWR|os.O_CREATE),
+		"create in root":        openErr(filepath.Join(f.dir, "new"), os.O_RDWR|os.O_CREATE),
+		"unlink acquire":        os.Remove(filepath.Join(m, "acquire")),
+		"rename acquire":        os.Rename(filepath.Join(m, "acquire"), filepath.Join(m, "x")),
+		"rename a meter":        os.Rename(m, filepath.Join(f.dir, "n")),
+		"truncate acquire":      os.Truncate(filepath.Join(m, "acquire"), 0),
+		"truncate status":       os.Truncate(filepath.Join(m, "status"), 0),
+		"mkdir in a meter":      os.Mkdir(filepath.Join(m, "sub"), 0o755),
+	} {
+		require.ErrorIs(t, err, syscall.EPERM, what)
+	}
+	require.NotNil(t, f.reg.Get("m"))
+	require.Equal(t, []string{"acquire", "holders", "limits", "status", "waiters"}, names(t, m))
+}
+
+func openErr(path string, flag int) error {
+	f, err := os.OpenFile(path, flag, 0o644)
+	if err == nil {
+		f.Close()
+	}
+	return err
+}
+
+func TestChmodChownPersist(t *testing.T) {
+	f := mount(t, map[string]string{"m": ""})
+	m := filepath.Join(f.dir, "m")
+	require.NoError(t, os.Chmod(m, 0o700))
+	require.NoError(t, os.Chown(m, 1234, 5678))
+	require.Equal(t, meter.Attr{Mode: 0o700, UID: 1234, GID: 5678}, f.reg.Get("m").Attr())
+	st, err := os.Stat(filepath.Join(m, "acquire"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o400), st.Mode().Perm(), "acquire takes the directory's read bits")
+	require.Equal(t, uint32(1234), st.Sys().(*syscall.Stat_t).Uid)
+	st, err = os.Stat(filepath.Join(m, "limits"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "limits takes the directory's read and write bits")
+}
