@@ -241,3 +241,26 @@ func trimSpace(s string) string {
 	}
 	return s
 }
+
+// Rewrite hands the whole state, every meter with its calls, to write while
+// nothing can change it: the registry and every meter stay locked until
+// write returns. It serves to rewrite a database file that was deleted.
+func (r *Registry) Rewrite(write func([]Stored) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.meters))
+	for n := range r.meters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	all := make([]Stored, 0, len(names))
+	for _, n := range names {
+		m := r.meters[n]
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		st := m.st
+		st.Calls = slices.Clone(m.st.Calls)
+		all = append(all, Stored{Name: n, Spec: m.spec, Attr: m.attr, State: st, Grants: m.grants})
+	}
+	return write(all)
+}

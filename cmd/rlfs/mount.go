@@ -220,6 +220,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	met.reg = reg
+	defer watchDB(store, reg, log)()
 	if c.metrics != "" {
 		stop, err := met.serve(c.metrics, log)
 		if err != nil {
@@ -303,4 +304,40 @@ func mounted(dir string) bool {
 func unescapeMount(s string) string {
 	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 	return r.Replace(s)
+}
+
+// dbCheckEvery is how often the daemon checks that its database file is
+// still there.
+const dbCheckEvery = time.Second
+
+// watchDB rewrites the database from memory when its file is deleted or
+// replaced while the daemon runs. It returns a func that stops watching.
+func watchDB(store *sqlite.Store, reg *meter.Registry, log *slog.Logger) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(dbCheckEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if !store.Missing() {
+				continue
+			}
+			log.Warn("database file deleted or replaced while serving; rewriting it from memory", "db", store.Path())
+			if err := reg.Rewrite(store.Recreate); err != nil {
+				log.Error("rewriting the database failed; grants will fail with EIO until it is fixed", "db", store.Path(), "err", err)
+				continue
+			}
+			log.Info("database rewritten with the full state", "db", store.Path(), "meters", len(reg.Names()))
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
 }

@@ -95,7 +95,10 @@ type Store struct {
 	ro   bool
 	lock *lockFile // nil when read-only
 
+	sync string // the synchronous level, for Recreate
+
 	mu     sync.Mutex
+	ident  os.FileInfo // the database file as opened, for Missing
 	db     *sql.DB
 	conn   *sql.Conn
 	st     stmts
@@ -265,13 +268,14 @@ func open(path string, ro bool, sync string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, ro: ro, db: db, conn: conn}
+	s := &Store{path: path, ro: ro, db: db, conn: conn, sync: sync}
 	if err := s.setup(); err != nil {
 		s.st.close()
 		conn.Close()
 		db.Close()
 		return nil, err
 	}
+	s.ident, _ = os.Stat(path)
 	return s, nil
 }
 

@@ -16,6 +16,7 @@ type stmts struct {
 
 	create, setSpec, setAttr, delMeter, delCalls *sql.Stmt
 	grantMeter, grantCall, complete              *sql.Stmt
+	setState                                     *sql.Stmt
 	pruneDone, pruneGranted                      *sql.Stmt
 	loadMeters, loadCalls                        *sql.Stmt
 }
@@ -36,6 +37,7 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn) error {
 		{&st.delMeter, "DELETE FROM meters WHERE name = ?"},
 		{&st.delCalls, "DELETE FROM calls WHERE meter = ?"},
 		{&st.grantMeter, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = grants + 1 WHERE name = ?"},
+		{&st.setState, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = ? WHERE name = ?"},
 		{&st.grantCall, `INSERT INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&st.complete, "UPDATE calls SET done_ns = ?, expired = ? WHERE meter = ? AND id = ?"},
@@ -57,7 +59,7 @@ func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{
 		st.begin, st.beginRead, st.commit, st.rollback,
 		st.create, st.setSpec, st.setAttr, st.delMeter, st.delCalls,
-		st.grantMeter, st.grantCall, st.complete,
+		st.grantMeter, st.grantCall, st.complete, st.setState,
 		st.pruneDone, st.pruneGranted, st.loadMeters, st.loadCalls,
 	} {
 		if s != nil {

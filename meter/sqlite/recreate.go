@@ -1,0 +1,73 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// Missing reports whether the database file this store writes is no longer
+// at its path: deleted, or replaced by another file.
+func (s *Store) Missing() bool {
+	s.mu.Lock()
+	ident := s.ident
+	s.mu.Unlock()
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	return ident != nil && !os.SameFile(ident, fi)
+}
+
+// Recreate writes a fresh database at the store's path holding all (the
+// engine's whole state, see meter.Registry.Rewrite) and switches the store to
+// it. It is the answer to a database file deleted while the daemon runs.
+func (s *Store) Recreate(all []meter.Stored) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(true); err != nil {
+		return err
+	}
+	// Let go of the deleted file, and of its WAL and shared memory, which
+	// must not be replayed into the new one.
+	s.st.close()
+	s.conn.Close()
+	s.db.Close()
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(s.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("sqlite: remove stale %s%s: %w", s.path, suffix, err)
+		}
+	}
+	if _, err := os.Stat(s.path); err == nil {
+		// Replaced by another file: move that aside rather than lose it.
+		aside := s.path + ".replaced"
+		if err := os.Rename(s.path, aside); err != nil {
+			return fmt.Errorf("sqlite: move aside the file that replaced %s: %w", s.path, err)
+		}
+	}
+	n, err := open(s.path, false, s.sync)
+	if err != nil {
+		s.closed = true
+		return err
+	}
+	s.db, s.conn, s.st, s.ident = n.db, n.conn, n.st, n.ident
+	return s.txLocked(func() error {
+		for _, m := range all {
+			if _, err := exec(s.st.create, m.Name, m.Spec.String(), m.Attr.Mode, m.Attr.UID, m.Attr.GID, 0); err != nil {
+				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
+			}
+			if err := must1(s.st.setState, nsOf(m.State.TAT), int64(m.State.NextID), int64(m.Grants), m.Name); err != nil {
+				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
+			}
+			for _, c := range m.State.Calls {
+				h := c.Holder
+				if _, err := exec(s.st.grantCall, m.Name, int64(c.ID), nsOf(c.GrantedAt), nsOf(c.DoneAt), boolInt(c.Expired), h.PID, h.UID, h.GID, h.Cmd); err != nil {
+					return fmt.Errorf("sqlite: rewrite call %d of %q: %w", c.ID, m.Name, err)
+				}
+			}
+		}
+		return nil
+	})
+}
