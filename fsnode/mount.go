@@ -102,3 +102,14 @@ func (m *Mount) Shutdown(timeout time.Duration) error {
 	}
 	return nil
 }
+
+// Detach lazily unmounts a mount whose connection ended from outside (its
+// FUSE connection aborted), so the mountpoint is not left dead
+// ("transport endpoint is not connected") for the next start.
+func (m *Mount) Detach() {
+	if m.direct {
+		_ = syscall.Unmount(m.Dir, syscall.MNT_DETACH)
+	} else {
+		_ = exec.Command("fusermount3", "-u", "-z", m.Dir).Run()
+	}
+}

@@ -249,6 +249,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case <-mnt.Done():
 		log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
 		reg.Close()
+		mnt.Detach()
 	}
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", c.db, err)
