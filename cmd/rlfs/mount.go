@@ -238,9 +238,11 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("%v; check that %s is an empty directory you own and that /dev/fuse exists", err, dir)
 	}
+	sdNotify("READY=1")
 	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
 	select {
 	case <-ctx.Done():
+		sdNotify("STOPPING=1")
 		log.Info("stopping: waiters get EIO, state is persisted, the mount is detached", "mountpoint", dir)
 		reg.Close()
 		if err := mnt.Shutdown(2 * time.Second); err != nil {
