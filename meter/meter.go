@@ -273,6 +273,9 @@ func (m *Meter) Release(id uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
+	// A hold that max_hold ended while nobody waited has not been expired
+	// yet: expire it first, so it counts completed at grant+max_hold, not now.
+	m.expireLocked(now)
 	m.stats.Releases++
 	delete(m.expiredOpen, id)
 	c, ok := m.st.Complete(id, now)

@@ -144,6 +144,9 @@ func ParseSpec(text string) (Spec, error) {
 		if rate.Interval() <= 0 {
 			return Spec{}, fmt.Errorf("meter: \"rate=%d/%s\": more than one call per nanosecond; use a longer PER", rate.N, formatDuration(rate.Per))
 		}
+		if rate.Interval() > math.MaxInt64/time.Duration(rate.Burst) {
+			return Spec{}, fmt.Errorf("meter: \"burst=%d\": a burst that long at rate=%d/%s spans more than 290 years; lower burst or PER", rate.Burst, rate.N, formatDuration(rate.Per))
+		}
 		s.Bucket = rate
 	}
 	return s, nil
@@ -216,7 +219,8 @@ func ParseDuration(s string) (time.Duration, error) {
 	if u, ok := units[s]; ok {
 		return u, nil
 	}
-	var total float64
+	const longest = math.MaxInt64 / 2
+	var total time.Duration
 	rest := s
 	for rest != "" {
 		i := 0
@@ -228,21 +232,30 @@ func ParseDuration(s string) (time.Duration, error) {
 			j++
 		}
 		num, unit := rest[:i], rest[i:j]
-		u, ok := units[unit]
-		if num == "" || !ok {
+		if _, ok := units[unit]; num == "" || !ok {
 			return 0, fmt.Errorf("bad duration %q (want a number and a unit: ns, us, ms, s, m, h or d, such as 500ms or 1.5h)", s)
 		}
-		v, err := strconv.ParseFloat(num, 64)
+		// time.ParseDuration reads decimals exactly ("2.3h" is 2h18m, not
+		// the 2h17m59.999999999s of float arithmetic); days are read as
+		// hours and scaled.
+		scale := time.Duration(1)
+		if unit == "d" {
+			unit, scale = "h", 24
+		}
+		v, err := time.ParseDuration(num + unit)
 		if err != nil {
+			if _, ferr := strconv.ParseFloat(num, 64); ferr == nil {
+				return 0, fmt.Errorf("duration %q is too long", s)
+			}
 			return 0, fmt.Errorf("bad duration %q: %q is not a number", s, num)
 		}
-		total += v * float64(u)
+		if v > (longest-total)/scale {
+			return 0, fmt.Errorf("duration %q is too long", s)
+		}
+		total += v * scale
 		rest = rest[j:]
 	}
-	if total > math.MaxInt64/2 {
-		return 0, fmt.Errorf("duration %q is too long", s)
-	}
-	return time.Duration(total), nil
+	return total, nil
 }
 
 // formatDuration prints d in the shortest form ParseDuration reads back.
