@@ -276,7 +276,9 @@ func (m *Meter) Release(id uint64) error {
 	// A hold that max_hold ended while nobody waited has not been expired
 	// yet: expire it first, so it counts completed at grant+max_hold, not now.
 	m.expireLocked(now)
-	m.stats.Releases++
+	if _, open := m.expiredOpen[id]; open || m.st.index(id) >= 0 {
+		m.stats.Releases++
+	}
 	delete(m.expiredOpen, id)
 	c, ok := m.st.Complete(id, now)
 	var err error

@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -53,7 +54,7 @@ func (m *Meter) Snapshot() Snapshot {
 	for _, c := range m.expiredOpen {
 		s.Expired = append(s.Expired, c)
 	}
-	slices.SortFunc(s.Expired, func(a, b Call) int { return int(a.ID - b.ID) })
+	slices.SortFunc(s.Expired, func(a, b Call) int { return cmp.Compare(a.ID, b.ID) })
 	for _, t := range m.queue {
 		s.Waiters = append(s.Waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since})
 	}
@@ -134,13 +135,12 @@ func SnapshotOf(s Stored, now time.Time) Snapshot {
 		st.Calls = append(st.Calls, c)
 	}
 	snap := Snapshot{Name: s.Name, Spec: s.Spec, Attr: s.Attr, Now: now, Grants: s.Grants, WaitersUnknown: true}
-	st.Expire(s.Spec, now)
+	st.Expire(s.Spec, now) // holds past max_hold count as completed
+	// A store does not know whether an expired hold is still open, so
+	// only calls in progress are listed.
 	for _, c := range st.Calls {
-		switch {
-		case c.InProgress():
+		if c.InProgress() {
 			snap.Holders = append(snap.Holders, c)
-		case c.Expired:
-			snap.Expired = append(snap.Expired, c)
 		}
 	}
 	for _, w := range s.Spec.Windows {

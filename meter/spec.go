@@ -22,8 +22,12 @@ type Bucket struct {
 	Burst int
 }
 
-// Interval is the emission interval of the bucket: the sustained spacing of calls.
-func (b Bucket) Interval() time.Duration { return b.Per / time.Duration(b.N) }
+// Interval is the emission interval of the bucket: the sustained spacing of
+// calls, rounded up so that no span of Per ever sustains more than N.
+func (b Bucket) Interval() time.Duration {
+	n := time.Duration(b.N)
+	return (b.Per + n - 1) / n
+}
 
 // CountMode says when a call starts and stops counting against a window.
 type CountMode int
@@ -141,7 +145,7 @@ func ParseSpec(text string) (Spec, error) {
 	}
 	if rate != nil {
 		rate.Burst = max(burst, 1)
-		if rate.Interval() <= 0 {
+		if rate.Per < time.Duration(rate.N) {
 			return Spec{}, fmt.Errorf("meter: \"rate=%d/%s\": more than one call per nanosecond; use a longer PER", rate.N, formatDuration(rate.Per))
 		}
 		if rate.Interval() > math.MaxInt64/time.Duration(rate.Burst) {
