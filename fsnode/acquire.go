@@ -76,7 +76,7 @@ var (
 // Read returns one line about the grant.
 func (g *grantHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	line := fmt.Sprintf("granted %s waited %s meter %s call %d pid %d\n",
-		meter.FormatTime(g.call.GrantedAt), g.waited.Round(time.Microsecond), g.m.Name(), g.call.ID, g.call.Holder.PID)
+		meter.FormatTime(g.call.GrantedAt), g.waited.Round(time.Microsecond), g.m.Name(), g.call.ID, resolve(g.call.Holder).PID)
 	return fuse.ReadResultData(sliceAt([]byte(line), off, len(dest))), 0
 }
 
@@ -101,17 +101,26 @@ func sliceAt(b []byte, off int64, n int) []byte {
 	return b
 }
 
-// callerOf says who is opening: pid, uid, gid from the request, the command
-// line from /proc.
+// callerOf says who is opening, from the request alone: its PID is the
+// calling thread's id, and Cmd is left empty. Reading /proc here would cost
+// more than the rest of an open; holders/ and waiters/ resolve the process
+// and its command line when they are listed (see resolve).
 func callerOf(ctx context.Context) meter.Holder {
 	var h meter.Holder
 	if c, ok := fuse.FromContext(ctx); ok {
 		h.PID, h.UID, h.GID = int(c.Pid), c.Uid, c.Gid
 	}
-	if h.PID > 0 {
-		h.PID = tgid(h.PID)
-		h.Cmd = cmdline(h.PID)
+	return h
+}
+
+// resolve turns a holder as callerOf recorded it into its process id and
+// command line, while the thread still exists.
+func resolve(h meter.Holder) meter.Holder {
+	if h.Cmd != "" || h.PID <= 0 {
+		return h
 	}
+	h.PID = tgid(h.PID)
+	h.Cmd = cmdline(h.PID)
 	return h
 }
 

@@ -53,6 +53,7 @@ func (e entry) text() string {
 	return b.String()
 }
 
+// entries lists the holders or waiters; their holders are not resolved yet.
 func (l *listDir) entries() []entry {
 	s := l.d.m.Snapshot()
 	var out []entry
@@ -80,12 +81,26 @@ func (l *listDir) find(name string) (entry, bool) {
 	if err != nil {
 		return entry{}, false
 	}
-	for _, e := range l.entries() {
-		if e.seq == seq && e.name() == name {
-			return e, true
+	m := l.d.m
+	e := entry{seq: seq, now: m.Now()}
+	if l.waiters {
+		w, pos, ok := m.Waiting(seq)
+		if !ok {
+			return entry{}, false
+		}
+		e.holder, e.since, e.state, e.pos = w.Holder, w.Since, "waiting", pos
+	} else {
+		c, expired, ok := m.Held(seq)
+		if !ok {
+			return entry{}, false
+		}
+		e.holder, e.since, e.state = c.Holder, c.GrantedAt, "holding"
+		if expired {
+			e.state = "expired"
 		}
 	}
-	return entry{}, false
+	e.holder = resolve(e.holder)
+	return e, e.name() == name
 }
 
 func (l *listDir) entryIno(seq uint64) uint64 {
@@ -108,6 +123,7 @@ func (l *listDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	es := l.entries()
 	out := make([]fuse.DirEntry, 0, len(es))
 	for _, e := range es {
+		e.holder = resolve(e.holder)
 		out = append(out, fuse.DirEntry{Name: e.name(), Mode: syscall.S_IFREG, Ino: l.entryIno(e.seq)})
 	}
 	return fs.NewListDirStream(out), 0

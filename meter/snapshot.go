@@ -152,3 +152,33 @@ func SnapshotOf(s Stored, now time.Time) Snapshot {
 
 // String returns the window as a spec item, such as "75/1h".
 func (w Window) String() string { return fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per)) }
+
+// Held returns call id while it holds the meter: in progress, or ended by
+// max_hold but not released yet (expired).
+func (m *Meter) Held(id uint64) (c Call, expired bool, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.expiredOpen[id]; ok {
+		return c, true, true
+	}
+	if i := m.st.index(id); i >= 0 && m.st.Calls[i].InProgress() {
+		return m.st.Calls[i], false, true
+	}
+	return Call{}, false, false
+}
+
+// Waiting returns the waiter with arrival number seq and its 1-based place
+// in the queue.
+func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i, found := slices.BinarySearchFunc(m.queue, seq, func(t *Ticket, seq uint64) int { return cmp.Compare(t.Seq, seq) })
+	if !found {
+		return Waiter{}, 0, false
+	}
+	t := m.queue[i]
+	return Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since}, i + 1, true
+}
+
+// Now returns the meter clock's now.
+func (m *Meter) Now() time.Time { return m.clock.Now() }
