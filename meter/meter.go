@@ -110,12 +110,23 @@ func (m *Meter) Acquire(ctx context.Context, h Holder, nonblock bool) (Call, err
 	if err != nil {
 		return Call{}, err
 	}
+	var c Call
 	select {
 	case <-t.Done():
-		return t.Result()
+		c, err = t.Result()
 	case <-ctx.Done():
-		return m.Cancel(t)
+		c, err = m.Cancel(t)
 	}
+	if err != nil {
+		return Call{}, err
+	}
+	if gs, ok := m.store.(GroupSyncer); ok {
+		if err := gs.WaitDurable(); err != nil {
+			_ = m.Release(c.ID)
+			return Call{}, fmt.Errorf("%w: make grant of %q durable: %w", ErrStore, m.name, err)
+		}
+	}
+	return c, nil
 }
 
 // Enqueue joins the queue and returns at once; the ticket's Done says when it

@@ -35,9 +35,10 @@ type Store interface {
 	SetAttr(name string, attr Attr) error
 	// DeleteMeter removes a meter and its history.
 	DeleteMeter(name string) error
-	// Grant persists a grant and the bucket's TAT after it. It must be
-	// durable (to the store's sync level) before it returns: the call is not
-	// granted if it fails.
+	// Grant persists a grant and the bucket's TAT after it. It must survive
+	// a crash of the daemon when it returns, and be durable to the store's
+	// sync level then or, for a GroupSyncer, once WaitDurable returns. The
+	// call is not granted if it fails.
 	Grant(name string, c Call, tat time.Time) error
 	// Complete records that a call completed at c.DoneAt. It may be
 	// batched: a completion lost in a crash is counted at the restart, which
@@ -48,4 +49,12 @@ type Store interface {
 	Prune(name string, cutoff time.Time, byGrant bool) error
 	// Close flushes pending writes and closes the store.
 	Close() error
+}
+
+// GroupSyncer is implemented by stores that make grants durable in groups
+// (one fsync for many grants). Acquire calls WaitDurable after a grant,
+// without holding the meter's lock, and fails the open with ErrStore if it
+// fails; the call then counts as completed at once, on the safe side.
+type GroupSyncer interface {
+	WaitDurable() error
 }

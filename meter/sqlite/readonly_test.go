@@ -84,7 +84,7 @@ func TestReadOnlyAfterCrash(t *testing.T) {
 	}
 	// Copy the files as they are while the daemon runs: a crash image.
 	crash := filepath.Join(t.TempDir(), "meters.db")
-	for _, suffix := range []string{"", "-wal", "-shm"} {
+	for _, suffix := range []string{"", "-wal", "-shm", ".grants-0", ".grants-1"} {
 		b, err := os.ReadFile(path + suffix)
 		require.NoError(t, err, "read %s", path+suffix)
 		require.NoError(t, os.WriteFile(crash+suffix, b, 0o644))

@@ -53,8 +53,12 @@ func (s *Store) Recreate(all []meter.Stored) error {
 		return err
 	}
 	s.db, s.conn, s.st, s.ident = n.db, n.conn, n.st, n.ident
+	if err := s.j.reopen(s.path); err != nil {
+		return fmt.Errorf("sqlite: recreate the grant journal of %s: %w", s.path, err)
+	}
 	return s.txLocked(func() error {
 		for _, m := range all {
+			s.j.setKnown(m.Name, true)
 			if _, err := exec(s.st.create, m.Name, m.Spec.String(), m.Attr.Mode, m.Attr.UID, m.Attr.GID, 0); err != nil {
 				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
 			}

@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	msqlite "modernc.org/sqlite"
@@ -97,6 +98,12 @@ type Store struct {
 
 	sync string // the synchronous level, for Recreate
 
+	j         *journal // nil when read-only
+	flushErrs atomic.Int64
+	stopOnce  sync.Once
+	stop      chan struct{}
+	stopped   chan struct{}
+
 	mu     sync.Mutex
 	ident  os.FileInfo // the database file as opened, for Missing
 	db     *sql.DB
@@ -137,12 +144,46 @@ func Open(path string, opt Options) (*Store, error) {
 	if err == nil {
 		s, err = open(path, false, level)
 	}
+	if err == nil {
+		err = s.startJournal(level == "FULL")
+	}
 	if err != nil {
+		if s != nil {
+			s.Close()
+		}
 		lock.release(true)
 		return nil, err
 	}
 	s.lock = lock
 	return s, nil
+}
+
+// startJournal opens the grant journal, replays what a crash left in it,
+// learns the meters' names and starts the flusher.
+func (s *Store) startJournal(full bool) error {
+	j, ops, err := openJournal(s.path, full)
+	if err != nil {
+		return err
+	}
+	s.j = j
+	if len(ops) > 0 {
+		if err := s.txLocked(func() error { return s.applyLocked(ops) }); err != nil {
+			return fmt.Errorf("sqlite: replay %d grants from the journal of %s: %w", len(ops), s.path, err)
+		}
+	}
+	if err := j.reset(); err != nil {
+		return fmt.Errorf("sqlite: empty the grant journal of %s: %w", s.path, err)
+	}
+	ms, err := s.loadMeters()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		j.setKnown(m.Name, true)
+	}
+	s.stop, s.stopped = make(chan struct{}), make(chan struct{})
+	go s.flusher(s.stop, s.stopped)
+	return nil
 }
 
 // OpenReadOnly opens an existing database for Load only, without its lock
@@ -397,13 +438,27 @@ func (s *Store) Path() string { return s.path }
 // Close checkpoints the WAL into the database, closes it and releases the
 // lock. Closing twice does nothing.
 func (s *Store) Close() error {
+	s.stopOnce.Do(func() {
+		if s.stop != nil {
+			close(s.stop)
+			<-s.stopped
+		}
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	s.closed = true
 	var errs []error
+	if s.j != nil {
+		if err := s.flushLocked(); err != nil {
+			errs = append(errs, err)
+		} else if err := s.j.reset(); err == nil {
+			s.j.remove()
+		}
+		s.j.close()
+	}
+	s.closed = true
 	s.st.close()
 	if !s.ro {
 		// A reader (rlfs status) may hold the WAL: then it stays, and

@@ -325,7 +325,8 @@ func TestSyncFull(t *testing.T) {
 	require.NoError(t, s.CreateMeter("a", meter.DefaultSpec(), meter.DefaultAttr()))
 	c := meter.Call{ID: 1, GrantedAt: metertest.Epoch, Holder: meter.Holder{PID: 1, Cmd: "x"}}
 	require.NoError(t, s.Grant("a", c, time.Time{}))
-	// A second connection sees the committed grant at once.
+	require.NoError(t, s.WaitDurable())
+	// A second connection sees the durable grant at once.
 	r, err := sqlite.OpenReadOnly(path)
 	require.NoError(t, err)
 	defer r.Close()

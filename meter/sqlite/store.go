@@ -1,10 +1,12 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/rlfs/rlfs/meter"
@@ -16,7 +18,7 @@ type stmts struct {
 
 	create, setSpec, setAttr, delMeter, delCalls *sql.Stmt
 	grantMeter, grantCall, complete              *sql.Stmt
-	setState                                     *sql.Stmt
+	setState, grantCallNew, delCall              *sql.Stmt
 	pruneDone, pruneGranted                      *sql.Stmt
 	loadMeters, loadCalls                        *sql.Stmt
 }
@@ -36,7 +38,10 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn) error {
 		{&st.setAttr, "UPDATE meters SET mode = ?, uid = ?, gid = ? WHERE name = ?"},
 		{&st.delMeter, "DELETE FROM meters WHERE name = ?"},
 		{&st.delCalls, "DELETE FROM calls WHERE meter = ?"},
-		{&st.grantMeter, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = grants + 1 WHERE name = ?"},
+		{&st.grantMeter, "UPDATE meters SET tat_ns = ?, next_id = max(next_id, ?), grants = grants + 1 WHERE name = ?"},
+		{&st.grantCallNew, `INSERT OR IGNORE INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&st.delCall, "DELETE FROM calls WHERE meter = ? AND id = ?"},
 		{&st.setState, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = ? WHERE name = ?"},
 		{&st.grantCall, `INSERT INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
@@ -59,7 +64,7 @@ func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{
 		st.begin, st.beginRead, st.commit, st.rollback,
 		st.create, st.setSpec, st.setAttr, st.delMeter, st.delCalls,
-		st.grantMeter, st.grantCall, st.complete, st.setState,
+		st.grantMeter, st.grantCall, st.complete, st.setState, st.grantCallNew, st.delCall,
 		st.pruneDone, st.pruneGranted, st.loadMeters, st.loadCalls,
 	} {
 		if s != nil {
@@ -101,11 +106,15 @@ func (s *Store) txLocked(f func() error) error {
 	return err
 }
 
-// write runs f with the store locked, if it may write.
+// write runs f with the store locked, if it may write, after the queued
+// grants and completions, so that it sees and orders after them.
 func (s *Store) write(f func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(true); err != nil {
+		return err
+	}
+	if err := s.flushLocked(); err != nil {
 		return err
 	}
 	return f()
@@ -126,6 +135,11 @@ func (s *Store) Load() ([]meter.Stored, error) {
 	if err := s.usable(false); err != nil {
 		return nil, err
 	}
+	if !s.ro {
+		if err := s.flushLocked(); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := s.st.beginRead.Exec(); err != nil {
 		return nil, fmt.Errorf("sqlite: load %s: %w", s.path, err)
 	}
@@ -136,7 +150,48 @@ func (s *Store) Load() ([]meter.Stored, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.ro {
+		overlayJournal(s.path, out)
+	}
 	return out, nil
+}
+
+// overlayJournal adds the grants that a running (or crashed) owner has in
+// its journal but not yet in SQLite, so that a read-only Load is current.
+func overlayJournal(db string, out []meter.Stored) {
+	index := make(map[string]int, len(out))
+	for i, m := range out {
+		index[m.Name] = i
+	}
+	var recs []journalRec
+	for i := range 2 {
+		f, err := os.Open(journalPath(db, i))
+		if err != nil {
+			continue
+		}
+		rs, _ := readJournal(f)
+		f.Close()
+		recs = append(recs, rs...)
+	}
+	slices.SortFunc(recs, func(a, b journalRec) int { return cmp.Compare(a.seq, b.seq) })
+	for _, r := range recs {
+		i, ok := index[r.op.meter]
+		if !ok {
+			continue
+		}
+		m := &out[i]
+		c := r.op.call
+		if slices.ContainsFunc(m.State.Calls, func(x meter.Call) bool { return x.ID == c.ID }) {
+			continue
+		}
+		m.State.Calls = append(m.State.Calls, c)
+		m.Grants++
+		m.State.NextID = max(m.State.NextID, c.ID+1)
+		m.State.TAT = r.op.tat
+	}
+	for i := range out {
+		slices.SortFunc(out[i].State.Calls, func(a, b meter.Call) int { return cmp.Compare(a.ID, b.ID) })
+	}
 }
 
 func (s *Store) loadLocked() ([]meter.Stored, error) {
@@ -211,6 +266,9 @@ func (s *Store) CreateMeter(name string, spec meter.Spec, attr meter.Attr) error
 		if isConstraint(err) {
 			err = meter.ErrExist
 		}
+		if err == nil {
+			s.j.setKnown(name, true)
+		}
 		return err
 	})
 	if err != nil {
@@ -245,6 +303,9 @@ func (s *Store) DeleteMeter(name string) error {
 				return err
 			}
 			_, err := exec(s.st.delCalls, name)
+			if err == nil {
+				s.j.setKnown(name, false)
+			}
 			return err
 		})
 	})
@@ -254,45 +315,119 @@ func (s *Store) DeleteMeter(name string) error {
 	return nil
 }
 
-// Grant records call c and the bucket's TAT after it, and bumps the meter's
-// grant counter and next ID, in one transaction committed before it returns.
+// Grant appends call c and the bucket's TAT after it to the grant journal
+// (one pwrite) and queues it for SQLite. It survives a crash of the daemon
+// when Grant returns; with sync "full" it survives a power loss once
+// WaitDurable returns.
 func (s *Store) Grant(name string, c meter.Call, tat time.Time) error {
-	err := s.write(func() error {
-		return s.txLocked(func() error {
-			if err := must1(s.st.grantMeter, nsOf(tat), int64(c.ID+1), name); err != nil {
-				return err
-			}
-			h := c.Holder
-			_, err := exec(s.st.grantCall, name, int64(c.ID), nsOf(c.GrantedAt), nsOf(c.DoneAt), boolInt(c.Expired), h.PID, h.UID, h.GID, h.Cmd)
-			if isConstraint(err) {
-				err = fmt.Errorf("call %d is already stored (%w)", c.ID, err)
-			}
-			return err
-		})
-	})
-	if err != nil {
+	if s.j == nil {
+		return ErrReadOnly
+	}
+	if err := s.j.appendGrant(name, c, tat); err != nil {
 		return fmt.Errorf("sqlite: record grant %d of %q: %w", c.ID, name, err)
 	}
 	return nil
 }
 
-// errNoCall says that Complete named a call the store does not hold.
-var errNoCall = errors.New("no such call")
+// WaitDurable returns once every grant recorded so far is durable to the
+// store's sync level: at once for "normal", after a shared fdatasync of the
+// journal for "full" (group commit). It implements meter.GroupSyncer.
+func (s *Store) WaitDurable() error {
+	if s.j == nil {
+		return ErrReadOnly
+	}
+	return s.j.waitDurable()
+}
 
-// Complete records c's completion time and whether max_hold ended it.
+// Complete queues c's completion time for SQLite. It is batched: a
+// completion lost in a crash is counted at the restart, later, which errs
+// on the safe side.
 func (s *Store) Complete(name string, c meter.Call) error {
-	err := s.write(func() error {
-		n, err := exec(s.st.complete, nsOf(c.DoneAt), boolInt(c.Expired), name, int64(c.ID))
-		if err == nil && n == 0 {
-			err = errNoCall
-		}
-		return err
-	})
-	if err != nil {
+	if s.j == nil {
+		return ErrReadOnly
+	}
+	if err := s.j.queueComplete(name, c); err != nil {
 		return fmt.Errorf("sqlite: record completion of call %d of %q: %w", c.ID, name, err)
 	}
 	return nil
 }
+
+// flushLocked moves the queued grants and completions into SQLite in one
+// transaction; then the journal file they came from is emptied. s.mu is held.
+func (s *Store) flushLocked() error {
+	ops, _ := s.j.take()
+	if len(ops) == 0 {
+		return nil
+	}
+	if err := s.txLocked(func() error { return s.applyLocked(ops) }); err != nil {
+		s.j.untake(ops)
+		return fmt.Errorf("sqlite: write %d queued grants and completions into %s: %w", len(ops), s.path, err)
+	}
+	if err := s.j.truncateInactive(); err != nil {
+		return fmt.Errorf("sqlite: empty the grant journal of %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// applyLocked writes ops; it is idempotent, so that a journal replayed
+// after a crash may hold grants that are in SQLite already.
+func (s *Store) applyLocked(ops []op) error {
+	for _, o := range ops {
+		c := o.call
+		switch o.kind {
+		case opGrant:
+			h := c.Holder
+			n, err := exec(s.st.grantCallNew, o.meter, int64(c.ID), nsOf(c.GrantedAt), nsOf(c.DoneAt), boolInt(c.Expired), h.PID, h.UID, h.GID, h.Cmd)
+			if err != nil || n == 0 {
+				if err != nil {
+					return err
+				}
+				continue // replayed: already stored
+			}
+			n, err = exec(s.st.grantMeter, nsOf(o.tat), int64(c.ID+1), o.meter)
+			if err != nil {
+				return err
+			}
+			if n == 0 { // the meter is gone: drop its call
+				if _, err := exec(s.st.delCall, o.meter, int64(c.ID)); err != nil {
+					return err
+				}
+			}
+		case opComplete:
+			if _, err := exec(s.st.complete, nsOf(c.DoneAt), boolInt(c.Expired), o.meter, int64(c.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flusher flushes the queue every flushEvery, or sooner when it is long,
+// until stop is closed.
+func (s *Store) flusher(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		case <-s.j.kick:
+		}
+		s.mu.Lock()
+		if s.usable(true) == nil {
+			if err := s.flushLocked(); err != nil {
+				s.flushErrs.Add(1)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// FlushErrors counts failed background flushes into SQLite; the queue is
+// kept and retried, and the journal keeps the grants meanwhile.
+func (s *Store) FlushErrors() int64 { return s.flushErrs.Load() }
 
 // Prune deletes the meter's completed calls that completed (or, with
 // byGrant, were granted) at or before cutoff. Calls in progress stay.
