@@ -53,7 +53,6 @@ type Meter struct {
 	stats       Stats
 	seq         uint64
 	expiredOpen map[uint64]Call // holds ended by max_hold, not released yet
-	prunedAt    time.Time
 	onGrant     func(waited time.Duration)
 }
 
@@ -304,15 +303,11 @@ func (m *Meter) Release(id uint64) error {
 	return err
 }
 
-// storePruneEvery spaces out the store's pruning; memory is pruned at once.
-const storePruneEvery = 10 * time.Second
-
+// pruneLocked drops, in memory and in the store, the calls that count
+// against no window any more. The store is told at every release: a store
+// that batches (meter/sqlite) then never writes most short-lived calls.
 func (m *Meter) pruneLocked(now time.Time) {
 	cutoff := m.st.Prune(m.spec, now)
-	if now.Sub(m.prunedAt) < storePruneEvery {
-		return
-	}
-	m.prunedAt = now
 	if err := m.store.Prune(m.name, cutoff, m.spec.Count == CountGrant); err != nil {
 		m.stats.StoreErrs++
 	}

@@ -56,7 +56,6 @@ func Open(store Store, opt Options) (*Registry, error) {
 				return nil, fmt.Errorf("meter: complete %q's calls in progress at the last stop: %w", s.Name, err)
 			}
 		}
-		m.prunedAt = now
 		r.meters[s.Name] = m
 	}
 	return r, nil
@@ -133,7 +132,6 @@ func (r *Registry) Create(name string, spec Spec, attr Attr) (*Meter, error) {
 		return nil, fmt.Errorf("%w: create %q: %w", ErrStore, name, err)
 	}
 	m := r.newMeter(name, spec, attr)
-	m.prunedAt = r.clock.Now()
 	r.meters[name] = m
 	return m, nil
 }

@@ -45,14 +45,17 @@ type opKind uint8
 const (
 	opGrant opKind = iota + 1
 	opComplete
+	opPrune
 )
 
-// op is a grant or completion waiting to go into SQLite.
+// op is a grant, completion or prune waiting to go into SQLite.
 type op struct {
-	kind  opKind
-	meter string
-	call  meter.Call
-	tat   time.Time
+	kind    opKind
+	meter   string
+	call    meter.Call
+	tat     time.Time // opGrant
+	cutoff  time.Time // opPrune
+	byGrant bool      // opPrune
 }
 
 type journal struct {
@@ -233,6 +236,17 @@ func (j *journal) queueComplete(name string, c meter.Call) error {
 		return meter.ErrNotExist
 	}
 	j.queueLocked(op{kind: opComplete, meter: name, call: c})
+	return nil
+}
+
+// queuePrune queues a prune for SQLite.
+func (j *journal) queuePrune(name string, cutoff time.Time, byGrant bool) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.known[name] {
+		return meter.ErrNotExist
+	}
+	j.queueLocked(op{kind: opPrune, meter: name, cutoff: cutoff, byGrant: byGrant})
 	return nil
 }
 

@@ -18,7 +18,7 @@ type stmts struct {
 
 	create, setSpec, setAttr, delMeter, delCalls *sql.Stmt
 	grantMeter, grantCall, complete              *sql.Stmt
-	setState, grantCallNew, delCall              *sql.Stmt
+	setState, keepTAT, nextID                    *sql.Stmt
 	pruneDone, pruneGranted                      *sql.Stmt
 	loadMeters, loadCalls                        *sql.Stmt
 }
@@ -38,10 +38,9 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn) error {
 		{&st.setAttr, "UPDATE meters SET mode = ?, uid = ?, gid = ? WHERE name = ?"},
 		{&st.delMeter, "DELETE FROM meters WHERE name = ?"},
 		{&st.delCalls, "DELETE FROM calls WHERE meter = ?"},
-		{&st.grantMeter, "UPDATE meters SET tat_ns = ?, next_id = max(next_id, ?), grants = grants + 1 WHERE name = ?"},
-		{&st.grantCallNew, `INSERT OR IGNORE INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&st.delCall, "DELETE FROM calls WHERE meter = ? AND id = ?"},
+		{&st.grantMeter, "UPDATE meters SET tat_ns = ?, next_id = max(next_id, ?), grants = grants + ? WHERE name = ?"},
+		{&st.keepTAT, "UPDATE meters SET next_id = max(next_id, ?), grants = grants + ? WHERE name = ?"},
+		{&st.nextID, "SELECT next_id FROM meters WHERE name = ?"},
 		{&st.setState, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = ? WHERE name = ?"},
 		{&st.grantCall, `INSERT INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
@@ -64,7 +63,7 @@ func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{
 		st.begin, st.beginRead, st.commit, st.rollback,
 		st.create, st.setSpec, st.setAttr, st.delMeter, st.delCalls,
-		st.grantMeter, st.grantCall, st.complete, st.setState, st.grantCallNew, st.delCall,
+		st.grantMeter, st.grantCall, st.complete, st.setState, st.keepTAT, st.nextID,
 		st.pruneDone, st.pruneGranted, st.loadMeters, st.loadCalls,
 	} {
 		if s != nil {
@@ -369,39 +368,6 @@ func (s *Store) flushLocked() error {
 	return nil
 }
 
-// applyLocked writes ops; it is idempotent, so that a journal replayed
-// after a crash may hold grants that are in SQLite already.
-func (s *Store) applyLocked(ops []op) error {
-	for _, o := range ops {
-		c := o.call
-		switch o.kind {
-		case opGrant:
-			h := c.Holder
-			n, err := exec(s.st.grantCallNew, o.meter, int64(c.ID), nsOf(c.GrantedAt), nsOf(c.DoneAt), boolInt(c.Expired), h.PID, h.UID, h.GID, h.Cmd)
-			if err != nil || n == 0 {
-				if err != nil {
-					return err
-				}
-				continue // replayed: already stored
-			}
-			n, err = exec(s.st.grantMeter, nsOf(o.tat), int64(c.ID+1), o.meter)
-			if err != nil {
-				return err
-			}
-			if n == 0 { // the meter is gone: drop its call
-				if _, err := exec(s.st.delCall, o.meter, int64(c.ID)); err != nil {
-					return err
-				}
-			}
-		case opComplete:
-			if _, err := exec(s.st.complete, nsOf(c.DoneAt), boolInt(c.Expired), o.meter, int64(c.ID)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // flusher flushes the queue every flushEvery, or sooner when it is long,
 // until stop is closed.
 func (s *Store) flusher(stop <-chan struct{}, done chan<- struct{}) {
@@ -430,20 +396,17 @@ func (s *Store) flusher(stop <-chan struct{}, done chan<- struct{}) {
 func (s *Store) FlushErrors() int64 { return s.flushErrs.Load() }
 
 // Prune deletes the meter's completed calls that completed (or, with
-// byGrant, were granted) at or before cutoff. Calls in progress stay.
+// byGrant, were granted) at or before cutoff. Calls in progress stay. It is
+// queued with the grants and completions, so that a call granted, completed
+// and pruned between two flushes never reaches SQLite.
 func (s *Store) Prune(name string, cutoff time.Time, byGrant bool) error {
 	if cutoff.IsZero() {
 		return nil
 	}
-	err := s.write(func() error {
-		stmt := s.st.pruneDone
-		if byGrant {
-			stmt = s.st.pruneGranted
-		}
-		_, err := exec(stmt, name, cutoff.UnixNano())
-		return err
-	})
-	if err != nil {
+	if s.j == nil {
+		return ErrReadOnly
+	}
+	if err := s.j.queuePrune(name, cutoff, byGrant); err != nil {
 		return fmt.Errorf("sqlite: prune calls of %q: %w", name, err)
 	}
 	return nil
