@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,8 @@ FLAGS
                        survives power loss (default: normal)
     --allow-other      let other users use the mount (default: false)
     --debug            log every FUSE request (default: false)
+    --cpuprofile FILE  write a Go CPU profile of the daemon to FILE until it
+                       stops, for go tool pprof (default: none)
 
 EXAMPLES
     rlfs mount --meter 'email=1/s,75/h' /mnt/rl
@@ -77,6 +80,7 @@ type mountConfig struct {
 	debug       bool
 	config      string
 	metrics     string
+	cpuprofile  string
 }
 
 func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
@@ -93,6 +97,7 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	fs.BoolVar(&c.debug, "debug", false, "")
 	fs.StringVar(&c.config, "config", "", "")
 	fs.StringVar(&c.metrics, "metrics", "", "")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -183,6 +188,17 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if c.cpuprofile != "" {
+		f, err := os.Create(c.cpuprofile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if c.db == "" {
 		if c.db, err = defaultDB(); err != nil {
 			return err
