@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rlfs/rlfs/meter"
@@ -43,7 +44,9 @@ func newMetrics() *metrics {
 		Help:    "How long opens of acquire waited for their grant.",
 		Buckets: []float64{0.0001, 0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600},
 	}, []string{"meter"})
-	m.pr.MustRegister(m, m.wait)
+	// The Go and process collectors give go_goroutines, process_open_fds and
+	// process_resident_memory_bytes: leaks show there first.
+	m.pr.MustRegister(m, m.wait, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
