@@ -56,7 +56,6 @@ func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, ui
 		}
 		return nil, 0, ToErrno(err)
 	}
-	r.opens.Add(1)
 	return &grantHandle{m: m, call: c, waited: time.Since(start)}, fuse.FOPEN_DIRECT_IO, 0
 }
 

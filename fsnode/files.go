@@ -2,6 +2,7 @@ package fsnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -96,12 +97,24 @@ type limitsHandle struct {
 	mu       sync.Mutex
 	data     []byte
 	writable bool
+	held     error // why what was written is not applied yet
 }
 
 var (
 	_ = (fs.FileReader)((*limitsHandle)(nil))
 	_ = (fs.FileWriter)((*limitsHandle)(nil))
+	_ = (fs.FileReleaser)((*limitsHandle)(nil))
 )
+
+// Release logs a write that never became a whole spec: nothing changed.
+func (h *limitsHandle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held != nil {
+		h.d.root.log.Warn("limits write closed incomplete; nothing changed", "meter", h.d.m.Name(), "err", h.held)
+	}
+	return 0
+}
 
 func (h *limitsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h.mu.Lock()
@@ -132,9 +145,17 @@ func (h *limitsHandle) Write(ctx context.Context, data []byte, off int64) (uint3
 	copy(buf[off:], data)
 	spec, err := meter.ParseSpec(string(buf))
 	if err != nil {
+		if errors.Is(err, meter.ErrNeedsRate) {
+			// Each item is fine but the spec is not yet whole (burst=
+			// before its rate=, written in pieces): hold it for the next
+			// write, change nothing.
+			h.data, h.held = buf, err
+			return uint32(len(data)), 0
+		}
 		h.d.root.log.Warn("limits write refused", "meter", name, "err", err)
 		return 0, ToErrno(fmt.Errorf("%w: %w", errBadInput, err))
 	}
+	h.held = nil
 	old := h.d.m.Spec()
 	if err := h.d.m.SetSpec(spec); err != nil {
 		h.d.root.log.Error("limits write failed", "meter", name, "err", err)

@@ -107,6 +107,8 @@ func TestAcquireHoldersAndRelease(t *testing.T) {
 	body, err := os.ReadFile(filepath.Join(f.dir, "m", "holders", hs[0]))
 	require.NoError(t, err)
 	require.Contains(t, string(body), "pid: "+itoa(os.Getpid())+"\n")
+	require.ErrorIs(t, os.Remove(filepath.Join(f.dir, "m", "holders", hs[0])), syscall.EPERM, "rm of a holder entry")
+	require.ErrorIs(t, os.WriteFile(filepath.Join(f.dir, "m", "holders", "x"), nil, 0o644), syscall.EPERM, "create in holders/")
 
 	// A second, non-blocking open gets EAGAIN while the first holds.
 	_, err = syscall.Open(acq, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)

@@ -27,7 +27,40 @@ var (
 	_ = (fs.NodeLookuper)((*listDir)(nil))
 	_ = (fs.NodeReaddirer)((*listDir)(nil))
 	_ = (fs.NodeGetattrer)((*listDir)(nil))
+	_ = (fs.NodeSetattrer)((*listDir)(nil))
+	_ = (fs.NodeCreater)((*listDir)(nil))
+	_ = (fs.NodeMkdirer)((*listDir)(nil))
+	_ = (fs.NodeUnlinker)((*listDir)(nil))
+	_ = (fs.NodeRmdirer)((*listDir)(nil))
+	_ = (fs.NodeRenamer)((*listDir)(nil))
 )
+
+// holders/ and waiters/ are views: nothing in them can be created, removed,
+// renamed or changed (EPERM). A holder ends by closing acquire.
+
+func (l *listDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+func (l *listDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, ToErrno(errNotAllowed)
+}
+
+func (l *listDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, ToErrno(errNotAllowed)
+}
+
+func (l *listDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+func (l *listDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
+
+func (l *listDir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
 
 // entry is one holder or waiter as listed.
 type entry struct {
@@ -116,6 +149,7 @@ func (l *listDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOu
 	out.Mode = syscall.S_IFDIR | a.Mode&0o555
 	out.Uid, out.Gid = a.UID, a.GID
 	out.Nlink = 2
+	l.d.root.times(&out.Attr)
 	return 0 // attr timeout 0: the listing changes by itself
 }
 
@@ -158,7 +192,12 @@ type entryFile struct {
 var (
 	_ = (fs.NodeOpener)((*entryFile)(nil))
 	_ = (fs.NodeGetattrer)((*entryFile)(nil))
+	_ = (fs.NodeSetattrer)((*entryFile)(nil))
 )
+
+func (n *entryFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return ToErrno(errNotAllowed)
+}
 
 func (n *entryFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	e, ok := n.list.find(n.name)

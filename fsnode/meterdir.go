@@ -49,6 +49,7 @@ var children = []child{
 
 func (d *meterDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	dirAttr(d.m.Attr(), &out.Attr)
+	d.root.times(&out.Attr)
 	out.SetTimeout(d.root.static)
 	return 0
 }
@@ -82,6 +83,7 @@ func (d *meterDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 		}
 	}
 	dirAttr(a, &out.Attr)
+	d.root.times(&out.Attr)
 	out.SetTimeout(d.root.static)
 	return 0
 }
@@ -154,5 +156,6 @@ func fileAttr(d *meterDir, mask uint32, out *fuse.AttrOut) {
 	out.Mode = syscall.S_IFREG | a.Mode&mask
 	out.Uid, out.Gid = a.UID, a.GID
 	out.Nlink = 1
+	d.root.times(&out.Attr)
 	out.SetTimeout(d.root.static)
 }

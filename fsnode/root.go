@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,7 +38,9 @@ type Root struct {
 	next uint64
 
 	inflight sync.WaitGroup // opens of acquire being handled
-	opens    atomic.Int64
+
+	started  time.Time // mtime of the root, meters and their files
+	uid, gid uint32    // owner of the root: the daemon's user
 }
 
 var (
@@ -61,7 +63,13 @@ func NewRoot(opt Options) *Root {
 		opt.StaticTimeout = time.Second
 	}
 	return &Root{reg: opt.Registry, log: opt.Logger, static: opt.StaticTimeout,
-		inos: map[*meter.Meter]uint64{}, next: 1}
+		inos: map[*meter.Meter]uint64{}, next: 1,
+		started: time.Now(), uid: uint32(os.Geteuid()), gid: uint32(os.Getegid())}
+}
+
+// times sets a static node's times to when the filesystem was mounted.
+func (r *Root) times(out *fuse.Attr) {
+	out.SetTimes(&r.started, &r.started, &r.started)
 }
 
 // Inode numbers: 1 is the root; each meter directory takes a block of
@@ -94,6 +102,8 @@ func (r *Root) forget(m *meter.Meter) {
 func (r *Root) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = syscall.S_IFDIR | 0o755
 	out.Nlink = 2
+	out.Uid, out.Gid = r.uid, r.gid // the daemon's user may mkdir meters
+	r.times(&out.Attr)
 	out.SetTimeout(r.static)
 	return 0
 }
@@ -111,6 +121,7 @@ func (r *Root) meterInode(ctx context.Context, m *meter.Meter, out *fuse.EntryOu
 	d := &meterDir{root: r, m: m, ino: r.inoOf(m)}
 	ch := r.NewInode(ctx, d, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: d.ino})
 	dirAttr(m.Attr(), &out.Attr)
+	r.times(&out.Attr)
 	out.Ino = d.ino
 	out.SetEntryTimeout(r.static)
 	out.SetAttrTimeout(r.static)

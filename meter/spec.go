@@ -61,6 +61,10 @@ type Spec struct {
 // DefaultSpec is the spec of a meter created without items: a cross-process mutex.
 func DefaultSpec() Spec { return Spec{Concurrency: 1} }
 
+// ErrNeedsRate is the error of a spec that has burst= but no rate= yet: the
+// only error that more items can mend.
+var ErrNeedsRate = errors.New("burst needs a rate=N/PER item")
+
 // MaxItems bounds how many items one spec may hold.
 const MaxItems = 64
 
@@ -141,7 +145,7 @@ func ParseSpec(text string) (Spec, error) {
 		}
 	}
 	if burst > 0 && rate == nil {
-		return Spec{}, fmt.Errorf("meter: \"burst=%d\": burst needs a rate=N/PER item", burst)
+		return Spec{}, fmt.Errorf("meter: \"burst=%d\": %w", burst, ErrNeedsRate)
 	}
 	if rate != nil {
 		rate.Burst = max(burst, 1)

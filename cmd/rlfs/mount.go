@@ -297,27 +297,39 @@ func checkMountpoint(dir string) (string, error) {
 	case !fi.IsDir():
 		return "", fmt.Errorf("mountpoint %s is not a directory; choose a directory", abs)
 	}
-	if mounted(abs) {
-		return "", fmt.Errorf("mountpoint %s is busy: something is already mounted there; unmount it (umount %s) or choose another", abs, abs)
+	if fstype, ok := mountedFS(abs); ok {
+		if strings.HasPrefix(fstype, "fuse") {
+			if _, err := os.ReadDir(abs); errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+				return "", fmt.Errorf("mountpoint %s is a dead FUSE mount (its daemon died); run: umount -l %s", abs, abs)
+			}
+		}
+		return "", fmt.Errorf("mountpoint %s is busy: a %s filesystem is mounted there (another rlfs?); unmount it (umount %s) or choose another", abs, fstype, abs)
 	}
 	return abs, nil
 }
 
-// mounted reports whether dir is a mount point, from /proc/self/mountinfo.
-func mounted(dir string) bool {
+// mountedFS reports whether dir is a mount point, and of which filesystem
+// type, from /proc/self/mountinfo.
+func mountedFS(dir string) (fstype string, ok bool) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return "", false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) > 4 && unescapeMount(fields[4]) == dir {
-			return true
+			fstype = "unknown"
+			for i, f := range fields {
+				if f == "-" && i+1 < len(fields) {
+					fstype = fields[i+1]
+				}
+			}
+			ok = true // the last mount on dir is the visible one
 		}
 	}
-	return false
+	return fstype, ok
 }
 
 func unescapeMount(s string) string {
