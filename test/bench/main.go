@@ -1,0 +1,271 @@
+// Command bench is rlfs's benchmark harness: it measures the rlfs daemon
+// against two do-nothing go-fuse filesystems (the floors) in the same run and
+// prints a table of medians, ratios and targets (docs/benchmarks.md is
+// regenerated from it). Run it through test/bench/run.sh, which builds rlfs,
+// a profiling build of rlfs and this program.
+//
+//	bench run -rlfs BIN -rlfs-prof BIN [-doc docs/benchmarks.md] [flags]
+//
+// The same binary also serves the floors and plays the clients, each in its
+// own process (no process ever opens a file of a mount it serves):
+//
+//	bench floor -kind typical|minimal MOUNTPOINT
+//	bench client cycle|loop|late|fifo ...
+//
+// It is a benchmark, not a test: nothing here fails on a slow figure; the
+// table says PASS or FAIL beside each target.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: bench run|floor|client ... (see test/bench/run.sh)")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = runMain(os.Args[2:])
+	case "floor":
+		err = floorMain(os.Args[2:])
+	case "client":
+		err = clientMain(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown subcommand %q: want run, floor or client", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the run's scale; run.sh's defaults fit in 5 minutes on 2 cores.
+type config struct {
+	rlfs, rlfsProf, doc, command, work string
+
+	rounds, cycles, pyCycles          int
+	dur, fairDur, profileDur          time.Duration
+	lateWaiters, lateThreads, waiters int
+	meters, meterStarts               int
+	only                              map[string]bool // empty: every step
+}
+
+// runs says whether the step named name is to run.
+func (c config) runs(name string) bool { return len(c.only) == 0 || c.only[name] }
+
+// bench is one run: its daemons, its samples and its findings.
+type bench struct {
+	cfg   config
+	self  string
+	work  string
+	began time.Time
+	d     daemons
+
+	main, full *proc
+	targets    []target // rlfs idle meter, typical floor, minimal floor
+
+	s          samples
+	fairCounts [][]float64
+	late       lateResult
+	wait       *waitResult
+	met        *meterResult
+	profs      []profResult
+
+	failed     []string // steps that could not run
+	suspicious []string
+	clientErrs map[string]map[string]int // measurement → errno name → count
+	loadavg    []string                  // /proc/loadavg at start and end
+}
+
+func runMain(args []string) error {
+	c, err := parseRun(args)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	b := &bench{cfg: c, self: self, began: time.Now(), s: samples{}}
+	temp := c.work == ""
+	if b.work = c.work; temp {
+		if b.work, err = os.MkdirTemp("", "rlfs-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(b.work)
+	}
+	if b.work, err = filepath.Abs(b.work); err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		fmt.Fprintln(os.Stderr, "bench: interrupted; stopping the daemons")
+		b.d.stopAll()
+		b.checkLeftovers()
+		if temp {
+			os.RemoveAll(b.work)
+		}
+		os.Exit(130)
+	}()
+	defer b.stopAll()
+	b.runSteps()
+	report := b.report()
+	fmt.Print(report.table)
+	if c.doc != "" {
+		if err := os.WriteFile(c.doc, []byte(report.doc), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", c.doc)
+	}
+	return nil
+}
+
+func parseRun(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench run", flag.ContinueOnError)
+	fs.StringVar(&c.rlfs, "rlfs", "", "the rlfs binary (required)")
+	fs.StringVar(&c.rlfsProf, "rlfs-prof", "", "rlfs built with test/bench/profile_hook.go.in (for the profile)")
+	fs.StringVar(&c.doc, "doc", "", "write the report to this markdown file")
+	fs.StringVar(&c.command, "command", "bench run", "the command line to quote in the report")
+	fs.StringVar(&c.work, "work", "", "scratch directory for databases and mounts (default: a new temp dir)")
+	fs.IntVar(&c.rounds, "rounds", 5, "rounds of the repeated measurements (medians are over rounds)")
+	fs.IntVar(&c.cycles, "cycles", 10000, "timed cycles per Go idle-cycle measurement")
+	fs.IntVar(&c.pyCycles, "py-cycles", 5000, "timed cycles per Python idle-cycle measurement")
+	fs.DurationVar(&c.dur, "dur", 800*time.Millisecond, "duration of each throughput and sync measurement")
+	fs.DurationVar(&c.fairDur, "fair-dur", 3*time.Second, "duration of each fairness measurement")
+	fs.DurationVar(&c.profileDur, "profile-dur", 4*time.Second, "how long the idle cycle is profiled")
+	fs.IntVar(&c.lateWaiters, "late-waiters", 1000, "waiters of the lateness measurement")
+	fs.IntVar(&c.lateThreads, "late-threads", 20, "threads per lateness client process")
+	fs.IntVar(&c.waiters, "waiters", 10000, "blocked waiters on one meter")
+	fs.IntVar(&c.meters, "meters", 10000, "meters for the many-meters measurement")
+	fs.IntVar(&c.meterStarts, "meter-starts", 3, "daemon starts timed on the many-meters database")
+	only := fs.String("only", "", "comma-separated steps to run (rounds,late,waiters,meters,profile); default all")
+	godebug := fs.String("client-godebug", "asyncpreemptoff=1", "GODEBUG of the Go client processes")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.rlfs == "" {
+		return c, errors.New("run: -rlfs BIN is required")
+	}
+	clientEnv = append(os.Environ(), "GODEBUG="+*godebug)
+	c.only = map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		if s != "" {
+			c.only[s] = true
+		}
+	}
+	return c, nil
+}
+
+// runSteps runs every step asked for; a failed step is recorded and the
+// others still run.
+func (b *bench) runSteps() {
+	c := b.cfg
+	b.loadavg = append(b.loadavg, loadavg())
+	if c.runs("rounds") || c.runs("late") {
+		b.step("start rlfs and the floors", b.startMain)
+	}
+	if len(b.failed) == 0 && b.main != nil {
+		if c.runs("rounds") {
+			b.step("repeated rounds (idle cycle, throughput, sync, fairness)", b.rounds)
+		}
+		if c.runs("late") {
+			b.step("grant lateness", b.lateness)
+		}
+	}
+	b.stopAll()
+	if c.runs("waiters") {
+		b.step("10k waiters", b.waiters)
+	}
+	if c.runs("meters") {
+		b.step("10k meters", b.meters)
+	}
+	if c.runs("profile") {
+		b.step("profile", b.profile)
+	}
+	b.stopAll()
+	b.loadavg = append(b.loadavg, loadavg())
+	b.reportClientErrors()
+	b.scanLogs()
+	b.checkLeftovers()
+}
+
+// stopAll stops the daemons still running and notes any that did not stop
+// cleanly.
+func (b *bench) stopAll() {
+	for _, err := range b.d.stopAll() {
+		b.suspect("%v", err)
+	}
+}
+
+// step runs f, recording a failure instead of stopping the run.
+func (b *bench) step(name string, f func() error) {
+	if err := f(); err != nil {
+		msg := fmt.Sprintf("%s: %v", name, err)
+		b.failed = append(b.failed, msg)
+		fmt.Fprintln(os.Stderr, "bench: FAILED:", msg)
+	}
+}
+
+// scanLogs reports the WARN and ERROR lines the daemons logged.
+func (b *bench) scanLogs() {
+	ents, err := os.ReadDir(b.work)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".log") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(b.work, e.Name()))
+		if err != nil {
+			continue
+		}
+		var bad []string
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") || strings.Contains(line, "panic") {
+				bad = append(bad, line)
+			}
+		}
+		if len(bad) > 0 {
+			b.suspect("%s logged %d WARN/ERROR lines, first: %s", strings.TrimSuffix(e.Name(), ".log"), len(bad), bad[0])
+		}
+	}
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// checkLeftovers makes sure no mount of this run is left behind.
+func (b *bench) checkLeftovers() {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], b.work+"/") {
+			_ = syscall.Unmount(f[4], syscall.MNT_DETACH)
+			b.suspect("mount %s was left behind; detached it", f[4])
+		}
+	}
+}
