@@ -49,7 +49,7 @@ func (s *statusFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, ToErrno(errNotAllowed)
 	}
-	return &textHandle{data: []byte(s.d.m.Snapshot().Text())}, fuse.FOPEN_DIRECT_IO, 0
+	return &textHandle{data: []byte(s.d.m.Status().Text())}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // limitsFile is a meter's `limits`: its spec, one item per line. A write

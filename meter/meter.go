@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,8 @@ type Meter struct {
 	seq         uint64
 	expiredOpen map[uint64]Call // holds ended by max_hold, not released yet
 	onGrant     func(waited time.Duration)
+	retryGrace  time.Duration // see Options.RetryGrace
+	phantoms    int           // interrupted tickets keeping their place
 }
 
 // Ticket is a place in a meter's queue. Its result is ready when Done is closed.
@@ -66,6 +69,9 @@ type Ticket struct {
 	call  Call
 	err   error
 	timer Timer
+	// phantom: the open was interrupted, but the ticket keeps its place
+	// for RetryGrace in case the same thread opens again at once.
+	phantom bool
 }
 
 // Done is closed once the ticket is granted or failed.
@@ -148,18 +154,58 @@ func (m *Meter) Enqueue(h Holder, nonblock bool) (*Ticket, error) {
 		m.grantLocked(t, now)
 		return t, t.err
 	}
-	if m.spec.MaxWaiters > 0 && len(m.queue) >= m.spec.MaxWaiters {
+	if i := m.phantomOf(h); i >= 0 {
+		// The same thread again, just after an interrupted open (a Go
+		// program's runtime signals interrupt blocked opens, and os.Open
+		// retries): it takes back its place.
+		old := m.queue[i]
+		old.timer.Stop()
+		m.phantoms--
+		t.Seq, t.Since = old.Seq, old.Since
+		m.seq--
+		m.queue[i] = t
+		m.startWaitTimer(t, now)
+		if i == 0 {
+			m.dispatchLocked()
+		}
+		return t, nil
+	}
+	if m.spec.MaxWaiters > 0 && len(m.queue)-m.phantoms >= m.spec.MaxWaiters {
 		m.stats.Rejected++
 		return nil, ErrTooManyWaiters
 	}
 	m.queue = append(m.queue, t)
-	if m.spec.MaxWait > 0 {
-		t.timer = m.clock.AfterFunc(m.spec.MaxWait, func() { m.leave(t, ErrTimeout) })
-	}
+	m.startWaitTimer(t, now)
 	if len(m.queue) == 1 {
 		m.dispatchLocked()
 	}
 	return t, nil
+}
+
+// startWaitTimer arms max_wait for t, counted from its arrival.
+func (m *Meter) startWaitTimer(t *Ticket, now time.Time) {
+	if m.spec.MaxWait > 0 {
+		t.timer = m.clock.AfterFunc(t.Since.Add(m.spec.MaxWait).Sub(now), func() { m.leave(t, ErrTimeout) })
+	}
+}
+
+// phantomOf finds the place an interrupted open of h's thread keeps.
+func (m *Meter) phantomOf(h Holder) int {
+	if m.phantoms == 0 {
+		return -1
+	}
+	return slices.IndexFunc(m.queue, func(t *Ticket) bool {
+		return t.phantom && t.Holder.PID == h.PID && t.Holder.UID == h.UID
+	})
+}
+
+// indexOf finds t in the queue, which is ordered by Seq.
+func (m *Meter) indexOf(t *Ticket) int {
+	i, ok := slices.BinarySearchFunc(m.queue, t.Seq, func(x *Ticket, seq uint64) int { return cmp.Compare(x.Seq, seq) })
+	if !ok || m.queue[i] != t {
+		return -1
+	}
+	return i
 }
 
 // Cancel takes t out of the queue (ErrInterrupted, nothing counted). If t
@@ -175,8 +221,15 @@ func (m *Meter) leave(t *Ticket, why error) {
 	if t.finished() {
 		return
 	}
-	i := slices.Index(m.queue, t)
+	i := m.indexOf(t)
 	if i < 0 {
+		return
+	}
+	if errors.Is(why, ErrInterrupted) && m.retryGrace > 0 {
+		m.finishLocked(t, Call{}, why)
+		t.phantom = true
+		m.phantoms++
+		t.timer = m.clock.AfterFunc(m.retryGrace, func() { m.dropPhantom(t) })
 		return
 	}
 	m.queue = slices.Delete(m.queue, i, i+1)
@@ -186,6 +239,26 @@ func (m *Meter) leave(t *Ticket, why error) {
 		m.stats.Interrupts++
 	}
 	m.finishLocked(t, Call{}, why)
+	if i == 0 {
+		m.dispatchLocked()
+	}
+}
+
+// dropPhantom ends the place an interrupted open kept: nobody came back.
+func (m *Meter) dropPhantom(t *Ticket) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !t.phantom {
+		return
+	}
+	i := m.indexOf(t)
+	if i < 0 {
+		return
+	}
+	t.phantom = false
+	m.phantoms--
+	m.queue = slices.Delete(m.queue, i, i+1)
+	m.stats.Interrupts++
 	if i == 0 {
 		m.dispatchLocked()
 	}
@@ -226,6 +299,12 @@ func (m *Meter) dispatchLocked() {
 	now := m.clock.Now()
 	m.expireLocked(now)
 	for len(m.queue) > 0 {
+		if m.queue[0].phantom {
+			// Its thread may come back within RetryGrace; dropPhantom
+			// dispatches again if it does not.
+			m.scheduleLocked(now, never)
+			return
+		}
 		d := Admit(m.spec, &m.st, now)
 		if !d.OK {
 			m.scheduleLocked(now, d.At)
@@ -343,9 +422,13 @@ func (m *Meter) close() {
 	defer m.mu.Unlock()
 	m.closed = true
 	for _, t := range m.queue {
+		if t.phantom {
+			t.timer.Stop()
+			continue
+		}
 		m.finishLocked(t, Call{}, ErrClosed)
 	}
-	m.queue = nil
+	m.queue, m.phantoms = nil, 0
 	m.scheduleLocked(m.clock.Now(), never)
 }
 
@@ -353,5 +436,5 @@ func (m *Meter) close() {
 func (m *Meter) busy() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.queue) > 0 || len(m.st.InProgress()) > 0 || len(m.expiredOpen) > 0
+	return len(m.queue)-m.phantoms > 0 || len(m.st.InProgress()) > 0 || len(m.expiredOpen) > 0
 }

@@ -21,7 +21,8 @@ type Registry struct {
 	closed bool
 	// OnGrant, if set before meters are created, is called with each
 	// grant's wait (for metrics).
-	onGrant func(meter string, waited time.Duration)
+	onGrant    func(meter string, waited time.Duration)
+	retryGrace time.Duration
 }
 
 // Options configure Open.
@@ -29,6 +30,12 @@ type Options struct {
 	Clock Clock // default SystemClock
 	// OnGrant is called, under the meter's lock, with each grant's wait.
 	OnGrant func(meter string, waited time.Duration)
+	// RetryGrace is how long an interrupted open keeps its place in the
+	// queue for the same thread to open again (default 0: it leaves at
+	// once). Go programs need it: the runtime's preemption signal interrupts
+	// blocked opens, and os.Open retries them at once. While the kept place
+	// is at the head, the queue waits for it.
+	RetryGrace time.Duration
 }
 
 // Open loads every meter of store. Stored times that lie in the future (the
@@ -38,7 +45,7 @@ func Open(store Store, opt Options) (*Registry, error) {
 	if opt.Clock == nil {
 		opt.Clock = SystemClock{}
 	}
-	r := &Registry{store: store, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant}
+	r := &Registry{store: store, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant, retryGrace: opt.RetryGrace}
 	stored, err := store.Load()
 	if err != nil {
 		return nil, err
@@ -89,7 +96,7 @@ func restore(spec Spec, st State, now time.Time) State {
 }
 
 func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {
-	m := &Meter{name: name, clock: r.clock, store: r.store, spec: spec, attr: attr}
+	m := &Meter{name: name, clock: r.clock, store: r.store, spec: spec, attr: attr, retryGrace: r.retryGrace}
 	if r.onGrant != nil {
 		m.onGrant = func(w time.Duration) { r.onGrant(name, w) }
 	}

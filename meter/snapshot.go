@@ -28,9 +28,11 @@ type Snapshot struct {
 	Spec    Spec
 	Attr    Attr
 	Now     time.Time
-	Holders []Call   // in progress, grant order
-	Expired []Call   // ended by max_hold but still open, grant order
-	Waiters []Waiter // queue order
+	Holders []Call   // in progress, grant order (nil from Status)
+	Expired []Call   // ended by max_hold but still open, grant order (nil from Status)
+	Waiters []Waiter // queue order (nil from Status)
+	// The lengths of the three lists, also set by Status.
+	HoldersN, ExpiredN, WaitersN int
 	Usage   []WindowUsage
 	// Next is when a new call could be granted: Next.OK means now; a zero
 	// Next.At means after a release.
@@ -41,8 +43,15 @@ type Snapshot struct {
 	WaitersUnknown bool
 }
 
-// Snapshot returns the meter's state at the clock's now.
-func (m *Meter) Snapshot() Snapshot {
+// Snapshot returns the meter's state at the clock's now, with the lists of
+// holders and waiters.
+func (m *Meter) Snapshot() Snapshot { return m.snapshot(true) }
+
+// Status is Snapshot without the lists (only their lengths): its cost does
+// not grow with the queue.
+func (m *Meter) Status() Snapshot { return m.snapshot(false) }
+
+func (m *Meter) snapshot(lists bool) Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -55,8 +64,15 @@ func (m *Meter) Snapshot() Snapshot {
 		s.Expired = append(s.Expired, c)
 	}
 	slices.SortFunc(s.Expired, func(a, b Call) int { return cmp.Compare(a.ID, b.ID) })
-	for _, t := range m.queue {
-		s.Waiters = append(s.Waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since})
+	s.HoldersN, s.ExpiredN, s.WaitersN = len(s.Holders), len(s.Expired), len(m.queue)-m.phantoms
+	if !lists {
+		s.Holders, s.Expired = nil, nil
+	} else {
+		for _, t := range m.queue {
+			if !t.phantom {
+				s.Waiters = append(s.Waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since})
+			}
+		}
 	}
 	for _, w := range m.spec.Windows {
 		s.Usage = append(s.Usage, WindowUsage{Window: w, Used: Usage(m.spec, w, &m.st, now)})
@@ -89,12 +105,12 @@ func (s Snapshot) Text() string {
 	if s.Spec.Concurrency > 0 {
 		conc = fmt.Sprint(s.Spec.Concurrency)
 	}
-	kv("in_progress", "%d of %s", len(s.Holders), conc)
-	kv("expired_holds", "%d", len(s.Expired))
+	kv("in_progress", "%d of %s", s.HoldersN, conc)
+	kv("expired_holds", "%d", s.ExpiredN)
 	if s.WaitersUnknown {
 		kv("waiting", "-")
 	} else {
-		kv("waiting", "%d", len(s.Waiters))
+		kv("waiting", "%d", s.WaitersN)
 	}
 	switch {
 	case s.Next.OK:
@@ -143,6 +159,7 @@ func SnapshotOf(s Stored, now time.Time) Snapshot {
 			snap.Holders = append(snap.Holders, c)
 		}
 	}
+	snap.HoldersN = len(snap.Holders)
 	for _, w := range s.Spec.Windows {
 		snap.Usage = append(snap.Usage, WindowUsage{Window: w, Used: Usage(s.Spec, w, &st, now)})
 	}
@@ -173,11 +190,17 @@ func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	i, found := slices.BinarySearchFunc(m.queue, seq, func(t *Ticket, seq uint64) int { return cmp.Compare(t.Seq, seq) })
-	if !found {
+	if !found || m.queue[i].phantom {
 		return Waiter{}, 0, false
 	}
 	t := m.queue[i]
-	return Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since}, i + 1, true
+	pos = i + 1
+	for _, x := range m.queue[:i] {
+		if x.phantom {
+			pos--
+		}
+	}
+	return Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since}, pos, true
 }
 
 // Now returns the meter clock's now.

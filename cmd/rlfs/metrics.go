@@ -73,7 +73,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if mt == nil {
 			continue
 		}
-		s := mt.Snapshot()
+		s := mt.Status()
 		counter := func(d *prometheus.Desc, v uint64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), name)
 		}
@@ -84,8 +84,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descExpired, s.Stats.Expired)
 		counter(descRejected, s.Stats.Rejected)
 		counter(descStoreErrs, s.Stats.StoreErrs)
-		ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(len(s.Waiters)), name)
-		ch <- prometheus.MustNewConstMetric(descHolders, prometheus.GaugeValue, float64(len(s.Holders)), name)
+		ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(s.WaitersN), name)
+		ch <- prometheus.MustNewConstMetric(descHolders, prometheus.GaugeValue, float64(s.HoldersN), name)
 		for _, u := range s.Usage {
 			w := u.Window.String()
 			ch <- prometheus.MustNewConstMetric(descWindowUsed, prometheus.GaugeValue, float64(u.Used), name, w)

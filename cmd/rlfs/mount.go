@@ -217,7 +217,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer store.Close()
 	met := newMetrics()
-	reg, err := meter.Open(store, meter.Options{OnGrant: met.observe})
+	reg, err := meter.Open(store, meter.Options{OnGrant: met.observe, RetryGrace: retryGrace})
 	if err != nil {
 		return fmt.Errorf("load %s: %w", c.db, err)
 	}
@@ -336,6 +336,11 @@ func unescapeMount(s string) string {
 	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
 	return r.Replace(s)
 }
+
+// retryGrace is how long an interrupted open keeps its place in a queue for
+// its thread to come back: a Go client's runtime interrupts blocked opens
+// with its preemption signal and retries them within microseconds.
+const retryGrace = 20 * time.Millisecond
 
 // dbCheckEvery is how often the daemon checks that its database file is
 // still there.
