@@ -1,0 +1,181 @@
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// failedMount is what a refused `rlfs mount` did.
+type failedMount struct {
+	code   int
+	rlfs   string // the one line starting "rlfs: "
+	stderr string
+	stdout string
+}
+
+// runBadMount runs rlfs mount with args, which must fail before mounting:
+// non-zero exit, exactly one line "rlfs: ..." on stderr (a "Try: ..." hint
+// line may follow), nothing on stdout, and mnt not mounted. Should it mount
+// after all, it is stopped and the mount removed.
+func runBadMount(t *testing.T, mnt string, args ...string) failedMount {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(rlfsBin, append([]string{"mount"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(stopTimeout):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		dev, _ := mountDev(mnt)
+		detach(t, mnt, dev)
+		t.Fatalf("rlfs mount %q did not fail: it ran for 20 s\nstderr:\n%s", args, stderr.String())
+	}
+	_, mounted := mountDev(mnt)
+	require.False(t, mounted, "rlfs mount %q failed but left %s mounted", args, mnt)
+	f := failedMount{code: cmd.ProcessState.ExitCode(), stderr: stderr.String(), stdout: stdout.String()}
+	require.Error(t, err, "rlfs mount %q must fail; stderr:\n%s", args, f.stderr)
+	require.NotEqual(t, 0, f.code)
+	var rlfsLines, other []string
+	for _, l := range strings.Split(strings.TrimRight(f.stderr, "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(l, "rlfs: "):
+			rlfsLines = append(rlfsLines, l)
+		case strings.HasPrefix(l, "Try: "):
+		default:
+			other = append(other, l)
+		}
+	}
+	require.Len(t, rlfsLines, 1, "rlfs mount %q: want one line starting \"rlfs: \" on stderr, got:\n%s", args, f.stderr)
+	require.Empty(t, other, "rlfs mount %q: stderr has more than the rlfs: line (and a Try: hint):\n%s", args, f.stderr)
+	require.Empty(t, f.stdout, "rlfs mount %q: an error prints nothing on stdout", args)
+	f.rlfs = rlfsLines[0]
+	return f
+}
+
+// badMount is a bad command line for rlfs mount, and what its rlfs: line
+// must name; dir is the test's temporary directory, db and mnt paths in it.
+type badMount struct {
+	name string
+	args func(t *testing.T, dir, db, mnt string) []string
+	want func(dir, db, mnt string) []string
+}
+
+var badMounts = []badMount{
+	{"bad spec",
+		func(t *testing.T, dir, db, mnt string) []string { return []string{"--db", db, "--meter", "x=0/s", mnt} },
+		func(dir, db, mnt string) []string { return []string{`0/s`} }},
+	{"unknown spec item",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--db", db, "--meter", "x=2/1s,bogus=3", mnt}
+		},
+		func(dir, db, mnt string) []string { return []string{"bogus"} }},
+	{"meter without NAME=",
+		func(t *testing.T, dir, db, mnt string) []string { return []string{"--db", db, "--meter", "2/1s", mnt} },
+		func(dir, db, mnt string) []string { return []string{"2/1s", "NAME=SPEC"} }},
+	// These two pin a bug: on a flag without its value, rlfs mount also
+	// prints the flag package's own "flag needs an argument: -meter" line on
+	// stderr and the whole usage on stdout, around its rlfs: line.
+	{"missing value",
+		func(t *testing.T, dir, db, mnt string) []string { return []string{"--db", db, "--meter"} },
+		func(dir, db, mnt string) []string { return []string{"meter"} }},
+	{"missing flag value",
+		func(t *testing.T, dir, db, mnt string) []string { return []string{"--meter", "x=1/s", "--db"} },
+		func(dir, db, mnt string) []string { return []string{"db"} }},
+	{"missing mountpoint",
+		func(t *testing.T, dir, db, mnt string) []string { return []string{"--db", db, "--meter", "x=1/s"} },
+		func(dir, db, mnt string) []string { return []string{"MOUNTPOINT"} }},
+	{"bad sync",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--db", db, "--sync", "sometimes", mnt}
+		},
+		func(dir, db, mnt string) []string { return []string{"sometimes"} }},
+	{"missing db dir",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--db", filepath.Join(dir, "nope", "m.db"), "--meter", "x=1/s", mnt}
+		},
+		func(dir, db, mnt string) []string { return []string{filepath.Join(dir, "nope")} }},
+	{"mountpoint is a file",
+		func(t *testing.T, dir, db, mnt string) []string {
+			f := filepath.Join(dir, "file")
+			require.NoError(t, os.WriteFile(f, nil, 0o644))
+			return []string{"--db", db, "--meter", "x=1/s", f}
+		},
+		func(dir, db, mnt string) []string { return []string{filepath.Join(dir, "file")} }},
+}
+
+// TestMountBadInput: every bad input of rlfs mount stops it before mounting
+// with one line naming the problem, a non-zero exit, and nothing stored
+// overwritten.
+func TestMountBadInput(t *testing.T) {
+	t.Parallel()
+	requireFUSE(t) // a broken rlfs could mount after all
+	for _, tc := range badMounts {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			db, mnt := filepath.Join(dir, "m.db"), filepath.Join(dir, "mnt")
+			f := runBadMount(t, mnt, tc.args(t, dir, db, mnt)...)
+			for _, w := range tc.want(dir, db, mnt) {
+				require.Contains(t, f.rlfs, w)
+			}
+			_, err := os.Stat(filepath.Join(dir, "nope"))
+			require.ErrorIs(t, err, os.ErrNotExist, "a missing db dir is not created behind the user's back")
+		})
+	}
+
+	t.Run("corrupt db", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		db, mnt := filepath.Join(dir, "m.db"), filepath.Join(dir, "mnt")
+		garbage := bytes.Repeat([]byte("this is not an rlfs database\n"), 200)
+		require.NoError(t, os.WriteFile(db, garbage, 0o600))
+		f := runBadMount(t, mnt, "--db", db, "--meter", "x=1/s", mnt)
+		require.Contains(t, f.rlfs, db)
+		got, err := os.ReadFile(db)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(garbage, got), "the corrupt database is left untouched byte for byte")
+	})
+
+	t.Run("busy mountpoint", func(t *testing.T) {
+		t.Parallel()
+		d := startDaemon(t, "m=1/s")
+		db := filepath.Join(t.TempDir(), "other.db")
+		f := runBadMount(t, filepath.Join(t.TempDir(), "unused"), "--db", db, "--meter", "m=1/s", d.mnt)
+		require.Contains(t, f.rlfs, d.mnt)
+		require.Contains(t, f.rlfs, "busy")
+		_, mounted := mountDev(d.mnt)
+		require.True(t, mounted, "the first daemon's mount stays")
+		require.Equal(t, "m", d.status(t, "m")["meter"], "the first daemon still serves")
+	})
+
+	t.Run("database served by another daemon", func(t *testing.T) {
+		t.Parallel()
+		d := startDaemon(t, "m=1/s")
+		mnt := filepath.Join(t.TempDir(), "mnt2")
+		f := runBadMount(t, mnt, "--db", d.db, "--meter", "m=1/s", mnt)
+		require.Contains(t, f.rlfs, d.db)
+		require.Contains(t, f.rlfs, fmt.Sprintf("pid %d", d.pid()), "names the owner's pid")
+		require.Contains(t, f.rlfs, d.mnt, "names the owner's mountpoint")
+		require.Equal(t, "m", d.status(t, "m")["meter"], "the first daemon still serves")
+	})
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""An rlfs end-to-end client in Python: plain open() and close() on acquire.
+
+    client.py calls ACQUIRE ID THREADS CALLS HOLD LOG
+        THREADS threads each make CALLS calls one after the other, holding
+        each HOLD seconds, and append one line per call to LOG:
+        "ID-tK GRANT_NS RELEASE_NS CALL CLOSED_NS DAEMON_GRANT_NS ASKED_NS"
+        (unix ns, taken right after open returns, right before close, right
+        after close and right before open; CALL and DAEMON_GRANT_NS, with ms
+        precision, are the call id and grant time printed by the daemon).
+    client.py open ACQUIRE THREADS [nonblock]
+        THREADS threads each open ACQUIRE once (with O_NONBLOCK if asked)
+        and close it at once; prints one line per thread when all are done:
+        "ok SECONDS GRANT-LINE" or "err ERRNO NAME EXCEPTION SECONDS".
+    client.py hold ACQUIRE
+        opens ACQUIRE, prints "held GRANT-LINE", holds the call until stdin
+        reaches EOF, prints "released NS" (taken right before close), exits.
+"""
+import datetime
+import errno
+import os
+import re
+import sys
+import threading
+import time
+
+
+def call_of(line):
+    m = re.search(r" call (\d+)", line)
+    return m.group(1) if m else "-"
+
+
+def daemon_grant_ns(line):
+    m = re.match(r"granted (\S+) ", line)
+    if not m:
+        return "-"
+    dt = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+    return str(round(dt.timestamp() * 1000) * 1000000)
+
+
+def calls(acq, cid, threads, n, hold, log):
+    lock = threading.Lock()
+    out = open(log, "a", buffering=1)
+    failures = []
+
+    def worker(k):
+        try:
+            for _ in range(n):
+                a = time.time_ns()
+                fd = os.open(acq, os.O_RDONLY)
+                g = time.time_ns()
+                line = os.read(fd, 512).decode()
+                if hold > 0:
+                    time.sleep(hold)
+                r = time.time_ns()
+                os.close(fd)
+                c = time.time_ns()
+                with lock:
+                    out.write(f"{cid}-t{k} {g} {r} {call_of(line)} {c} {daemon_grant_ns(line)} {a}\n")
+        except BaseException as e:  # report, do not hang the others
+            failures.append(f"thread {k}: {e!r}")
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        sys.exit(1)
+
+
+def open_once(acq, threads, nonblock):
+    flags = os.O_RDONLY | (os.O_NONBLOCK if nonblock else 0)
+    results = [None] * threads
+
+    def worker(k):
+        t0 = time.monotonic()
+        try:
+            fd = os.open(acq, flags)
+        except OSError as e:
+            name = errno.errorcode.get(e.errno, "?")
+            results[k] = f"err {e.errno} {name} {type(e).__name__} {time.monotonic() - t0:.3f}"
+            return
+        line = os.read(fd, 512).decode().strip()
+        os.close(fd)
+        results[k] = f"ok {time.monotonic() - t0:.3f} {line}"
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    print("\n".join(results), flush=True)
+
+
+def hold(acq):
+    fd = os.open(acq, os.O_RDONLY)
+    line = os.read(fd, 512).decode().strip()
+    print("held", line, flush=True)
+    sys.stdin.read()
+    r = time.time_ns()
+    os.close(fd)
+    print("released", r, flush=True)
+
+
+def main(argv):
+    cmd = argv[1]
+    if cmd == "calls":
+        acq, cid, threads, n, hold_s, log = argv[2:8]
+        calls(acq, cid, int(threads), int(n), float(hold_s), log)
+    elif cmd == "open":
+        open_once(argv[2], int(argv[3]), len(argv) > 4 and argv[4] == "nonblock")
+    elif cmd == "hold":
+        hold(argv[2])
+    else:
+        sys.exit(f"client.py: unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
