@@ -33,7 +33,7 @@ type Snapshot struct {
 	Waiters []Waiter // queue order (nil from Status)
 	// The lengths of the three lists, also set by Status.
 	HoldersN, ExpiredN, WaitersN int
-	Usage   []WindowUsage
+	Usage                        []WindowUsage
 	// Next is when a new call could be granted: Next.OK means now; a zero
 	// Next.At means after a release.
 	Next   Decision
