@@ -86,9 +86,7 @@ type mountConfig struct {
 func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	var c mountConfig
 	var meters meterFlags
-	fs := flag.NewFlagSet("rlfs mount", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stdout, mountUsage) }
+	fs := newFlagSet("rlfs mount")
 	fs.StringVar(&c.db, "db", "", "")
 	fs.Var(&meters, "meter", "")
 	fs.StringVar(&c.sync, "sync", "normal", "")
@@ -98,11 +96,8 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	fs.StringVar(&c.config, "config", "", "")
 	fs.StringVar(&c.metrics, "metrics", "", "")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, &usageError{msg: err.Error(), hint: "rlfs mount --help"}
+	if err := parse(fs, args, mountUsage, stdout); err != nil {
+		return c, err
 	}
 	switch fs.NArg() {
 	case 1:

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -40,17 +39,12 @@ EXAMPLES
 `
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rlfs run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stdout, runUsage) }
+	fs := newFlagSet("rlfs run")
 	wait := fs.Duration("wait", 0, "")
 	nonblock := fs.Bool("nonblock", false, "")
 	conflict := fs.Int("conflict-exit-code", 1, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{msg: err.Error(), hint: "rlfs run --help"}
+	if err := parse(fs, args, runUsage, stdout); err != nil {
+		return err
 	}
 	rest := fs.Args()
 	if len(rest) < 3 || rest[1] != "--" {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -105,16 +104,11 @@ func parseStatus(text string) (meterStatus, error) {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rlfs status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stdout, statusUsage) }
+	fs := newFlagSet("rlfs status")
 	db := fs.String("db", "", "")
 	asJSON := fs.Bool("json", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{msg: err.Error(), hint: "rlfs status --help"}
+	if err := parse(fs, args, statusUsage, stdout); err != nil {
+		return err
 	}
 	var texts []string
 	var err error

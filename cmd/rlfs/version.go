@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -12,12 +11,8 @@ import (
 var version = ""
 
 func runVersion(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rlfs version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "SYNOPSIS\n    rlfs version\n\nPrints the version of rlfs and of the Go toolchain that built it.\n")
-	}
-	if err := fs.Parse(args); err != nil {
+	fs := newFlagSet("rlfs version")
+	if err := parse(fs, args, "SYNOPSIS\n    rlfs version\n\nPrints the version of rlfs and of the Go toolchain that built it.\n", stdout); err != nil {
 		return err
 	}
 	v := version

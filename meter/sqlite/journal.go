@@ -18,18 +18,21 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-// The grant journal makes a grant durable in one small pwrite (about a
-// microsecond) instead of one SQLite transaction (tens of microseconds).
-// Grants are appended to one of two files beside the database, PATH.grants-0
-// and PATH.grants-1; completions wait in memory. A flusher moves both into
-// SQLite in batches, switches the journal to the other (empty) file and
-// truncates the one it flushed. At Open, records left in either file are
-// replayed, idempotently, before anything is read. A completion lost in a
-// crash is counted at the restart instead, which is later: on the safe side.
+// The journal makes a grant or a completion durable in one small pwrite
+// (about a microsecond) instead of one SQLite transaction (tens of
+// microseconds). Records are appended to one of two files beside the
+// database, PATH.grants-0 and PATH.grants-1. A flusher moves them into SQLite
+// in batches, switches the journal to the other (empty) file and truncates
+// the one it flushed. At Open, records left in either file are replayed,
+// idempotently, before anything is read. With sync "normal" a record in the
+// page cache survives a crash of the daemon; "full" adds a group fdatasync
+// for grants. (A completion lost to a power loss is counted at the restart,
+// which is later: on the safe side.)
 //
 // Record: u32 length of the rest | u32 CRC-32 (Castagnoli) of the payload |
-// payload: u64 seq | u16 len, meter | u64 id | i64 granted ns | i64 TAT ns
-// (0: none) | i64 pid | u32 uid | u32 gid | u16 len, cmd. A torn or corrupt
+// payload: u8 kind | u64 seq | u16 len, meter | u64 id | then for a grant:
+// i64 granted ns | i64 TAT ns (0: none) | i64 pid | u32 uid | u32 gid | u16
+// len, cmd; for a completion: i64 done ns | u8 expired. A torn or corrupt
 // tail (a power loss mid-write) ends a file's replay.
 
 // flushEvery is how often pending grants and completions go into SQLite.
@@ -64,6 +67,7 @@ type journal struct {
 	mu      sync.Mutex
 	files   [2]*os.File
 	size    [2]int64
+	dirty   [2]bool // written since the last fdatasync
 	active  int
 	seq     uint64
 	pending []op
@@ -130,7 +134,7 @@ func readJournal(f *os.File) ([]journalRec, error) {
 		if crc32.Checksum(payload, castagnoli) != sum {
 			break
 		}
-		r, ok := decodeGrant(payload)
+		r, ok := decodeRecord(payload)
 		if !ok {
 			break
 		}
@@ -140,21 +144,29 @@ func readJournal(f *os.File) ([]journalRec, error) {
 	return out, nil
 }
 
-func decodeGrant(p []byte) (journalRec, bool) {
+func decodeRecord(p []byte) (journalRec, bool) {
 	var r journalRec
 	d := decoder{b: p, ok: true}
+	r.op.kind = opKind(d.take(1)[0])
 	r.seq = d.u64()
-	r.op.kind = opGrant
 	r.op.meter = d.str()
 	r.op.call.ID = d.u64()
-	r.op.call.GrantedAt = time.Unix(0, int64(d.u64()))
-	if tat := int64(d.u64()); tat != 0 {
-		r.op.tat = time.Unix(0, tat)
+	switch r.op.kind {
+	case opGrant:
+		r.op.call.GrantedAt = time.Unix(0, int64(d.u64()))
+		if tat := int64(d.u64()); tat != 0 {
+			r.op.tat = time.Unix(0, tat)
+		}
+		r.op.call.Holder.PID = int(int64(d.u64()))
+		r.op.call.Holder.UID = d.u32()
+		r.op.call.Holder.GID = d.u32()
+		r.op.call.Holder.Cmd = d.str()
+	case opComplete:
+		r.op.call.DoneAt = time.Unix(0, int64(d.u64()))
+		r.op.call.Expired = d.take(1)[0] != 0
+	default:
+		return r, false
 	}
-	r.op.call.Holder.PID = int(int64(d.u64()))
-	r.op.call.Holder.UID = d.u32()
-	r.op.call.Holder.GID = d.u32()
-	r.op.call.Holder.Cmd = d.str()
 	return r, d.ok && len(d.b) == 0
 }
 
@@ -184,39 +196,58 @@ func (d *decoder) str() string {
 func (j *journal) appendGrant(name string, c meter.Call, tat time.Time) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	var tatNs int64
+	if !tat.IsZero() {
+		tatNs = tat.UnixNano()
+	}
+	return j.appendLocked(op{kind: opGrant, meter: name, call: c, tat: tat}, func(b []byte) []byte {
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.GrantedAt.UnixNano()))
+		b = binary.LittleEndian.AppendUint64(b, uint64(tatNs))
+		b = binary.LittleEndian.AppendUint64(b, uint64(int64(c.Holder.PID)))
+		b = binary.LittleEndian.AppendUint32(b, c.Holder.UID)
+		b = binary.LittleEndian.AppendUint32(b, c.Holder.GID)
+		return appendStr(b, c.Holder.Cmd)
+	})
+}
+
+// appendComplete writes a completion record with one pwrite and queues it.
+func (j *journal) appendComplete(name string, c meter.Call) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.appendLocked(op{kind: opComplete, meter: name, call: c}, func(b []byte) []byte {
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.DoneAt.UnixNano()))
+		return append(b, byte(boolInt(c.Expired)))
+	})
+}
+
+// appendLocked writes o's record, whose kind-specific part body appends.
+func (j *journal) appendLocked(o op, body func([]byte) []byte) error {
 	if j.err != nil {
 		return j.err
 	}
-	if !j.known[name] {
+	if !j.known[o.meter] {
 		return meter.ErrNotExist
 	}
 	j.seq++
 	b := j.buf[:0]
 	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // length and CRC, below
+	b = append(b, byte(o.kind))
 	b = binary.LittleEndian.AppendUint64(b, j.seq)
-	b = appendStr(b, name)
-	b = binary.LittleEndian.AppendUint64(b, c.ID)
-	b = binary.LittleEndian.AppendUint64(b, uint64(c.GrantedAt.UnixNano()))
-	var tatNs int64
-	if !tat.IsZero() {
-		tatNs = tat.UnixNano()
-	}
-	b = binary.LittleEndian.AppendUint64(b, uint64(tatNs))
-	b = binary.LittleEndian.AppendUint64(b, uint64(int64(c.Holder.PID)))
-	b = binary.LittleEndian.AppendUint32(b, c.Holder.UID)
-	b = binary.LittleEndian.AppendUint32(b, c.Holder.GID)
-	b = appendStr(b, c.Holder.Cmd)
+	b = appendStr(b, o.meter)
+	b = binary.LittleEndian.AppendUint64(b, o.call.ID)
+	b = body(b)
 	binary.LittleEndian.PutUint32(b, uint32(len(b)-8))
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
 	j.buf = b
 	f := j.files[j.active]
 	if _, err := f.WriteAt(b, j.size[j.active]); err != nil {
-		j.err = fmt.Errorf("write the grant journal %s: %w", f.Name(), err)
+		j.err = fmt.Errorf("write the journal %s: %w", f.Name(), err)
 		return j.err
 	}
 	j.size[j.active] += int64(len(b))
 	j.written.Add(int64(len(b)))
-	j.queueLocked(op{kind: opGrant, meter: name, call: c, tat: tat})
+	j.dirty[j.active] = true
+	j.queueLocked(o)
 	return nil
 }
 
@@ -226,17 +257,6 @@ func appendStr(b []byte, s string) []byte {
 	}
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
 	return append(b, s...)
-}
-
-// queueComplete queues a completion for SQLite.
-func (j *journal) queueComplete(name string, c meter.Call) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if !j.known[name] {
-		return meter.ErrNotExist
-	}
-	j.queueLocked(op{kind: opComplete, meter: name, call: c})
-	return nil
 }
 
 // queuePrune queues a prune for SQLite.
@@ -344,8 +364,8 @@ func (j *journal) reset() error {
 	return errors.Join(errs...)
 }
 
-// waitDurable returns once every grant appended so far is on disk: one
-// fdatasync serves every grant appended before it started (group commit).
+// waitDurable returns once every record appended so far is on disk: one
+// fdatasync serves every record appended before it started (group commit).
 func (j *journal) waitDurable() error {
 	if !j.full {
 		return nil
@@ -356,8 +376,17 @@ func (j *journal) waitDurable() error {
 	if j.synced.Load() >= target {
 		return nil
 	}
+	j.mu.Lock()
 	upto := j.written.Load()
-	for _, f := range j.files {
+	var files []*os.File
+	for i, f := range j.files {
+		if j.dirty[i] {
+			files = append(files, f)
+			j.dirty[i] = false
+		}
+	}
+	j.mu.Unlock()
+	for _, f := range files {
 		if err := unix.Fdatasync(int(f.Fd())); err != nil {
 			return fmt.Errorf("sqlite: fdatasync %s: %w", f.Name(), err)
 		}

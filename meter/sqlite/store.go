@@ -155,8 +155,9 @@ func (s *Store) Load() ([]meter.Stored, error) {
 	return out, nil
 }
 
-// overlayJournal adds the grants that a running (or crashed) owner has in
-// its journal but not yet in SQLite, so that a read-only Load is current.
+// overlayJournal adds the grants and completions that a running (or
+// crashed) owner has in its journal but not yet in SQLite, so that a
+// read-only Load is current.
 func overlayJournal(db string, out []meter.Stored) {
 	index := make(map[string]int, len(out))
 	for i, m := range out {
@@ -180,7 +181,14 @@ func overlayJournal(db string, out []meter.Stored) {
 		}
 		m := &out[i]
 		c := r.op.call
-		if slices.ContainsFunc(m.State.Calls, func(x meter.Call) bool { return x.ID == c.ID }) {
+		k := slices.IndexFunc(m.State.Calls, func(x meter.Call) bool { return x.ID == c.ID })
+		if r.op.kind == opComplete {
+			if k >= 0 {
+				m.State.Calls[k].DoneAt, m.State.Calls[k].Expired = c.DoneAt, c.Expired
+			}
+			continue
+		}
+		if k >= 0 {
 			continue
 		}
 		m.State.Calls = append(m.State.Calls, c)
@@ -338,14 +346,13 @@ func (s *Store) WaitDurable() error {
 	return s.j.waitDurable()
 }
 
-// Complete queues c's completion time for SQLite. It is batched: a
-// completion lost in a crash is counted at the restart, later, which errs
-// on the safe side.
+// Complete appends c's completion time to the journal (one pwrite), so it
+// survives a crash of the daemon, and queues it for SQLite.
 func (s *Store) Complete(name string, c meter.Call) error {
 	if s.j == nil {
 		return ErrReadOnly
 	}
-	if err := s.j.queueComplete(name, c); err != nil {
+	if err := s.j.appendComplete(name, c); err != nil {
 		return fmt.Errorf("sqlite: record completion of call %d of %q: %w", c.ID, name, err)
 	}
 	return nil
