@@ -19,6 +19,7 @@ import (
 // `ls` lists them in grant or queue order. Never cached by the kernel.
 type listDir struct {
 	fs.Inode
+	fixedDir
 	d       *meterDir
 	waiters bool
 }
@@ -37,28 +38,7 @@ var (
 
 // holders/ and waiters/ are views: nothing in them can be created, removed,
 // renamed or changed (EPERM). A holder ends by closing acquire.
-
 func (l *listDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return ToErrno(errNotAllowed)
-}
-
-func (l *listDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	return nil, nil, 0, ToErrno(errNotAllowed)
-}
-
-func (l *listDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return nil, ToErrno(errNotAllowed)
-}
-
-func (l *listDir) Unlink(ctx context.Context, name string) syscall.Errno {
-	return ToErrno(errNotAllowed)
-}
-
-func (l *listDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return ToErrno(errNotAllowed)
-}
-
-func (l *listDir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	return ToErrno(errNotAllowed)
 }
 

@@ -15,6 +15,7 @@ import (
 // access control.
 type meterDir struct {
 	fs.Inode
+	fixedDir
 	root *Root
 	m    *meter.Meter
 	ino  uint64
@@ -126,26 +127,23 @@ func (d *meterDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	return fs.NewListDirStream(entries), 0
 }
 
-// A meter directory's contents are fixed: creating, removing or renaming
-// anything in it is not allowed.
+// fixedDir gives a directory whose entries are not the user's to change:
+// creating, removing or renaming anything in it fails with EPERM. Embed it.
+type fixedDir struct{}
 
-func (d *meterDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+func (fixedDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	return nil, nil, 0, ToErrno(errNotAllowed)
 }
 
-func (d *meterDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+func (fixedDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	return nil, ToErrno(errNotAllowed)
 }
 
-func (d *meterDir) Unlink(ctx context.Context, name string) syscall.Errno {
-	return ToErrno(errNotAllowed)
-}
+func (fixedDir) Unlink(ctx context.Context, name string) syscall.Errno { return ToErrno(errNotAllowed) }
 
-func (d *meterDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return ToErrno(errNotAllowed)
-}
+func (fixedDir) Rmdir(ctx context.Context, name string) syscall.Errno { return ToErrno(errNotAllowed) }
 
-func (d *meterDir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+func (fixedDir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	return ToErrno(errNotAllowed)
 }
 
