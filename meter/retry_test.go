@@ -1,0 +1,105 @@
+package meter_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/metertest"
+)
+
+func graceMeter(t *testing.T, spec string) (*meter.Meter, *metertest.Clock) {
+	t.Helper()
+	clk := metertest.NewClock()
+	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk, RetryGrace: 20 * time.Millisecond})
+	require.NoError(t, err)
+	sp, err := meter.ParseSpec(spec)
+	require.NoError(t, err)
+	m, err := reg.Create("m", sp, meter.DefaultAttr())
+	require.NoError(t, err)
+	return m, clk
+}
+
+func done(tk *meter.Ticket) bool {
+	select {
+	case <-tk.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// TestRetryKeepsPlace pins the bug where a Go client lost its place: the Go
+// runtime interrupts a blocked open (EINTR) and os.Open retries at once; the
+// retry must take back the interrupted open's place, not go to the back.
+func TestRetryKeepsPlace(t *testing.T) {
+	m, clk := graceMeter(t, "concurrency=1")
+	holder, err := m.Enqueue(meter.Holder{PID: 1}, false)
+	require.NoError(t, err)
+	hc, _ := holder.Result()
+	goA, err := m.Enqueue(meter.Holder{PID: 10}, false)
+	require.NoError(t, err)
+	b, err := m.Enqueue(meter.Holder{PID: 20}, false)
+	require.NoError(t, err)
+
+	_, err = m.Cancel(goA) // the runtime's signal
+	require.ErrorIs(t, err, meter.ErrInterrupted)
+	require.Len(t, m.Snapshot().Waiters, 1, "waiters/ does not list a kept place")
+	clk.Advance(time.Millisecond)
+	again, err := m.Enqueue(meter.Holder{PID: 10}, false) // os.Open retries
+	require.NoError(t, err)
+	require.Equal(t, goA.Seq, again.Seq, "the retry takes back the place")
+	require.Equal(t, goA.Since, again.Since, "and the arrival time")
+	ws := m.Snapshot().Waiters
+	require.Equal(t, []uint64{goA.Seq, b.Seq}, []uint64{ws[0].Seq, ws[1].Seq})
+
+	require.NoError(t, m.Release(hc.ID))
+	require.True(t, done(again), "the retried open is granted first")
+	require.False(t, done(b))
+	require.Equal(t, uint64(0), m.Snapshot().Stats.Interrupts, "a resumed wait is no interruption")
+}
+
+// TestInterruptedPlaceExpires: nobody comes back within the grace; the place
+// is dropped, the interruption counted, and while it was at the head the
+// queue waited for it, 20 ms at most.
+func TestInterruptedPlaceExpires(t *testing.T) {
+	m, clk := graceMeter(t, "concurrency=1")
+	holder, _ := m.Enqueue(meter.Holder{PID: 1}, false)
+	hc, _ := holder.Result()
+	a, _ := m.Enqueue(meter.Holder{PID: 10}, false)
+	b, _ := m.Enqueue(meter.Holder{PID: 20}, false)
+	_, err := m.Cancel(a)
+	require.ErrorIs(t, err, meter.ErrInterrupted)
+	require.NoError(t, m.Release(hc.ID))
+	require.False(t, done(b), "the kept place at the head holds the queue")
+	require.Equal(t, 0, m.Snapshot().HoldersN)
+
+	clk.Advance(19 * time.Millisecond)
+	require.False(t, done(b))
+	clk.Advance(time.Millisecond)
+	require.True(t, done(b), "20 ms later the place is dropped and the next waiter granted")
+	s := m.Snapshot()
+	require.Equal(t, uint64(1), s.Stats.Interrupts)
+	require.Equal(t, uint64(2), s.Grants, "the interrupted open counted nothing")
+
+	// A different thread does not take over someone else's place.
+	c, _ := m.Enqueue(meter.Holder{PID: 30}, false)
+	_, _ = m.Cancel(c)
+	d, _ := m.Enqueue(meter.Holder{PID: 31}, false)
+	require.NotEqual(t, c.Seq, d.Seq)
+}
+
+// TestKeptPlacesDoNotCountAgainstMaxWaiters: max_waiters counts real waiters.
+func TestKeptPlacesDoNotCountAgainstMaxWaiters(t *testing.T) {
+	m, _ := graceMeter(t, "concurrency=1,max_waiters=1")
+	_, _ = m.Enqueue(meter.Holder{PID: 1}, false)
+	a, err := m.Enqueue(meter.Holder{PID: 10}, false)
+	require.NoError(t, err)
+	_, _ = m.Cancel(a)
+	_, err = m.Enqueue(meter.Holder{PID: 20}, false)
+	require.NoError(t, err, "a kept place is not a waiter")
+	_, err = m.Enqueue(meter.Holder{PID: 30}, false)
+	require.ErrorIs(t, err, meter.ErrTooManyWaiters)
+}
