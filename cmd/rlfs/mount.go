@@ -247,7 +247,11 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Direct: os.Geteuid() == 0, AllowOther: c.allowOther, Debug: c.debug,
 	})
 	if err != nil {
-		return fmt.Errorf("%v; check that %s is an empty directory you own and that /dev/fuse exists", err, dir)
+		msg := strings.TrimSpace(err.Error())
+		if os.Geteuid() != 0 {
+			return fmt.Errorf("%s; as a non-root user rlfs mounts through fusermount3 (apt-get install fuse3), which needs read-write access to /dev/fuse and a mountpoint you own", msg)
+		}
+		return fmt.Errorf("%s; check that %s is a directory and that /dev/fuse exists (modprobe fuse)", msg, dir)
 	}
 	sdNotify("READY=1")
 	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
