@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,8 +34,26 @@ func (a *acquireFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.At
 	return 0
 }
 
-// Setattr refuses truncation and chmod: acquire's attributes derive from the meter.
+// openTruncWindow bounds how long after its grant an O_TRUNC open's
+// truncate may take the grant back.
+const openTruncWindow = time.Second
+
+// Setattr refuses truncation and chmod: acquire's attributes derive from the
+// meter. An open with O_TRUNC reaches rlfs as a plain OPEN, which is granted,
+// then as a truncate from the same thread, without the file handle (go-fuse
+// does not negotiate atomic O_TRUNC, and the kernel sends no handle for an
+// open's truncate). So a truncate takes back the newest grant that its thread
+// got on this meter within openTruncWindow: the refused open counts nothing.
 func (a *acquireFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if _, trunc := in.GetSize(); trunc {
+		if g, ok := f.(*grantHandle); ok {
+			g.revoke()
+		} else if c, ok := fuse.FromContext(ctx); ok {
+			if id, ok := a.d.m.LatestGrant(int(c.Pid), c.Uid, openTruncWindow); ok {
+				_ = a.d.m.Revoke(id)
+			}
+		}
+	}
 	return ToErrno(errNotAllowed)
 }
 
@@ -61,9 +80,10 @@ func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, ui
 
 // grantHandle is an open `acquire`: one granted call.
 type grantHandle struct {
-	m      *meter.Meter
-	call   meter.Call
-	waited time.Duration
+	m       *meter.Meter
+	call    meter.Call
+	waited  time.Duration
+	revoked atomic.Bool
 }
 
 var (
@@ -83,10 +103,20 @@ func (g *grantHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 // last close (RELEASE), and this saves a round trip per close.
 func (g *grantHandle) Flush(ctx context.Context) syscall.Errno { return syscall.ENOSYS }
 
-// Release completes the call.
+// Release completes the call, unless it was revoked.
 func (g *grantHandle) Release(ctx context.Context) syscall.Errno {
+	if g.revoked.Load() {
+		return 0
+	}
 	_ = g.m.Release(g.call.ID) // a store error is counted in the meter's stats
 	return 0
+}
+
+// revoke takes the grant back: its open is failing.
+func (g *grantHandle) revoke() {
+	if g.revoked.CompareAndSwap(false, true) {
+		_ = g.m.Revoke(g.call.ID)
+	}
 }
 
 func sliceAt(b []byte, off int64, n int) []byte {

@@ -181,6 +181,12 @@ func TestBadNamesAndForbiddenOperations(t *testing.T) {
 	}
 	require.NotNil(t, f.reg.Get("m"))
 	require.Equal(t, []string{"acquire", "holders", "limits", "status", "waiters"}, names(t, m))
+	// The O_TRUNC open was granted (the kernel sends OPEN without O_TRUNC,
+	// then a truncate), and revoked: nothing counts, nothing is held.
+	require.Eventually(t, func() bool { return f.reg.Get("m").Snapshot().HoldersN == 0 }, 5*time.Second, time.Millisecond)
+	s := f.reg.Get("m").Snapshot()
+	require.Equal(t, uint64(0), s.Grants, "refused opens counted nothing")
+	require.Equal(t, uint64(0), s.Stats.Releases, "a revoked grant is not released")
 }
 
 func openErr(path string, flag int) error {

@@ -382,6 +382,49 @@ func (m *Meter) Release(id uint64) error {
 	return err
 }
 
+// Revoke takes back call id, granted to an open that then failed (the
+// kernel truncates after OPEN, and the truncate of acquire is refused):
+// nothing of it is counted, as if it had never been granted.
+func (m *Meter) Revoke(id uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := m.st.index(id)
+	if i < 0 || !m.st.Calls[i].InProgress() {
+		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
+	}
+	m.st.Calls = slices.Delete(m.st.Calls, i, i+1)
+	if b := m.spec.Bucket; b != nil {
+		m.st.TAT = m.st.TAT.Add(-b.Interval())
+	}
+	m.grants--
+	m.stats.Grants--
+	err := m.store.Revoke(m.name, id)
+	if err != nil {
+		m.stats.StoreErrs++
+		err = fmt.Errorf("%w: revoke call %d of %q: %w", ErrStore, id, m.name, err)
+	}
+	m.dispatchLocked()
+	return err
+}
+
+// LatestGrant returns the newest call in progress that the thread pid of
+// user uid was granted within the last d.
+func (m *Meter) LatestGrant(pid int, uid uint32, d time.Duration) (uint64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	for i := len(m.st.Calls) - 1; i >= 0; i-- {
+		c := m.st.Calls[i]
+		if now.Sub(c.GrantedAt) > d {
+			break
+		}
+		if c.InProgress() && c.Holder.PID == pid && c.Holder.UID == uid {
+			return c.ID, true
+		}
+	}
+	return 0, false
+}
+
 // pruneLocked drops, in memory and in the store, the calls that count
 // against no window any more. The store is told at every release: a store
 // that batches (meter/sqlite) then never writes most short-lived calls.

@@ -44,6 +44,10 @@ type Store interface {
 	// batched: a completion lost in a crash is counted at the restart, which
 	// is later, so the loss errs on the safe side.
 	Complete(name string, c Call) error
+	// Revoke forgets call id, granted but never used: the open that it was
+	// granted to failed afterwards. The call is dropped and the grants
+	// counter taken back.
+	Revoke(name string, id uint64) error
 	// Prune drops the meter's completed calls that completed (count=completion)
 	// or were granted (count=grant) at or before cutoff.
 	Prune(name string, cutoff time.Time, byGrant bool) error

@@ -129,6 +129,22 @@ func (s *MemStore) Complete(name string, c meter.Call) error {
 	return fmt.Errorf("memstore: meter %q has no call %d", name, c.ID)
 }
 
+// Revoke forgets a call and takes back its grant.
+func (s *MemStore) Revoke(name string, id uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.get(name)
+	if err != nil {
+		return err
+	}
+	n := len(m.State.Calls)
+	m.State.Calls = slices.DeleteFunc(m.State.Calls, func(c meter.Call) bool { return c.ID == id })
+	if len(m.State.Calls) < n {
+		m.Grants--
+	}
+	return nil
+}
+
 // Prune drops completed calls at or before cutoff.
 func (s *MemStore) Prune(name string, cutoff time.Time, byGrant bool) error {
 	s.mu.Lock()

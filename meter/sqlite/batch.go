@@ -36,7 +36,7 @@ func (s *Store) applyLocked(ops []op) error {
 	stored := map[string]uint64{} // next_id as stored before this batch
 	var order []callKey
 	inserts := map[callKey]*meter.Call{}
-	var completes []op
+	var completes, revokes []op
 	for _, o := range ops {
 		mb := meters[o.meter]
 		if mb == nil {
@@ -72,6 +72,14 @@ func (s *Store) applyLocked(ops []op) error {
 			} else {
 				completes = append(completes, o)
 			}
+		case opRevoke:
+			k := callKey{o.meter, o.call.ID}
+			if _, ok := inserts[k]; ok {
+				delete(inserts, k) // never reaches SQLite
+				mb.grants--
+			} else {
+				revokes = append(revokes, o)
+			}
 		case opPrune:
 			if !mb.pruned || o.cutoff.After(mb.cutoff) {
 				mb.cutoff, mb.byGrant = o.cutoff, o.byGrant
@@ -80,7 +88,10 @@ func (s *Store) applyLocked(ops []op) error {
 		}
 	}
 	for _, k := range order {
-		c := inserts[k]
+		c, ok := inserts[k]
+		if !ok {
+			continue // revoked
+		}
 		if mb := meters[k.meter]; mb.pruned && !c.InProgress() && prunable(*c, mb.cutoff, mb.byGrant) {
 			continue
 		}
@@ -94,8 +105,19 @@ func (s *Store) applyLocked(ops []op) error {
 			return err
 		}
 	}
+	for _, o := range revokes {
+		n, err := exec(s.st.revoke, o.meter, int64(o.call.ID))
+		if err != nil {
+			return err
+		}
+		if n > 0 { // not when replayed
+			if _, err := exec(s.st.ungrant, o.meter); err != nil {
+				return err
+			}
+		}
+	}
 	for name, mb := range meters {
-		if mb.grants > 0 {
+		if mb.grants != 0 || mb.nextID > stored[name] {
 			tat := s.st.keepTAT
 			args := []any{int64(mb.nextID), mb.grants, name}
 			if mb.hasTAT {

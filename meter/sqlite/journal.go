@@ -32,7 +32,8 @@ import (
 // Record: u32 length of the rest | u32 CRC-32 (Castagnoli) of the payload |
 // payload: u8 kind | u64 seq | u16 len, meter | u64 id | then for a grant:
 // i64 granted ns | i64 TAT ns (0: none) | i64 pid | u32 uid | u32 gid | u16
-// len, cmd; for a completion: i64 done ns | u8 expired. A torn or corrupt
+// len, cmd; for a completion: i64 done ns | u8 expired; for a revocation
+// nothing more. A torn or corrupt
 // tail (a power loss mid-write) ends a file's replay.
 
 // flushEvery is how often pending grants and completions go into SQLite.
@@ -49,6 +50,7 @@ const (
 	opGrant opKind = iota + 1
 	opComplete
 	opPrune
+	opRevoke
 )
 
 // op is a grant, completion or prune waiting to go into SQLite.
@@ -164,6 +166,7 @@ func decodeRecord(p []byte) (journalRec, bool) {
 	case opComplete:
 		r.op.call.DoneAt = time.Unix(0, int64(d.u64()))
 		r.op.call.Expired = d.take(1)[0] != 0
+	case opRevoke:
 	default:
 		return r, false
 	}
@@ -218,6 +221,13 @@ func (j *journal) appendComplete(name string, c meter.Call) error {
 		b = binary.LittleEndian.AppendUint64(b, uint64(c.DoneAt.UnixNano()))
 		return append(b, byte(boolInt(c.Expired)))
 	})
+}
+
+// appendRevoke writes a revocation record with one pwrite and queues it.
+func (j *journal) appendRevoke(name string, id uint64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.appendLocked(op{kind: opRevoke, meter: name, call: meter.Call{ID: id}}, func(b []byte) []byte { return b })
 }
 
 // appendLocked writes o's record, whose kind-specific part body appends.

@@ -116,3 +116,31 @@ func TestJournalSurvivesCrash(t *testing.T) {
 	check(all)
 	require.NoError(t, again.Close())
 }
+
+// TestRevoke: a revoked grant leaves no call and no count behind, whether it
+// is revoked before or after it reached SQLite, and its ID is not reused.
+func TestRevoke(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meters.db")
+	st, err := sqlite.Open(path, sqlite.Options{})
+	require.NoError(t, err)
+	require.NoError(t, st.CreateMeter("m", meter.DefaultSpec(), meter.DefaultAttr()))
+	g := metertest.Epoch
+	require.NoError(t, st.Grant("m", meter.Call{ID: 1, GrantedAt: g}, time.Time{}))
+	require.NoError(t, st.Revoke("m", 1)) // in the same batch
+	require.NoError(t, st.Grant("m", meter.Call{ID: 2, GrantedAt: g}, time.Time{}))
+	all, err := st.Load() // flushes
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), all[0].Grants)
+	require.Len(t, all[0].State.Calls, 1)
+	require.NoError(t, st.Revoke("m", 2)) // after it reached SQLite
+	require.NoError(t, st.Close())
+
+	st, err = sqlite.Open(path, sqlite.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	all, err = st.Load()
+	require.NoError(t, err)
+	require.Equal(t, uint64(0), all[0].Grants)
+	require.Empty(t, all[0].State.Calls)
+	require.Equal(t, uint64(3), all[0].State.NextID, "revoked IDs are not reused")
+}

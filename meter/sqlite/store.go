@@ -18,7 +18,7 @@ type stmts struct {
 
 	create, setSpec, setAttr, delMeter, delCalls *sql.Stmt
 	grantMeter, grantCall, complete              *sql.Stmt
-	setState, keepTAT, nextID                    *sql.Stmt
+	setState, keepTAT, nextID, revoke, ungrant   *sql.Stmt
 	pruneDone, pruneGranted                      *sql.Stmt
 	loadMeters, loadCalls                        *sql.Stmt
 }
@@ -41,6 +41,8 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn) error {
 		{&st.grantMeter, "UPDATE meters SET tat_ns = ?, next_id = max(next_id, ?), grants = grants + ? WHERE name = ?"},
 		{&st.keepTAT, "UPDATE meters SET next_id = max(next_id, ?), grants = grants + ? WHERE name = ?"},
 		{&st.nextID, "SELECT next_id FROM meters WHERE name = ?"},
+		{&st.revoke, "DELETE FROM calls WHERE meter = ? AND id = ?"},
+		{&st.ungrant, "UPDATE meters SET grants = grants - 1 WHERE name = ?"},
 		{&st.setState, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = ? WHERE name = ?"},
 		{&st.grantCall, `INSERT INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
@@ -63,7 +65,7 @@ func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{
 		st.begin, st.beginRead, st.commit, st.rollback,
 		st.create, st.setSpec, st.setAttr, st.delMeter, st.delCalls,
-		st.grantMeter, st.grantCall, st.complete, st.setState, st.keepTAT, st.nextID,
+		st.grantMeter, st.grantCall, st.complete, st.setState, st.keepTAT, st.nextID, st.revoke, st.ungrant,
 		st.pruneDone, st.pruneGranted, st.loadMeters, st.loadCalls,
 	} {
 		if s != nil {
@@ -182,9 +184,16 @@ func overlayJournal(db string, out []meter.Stored) {
 		m := &out[i]
 		c := r.op.call
 		k := slices.IndexFunc(m.State.Calls, func(x meter.Call) bool { return x.ID == c.ID })
-		if r.op.kind == opComplete {
+		switch r.op.kind {
+		case opComplete:
 			if k >= 0 {
 				m.State.Calls[k].DoneAt, m.State.Calls[k].Expired = c.DoneAt, c.Expired
+			}
+			continue
+		case opRevoke:
+			if k >= 0 {
+				m.State.Calls = slices.Delete(m.State.Calls, k, k+1)
+				m.Grants--
 			}
 			continue
 		}
@@ -354,6 +363,18 @@ func (s *Store) Complete(name string, c meter.Call) error {
 	}
 	if err := s.j.appendComplete(name, c); err != nil {
 		return fmt.Errorf("sqlite: record completion of call %d of %q: %w", c.ID, name, err)
+	}
+	return nil
+}
+
+// Revoke journals that call id was granted to an open that failed, and
+// queues its removal (and the grants counter's decrement) for SQLite.
+func (s *Store) Revoke(name string, id uint64) error {
+	if s.j == nil {
+		return ErrReadOnly
+	}
+	if err := s.j.appendRevoke(name, id); err != nil {
+		return fmt.Errorf("sqlite: revoke call %d of %q: %w", id, name, err)
 	}
 	return nil
 }
