@@ -3,6 +3,7 @@ package fsnode
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -70,7 +71,7 @@ func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, ui
 	start := time.Now()
 	c, err := m.Acquire(ctx, h, flags&syscall.O_NONBLOCK != 0)
 	if err != nil {
-		if errno := ToErrno(err); errno == syscall.EIO {
+		if errors.Is(err, meter.ErrStore) {
 			r.log.Error("open of acquire failed", "meter", m.Name(), "pid", h.PID, "err", err)
 		}
 		return nil, 0, ToErrno(err)

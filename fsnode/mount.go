@@ -66,6 +66,10 @@ func (m *Mount) Done() <-chan struct{} { return m.done }
 // returned, for go-fuse to write the replies before the mount goes away.
 const replyGrace = 100 * time.Millisecond
 
+// detachGrace is how long Shutdown waits, after detaching, for the
+// connection to end by itself; it does not while holders keep files open.
+const detachGrace = 500 * time.Millisecond
+
 // Shutdown ends the filesystem: every waiter gets EIO (the caller has closed
 // the registry, which fails them), their replies are written, then the mount
 // is detached even while some process still holds `acquire` open.
@@ -96,7 +100,7 @@ func (m *Mount) Shutdown(timeout time.Duration) error {
 	}
 	select {
 	case <-m.done:
-	case <-time.After(timeout):
+	case <-time.After(detachGrace):
 		// Holders still have files open; exiting closes /dev/fuse, which
 		// ends the connection for them.
 	}

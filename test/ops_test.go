@@ -276,7 +276,9 @@ func TestConfigSourceOfTruth(t *testing.T) {
 	require.Equal(t, 0, code)
 	d.restart(t)
 	require.Equal(t, "5/1s,concurrency=1", d.status(t, "email")["limits"], "the stored limits win over the config file")
-	require.Contains(t, d.log.String(), "keeps its stored limits")
+	waitFor(t, "the daemon logs that the stored limits were kept", func() bool {
+		return strings.Contains(d.log.String(), "keeps its stored limits")
+	}, d.log.String)
 
 	d.extra = append(d.extra, "--reconfigure")
 	d.restart(t)

@@ -253,6 +253,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return fmt.Errorf("%s; check that %s is a directory and that /dev/fuse exists (modprobe fuse)", msg, dir)
 	}
+	detached := watchMount(ctx, dir)
 	sdNotify("READY=1")
 	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
 	select {
@@ -267,6 +268,14 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
 		reg.Close()
 		mnt.Detach()
+	case <-detached:
+		// Lazily unmounted while files are open: the kernel keeps the
+		// connection for them, but nobody new can reach the meters.
+		log.Warn("the mount went away (lazily unmounted while in use); waiters get EIO; exiting", "mountpoint", dir)
+		reg.Close()
+		if err := mnt.Shutdown(2 * time.Second); err != nil {
+			log.Error("unmount failed", "err", err)
+		}
 	}
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", c.db, err)
@@ -375,4 +384,35 @@ func watchDB(store *sqlite.Store, reg *meter.Registry, log *slog.Logger) (stop f
 		close(done)
 		<-stopped
 	}
+}
+
+// mountCheckEvery is how often the daemon checks that its mount is still
+// attached.
+const mountCheckEvery = time.Second
+
+// watchMount returns a channel closed when dir stops being the FUSE mount
+// that is there now (umount -l detaches it even while files are open, and
+// the FUSE connection then lives on for them), or never if ctx ends first.
+func watchMount(ctx context.Context, dir string) <-chan struct{} {
+	gone := make(chan struct{})
+	fstype, ok := mountedFS(dir)
+	if !ok {
+		return gone
+	}
+	go func() {
+		tick := time.NewTicker(mountCheckEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if t, ok := mountedFS(dir); !ok || t != fstype {
+				close(gone)
+				return
+			}
+		}
+	}()
+	return gone
 }
