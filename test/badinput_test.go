@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -28,47 +24,8 @@ type failedMount struct {
 // after all, it is stopped and the mount removed.
 func runBadMount(t *testing.T, mnt string, args ...string) failedMount {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(rlfsBin, append([]string{"mount"}, args...)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		dev, _ := mountDev(mnt)
-		detach(t, mnt, dev)
-		t.Fatalf("rlfs mount %q did not fail: it ran for 20 s\nstderr:\n%s", args, stderr.String())
-	}
-	_, mounted := mountDev(mnt)
-	require.False(t, mounted, "rlfs mount %q failed but left %s mounted", args, mnt)
-	f := failedMount{code: cmd.ProcessState.ExitCode(), stderr: stderr.String(), stdout: stdout.String()}
-	require.Error(t, err, "rlfs mount %q must fail; stderr:\n%s", args, f.stderr)
+	f := runBadMountCmd(t, mnt, nil, args...)
 	require.NotEqual(t, 0, f.code)
-	var rlfsLines, other []string
-	for _, l := range strings.Split(strings.TrimRight(f.stderr, "\n"), "\n") {
-		switch {
-		case strings.HasPrefix(l, "rlfs: "):
-			rlfsLines = append(rlfsLines, l)
-		case strings.HasPrefix(l, "Try: "):
-		default:
-			other = append(other, l)
-		}
-	}
-	require.Len(t, rlfsLines, 1, "rlfs mount %q: want one line starting \"rlfs: \" on stderr, got:\n%s", args, f.stderr)
-	require.Empty(t, other, "rlfs mount %q: stderr has more than the rlfs: line (and a Try: hint):\n%s", args, f.stderr)
-	require.Empty(t, f.stdout, "rlfs mount %q: an error prints nothing on stdout", args)
-	f.rlfs = rlfsLines[0]
 	return f
 }
 
