@@ -305,6 +305,10 @@ func checkMountpoint(dir string) (string, error) {
 	case !fi.IsDir():
 		return "", fmt.Errorf("mountpoint %s is not a directory; choose a directory", abs)
 	}
+	// The kernel lists mounts by their real path.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
 	if fstype, ok := mountedFS(abs); ok {
 		if strings.HasPrefix(fstype, "fuse") {
 			if _, err := os.ReadDir(abs); errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
