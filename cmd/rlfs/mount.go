@@ -109,53 +109,69 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var fromFile []declared
 	if c.config != "" {
-		fc, ms, err := loadConfig(c.config)
-		if err != nil {
+		if err := applyConfig(&c, set); err != nil {
 			return c, err
-		}
-		fromFile = ms
-		if !set["db"] && fc.DB != "" {
-			c.db = fc.DB
-		}
-		if !set["sync"] && fc.Sync != "" {
-			c.sync = fc.Sync
-		}
-		if !set["allow-other"] && fc.AllowOther != nil {
-			c.allowOther = *fc.AllowOther
-		}
-		if !set["metrics"] && fc.Metrics != "" {
-			c.metrics = fc.Metrics
 		}
 	}
 	if c.sync != "normal" && c.sync != "full" {
 		return c, &usageError{msg: fmt.Sprintf("--sync %q: want normal or full", c.sync), hint: "rlfs mount --help"}
 	}
+	return c, addMeterFlags(&c, meters)
+}
+
+// applyConfig reads c.config: its meters, and the settings whose flags were
+// not set on the command line.
+func applyConfig(c *mountConfig, set map[string]bool) error {
+	fc, ms, err := loadConfig(c.config)
+	if err != nil {
+		return err
+	}
+	c.meters = ms
+	if !set["db"] && fc.DB != "" {
+		c.db = fc.DB
+	}
+	if !set["sync"] && fc.Sync != "" {
+		c.sync = fc.Sync
+	}
+	if !set["allow-other"] && fc.AllowOther != nil {
+		c.allowOther = *fc.AllowOther
+	}
+	if !set["metrics"] && fc.Metrics != "" {
+		c.metrics = fc.Metrics
+	}
+	return nil
+}
+
+// addMeterFlags adds the --meter NAME=SPEC values to c.meters; a meter
+// declared twice, on the command line or in the config, is an error.
+func addMeterFlags(c *mountConfig, meters []string) error {
 	seen := map[string]bool{}
-	for _, d := range fromFile {
+	for _, d := range c.meters {
 		seen[d.name] = true
 	}
-	c.meters = fromFile
+	bad := func(format string, args ...any) error {
+		return &usageError{msg: fmt.Sprintf(format, args...), hint: "rlfs mount --help"}
+	}
 	for _, m := range meters {
 		name, specText, ok := strings.Cut(m, "=")
 		if !ok {
-			return c, &usageError{msg: fmt.Sprintf("--meter %q: want NAME=SPEC, such as email=1/s,75/h", m), hint: "rlfs mount --help"}
+			return bad("--meter %q: want NAME=SPEC, such as email=1/s,75/h", m)
 		}
 		if err := meter.ValidName(name); err != nil {
-			return c, &usageError{msg: fmt.Sprintf("--meter %q: %v", m, err), hint: "rlfs mount --help"}
+			return bad("--meter %q: %v", m, err)
 		}
 		spec, err := meter.ParseSpec(strings.ReplaceAll(specText, "\n", ","))
 		if err != nil {
-			return c, &usageError{msg: fmt.Sprintf("--meter %q: %v", m, err), hint: "rlfs mount --help"}
+			return bad("--meter %q: %v", m, err)
 		}
 		if seen[name] {
-			return c, &usageError{msg: fmt.Sprintf("--meter %q: meter %q is declared twice (on the command line or in --config); keep one", m, name), hint: "rlfs mount --help"}
+			return bad("--meter %q: meter %q is declared twice (on the command line or in --config); keep one", m, name)
 		}
 		seen[name] = true
 		c.meters = append(c.meters, declared{name, spec})
 	}
-	return c, nil
+	return nil
 }
 
 // defaultDB is where the database lives without --db.
@@ -184,15 +200,11 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if c.cpuprofile != "" {
-		f, err := os.Create(c.cpuprofile)
+		stop, err := startProfile(c.cpuprofile)
 		if err != nil {
-			return fmt.Errorf("--cpuprofile: %v", err)
+			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %v", err)
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	if c.db == "" {
 		if c.db, err = defaultDB(); err != nil {
@@ -216,8 +228,49 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("load %s: %w", c.db, err)
 	}
-	for _, d := range c.meters {
-		res, err := reg.Declare(d.name, d.spec, c.reconfigure)
+	if err := declareMeters(reg, c.meters, c.reconfigure, log); err != nil {
+		return err
+	}
+	met.reg = reg
+	defer watchDB(store, reg, log)()
+	if c.metrics != "" {
+		stop, err := met.serve(c.metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	mnt, err := mountFS(dir, reg, c, log)
+	if err != nil {
+		return err
+	}
+	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
+	serve(ctx, mnt, reg, dir, log)
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", c.db, err)
+	}
+	log.Info("stopped", "mountpoint", dir)
+	return nil
+}
+
+// startProfile writes a CPU profile to path until the returned stop.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %v", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// declareMeters applies --meter and config entries under the source-of-truth
+// rule, logging what it did.
+func declareMeters(reg *meter.Registry, meters []declared, reconfigure bool, log *slog.Logger) error {
+	for _, d := range meters {
+		res, err := reg.Declare(d.name, d.spec, reconfigure)
 		switch {
 		case err != nil:
 			return fmt.Errorf("declare meter %q: %w", d.name, err)
@@ -230,17 +283,13 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				"meter", d.name, "stored", res.Stored.String(), "declared", d.spec.String())
 		}
 	}
-	met.reg = reg
-	defer watchDB(store, reg, log)()
-	if c.metrics != "" {
-		stop, err := met.serve(c.metrics, log)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
+	return nil
+}
+
+// mountFS creates the mountpoint if missing and mounts the meters there.
+func mountFS(dir string, reg *meter.Registry, c mountConfig, log *slog.Logger) (*fsnode.Mount, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cannot create mountpoint %s: %v; create it or choose another", dir, err)
+		return nil, fmt.Errorf("cannot create mountpoint %s: %v; create it or choose another", dir, err)
 	}
 	root := fsnode.NewRoot(fsnode.Options{Registry: reg, Logger: log})
 	mnt, err := fsnode.NewMount(dir, root, fsnode.MountOptions{
@@ -249,39 +298,37 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		msg := strings.TrimSpace(err.Error())
 		if os.Geteuid() != 0 {
-			return fmt.Errorf("%s; as a non-root user rlfs mounts through fusermount3 (apt-get install fuse3), which needs read-write access to /dev/fuse and a mountpoint you own", msg)
+			return nil, fmt.Errorf("%s; as a non-root user rlfs mounts through fusermount3 (apt-get install fuse3), which needs read-write access to /dev/fuse and a mountpoint you own", msg)
 		}
-		return fmt.Errorf("%s; check that %s is a directory and that /dev/fuse exists (modprobe fuse)", msg, dir)
+		return nil, fmt.Errorf("%s; check that %s is a directory and that /dev/fuse exists (modprobe fuse)", msg, dir)
 	}
+	return mnt, nil
+}
+
+// serve tells systemd the mount is ready and returns once it must stop:
+// SIGINT/SIGTERM, the mount lazily unmounted, or its connection gone. By
+// then every waiter has had EIO and the mount is detached.
+func serve(ctx context.Context, mnt *fsnode.Mount, reg *meter.Registry, dir string, log *slog.Logger) {
 	detached := watchMount(ctx, dir)
 	sdNotify("READY=1")
-	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
 	select {
 	case <-ctx.Done():
 		sdNotify("STOPPING=1")
 		log.Info("stopping: waiters get EIO, state is persisted, the mount is detached", "mountpoint", dir)
-		reg.Close()
-		if err := mnt.Shutdown(2 * time.Second); err != nil {
-			log.Error("unmount failed", "err", err)
-		}
-	case <-mnt.Done():
-		log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
-		reg.Close()
-		mnt.Detach()
 	case <-detached:
 		// Lazily unmounted while files are open: the kernel keeps the
 		// connection for them, but nobody new can reach the meters.
 		log.Warn("the mount went away (lazily unmounted while in use); waiters get EIO; exiting", "mountpoint", dir)
+	case <-mnt.Done():
+		log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
 		reg.Close()
-		if err := mnt.Shutdown(2 * time.Second); err != nil {
-			log.Error("unmount failed", "err", err)
-		}
+		mnt.Detach()
+		return
 	}
-	if err := store.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", c.db, err)
+	reg.Close()
+	if err := mnt.Shutdown(2 * time.Second); err != nil {
+		log.Error("unmount failed", "err", err)
 	}
-	log.Info("stopped", "mountpoint", dir)
-	return nil
 }
 
 // checkMountpoint says what is wrong with dir before mount(2) would, and
