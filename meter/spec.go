@@ -72,10 +72,7 @@ const MaxItems = 64
 // `--meter NAME=SPEC` and the `limits` file. Blank items and `#` comments are
 // ignored; an empty spec is DefaultSpec. Errors quote the bad item.
 func ParseSpec(text string) (Spec, error) {
-	s := DefaultSpec()
-	seen := map[string]bool{}
-	var rate *Bucket
-	burst := 0
+	p := specParser{s: DefaultSpec(), seen: map[string]bool{}}
 	n := 0
 	for _, line := range strings.Split(text, "\n") {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
@@ -89,75 +86,92 @@ func ParseSpec(text string) (Spec, error) {
 			if n++; n > MaxItems {
 				return Spec{}, fmt.Errorf("meter: more than %d items", MaxItems)
 			}
-			key, val, isKV := strings.Cut(item, "=")
-			if !isKV {
-				w, err := parseWindow(item)
-				if err != nil {
-					return Spec{}, err
-				}
-				for _, o := range s.Windows {
-					if o.Per == w.Per {
-						return Spec{}, fmt.Errorf("meter: %q: a window of %s is already set; keep one", item, formatDuration(w.Per))
-					}
-				}
-				s.Windows = append(s.Windows, w)
-				continue
-			}
-			key, val = strings.TrimSpace(key), strings.TrimSpace(val)
-			if seen[key] {
-				return Spec{}, fmt.Errorf("meter: %q: %s is given twice", item, key)
-			}
-			seen[key] = true
-			var err error
-			switch key {
-			case "concurrency":
-				s.Concurrency, err = parseCount(item, val, 0)
-			case "rate":
-				var w Window
-				w, err = parseWindow(val)
-				if err != nil {
-					return Spec{}, fmt.Errorf("meter: %q: %w", item, errors.Unwrap(err))
-				}
-				rate = &Bucket{N: w.N, Per: w.Per}
-			case "burst":
-				burst, err = parseCount(item, val, 1)
-			case "count":
-				switch val {
-				case "completion":
-					s.Count = CountCompletion
-				case "grant":
-					s.Count = CountGrant
-				default:
-					err = fmt.Errorf("meter: %q: count must be completion or grant", item)
-				}
-			case "max_wait":
-				s.MaxWait, err = parsePositiveDuration(item, val)
-			case "max_hold":
-				s.MaxHold, err = parsePositiveDuration(item, val)
-			case "max_waiters":
-				s.MaxWaiters, err = parseCount(item, val, 1)
-			default:
-				err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold= or max_waiters=)", item, key)
-			}
-			if err != nil {
+			if err := p.item(item); err != nil {
 				return Spec{}, err
 			}
 		}
 	}
-	if burst > 0 && rate == nil {
-		return Spec{}, fmt.Errorf("meter: \"burst=%d\": %w", burst, ErrNeedsRate)
-	}
-	if rate != nil {
-		rate.Burst = max(burst, 1)
-		if rate.Per < time.Duration(rate.N) {
-			return Spec{}, fmt.Errorf("meter: \"rate=%d/%s\": more than one call per nanosecond; use a longer PER", rate.N, formatDuration(rate.Per))
+	return p.finish()
+}
+
+// specParser collects the items of one spec.
+type specParser struct {
+	s     Spec
+	seen  map[string]bool
+	rate  *Bucket
+	burst int
+}
+
+// item applies one item, such as "75/h" or "concurrency=4".
+func (p *specParser) item(item string) error {
+	key, val, isKV := strings.Cut(item, "=")
+	if !isKV {
+		w, err := parseWindow(item)
+		if err != nil {
+			return err
 		}
-		if rate.Interval() > math.MaxInt64/time.Duration(rate.Burst) {
-			return Spec{}, fmt.Errorf("meter: \"burst=%d\": a burst that long at rate=%d/%s spans more than 290 years; lower burst or PER", rate.Burst, rate.N, formatDuration(rate.Per))
+		for _, o := range p.s.Windows {
+			if o.Per == w.Per {
+				return fmt.Errorf("meter: %q: a window of %s is already set; keep one", item, formatDuration(w.Per))
+			}
 		}
-		s.Bucket = rate
+		p.s.Windows = append(p.s.Windows, w)
+		return nil
 	}
-	return s, nil
+	key, val = strings.TrimSpace(key), strings.TrimSpace(val)
+	if p.seen[key] {
+		return fmt.Errorf("meter: %q: %s is given twice", item, key)
+	}
+	p.seen[key] = true
+	var err error
+	switch key {
+	case "concurrency":
+		p.s.Concurrency, err = parseCount(item, val, 0)
+	case "rate":
+		var w Window
+		if w, err = parseWindow(val); err != nil {
+			return fmt.Errorf("meter: %q: %w", item, errors.Unwrap(err))
+		}
+		p.rate = &Bucket{N: w.N, Per: w.Per}
+	case "burst":
+		p.burst, err = parseCount(item, val, 1)
+	case "count":
+		switch val {
+		case "completion":
+			p.s.Count = CountCompletion
+		case "grant":
+			p.s.Count = CountGrant
+		default:
+			err = fmt.Errorf("meter: %q: count must be completion or grant", item)
+		}
+	case "max_wait":
+		p.s.MaxWait, err = parsePositiveDuration(item, val)
+	case "max_hold":
+		p.s.MaxHold, err = parsePositiveDuration(item, val)
+	case "max_waiters":
+		p.s.MaxWaiters, err = parseCount(item, val, 1)
+	default:
+		err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold= or max_waiters=)", item, key)
+	}
+	return err
+}
+
+// finish checks what only the whole spec can tell: the bucket.
+func (p *specParser) finish() (Spec, error) {
+	if p.burst > 0 && p.rate == nil {
+		return Spec{}, fmt.Errorf("meter: \"burst=%d\": %w", p.burst, ErrNeedsRate)
+	}
+	if r := p.rate; r != nil {
+		r.Burst = max(p.burst, 1)
+		if r.Per < time.Duration(r.N) {
+			return Spec{}, fmt.Errorf("meter: \"rate=%d/%s\": more than one call per nanosecond; use a longer PER", r.N, formatDuration(r.Per))
+		}
+		if r.Interval() > math.MaxInt64/time.Duration(r.Burst) {
+			return Spec{}, fmt.Errorf("meter: \"burst=%d\": a burst that long at rate=%d/%s spans more than 290 years; lower burst or PER", r.Burst, r.N, formatDuration(r.Per))
+		}
+		p.s.Bucket = r
+	}
+	return p.s, nil
 }
 
 const maxCount = 1 << 30

@@ -27,58 +27,71 @@ type meterBatch struct {
 	byGrant bool
 }
 
+// batch is a flush's operations, coalesced.
+type batch struct {
+	meters    map[string]*meterBatch
+	stored    map[string]uint64 // next_id as stored before this batch
+	order     []callKey         // inserts in grant order
+	inserts   map[callKey]*meter.Call
+	completes []op // of calls stored before this batch
+	revokes   []op // likewise
+}
+
 // applyLocked writes ops in one transaction that the caller holds. It is
 // idempotent: a replayed journal may hold grants that are in SQLite already,
 // which a meter's stored next_id tells (IDs grow per meter, and batches go in
 // in order).
 func (s *Store) applyLocked(ops []op) error {
-	meters := map[string]*meterBatch{}
-	stored := map[string]uint64{} // next_id as stored before this batch
-	var order []callKey
-	inserts := map[callKey]*meter.Call{}
-	var completes, revokes []op
+	b, err := s.coalesce(ops)
+	if err != nil {
+		return err
+	}
+	if err := s.writeCalls(b); err != nil {
+		return err
+	}
+	return s.writeMeters(b)
+}
+
+// coalesce folds ops into a batch.
+func (s *Store) coalesce(ops []op) (*batch, error) {
+	b := &batch{meters: map[string]*meterBatch{}, stored: map[string]uint64{}, inserts: map[callKey]*meter.Call{}}
 	for _, o := range ops {
-		mb := meters[o.meter]
+		mb := b.meters[o.meter]
 		if mb == nil {
 			next, ok, err := s.storedNextID(o.meter)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if !ok {
 				continue // the meter is gone: drop its operations
 			}
 			mb = &meterBatch{nextID: next}
-			meters[o.meter] = mb
-			stored[o.meter] = next
+			b.meters[o.meter], b.stored[o.meter] = mb, next
 		}
+		k := callKey{o.meter, o.call.ID}
 		switch o.kind {
 		case opGrant:
-			if o.call.ID < stored[o.meter] {
+			if _, dup := b.inserts[k]; dup || o.call.ID < b.stored[o.meter] {
 				continue // replayed: already stored
 			}
-			k := callKey{o.meter, o.call.ID}
-			if _, dup := inserts[k]; dup {
-				continue
-			}
 			c := o.call
-			inserts[k] = &c
-			order = append(order, k)
+			b.inserts[k] = &c
+			b.order = append(b.order, k)
 			mb.grants++
 			mb.nextID = max(mb.nextID, c.ID+1)
 			mb.tat, mb.hasTAT = o.tat, true
 		case opComplete:
-			if c, ok := inserts[callKey{o.meter, o.call.ID}]; ok {
+			if c, ok := b.inserts[k]; ok {
 				c.DoneAt, c.Expired = o.call.DoneAt, o.call.Expired
 			} else {
-				completes = append(completes, o)
+				b.completes = append(b.completes, o)
 			}
 		case opRevoke:
-			k := callKey{o.meter, o.call.ID}
-			if _, ok := inserts[k]; ok {
-				delete(inserts, k) // never reaches SQLite
+			if _, ok := b.inserts[k]; ok {
+				delete(b.inserts, k) // never reaches SQLite
 				mb.grants--
 			} else {
-				revokes = append(revokes, o)
+				b.revokes = append(b.revokes, o)
 			}
 		case opPrune:
 			if !mb.pruned || o.cutoff.After(mb.cutoff) {
@@ -87,12 +100,18 @@ func (s *Store) applyLocked(ops []op) error {
 			mb.pruned = true
 		}
 	}
-	for _, k := range order {
-		c, ok := inserts[k]
+	return b, nil
+}
+
+// writeCalls inserts the batch's calls that still matter, then applies the
+// completions and revocations of calls stored before.
+func (s *Store) writeCalls(b *batch) error {
+	for _, k := range b.order {
+		c, ok := b.inserts[k]
 		if !ok {
 			continue // revoked
 		}
-		if mb := meters[k.meter]; mb.pruned && !c.InProgress() && prunable(*c, mb.cutoff, mb.byGrant) {
+		if mb := b.meters[k.meter]; mb.pruned && !c.InProgress() && prunable(*c, mb.cutoff, mb.byGrant) {
 			continue
 		}
 		h := c.Holder
@@ -100,12 +119,12 @@ func (s *Store) applyLocked(ops []op) error {
 			return err
 		}
 	}
-	for _, o := range completes {
+	for _, o := range b.completes {
 		if _, err := exec(s.st.complete, nsOf(o.call.DoneAt), boolInt(o.call.Expired), o.meter, int64(o.call.ID)); err != nil {
 			return err
 		}
 	}
-	for _, o := range revokes {
+	for _, o := range b.revokes {
 		n, err := exec(s.st.revoke, o.meter, int64(o.call.ID))
 		if err != nil {
 			return err
@@ -116,15 +135,18 @@ func (s *Store) applyLocked(ops []op) error {
 			}
 		}
 	}
-	for name, mb := range meters {
-		if mb.grants != 0 || mb.nextID > stored[name] {
-			tat := s.st.keepTAT
-			args := []any{int64(mb.nextID), mb.grants, name}
+	return nil
+}
+
+// writeMeters updates each meter's row once, and prunes its calls.
+func (s *Store) writeMeters(b *batch) error {
+	for name, mb := range b.meters {
+		if mb.grants != 0 || mb.nextID > b.stored[name] {
+			stmt, args := s.st.keepTAT, []any{int64(mb.nextID), mb.grants, name}
 			if mb.hasTAT {
-				tat = s.st.grantMeter
-				args = append([]any{nsOf(mb.tat)}, args...)
+				stmt, args = s.st.grantMeter, append([]any{nsOf(mb.tat)}, args...)
 			}
-			if _, err := exec(tat, args...); err != nil {
+			if _, err := exec(stmt, args...); err != nil {
 				return err
 			}
 		}

@@ -85,6 +85,34 @@ type journal struct {
 
 func journalPath(db string, i int) string { return fmt.Sprintf("%s.grants-%d", db, i) }
 
+// startJournal opens the grant journal, replays what a crash left in it,
+// learns the meters' names and starts the flusher.
+func (s *Store) startJournal(full bool) error {
+	j, ops, err := openJournal(s.path, full)
+	if err != nil {
+		return err
+	}
+	s.j = j
+	if len(ops) > 0 {
+		if err := s.txLocked(func() error { return s.applyLocked(ops) }); err != nil {
+			return fmt.Errorf("sqlite: replay %d grants from the journal of %s: %w", len(ops), s.path, err)
+		}
+	}
+	if err := j.reset(); err != nil {
+		return fmt.Errorf("sqlite: empty the grant journal of %s: %w", s.path, err)
+	}
+	ms, err := s.loadMeters()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		j.setKnown(m.Name, true)
+	}
+	s.stop, s.stopped = make(chan struct{}), make(chan struct{})
+	go s.flusher(s.stop, s.stopped)
+	return nil
+}
+
 // openJournal opens both journal files and returns the operations they hold,
 // in order, for replay.
 func openJournal(db string, full bool) (*journal, []op, error) {

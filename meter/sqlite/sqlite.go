@@ -158,34 +158,6 @@ func Open(path string, opt Options) (*Store, error) {
 	return s, nil
 }
 
-// startJournal opens the grant journal, replays what a crash left in it,
-// learns the meters' names and starts the flusher.
-func (s *Store) startJournal(full bool) error {
-	j, ops, err := openJournal(s.path, full)
-	if err != nil {
-		return err
-	}
-	s.j = j
-	if len(ops) > 0 {
-		if err := s.txLocked(func() error { return s.applyLocked(ops) }); err != nil {
-			return fmt.Errorf("sqlite: replay %d grants from the journal of %s: %w", len(ops), s.path, err)
-		}
-	}
-	if err := j.reset(); err != nil {
-		return fmt.Errorf("sqlite: empty the grant journal of %s: %w", s.path, err)
-	}
-	ms, err := s.loadMeters()
-	if err != nil {
-		return err
-	}
-	for _, m := range ms {
-		j.setKnown(m.Name, true)
-	}
-	s.stop, s.stopped = make(chan struct{}), make(chan struct{})
-	go s.flusher(s.stop, s.stopped)
-	return nil
-}
-
 // OpenReadOnly opens an existing database for Load only, without its lock
 // and without writing to it, so that it can be read while a daemon owns it.
 // Its writes fail with ErrReadOnly.
