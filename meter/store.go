@@ -40,9 +40,10 @@ type Store interface {
 	// sync level then or, for a GroupSyncer, once WaitDurable returns. The
 	// call is not granted if it fails.
 	Grant(name string, c Call, tat time.Time) error
-	// Complete records that a call completed at c.DoneAt. It may be
-	// batched: a completion lost in a crash is counted at the restart, which
-	// is later, so the loss errs on the safe side.
+	// Complete records that a call completed at c.DoneAt. Like Grant it must
+	// survive a crash of the daemon when it returns (design §4); one lost to
+	// a power loss is counted at the restart, which is later, so the loss
+	// errs on the safe side.
 	Complete(name string, c Call) error
 	// Revoke forgets call id, granted but never used: the open that it was
 	// granted to failed afterwards. The call is dropped and the grants
