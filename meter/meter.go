@@ -56,6 +56,7 @@ type Meter struct {
 	expiredOpen map[uint64]Call // holds ended by max_hold, not released yet
 	onGrant     func(waited time.Duration)
 	retryGrace  time.Duration // see Options.RetryGrace
+	history     time.Duration // see Options.History
 	phantoms    int           // interrupted tickets keeping their place
 }
 
@@ -377,7 +378,7 @@ func (m *Meter) Release(id uint64) error {
 			err = fmt.Errorf("%w: record release of %q: %w", ErrStore, m.name, err)
 		}
 	}
-	m.pruneLocked(now)
+	m.retireLocked(now)
 	m.dispatchLocked()
 	return err
 }
@@ -425,12 +426,16 @@ func (m *Meter) LatestGrant(pid int, uid uint32, d time.Duration) (uint64, bool)
 	return 0, false
 }
 
-// pruneLocked drops, in memory and in the store, the calls that count
-// against no window any more. The store is told at every release: a store
-// that batches (meter/sqlite) then never writes most short-lived calls.
-func (m *Meter) pruneLocked(now time.Time) {
-	cutoff := m.st.Prune(m.spec, now)
-	if err := m.store.Prune(m.name, cutoff, m.spec.Count == CountGrant); err != nil {
+// retireLocked moves, in memory and in the store, the calls that count
+// against no window any more into the meter's grouped history (Past). The
+// store is told at every release that retires a call: a store that batches
+// (meter/sqlite) then never writes most short-lived calls one by one.
+func (m *Meter) retireLocked(now time.Time) {
+	cutoff, changed := m.st.Retire(m.spec, now, m.history)
+	if !changed {
+		return
+	}
+	if err := m.store.Retire(m.name, cutoff, m.spec.Count == CountGrant, m.st.Past); err != nil {
 		m.stats.StoreErrs++
 	}
 }

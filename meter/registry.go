@@ -23,6 +23,7 @@ type Registry struct {
 	// grant's wait (for metrics).
 	onGrant    func(meter string, waited time.Duration)
 	retryGrace time.Duration
+	history    time.Duration
 }
 
 // Options configure Open.
@@ -36,6 +37,12 @@ type Options struct {
 	// blocked opens, and os.Open retries them at once. While the kept place
 	// is at the head, the queue waits for it.
 	RetryGrace time.Duration
+	// History is how long completed calls are kept after they stop
+	// counting against every window of their meter, grouped (see Past), so
+	// that a window widened by a `limits` write judges the calls already
+	// made. Default DefaultHistory; a window longer than History keeps its
+	// calls as long as it needs them.
+	History time.Duration
 }
 
 // Open loads every meter of store. Stored times that lie in the future (the
@@ -45,7 +52,10 @@ func Open(store Store, opt Options) (*Registry, error) {
 	if opt.Clock == nil {
 		opt.Clock = SystemClock{}
 	}
-	r := &Registry{store: store, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant, retryGrace: opt.RetryGrace}
+	if opt.History <= 0 {
+		opt.History = DefaultHistory
+	}
+	r := &Registry{store: store, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant, retryGrace: opt.RetryGrace, history: opt.History}
 	stored, err := store.Load()
 	if err != nil {
 		return nil, err
@@ -85,6 +95,10 @@ func restore(spec Spec, st State, now time.Time) State {
 		out.Calls = append(out.Calls, c)
 		out.NextID = max(out.NextID, c.ID+1)
 	}
+	for _, p := range st.Past {
+		p.First, p.Granted, p.Done = rebase(p.First), rebase(p.Granted), rebase(p.Done)
+		out.Past = append(out.Past, p)
+	}
 	if b := spec.Bucket; b != nil && !st.TAT.IsZero() {
 		limit := now.Add(b.Interval() * time.Duration(b.Burst))
 		out.TAT = rebase(st.TAT)
@@ -96,7 +110,7 @@ func restore(spec Spec, st State, now time.Time) State {
 }
 
 func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {
-	m := &Meter{name: name, clock: r.clock, store: r.store, spec: spec, attr: attr, retryGrace: r.retryGrace}
+	m := &Meter{name: name, clock: r.clock, store: r.store, spec: spec, attr: attr, retryGrace: r.retryGrace, history: r.history}
 	if r.onGrant != nil {
 		m.onGrant = func(w time.Duration) { r.onGrant(name, w) }
 	}

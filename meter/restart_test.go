@@ -119,6 +119,7 @@ func TestSnapshot(t *testing.T) {
 		"expired_holds":            "0",
 		"waiting":                  "1",
 		"next_grant":               "after a release",
+		"history":                  "0 calls",
 		"grants_total":             "2",
 		"grants_since_start":       "2",
 		"releases_since_start":     "1",

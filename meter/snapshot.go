@@ -39,6 +39,11 @@ type Snapshot struct {
 	Next   Decision
 	Grants uint64 // ever, as stored
 	Stats  Stats
+	// Retired is how many completed calls are kept in the history (Past)
+	// after they stopped counting; RetiredSince the earliest completion
+	// among them.
+	Retired      int
+	RetiredSince time.Time
 	// WaitersUnknown is set by SnapshotOf: a store does not hold waiters.
 	WaitersUnknown bool
 }
@@ -74,9 +79,7 @@ func (m *Meter) snapshot(lists bool) Snapshot {
 			}
 		}
 	}
-	for _, w := range m.spec.Windows {
-		s.Usage = append(s.Usage, WindowUsage{Window: w, Used: Usage(m.spec, w, &m.st, now)})
-	}
+	s.usage(&m.st)
 	if len(m.queue) > 0 {
 		// A newcomer waits behind the queue: report when the head may go.
 		s.Next = Admit(m.spec, &m.st, now)
@@ -87,6 +90,24 @@ func (m *Meter) snapshot(lists bool) Snapshot {
 		s.Next = Admit(m.spec, &m.st, now)
 	}
 	return s
+}
+
+// usage fills in the window usage and the history of st at s.Now.
+func (s *Snapshot) usage(st *State) {
+	for _, w := range s.Spec.Windows {
+		s.Usage = append(s.Usage, WindowUsage{Window: w, Used: Usage(s.Spec, w, st, s.Now)})
+	}
+	s.Retired = st.PastCalls()
+	if len(st.Past) > 0 {
+		s.RetiredSince = st.Past[0].First
+	}
+}
+
+func earlier(t, u time.Time) time.Time {
+	if t.After(u) {
+		return u
+	}
+	return t
 }
 
 // Text renders the snapshot as `status` shows it: one `key: value` per line,
@@ -120,6 +141,11 @@ func (s Snapshot) Text() string {
 	default:
 		kv("next_grant", "%s (in %s)", FormatTime(s.Next.At), s.Next.At.Sub(s.Now).Round(time.Millisecond))
 	}
+	if s.Retired > 0 {
+		kv("history", "%d calls since %s", s.Retired, FormatTime(s.RetiredSince))
+	} else {
+		kv("history", "0 calls")
+	}
 	kv("grants_total", "%d", s.Grants)
 	kv("grants_since_start", "%d", s.Stats.Grants)
 	kv("releases_since_start", "%d", s.Stats.Releases)
@@ -141,6 +167,10 @@ func FormatTime(t time.Time) string {
 // progress; waiters are not stored, so WaitersUnknown is set.
 func SnapshotOf(s Stored, now time.Time) Snapshot {
 	st := State{NextID: s.State.NextID, TAT: s.State.TAT}
+	for _, p := range s.State.Past {
+		p.First, p.Granted, p.Done = earlier(p.First, now), earlier(p.Granted, now), earlier(p.Done, now)
+		st.Past = append(st.Past, p)
+	}
 	for _, c := range s.State.Calls {
 		if c.GrantedAt.After(now) {
 			c.GrantedAt = now
@@ -160,9 +190,7 @@ func SnapshotOf(s Stored, now time.Time) Snapshot {
 		}
 	}
 	snap.HoldersN = len(snap.Holders)
-	for _, w := range s.Spec.Windows {
-		snap.Usage = append(snap.Usage, WindowUsage{Window: w, Used: Usage(s.Spec, w, &st, now)})
-	}
+	snap.usage(&st)
 	snap.Next = Admit(s.Spec, &st, now)
 	return snap
 }

@@ -26,10 +26,12 @@ type Call struct {
 func (c Call) InProgress() bool { return c.DoneAt.IsZero() }
 
 // State is the plain-data history of one meter: the calls that may still
-// count, and the token bucket's theoretical arrival time. Its zero value is an
-// empty meter. Not safe for concurrent use.
+// count, the older calls kept for the history horizon, and the token
+// bucket's theoretical arrival time. Its zero value is an empty meter. Not
+// safe for concurrent use.
 type State struct {
-	Calls  []Call // ordered by ID (grant order)
+	Calls  []Call // in progress or still counting; ordered by ID (grant order)
+	Past   []Past // retired calls, grouped, ordered by Done (see Retire)
 	TAT    time.Time
 	NextID uint64 // ID of the next grant; 0 means 1
 }
@@ -100,18 +102,16 @@ func inProgressAt(spec Spec, c Call, now time.Time) bool {
 }
 
 func concurrencyAdmits(spec Spec, st *State, now time.Time) (time.Time, bool) {
-	var ends []time.Time
-	held := 0
+	var ends []weighted
 	for _, c := range st.Calls {
 		if inProgressAt(spec, c, now) {
-			held++
-			ends = append(ends, doneAt(spec, c))
+			ends = append(ends, weighted{doneAt(spec, c), 1})
 		}
 	}
-	if held < spec.Concurrency {
+	if len(ends) < spec.Concurrency {
 		return now, true
 	}
-	return kthEnd(ends, held-spec.Concurrency), false
+	return kthWeighted(ends, len(ends)-spec.Concurrency), false
 }
 
 // countsUntil is the instant a call stops counting against a window of per
@@ -128,33 +128,31 @@ func countsUntil(spec Spec, c Call, per time.Duration) time.Time {
 }
 
 func windowAdmits(spec Spec, w Window, st *State, now time.Time) (time.Time, bool) {
-	var ends []time.Time
-	for _, c := range st.Calls {
-		if u := countsUntil(spec, c, w.Per); u.IsZero() || u.After(now) {
-			ends = append(ends, u)
-		}
-	}
-	if len(ends) < w.N {
+	ends, n := windowEnds(spec, w, st, now)
+	if n < w.N {
 		return now, true
 	}
-	return kthEnd(ends, len(ends)-w.N), false
+	return kthWeighted(ends, n-w.N), false
 }
 
-// kthEnd returns the k-th earliest (0-based) end instant, ordering the
-// unknown ends (zero) last; zero if that one is unknown.
-func kthEnd(ends []time.Time, k int) time.Time {
-	slices.SortFunc(ends, func(a, b time.Time) int {
-		switch {
-		case a.IsZero() && b.IsZero():
-			return 0
-		case a.IsZero():
-			return 1
-		case b.IsZero():
-			return -1
+// windowEnds lists when the calls that count against w at now stop
+// counting (zero: unknown, in progress), and how many calls count.
+func windowEnds(spec Spec, w Window, st *State, now time.Time) ([]weighted, int) {
+	var ends []weighted
+	n := 0
+	for _, p := range recentPast(st.Past, now.Add(-w.Per)) {
+		if u := p.end(spec, w.Per); u.After(now) {
+			ends = append(ends, weighted{u, p.N})
+			n += p.N
 		}
-		return a.Compare(b)
-	})
-	return ends[k]
+	}
+	for _, c := range st.Calls {
+		if u := countsUntil(spec, c, w.Per); u.IsZero() || u.After(now) {
+			ends = append(ends, weighted{u, 1})
+			n++
+		}
+	}
+	return ends, n
 }
 
 // Grant records a call granted at now and returns it. The caller has checked
@@ -201,22 +199,6 @@ func (st *State) Expire(spec Spec, now time.Time) []Call {
 	return out
 }
 
-// Prune drops completed calls that count against no window any more and
-// returns the instant before which completions no longer matter.
-func (st *State) Prune(spec Spec, now time.Time) time.Time {
-	cutoff := now.Add(-spec.Longest())
-	st.Calls = slices.DeleteFunc(st.Calls, func(c Call) bool {
-		if c.InProgress() {
-			return false
-		}
-		if spec.Count == CountGrant {
-			return !c.GrantedAt.After(cutoff)
-		}
-		return !c.DoneAt.After(cutoff)
-	})
-	return cutoff
-}
-
 // InProgress returns the calls in progress at now, in grant order.
 func (st *State) InProgress() []Call {
 	var out []Call
@@ -230,12 +212,7 @@ func (st *State) InProgress() []Call {
 
 // Usage returns how many calls count against w at now.
 func Usage(spec Spec, w Window, st *State, now time.Time) int {
-	n := 0
-	for _, c := range st.Calls {
-		if u := countsUntil(spec, c, w.Per); u.IsZero() || u.After(now) {
-			n++
-		}
-	}
+	_, n := windowEnds(spec, w, st, now)
 	return n
 }
 

@@ -249,7 +249,7 @@ func TestAdmitUnknownEndsOrderLast(t *testing.T) {
 	})
 }
 
-func TestStateGrantCompleteExpirePrune(t *testing.T) {
+func TestStateGrantCompleteExpireRetire(t *testing.T) {
 	spec := mustSpec(t, "1/1s,5/10s,concurrency=0,max_hold=2s")
 	var st meter.State
 	h := meter.Holder{PID: 42, UID: 1000, Cmd: "sendmail x"}
@@ -283,26 +283,29 @@ func TestStateGrantCompleteExpirePrune(t *testing.T) {
 	require.Equal(t, 1, meter.Usage(spec, spec.Windows[0], &st, t0.Add(3*s)), "Usage of 1/1s at +3s")
 	require.Equal(t, 3, meter.Usage(spec, spec.Windows[1], &st, t0.Add(3*s)), "Usage of 5/10s at +3s")
 
-	// Prune keeps whatever still counts against the longest window.
+	// Retire keeps whatever still counts against the longest window.
 	before := meter.Admit(spec, &st, t0.Add(11500*ms))
-	cutoff := st.Prune(spec, t0.Add(11500*ms))
-	require.Equal(t, t0.Add(1500*ms), cutoff, "Prune at +11.5s")
-	require.Equal(t, []uint64{1, 3}, ids(st.Calls), "calls after Prune at +11.5s")
-	require.Equal(t, before, meter.Admit(spec, &st, t0.Add(11500*ms)), "Admit at +11.5s after Prune")
-	st.Prune(spec, t0.Add(12*s))
-	require.Equal(t, []uint64{3}, ids(st.Calls), "calls after Prune at +12s; in progress stays")
-	st.Prune(spec, t0.Add(time.Hour))
-	require.Equal(t, []uint64{3}, ids(st.Calls), "calls after Prune at +1h")
+	cutoff, changed := st.Retire(spec, t0.Add(11500*ms), time.Hour)
+	require.Equal(t, t0.Add(1500*ms), cutoff, "Retire at +11.5s")
+	require.True(t, changed, "Retire at +11.5s retires call 2")
+	require.Equal(t, []uint64{1, 3}, ids(st.Calls), "calls after Retire at +11.5s")
+	require.Equal(t, before, meter.Admit(spec, &st, t0.Add(11500*ms)), "Admit at +11.5s after Retire")
+	st.Retire(spec, t0.Add(12*s), time.Hour)
+	require.Equal(t, []uint64{3}, ids(st.Calls), "calls after Retire at +12s; in progress stays")
+	require.Equal(t, 2, st.PastCalls(), "calls in the history after Retire at +12s")
+	st.Retire(spec, t0.Add(time.Hour+3*s), time.Hour)
+	require.Equal(t, []uint64{3}, ids(st.Calls), "calls after Retire at +1h3s")
+	require.Equal(t, 0, st.PastCalls(), "history after the horizon of 1h")
 
-	// count=grant prunes by grant time.
+	// count=grant retires by grant time.
 	gspec := mustSpec(t, "2/1s,count=grant,concurrency=0")
 	var gs meter.State
 	gs.Grant(gspec, t0, meter.Holder{})
 	gs.Grant(gspec, t0.Add(500*ms), meter.Holder{})
 	gs.Complete(1, t0.Add(5*s))
 	gs.Complete(2, t0.Add(5*s))
-	gs.Prune(gspec, t0.Add(1200*ms))
-	require.Equal(t, []uint64{2}, ids(gs.Calls), "count=grant calls after Prune at +1.2s")
+	gs.Retire(gspec, t0.Add(1200*ms), time.Hour)
+	require.Equal(t, []uint64{2}, ids(gs.Calls), "count=grant calls after Retire at +1.2s")
 }
 
 func TestStateGrantAdvancesTAT(t *testing.T) {

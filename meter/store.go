@@ -17,7 +17,7 @@ type Stored struct {
 	Name   string
 	Spec   Spec
 	Attr   Attr
-	State  State  // calls that may still count, TAT, NextID
+	State  State  // calls that may still count, history (Past), TAT, NextID
 	Grants uint64 // grants ever made
 }
 
@@ -49,9 +49,12 @@ type Store interface {
 	// granted to failed afterwards. The call is dropped and the grants
 	// counter taken back.
 	Revoke(name string, id uint64) error
-	// Prune drops the meter's completed calls that completed (count=completion)
-	// or were granted (count=grant) at or before cutoff.
-	Prune(name string, cutoff time.Time, byGrant bool) error
+	// Retire drops the meter's completed calls that completed
+	// (count=completion) or were granted (count=grant) at or before cutoff,
+	// and replaces the meter's history with past, which holds them (see
+	// State.Retire). The store may keep past without copying it: the
+	// engine never changes a Past slice it handed over.
+	Retire(name string, cutoff time.Time, byGrant bool, past []Past) error
 	// Close flushes pending writes and closes the store.
 	Close() error
 }

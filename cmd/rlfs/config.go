@@ -19,6 +19,7 @@ import (
 //	sync = "normal"
 //	allow_other = true
 //	metrics = "127.0.0.1:9187"
+//	history = "7d"
 //
 //	[meters]
 //	email = "1/s,75/h"                 # a SPEC string, as --meter takes
@@ -32,6 +33,7 @@ type fileConfig struct {
 	Sync       string         `toml:"sync"`
 	AllowOther *bool          `toml:"allow_other"`
 	Metrics    string         `toml:"metrics"`
+	History    string         `toml:"history"`
 	Meters     map[string]any `toml:"meters"`
 }
 
@@ -56,7 +58,7 @@ func loadConfig(path string) (fileConfig, []declared, error) {
 		}
 	}
 	if len(keys) > 0 {
-		return fc, nil, fmt.Errorf("config %s: unknown key %s; known keys are db, sync, allow_other, metrics and [meters]", path, strings.Join(keys, ", "))
+		return fc, nil, fmt.Errorf("config %s: unknown key %s; known keys are db, sync, allow_other, metrics, history and [meters]", path, strings.Join(keys, ", "))
 	}
 	names := make([]string, 0, len(fc.Meters))
 	for n := range fc.Meters {

@@ -37,6 +37,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"mount", "--meter", ".x=1/s", "/tmp/x"}, "starts with '.'"},
 		{[]string{"mount", "--meter", "x=1/s", "--meter", "x=2/s", "/tmp/x"}, "declared twice"},
 		{[]string{"mount", "--sync", "sometimes", "/tmp/x"}, "want normal or full"},
+		{[]string{"mount", "--history", "0s", "/tmp/x"}, `--history "0s": must be longer than zero`},
+		{[]string{"mount", "--history", "a week", "/tmp/x"}, `--history "a week": bad duration`},
 		{[]string{"run", "/tmp/x"}, "want METER_DIR -- CMD"},
 		{[]string{"run", "--wait", "1s", "--nonblock", "/tmp/x", "--", "true"}, "exclude each other"},
 		{[]string{"status"}, "give either MOUNTPOINT or --db"},
@@ -48,6 +50,23 @@ func TestUsageErrors(t *testing.T) {
 		require.Equal(t, 2, exitCode(err, &stderr), "exit code of rlfs %v", tc.args)
 		require.Contains(t, stderr.String(), "Try: rlfs", "rlfs %v gives a hint", tc.args)
 	}
+}
+
+func TestHistoryFlag(t *testing.T) {
+	c, err := parseMount([]string{"/tmp/x"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, meter.DefaultHistory, c.history, "history without --history")
+	c, err = parseMount([]string{"--history", "7d", "/tmp/x"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, 7*24*time.Hour, c.history, "--history 7d")
+	cfg := filepath.Join(t.TempDir(), "rlfs.toml")
+	require.NoError(t, os.WriteFile(cfg, []byte("history = \"36h\"\n"), 0o644))
+	c, err = parseMount([]string{"--config", cfg, "/tmp/x"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, 36*time.Hour, c.history, "history from --config")
+	c, err = parseMount([]string{"--config", cfg, "--history", "2h", "/tmp/x"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Hour, c.history, "--history wins over --config")
 }
 
 func TestHelpHasSynopsisFlagsAndExamples(t *testing.T) {

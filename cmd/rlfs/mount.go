@@ -22,8 +22,8 @@ import (
 
 const mountUsage = `SYNOPSIS
     rlfs mount [--db PATH] [--config FILE] [--meter NAME=SPEC]...
-               [--sync normal|full] [--metrics ADDR] [--reconfigure]
-               [--allow-other] [--debug] MOUNTPOINT
+               [--sync normal|full] [--metrics ADDR] [--history D]
+               [--reconfigure] [--allow-other] [--debug] MOUNTPOINT
 
 Serves the meters of the database at MOUNTPOINT, in the foreground, until
 SIGINT or SIGTERM. Each meter is a directory; opening its "acquire" file
@@ -44,6 +44,10 @@ FLAGS
                        flags given on the command line win (default: none)
     --metrics ADDR     serve Prometheus metrics at http://ADDR/metrics,
                        such as 127.0.0.1:9187 (default: off)
+    --history D        keep completed calls for D after they stop counting,
+                       so that a window widened later (a limits write) still
+                       judges them; older calls are grouped, on the safe
+                       side (such as 7d; default: 1d)
     --reconfigure      let --meter and --config replace the stored limits of existing
                        meters (default: false)
     --sync MODE        normal: survives kill -9; full: fsync every grant,
@@ -81,6 +85,9 @@ type mountConfig struct {
 	config      string
 	metrics     string
 	cpuprofile  string
+	history     time.Duration
+	// configHistory is the config file's history, used unless --history is given.
+	configHistory string
 }
 
 func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
@@ -96,6 +103,7 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	fs.StringVar(&c.config, "config", "", "")
 	fs.StringVar(&c.metrics, "metrics", "", "")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "")
+	history := fs.String("history", "", "")
 	if err := parse(fs, args, mountUsage, stdout); err != nil {
 		return c, err
 	}
@@ -116,6 +124,12 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	}
 	if c.sync != "normal" && c.sync != "full" {
 		return c, &usageError{msg: fmt.Sprintf("--sync %q: want normal or full", c.sync), hint: "rlfs mount --help"}
+	}
+	if *history == "" {
+		*history = c.configHistory
+	}
+	if err := c.setHistory(*history); err != nil {
+		return c, err
 	}
 	return c, addMeterFlags(&c, meters)
 }
@@ -140,6 +154,24 @@ func applyConfig(c *mountConfig, set map[string]bool) error {
 	if !set["metrics"] && fc.Metrics != "" {
 		c.metrics = fc.Metrics
 	}
+	c.configHistory = fc.History
+	return nil
+}
+
+// setHistory parses the --history (or config history) value; "" is the default.
+func (c *mountConfig) setHistory(text string) error {
+	c.history = meter.DefaultHistory
+	if text == "" {
+		return nil
+	}
+	d, err := meter.ParseDuration(text)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("must be longer than zero")
+	}
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("--history %q: %v; give a duration such as 1d or 12h", text, err), hint: "rlfs mount --help"}
+	}
+	c.history = d
 	return nil
 }
 
@@ -224,7 +256,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer store.Close()
 	met := newMetrics()
-	reg, err := meter.Open(store, meter.Options{OnGrant: met.observe, RetryGrace: retryGrace})
+	reg, err := meter.Open(store, meter.Options{OnGrant: met.observe, RetryGrace: retryGrace, History: c.history})
 	if err != nil {
 		return fmt.Errorf("load %s: %w", c.db, err)
 	}
@@ -244,7 +276,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
+	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "history", c.history.String(), "pid", os.Getpid())
 	serve(ctx, mnt, reg, dir, log)
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", c.db, err)

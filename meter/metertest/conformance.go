@@ -34,6 +34,7 @@ func RunStoreTests(t *testing.T, open OpenStore) {
 		{"PruneByCompletion", testPruneByCompletion},
 		{"PruneByGrant", testPruneByGrant},
 		{"PruneKeepsOtherMeters", testPruneOtherMeters},
+		{"RetireKeepsPast", testRetirePast},
 		{"Delete", testDelete},
 		{"SetSpecSetAttr", testSetSpecAttr},
 		{"UnknownMeterFails", testUnknownMeter},
@@ -131,6 +132,12 @@ type storedView struct {
 	NextID uint64 // 0 is shown as 1, which it means
 	Grants uint64
 	Calls  []callView
+	Past   []pastView
+}
+
+type pastView struct {
+	N                    int
+	First, Granted, Done int64
 }
 
 type callView struct {
@@ -156,6 +163,9 @@ func viewOf(m meter.Stored) storedView {
 	}
 	for _, c := range m.State.Calls {
 		v.Calls = append(v.Calls, callOf(c))
+	}
+	for _, p := range m.State.Past {
+		v.Past = append(v.Past, pastView{p.N, ns(p.First), ns(p.Granted), ns(p.Done)})
 	}
 	return v
 }
@@ -261,7 +271,7 @@ func testPruneByCompletion(t *testing.T, h *harness) {
 	h.complete("m", done(c2, 10, false))
 	h.complete("m", done(c4, 11, false))
 	// c3 is in progress, granted long before the cutoff: it stays.
-	require.NoError(t, h.s.Prune("m", at(10), false), "Prune(m, t10, byGrant=false)")
+	require.NoError(t, h.s.Retire("m", at(10), false, nil), "Retire(m, t10, byGrant=false)")
 	want := fresh("m", "2/10s,concurrency=1", meter.DefaultAttr())
 	want.NextID, want.Grants = 5, 4
 	want.Calls = []callView{callOf(c3), callOf(done(c4, 11, false))}
@@ -277,10 +287,37 @@ func testPruneByGrant(t *testing.T, h *harness) {
 	h.complete("m", done(c1, 20, false)) // granted before the cutoff, done after it
 	h.complete("m", done(c2, 21, false)) // granted at the cutoff
 	h.complete("m", done(c4, 22, false)) // granted after the cutoff
-	require.NoError(t, h.s.Prune("m", at(5), true), "Prune(m, t5, byGrant=true)")
+	require.NoError(t, h.s.Retire("m", at(5), true, nil), "Retire(m, t5, byGrant=true)")
 	want := fresh("m", "2/10s,concurrency=1,count=grant", meter.DefaultAttr())
 	want.NextID, want.Grants = 5, 4
 	want.Calls = []callView{callOf(c3), callOf(done(c4, 22, false))}
+	h.loadBoth(want)
+}
+
+func testRetirePast(t *testing.T, h *harness) {
+	h.create("m", "2/10s", meter.DefaultAttr())
+	c1, c2, c3 := call(1, 0, alice), call(2, 1, alice), call(3, 2, bob)
+	for _, c := range []meter.Call{c1, c2, c3} {
+		h.grant("m", c, time.Time{})
+	}
+	h.complete("m", done(c1, 5, false))
+	h.complete("m", done(c2, 6, false))
+	past := []meter.Past{
+		{N: 40, First: at(-3000), Granted: at(-2000), Done: at(-1000)},
+		{N: 2, First: at(5), Granted: at(1), Done: at(6)},
+	}
+	require.NoError(t, h.s.Retire("m", at(6), false, past), "Retire(m, t6, past of 2 groups)")
+	want := fresh("m", "2/10s,concurrency=1", meter.DefaultAttr())
+	want.NextID, want.Grants = 4, 3
+	want.Calls = []callView{callOf(c3)}
+	want.Past = []pastView{{40, ns(at(-3000)), ns(at(-2000)), ns(at(-1000))}, {2, ns(at(5)), ns(at(1)), ns(at(6))}}
+	h.loadBoth(want)
+	// A later Retire replaces the history; an empty one clears it.
+	require.NoError(t, h.s.Retire("m", at(7), false, past[1:]), "Retire(m, t7, past of 1 group)")
+	want.Past = want.Past[1:]
+	h.loadBoth(want)
+	require.NoError(t, h.s.Retire("m", at(8), false, nil), "Retire(m, t8, no past)")
+	want.Past = nil
 	h.loadBoth(want)
 }
 
@@ -292,7 +329,7 @@ func testPruneOtherMeters(t *testing.T, h *harness) {
 	h.grant("b", cb, time.Time{})
 	h.complete("a", done(ca, 1, false))
 	h.complete("b", done(cb, 1, false))
-	require.NoError(t, h.s.Prune("a", at(100), false), "Prune(a, t100)")
+	require.NoError(t, h.s.Retire("a", at(100), false, nil), "Retire(a, t100)")
 	wa, wb := fresh("a", "1/1s,concurrency=1", meter.DefaultAttr()), fresh("b", "1/1s,concurrency=1", meter.DefaultAttr())
 	wa.NextID, wa.Grants = 2, 1
 	wb.NextID, wb.Grants = 2, 1
@@ -349,7 +386,7 @@ func testCounters(t *testing.T, h *harness) {
 		h.grant("a", c, time.Time{})
 		h.complete("a", done(c, i, false))
 	}
-	require.NoError(t, h.s.Prune("a", at(100), false), "Prune(a, t100)")
+	require.NoError(t, h.s.Retire("a", at(100), false, nil), "Retire(a, t100)")
 	want := fresh("a", "1/1s,concurrency=1", meter.DefaultAttr())
 	want.NextID, want.Grants = 6, 5
 	h.loadBoth(want)

@@ -43,6 +43,7 @@ func (s *MemStore) Load() ([]meter.Stored, error) {
 	for _, m := range s.meters {
 		c := *m
 		c.State.Calls = slices.Clone(m.State.Calls)
+		c.State.Past = slices.Clone(m.State.Past)
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -145,8 +146,8 @@ func (s *MemStore) Revoke(name string, id uint64) error {
 	return nil
 }
 
-// Prune drops completed calls at or before cutoff.
-func (s *MemStore) Prune(name string, cutoff time.Time, byGrant bool) error {
+// Retire drops completed calls at or before cutoff and keeps past.
+func (s *MemStore) Retire(name string, cutoff time.Time, byGrant bool, past []meter.Past) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, err := s.get(name)
@@ -162,6 +163,7 @@ func (s *MemStore) Prune(name string, cutoff time.Time, byGrant bool) error {
 		}
 		return !c.DoneAt.After(cutoff)
 	})
+	m.State.Past = slices.Clone(past)
 	return nil
 }
 

@@ -25,6 +25,7 @@ type meterBatch struct {
 	pruned  bool
 	cutoff  time.Time
 	byGrant bool
+	past    []meter.Past // the history after the batch's last retirement
 }
 
 // batch is a flush's operations, coalesced.
@@ -93,11 +94,11 @@ func (s *Store) coalesce(ops []op) (*batch, error) {
 			} else {
 				b.revokes = append(b.revokes, o)
 			}
-		case opPrune:
+		case opRetire:
 			if !mb.pruned || o.cutoff.After(mb.cutoff) {
 				mb.cutoff, mb.byGrant = o.cutoff, o.byGrant
 			}
-			mb.pruned = true
+			mb.pruned, mb.past = true, o.past
 		}
 	}
 	return b, nil
@@ -138,7 +139,7 @@ func (s *Store) writeCalls(b *batch) error {
 	return nil
 }
 
-// writeMeters updates each meter's row once, and prunes its calls.
+// writeMeters updates each meter's row once, and retires its calls.
 func (s *Store) writeMeters(b *batch) error {
 	for name, mb := range b.meters {
 		if mb.grants != 0 || mb.nextID > b.stored[name] {
@@ -156,6 +157,9 @@ func (s *Store) writeMeters(b *batch) error {
 				stmt = s.st.pruneGranted
 			}
 			if _, err := exec(stmt, name, mb.cutoff.UnixNano()); err != nil {
+				return err
+			}
+			if _, err := exec(s.st.setPast, encodePast(mb.past), name); err != nil {
 				return err
 			}
 		}

@@ -69,7 +69,7 @@ func BenchmarkGrantComplete(b *testing.B) {
 					b.Fatal(err)
 				}
 				if id%1000 == 0 {
-					if err := s.Prune("api", at.Add(-time.Second), false); err != nil {
+					if err := s.Retire("api", at.Add(-time.Second), false, nil); err != nil {
 						b.Fatal(err)
 					}
 				}

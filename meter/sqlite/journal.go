@@ -49,18 +49,20 @@ type opKind uint8
 const (
 	opGrant opKind = iota + 1
 	opComplete
-	opPrune
+	opRetire
 	opRevoke
 )
 
-// op is a grant, completion or prune waiting to go into SQLite.
+// op is a grant, completion, revocation or retirement waiting to go into
+// SQLite.
 type op struct {
 	kind    opKind
 	meter   string
 	call    meter.Call
-	tat     time.Time // opGrant
-	cutoff  time.Time // opPrune
-	byGrant bool      // opPrune
+	tat     time.Time    // opGrant
+	cutoff  time.Time    // opRetire
+	byGrant bool         // opRetire
+	past    []meter.Past // opRetire: the history after it
 }
 
 type journal struct {
@@ -297,14 +299,16 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// queuePrune queues a prune for SQLite.
-func (j *journal) queuePrune(name string, cutoff time.Time, byGrant bool) error {
+// queueRetire queues a retirement for SQLite. It is not journaled: a crash
+// before the flush leaves the calls in SQLite and the journal, and the engine
+// retires them again after the restart.
+func (j *journal) queueRetire(name string, cutoff time.Time, byGrant bool, past []meter.Past) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if !j.known[name] {
 		return meter.ErrNotExist
 	}
-	j.queueLocked(op{kind: opPrune, meter: name, cutoff: cutoff, byGrant: byGrant})
+	j.queueLocked(op{kind: opRetire, meter: name, cutoff: cutoff, byGrant: byGrant, past: past})
 	return nil
 }
 

@@ -45,7 +45,7 @@ func TestReadOnlyWhileOwned(t *testing.T) {
 		"DeleteMeter": r.DeleteMeter("email"),
 		"Grant":       r.Grant("email", meter.Call{ID: 3, GrantedAt: metertest.Epoch}, time.Time{}),
 		"Complete":    r.Complete("email", meter.Call{ID: 1, DoneAt: metertest.Epoch}),
-		"Prune":       r.Prune("email", metertest.Epoch, false),
+		"Retire":      r.Retire("email", metertest.Epoch, false, nil),
 	} {
 		require.ErrorIs(t, err, sqlite.ErrReadOnly, "%s on a read-only store", what)
 	}

@@ -62,7 +62,7 @@ func (s *Store) Recreate(all []meter.Stored) error {
 			if _, err := exec(s.st.create, m.Name, m.Spec.String(), m.Attr.Mode, m.Attr.UID, m.Attr.GID, 0); err != nil {
 				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
 			}
-			if err := must1(s.st.setState, nsOf(m.State.TAT), int64(m.State.NextID), int64(m.Grants), m.Name); err != nil {
+			if err := must1(s.st.setState, nsOf(m.State.TAT), int64(m.State.NextID), int64(m.Grants), encodePast(m.State.Past), m.Name); err != nil {
 				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
 			}
 			for _, c := range m.State.Calls {

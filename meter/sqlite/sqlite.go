@@ -15,7 +15,10 @@
 //
 // spec is the canonical text of meter.Spec.String. Times are wall-clock Unix
 // nanoseconds; NULL stands for the zero time (a call in progress has a NULL
-// done_ns, a meter without a token bucket a NULL tat_ns).
+// done_ns, a meter without a token bucket a NULL tat_ns). past is the
+// meter's history of retired calls, grouped (past.go). Schema 1 lacked it:
+// the owner adds the column when it opens such a database; a read-only open
+// reads it as no history.
 //
 // A grant is committed before Grant returns: with Sync "normal" it survives
 // the daemon's crash, with "full" a power loss as well.
@@ -50,7 +53,7 @@ var ErrReadOnly = errors.New("sqlite: store is open read-only")
 var errClosed = errors.New("sqlite: store is closed")
 
 // schemaVersion is PRAGMA user_version of the schema this package writes.
-const schemaVersion = 1
+const schemaVersion = 2
 
 const schema = `
 CREATE TABLE meters (
@@ -62,7 +65,8 @@ CREATE TABLE meters (
 	tat_ns     INTEGER,
 	next_id    INTEGER NOT NULL,
 	grants     INTEGER NOT NULL,
-	created_ns INTEGER NOT NULL
+	created_ns INTEGER NOT NULL,
+	past       BLOB
 ) STRICT;
 CREATE TABLE calls (
 	meter      TEXT NOT NULL,
@@ -259,8 +263,8 @@ func verify(path string) error {
 	defer db.Close()
 	defer conn.Close()
 	ctx := context.Background()
-	fresh, err := inspect(ctx, conn, path)
-	if err != nil || fresh {
+	version, err := inspect(ctx, conn, path)
+	if err != nil || version == 0 {
 		return err
 	}
 	var res string
@@ -294,7 +298,8 @@ func open(path string, ro bool, sync string) (*Store, error) {
 
 func (s *Store) setup() error {
 	ctx := context.Background()
-	fresh, err := inspect(ctx, s.conn, s.path)
+	version, err := inspect(ctx, s.conn, s.path)
+	fresh := version == 0
 	switch {
 	case err != nil:
 		return err
@@ -313,38 +318,55 @@ func (s *Store) setup() error {
 			s.conn.ExecContext(ctx, "ROLLBACK")
 			return classify(s.path, "create the schema of", err)
 		}
+		version = schemaVersion
 	}
-	if err := s.st.prepare(ctx, s.conn); err != nil {
+	if version == 1 && !s.ro {
+		if err := s.upgrade1(ctx); err != nil {
+			return err
+		}
+		version = schemaVersion
+	}
+	if err := s.st.prepare(ctx, s.conn, version); err != nil {
 		return failf(ErrCorrupt, err, "sqlite: %s is not an rlfs database (%v); move it aside or pass --db", s.path, err)
 	}
 	return nil
 }
 
+// upgrade1 adds what schema 2 has to a schema 1 database: the history
+// column (no history).
+func (s *Store) upgrade1(ctx context.Context) error {
+	up := fmt.Sprintf("BEGIN IMMEDIATE; ALTER TABLE meters ADD COLUMN past BLOB; PRAGMA user_version = %d; COMMIT", schemaVersion)
+	if _, err := s.conn.ExecContext(ctx, up); err != nil {
+		s.conn.ExecContext(ctx, "ROLLBACK")
+		return classify(s.path, "upgrade the schema (1 to 2) of", err)
+	}
+	return nil
+}
+
 // inspect reads the schema version and tables of the database at path:
-// fresh when it is empty, an error unless it is rlfs's of a version this
-// package knows.
-func inspect(ctx context.Context, conn *sql.Conn, path string) (fresh bool, err error) {
-	var version int
+// version 0 when it is empty, an error unless it is rlfs's of a version
+// this package knows (1 or 2).
+func inspect(ctx context.Context, conn *sql.Conn, path string) (version int, err error) {
 	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return false, classify(path, "read", err)
+		return 0, classify(path, "read", err)
 	}
 	tables, err := tableNames(ctx, conn)
 	if err != nil {
-		return false, classify(path, "read", err)
+		return 0, classify(path, "read", err)
 	}
 	switch {
 	case version == 0 && len(tables) == 0:
-		return true, nil
+		return 0, nil
 	case version > schemaVersion:
-		return false, failf(ErrVersion, nil, "sqlite: %s was written by a newer rlfs (schema %d, this rlfs knows %d); upgrade rlfs or pass --db", path, version, schemaVersion)
-	case version != schemaVersion || !hasAll(tables, "meters", "calls"):
+		return 0, failf(ErrVersion, nil, "sqlite: %s was written by a newer rlfs (schema %d, this rlfs knows %d); upgrade rlfs or pass --db", path, version, schemaVersion)
+	case version < 1 || !hasAll(tables, "meters", "calls"):
 		what := "no tables"
 		if len(tables) > 0 {
 			what = "tables " + strings.Join(tables, ", ")
 		}
-		return false, failf(ErrCorrupt, nil, "sqlite: %s is not an rlfs database (it holds %s but no rlfs schema); move it aside or pass --db", path, what)
+		return 0, failf(ErrCorrupt, nil, "sqlite: %s is not an rlfs database (it holds %s but no rlfs schema); move it aside or pass --db", path, what)
 	}
-	return false, nil
+	return version, nil
 }
 
 // useWAL switches the database to WAL mode (a no-op once it is).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rlfs/rlfs/meter"
@@ -19,11 +20,17 @@ type stmts struct {
 	create, setSpec, setAttr, delMeter, delCalls *sql.Stmt
 	grantMeter, grantCall, complete              *sql.Stmt
 	setState, keepTAT, nextID, revoke, ungrant   *sql.Stmt
+	setPast                                      *sql.Stmt
 	pruneDone, pruneGranted                      *sql.Stmt
 	loadMeters, loadCalls                        *sql.Stmt
 }
 
-func (st *stmts) prepare(ctx context.Context, conn *sql.Conn) error {
+// prepare prepares the statements for schema version (2, or 1 read-only).
+func (st *stmts) prepare(ctx context.Context, conn *sql.Conn, version int) error {
+	past := "past"
+	if version < 2 {
+		past = "NULL" // schema 1, read-only: no history column
+	}
 	for _, p := range []struct {
 		s    **sql.Stmt
 		text string
@@ -43,15 +50,19 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn) error {
 		{&st.nextID, "SELECT next_id FROM meters WHERE name = ?"},
 		{&st.revoke, "DELETE FROM calls WHERE meter = ? AND id = ?"},
 		{&st.ungrant, "UPDATE meters SET grants = grants - 1 WHERE name = ?"},
-		{&st.setState, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = ? WHERE name = ?"},
+		{&st.setState, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = ?, past = ? WHERE name = ?"},
+		{&st.setPast, "UPDATE meters SET past = ? WHERE name = ?"},
 		{&st.grantCall, `INSERT INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&st.complete, "UPDATE calls SET done_ns = ?, expired = ? WHERE meter = ? AND id = ?"},
 		{&st.pruneDone, "DELETE FROM calls WHERE meter = ? AND done_ns IS NOT NULL AND done_ns <= ?"},
 		{&st.pruneGranted, "DELETE FROM calls WHERE meter = ? AND done_ns IS NOT NULL AND granted_ns <= ?"},
-		{&st.loadMeters, "SELECT name, spec, mode, uid, gid, tat_ns, next_id, grants FROM meters ORDER BY name"},
+		{&st.loadMeters, "SELECT name, spec, mode, uid, gid, tat_ns, next_id, grants, " + past + " FROM meters ORDER BY name"},
 		{&st.loadCalls, "SELECT meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd FROM calls ORDER BY meter, id"},
 	} {
+		if version < 2 && strings.Contains(p.text, "past =") {
+			continue // read-only: never written
+		}
 		stmt, err := conn.PrepareContext(ctx, p.text)
 		if err != nil {
 			return err
@@ -65,7 +76,7 @@ func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{
 		st.begin, st.beginRead, st.commit, st.rollback,
 		st.create, st.setSpec, st.setAttr, st.delMeter, st.delCalls,
-		st.grantMeter, st.grantCall, st.complete, st.setState, st.keepTAT, st.nextID, st.revoke, st.ungrant,
+		st.grantMeter, st.grantCall, st.complete, st.setState, st.setPast, st.keepTAT, st.nextID, st.revoke, st.ungrant,
 		st.pruneDone, st.pruneGranted, st.loadMeters, st.loadCalls,
 	} {
 		if s != nil {
@@ -259,12 +270,16 @@ func (s *Store) loadMeters() ([]meter.Stored, error) {
 			m    meter.Stored
 			spec string
 			tat  sql.NullInt64
+			past []byte
 		)
-		if err := rows.Scan(&m.Name, &spec, &m.Attr.Mode, &m.Attr.UID, &m.Attr.GID, &tat, &m.State.NextID, &m.Grants); err != nil {
+		if err := rows.Scan(&m.Name, &spec, &m.Attr.Mode, &m.Attr.UID, &m.Attr.GID, &tat, &m.State.NextID, &m.Grants, &past); err != nil {
 			return nil, fmt.Errorf("sqlite: load meters from %s: %w", s.path, err)
 		}
 		if m.Spec, err = meter.ParseSpec(spec); err != nil {
 			return nil, failf(ErrCorrupt, err, "sqlite: meter %q in %s has limits that do not parse (%v); fix them with the sqlite3 tool or pass --db", m.Name, s.path, err)
+		}
+		if m.State.Past, err = decodePast(past); err != nil {
+			return nil, failf(ErrCorrupt, err, "sqlite: meter %q in %s has a history that does not decode; clear it (UPDATE meters SET past = NULL) with the sqlite3 tool or pass --db", m.Name, s.path)
 		}
 		m.State.TAT = timeOf(tat)
 		out = append(out, m)
@@ -423,19 +438,18 @@ func (s *Store) flusher(stop <-chan struct{}, done chan<- struct{}) {
 // kept and retried, and the journal keeps the grants meanwhile.
 func (s *Store) FlushErrors() int64 { return s.flushErrs.Load() }
 
-// Prune deletes the meter's completed calls that completed (or, with
-// byGrant, were granted) at or before cutoff. Calls in progress stay. It is
-// queued with the grants and completions, so that a call granted, completed
-// and pruned between two flushes never reaches SQLite.
-func (s *Store) Prune(name string, cutoff time.Time, byGrant bool) error {
-	if cutoff.IsZero() {
-		return nil
-	}
+// Retire deletes the meter's completed calls that completed (or, with
+// byGrant, were granted) at or before cutoff, and stores past as its
+// history. Calls in progress stay. It is queued with the grants and
+// completions, so that a call granted, completed and retired between two
+// flushes never reaches the calls table; the history written by the same
+// flush holds it. past is kept, not copied (meter.Store allows it).
+func (s *Store) Retire(name string, cutoff time.Time, byGrant bool, past []meter.Past) error {
 	if s.j == nil {
 		return ErrReadOnly
 	}
-	if err := s.j.queuePrune(name, cutoff, byGrant); err != nil {
-		return fmt.Errorf("sqlite: prune calls of %q: %w", name, err)
+	if err := s.j.queueRetire(name, cutoff, byGrant, past); err != nil {
+		return fmt.Errorf("sqlite: retire calls of %q: %w", name, err)
 	}
 	return nil
 }
