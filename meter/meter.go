@@ -31,6 +31,7 @@ type Stats struct {
 	Interrupts uint64
 	Expired    uint64 // holds ended by max_hold
 	Rejected   uint64 // O_NONBLOCK or max_waiters refusals
+	Revoked    uint64 // grants taken back (Revoke); Grants still counts them
 	StoreErrs  uint64
 	WaitTotal  time.Duration // summed over grants
 }
@@ -398,7 +399,7 @@ func (m *Meter) Revoke(id uint64) error {
 		m.st.TAT = m.st.TAT.Add(-b.Interval())
 	}
 	m.grants--
-	m.stats.Grants--
+	m.stats.Revoked++
 	err := m.store.Revoke(m.name, id)
 	if err != nil {
 		m.stats.StoreErrs++

@@ -127,6 +127,7 @@ func TestSnapshot(t *testing.T) {
 		"interrupts_since_start":   "0",
 		"expired_since_start":      "0",
 		"rejected_since_start":     "0",
+		"revoked_since_start":      "0",
 		"store_errors_since_start": "0",
 	}, text)
 

@@ -153,6 +153,7 @@ func (s Snapshot) Text() string {
 	kv("interrupts_since_start", "%d", s.Stats.Interrupts)
 	kv("expired_since_start", "%d", s.Stats.Expired)
 	kv("rejected_since_start", "%d", s.Stats.Rejected)
+	kv("revoked_since_start", "%d", s.Stats.Revoked)
 	kv("store_errors_since_start", "%d", s.Stats.StoreErrs)
 	return b.String()
 }

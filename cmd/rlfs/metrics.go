@@ -30,6 +30,7 @@ var (
 	descInterrupts = prometheus.NewDesc("rlfs_interrupts_total", "Opens interrupted by a signal while waiting (EINTR).", []string{"meter"}, nil)
 	descExpired    = prometheus.NewDesc("rlfs_max_hold_expirations_total", "Calls counted completed because they were held longer than max_hold.", []string{"meter"}, nil)
 	descRejected   = prometheus.NewDesc("rlfs_rejections_total", "Opens refused with EAGAIN (O_NONBLOCK or max_waiters).", []string{"meter"}, nil)
+	descRevoked    = prometheus.NewDesc("rlfs_revocations_total", "Grants taken back because their open failed afterwards (an O_TRUNC open of acquire); rlfs_grants_total still counts them.", []string{"meter"}, nil)
 	descStoreErrs  = prometheus.NewDesc("rlfs_store_errors_total", "Database writes that failed.", []string{"meter"}, nil)
 	descWaiters    = prometheus.NewDesc("rlfs_waiters", "Opens of acquire blocked in the queue.", []string{"meter"}, nil)
 	descHolders    = prometheus.NewDesc("rlfs_holders", "Calls in progress.", []string{"meter"}, nil)
@@ -58,7 +59,7 @@ func (m *metrics) observe(meterName string, waited time.Duration) {
 // Describe sends the descriptors of the scrape-time metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGrants, descReleases, descTimeouts, descInterrupts, descExpired,
-		descRejected, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax} {
+		descRejected, descRevoked, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax} {
 		ch <- d
 	}
 }
@@ -83,6 +84,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descInterrupts, s.Stats.Interrupts)
 		counter(descExpired, s.Stats.Expired)
 		counter(descRejected, s.Stats.Rejected)
+		counter(descRevoked, s.Stats.Revoked)
 		counter(descStoreErrs, s.Stats.StoreErrs)
 		ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(s.WaitersN), name)
 		ch <- prometheus.MustNewConstMetric(descHolders, prometheus.GaugeValue, float64(s.HoldersN), name)
