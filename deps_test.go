@@ -9,8 +9,9 @@ import (
 )
 
 // TestDependencies keeps imports pointing down (cmd/rlfs → fsnode → meter ←
-// meter/sqlite): the engine imports nothing outside the standard library,
-// fsnode knows no SQLite, and nothing but cmd/rlfs imports fsnode.
+// meter/sqlite, meter/redis): the engine imports nothing outside the
+// standard library, fsnode knows no store, and nothing but cmd/rlfs imports
+// fsnode.
 func TestDependencies(t *testing.T) {
 	deps := func(pkg string) []string {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{.Standard}}", pkg).Output()
@@ -28,7 +29,9 @@ func TestDependencies(t *testing.T) {
 		require.Equal(t, "github.com/rlfs/rlfs/meter", d, "meter imports %s; the engine must use the standard library only", d)
 	}
 	for _, d := range deps("./fsnode") {
-		require.NotContains(t, d, "sqlite", "fsnode imports %s; it must not know the store", d)
+		for _, store := range []string{"sqlite", "redis", "rueidis"} {
+			require.NotContains(t, d, store, "fsnode imports %s; it must not know the store", d)
+		}
 	}
 	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}: {{join .Imports \" \"}}", "./...").Output()
 	require.NoError(t, err)

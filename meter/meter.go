@@ -41,7 +41,7 @@ type Stats struct {
 type Meter struct {
 	name  string
 	clock Clock
-	store Store
+	store LocalStore // nil on a SharedStore
 
 	mu          sync.Mutex
 	spec        Spec
@@ -59,6 +59,9 @@ type Meter struct {
 	retryGrace  time.Duration // see Options.RetryGrace
 	history     time.Duration // see Options.History
 	phantoms    int           // interrupted tickets keeping their place
+
+	reg *Registry
+	sh  *sharedMeter // non-nil on a SharedStore: the store decides
 }
 
 // Ticket is a place in a meter's queue. Its result is ready when Done is closed.
@@ -74,6 +77,13 @@ type Ticket struct {
 	// phantom: the open was interrupted, but the ticket keeps its place
 	// for RetryGrace in case the same thread opens again at once.
 	phantom bool
+
+	// On a SharedStore: id names the ticket to the store; pending says it
+	// waits for the store to be reachable; kept is a grant that arrived
+	// while it was a phantom.
+	id      uint64
+	pending bool
+	kept    *Call
 }
 
 // Done is closed once the ticket is granted or failed.
@@ -113,6 +123,9 @@ func (m *Meter) Attr() Attr {
 // (ErrClosed). With nonblock it fails with ErrWouldBlock instead of waiting.
 // A grant that raced with ctx's end is still returned: the caller must release it.
 func (m *Meter) Acquire(ctx context.Context, h Holder, nonblock bool) (Call, error) {
+	if m.sh != nil {
+		return m.acquireShared(ctx, h, nonblock)
+	}
 	t, err := m.Enqueue(h, nonblock)
 	if err != nil {
 		return Call{}, err
@@ -186,9 +199,15 @@ func (m *Meter) Enqueue(h Holder, nonblock bool) (*Ticket, error) {
 
 // startWaitTimer arms max_wait for t, counted from its arrival.
 func (m *Meter) startWaitTimer(t *Ticket, now time.Time) {
-	if m.spec.MaxWait > 0 {
-		t.timer = m.clock.AfterFunc(t.Since.Add(m.spec.MaxWait).Sub(now), func() { m.leave(t, ErrTimeout) })
+	if m.spec.MaxWait <= 0 {
+		return
 	}
+	d := t.Since.Add(m.spec.MaxWait).Sub(now)
+	if m.sh != nil {
+		t.timer = m.clock.AfterFunc(d, func() { m.leaveTimedOut(t) })
+		return
+	}
+	t.timer = m.clock.AfterFunc(d, func() { m.leave(t, ErrTimeout) })
 }
 
 // phantomOf finds the place an interrupted open of h's thread keeps.
@@ -361,6 +380,9 @@ func (m *Meter) expireLocked(now time.Time) {
 // Release records the completion of call id: the last close of its `acquire`.
 // Releasing a call that max_hold already ended counts nothing more.
 func (m *Meter) Release(id uint64) error {
+	if m.sh != nil {
+		return m.releaseShared(id)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -388,6 +410,9 @@ func (m *Meter) Release(id uint64) error {
 // kernel truncates after OPEN, and the truncate of acquire is refused):
 // nothing of it is counted, as if it had never been granted.
 func (m *Meter) Revoke(id uint64) error {
+	if m.sh != nil {
+		return m.revokeShared(id)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	i := m.st.index(id)
@@ -415,6 +440,15 @@ func (m *Meter) LatestGrant(pid int, uid uint32, d time.Duration) (uint64, bool)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
+	if m.sh != nil {
+		var best Call
+		for _, c := range m.sh.held {
+			if c.Holder.PID == pid && c.Holder.UID == uid && c.ID > best.ID {
+				best = c
+			}
+		}
+		return best.ID, best.ID != 0
+	}
 	for i := len(m.st.Calls) - 1; i >= 0; i-- {
 		c := m.st.Calls[i]
 		if now.Sub(c.GrantedAt) > d {
@@ -444,6 +478,9 @@ func (m *Meter) retireLocked(now time.Time) {
 // SetSpec persists and applies a new spec at once; waiters are re-evaluated
 // under it and the history is kept.
 func (m *Meter) SetSpec(spec Spec) error {
+	if m.sh != nil {
+		return m.setShared(func() error { return m.sh.store.SetSpec(m.name, spec) }, func() { m.spec = spec }, "limits")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.store.SetSpec(m.name, spec); err != nil {
@@ -456,6 +493,9 @@ func (m *Meter) SetSpec(spec Spec) error {
 
 // SetAttr persists and applies a new owner and mode.
 func (m *Meter) SetAttr(a Attr) error {
+	if m.sh != nil {
+		return m.setShared(func() error { return m.sh.store.SetAttr(m.name, a) }, func() { m.attr = a }, "owner and mode")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.store.SetAttr(m.name, a); err != nil {
@@ -465,8 +505,23 @@ func (m *Meter) SetAttr(a Attr) error {
 	return nil
 }
 
+// setShared stores a change in the shared store, then applies it here.
+func (m *Meter) setShared(store func() error, apply func(), what string) error {
+	if err := store(); err != nil {
+		return fmt.Errorf("%w: store %s of %q: %w", ErrStore, what, m.name, err)
+	}
+	m.mu.Lock()
+	apply()
+	m.mu.Unlock()
+	return nil
+}
+
 // close fails every waiter with ErrClosed and refuses new ones.
 func (m *Meter) close() {
+	if m.sh != nil {
+		m.closeShared()()
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
@@ -483,6 +538,9 @@ func (m *Meter) close() {
 
 // busy reports whether the meter has holders or waiters.
 func (m *Meter) busy() bool {
+	if m.sh != nil {
+		return false // the shared store decides (DeleteMeter says ErrBusy)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.queue)-m.phantoms > 0 || len(m.st.InProgress()) > 0 || len(m.expiredOpen) > 0

@@ -1,10 +1,12 @@
 package meter
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -24,6 +26,10 @@ type Registry struct {
 	onGrant    func(meter string, waited time.Duration)
 	retryGrace time.Duration
 	history    time.Duration
+
+	local   LocalStore    // the store, when the engine decides
+	shared  SharedStore   // the store, when it decides
+	tickets atomic.Uint64 // ticket ids for a SharedStore
 }
 
 // Options configure Open.
@@ -56,6 +62,14 @@ func Open(store Store, opt Options) (*Registry, error) {
 		opt.History = DefaultHistory
 	}
 	r := &Registry{store: store, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant, retryGrace: opt.RetryGrace, history: opt.History}
+	if sh, ok := store.(SharedStore); ok {
+		return r.openShared(sh)
+	}
+	local, ok := store.(LocalStore)
+	if !ok {
+		return nil, fmt.Errorf("meter: a %T is neither a LocalStore nor a SharedStore", store)
+	}
+	r.local = local
 	stored, err := store.Load()
 	if err != nil {
 		return nil, err
@@ -69,7 +83,7 @@ func Open(store Store, opt Options) (*Registry, error) {
 			if !c.InProgress() {
 				continue
 			}
-			if err := store.Complete(s.Name, m.st.Calls[i]); err != nil {
+			if err := local.Complete(s.Name, m.st.Calls[i]); err != nil {
 				return nil, fmt.Errorf("meter: complete %q's calls in progress at the last stop: %w", s.Name, err)
 			}
 		}
@@ -110,7 +124,10 @@ func restore(spec Spec, st State, now time.Time) State {
 }
 
 func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {
-	m := &Meter{name: name, clock: r.clock, store: r.store, spec: spec, attr: attr, retryGrace: r.retryGrace, history: r.history}
+	m := &Meter{name: name, clock: r.clock, store: r.local, spec: spec, attr: attr, retryGrace: r.retryGrace, history: r.history, reg: r}
+	if r.shared != nil {
+		m.sh = newSharedMeter(r.shared)
+	}
 	if r.onGrant != nil {
 		m.onGrant = func(w time.Duration) { r.onGrant(name, w) }
 	}
@@ -200,7 +217,9 @@ func (r *Registry) Remove(name string) error {
 	if m.busy() {
 		return fmt.Errorf("%w: %q", ErrBusy, name)
 	}
-	if err := r.store.DeleteMeter(name); err != nil {
+	if err := r.store.DeleteMeter(name); errors.Is(err, ErrBusy) {
+		return fmt.Errorf("%w: %q", ErrBusy, name)
+	} else if err != nil {
 		return fmt.Errorf("%w: delete %q: %w", ErrStore, name, err)
 	}
 	m.close()
@@ -218,6 +237,10 @@ func (r *Registry) Close() {
 		ms = append(ms, m)
 	}
 	r.mu.Unlock()
+	if r.shared != nil {
+		r.closeShared(ms)
+		return
+	}
 	for _, m := range ms {
 		m.close()
 	}

@@ -46,6 +46,12 @@ type Snapshot struct {
 	RetiredSince time.Time
 	// WaitersUnknown is set by SnapshotOf: a store does not hold waiters.
 	WaitersUnknown bool
+	// On a SharedStore: Host names this daemon, Hosts the hosts with a
+	// lease on the meter, and StoreDown, when not zero, says since when the
+	// store is unreachable (the lists then hold only this host's part).
+	Host      string
+	Hosts     []string
+	StoreDown time.Time
 }
 
 // Snapshot returns the meter's state at the clock's now, with the lists of
@@ -57,6 +63,9 @@ func (m *Meter) Snapshot() Snapshot { return m.snapshot(true) }
 func (m *Meter) Status() Snapshot { return m.snapshot(false) }
 
 func (m *Meter) snapshot(lists bool) Snapshot {
+	if m.sh != nil {
+		return m.snapshotShared(lists)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
@@ -119,6 +128,15 @@ func (s Snapshot) Text() string {
 	}
 	kv("meter", "%s", s.Name)
 	kv("limits", "%s", s.Spec)
+	if s.Host != "" {
+		kv("host", "%s", s.Host)
+		kv("hosts", "%s", strings.Join(s.Hosts, ","))
+		if s.StoreDown.IsZero() {
+			kv("store", "ok")
+		} else {
+			kv("store", "unreachable since %s (%s ago); nothing is granted until it is back", FormatTime(s.StoreDown), s.Now.Sub(s.StoreDown).Round(time.Millisecond))
+		}
+	}
 	for _, u := range s.Usage {
 		kv("window "+fmt.Sprintf("%d/%s", u.Window.N, formatDuration(u.Window.Per)), "%d used, %d free", u.Used, max(0, u.Window.N-u.Used))
 	}
@@ -202,6 +220,9 @@ func (w Window) String() string { return fmt.Sprintf("%d/%s", w.N, formatDuratio
 // Held returns call id while it holds the meter: in progress, or ended by
 // max_hold but not released yet (expired).
 func (m *Meter) Held(id uint64) (c Call, expired bool, ok bool) {
+	if m.sh != nil {
+		return m.heldShared(id)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if c, ok := m.expiredOpen[id]; ok {
@@ -216,6 +237,9 @@ func (m *Meter) Held(id uint64) (c Call, expired bool, ok bool) {
 // Waiting returns the waiter with arrival number seq and its 1-based place
 // in the queue.
 func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
+	if m.sh != nil {
+		return m.waitingShared(seq)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	i, found := slices.BinarySearchFunc(m.queue, seq, func(t *Ticket, seq uint64) int { return cmp.Compare(t.Seq, seq) })

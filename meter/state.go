@@ -11,6 +11,9 @@ type Holder struct {
 	UID uint32
 	GID uint32
 	Cmd string // command line, arguments separated by spaces
+	// Host names the host of the process in a fleet (a SharedStore); empty
+	// on a single host.
+	Host string
 }
 
 // Call is one granted call. DoneAt is zero while the call is in progress.

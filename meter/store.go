@@ -21,11 +21,14 @@ type Stored struct {
 	Grants uint64 // grants ever made
 }
 
-// Store persists meters. The engine calls it with the meter's lock held, so a
-// Store sees the calls of one meter in order. Implementations must be safe for
-// concurrent use across meters.
+// Store keeps meters: their definitions, and their calls one way or the
+// other. A Store is one of two kinds: a LocalStore (meter/sqlite) records
+// what the engine decides; a SharedStore (meter/redis) decides itself, for
+// the daemons of several hosts. Implementations must be safe for concurrent
+// use across meters.
 type Store interface {
-	// Load returns every stored meter, calls in grant order, with wall-clock times.
+	// Load returns every stored meter. A LocalStore returns its calls too,
+	// in grant order, with wall-clock times; a SharedStore keeps them.
 	Load() ([]Stored, error)
 	// CreateMeter stores a new meter; it fails if the name exists.
 	CreateMeter(name string, spec Spec, attr Attr) error
@@ -33,8 +36,22 @@ type Store interface {
 	SetSpec(name string, spec Spec) error
 	// SetAttr replaces a meter's owner and mode.
 	SetAttr(name string, attr Attr) error
-	// DeleteMeter removes a meter and its history.
+	// DeleteMeter removes a meter and its history. A SharedStore refuses
+	// with ErrBusy while the meter has holders or waiters on any host.
 	DeleteMeter(name string) error
+	// Revoke forgets call id, granted but never used: the open that it was
+	// granted to failed afterwards. The call is dropped and the grants
+	// counter taken back.
+	Revoke(name string, id uint64) error
+	// Close flushes pending writes and closes the store.
+	Close() error
+}
+
+// LocalStore persists what the engine decides, for one daemon. The engine
+// calls it with the meter's lock held, so a LocalStore sees the calls of
+// one meter in order.
+type LocalStore interface {
+	Store
 	// Grant persists a grant and the bucket's TAT after it. It must survive
 	// a crash of the daemon when it returns, and be durable to the store's
 	// sync level then or, for a GroupSyncer, once WaitDurable returns. The
@@ -45,18 +62,12 @@ type Store interface {
 	// a power loss is counted at the restart, which is later, so the loss
 	// errs on the safe side.
 	Complete(name string, c Call) error
-	// Revoke forgets call id, granted but never used: the open that it was
-	// granted to failed afterwards. The call is dropped and the grants
-	// counter taken back.
-	Revoke(name string, id uint64) error
 	// Retire drops the meter's completed calls that completed
 	// (count=completion) or were granted (count=grant) at or before cutoff,
 	// and replaces the meter's history with past, which holds them (see
 	// State.Retire). The store may keep past without copying it: the
 	// engine never changes a Past slice it handed over.
 	Retire(name string, cutoff time.Time, byGrant bool, past []Past) error
-	// Close flushes pending writes and closes the store.
-	Close() error
 }
 
 // GroupSyncer is implemented by stores that make grants durable in groups

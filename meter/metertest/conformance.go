@@ -17,9 +17,9 @@ import (
 // call with the same dir, after the previous store was closed, must return
 // a store holding everything that store committed (a daemon restart). The
 // suite closes every store it opens.
-type OpenStore func(t *testing.T, dir string) meter.Store
+type OpenStore func(t *testing.T, dir string) meter.LocalStore
 
-// RunStoreTests is the conformance suite every meter.Store must pass, run
+// RunStoreTests is the conformance suite every meter.LocalStore must pass, run
 // as subtests of t. MemStore is its reference.
 func RunStoreTests(t *testing.T, open OpenStore) {
 	for _, tc := range []struct {
@@ -53,7 +53,7 @@ type harness struct {
 	t    *testing.T
 	open OpenStore
 	dir  string
-	s    meter.Store
+	s    meter.LocalStore
 }
 
 func newHarness(t *testing.T, open OpenStore) *harness {

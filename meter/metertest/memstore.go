@@ -10,7 +10,7 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-// MemStore is an in-memory meter.Store, for engine tests and as the
+// MemStore is an in-memory meter.LocalStore, for engine tests and as the
 // reference the conformance suite checks other stores against. Fail, when
 // set, makes every write return it. Safe for concurrent use.
 type MemStore struct {
@@ -19,7 +19,7 @@ type MemStore struct {
 	Fail   error
 }
 
-var _ meter.Store = (*MemStore)(nil)
+var _ meter.LocalStore = (*MemStore)(nil)
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore { return &MemStore{meters: map[string]*meter.Stored{}} }

@@ -10,7 +10,7 @@ import (
 func TestMemStoreConformance(t *testing.T) {
 	// A MemStore outlives its Close, as a database file outlives its daemon.
 	stores := map[string]*metertest.MemStore{}
-	metertest.RunStoreTests(t, func(t *testing.T, dir string) meter.Store {
+	metertest.RunStoreTests(t, func(t *testing.T, dir string) meter.LocalStore {
 		s, ok := stores[dir]
 		if !ok {
 			s = metertest.NewMemStore()

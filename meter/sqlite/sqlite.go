@@ -1,4 +1,4 @@
-// Package sqlite is the embedded meter.Store: one SQLite database file
+// Package sqlite is the embedded meter.LocalStore: one SQLite database file
 // (through the pure-Go modernc.org/sqlite) in WAL mode, owned by one daemon
 // at a time through an advisory lock file beside it.
 //
@@ -45,7 +45,7 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-var _ meter.Store = (*Store)(nil)
+var _ meter.LocalStore = (*Store)(nil)
 
 // ErrReadOnly is returned by the writes of a store opened with OpenReadOnly.
 var ErrReadOnly = errors.New("sqlite: store is open read-only")
@@ -92,7 +92,7 @@ type Options struct {
 	Mountpoint string
 }
 
-// Store is a meter.Store in a SQLite database. It is safe for concurrent
+// Store is a meter.LocalStore in a SQLite database. It is safe for concurrent
 // use; writes are serialized on one connection. Create it with Open or
 // OpenReadOnly; the zero value is not usable.
 type Store struct {

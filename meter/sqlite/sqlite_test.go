@@ -21,7 +21,7 @@ import (
 func TestConformance(t *testing.T) {
 	for _, sync := range []string{"normal", "full"} {
 		t.Run(sync, func(t *testing.T) {
-			metertest.RunStoreTests(t, func(t *testing.T, dir string) meter.Store {
+			metertest.RunStoreTests(t, func(t *testing.T, dir string) meter.LocalStore {
 				s, err := sqlite.Open(filepath.Join(dir, "meters.db"), sqlite.Options{Sync: sync, Mountpoint: "/mnt/rl"})
 				require.NoError(t, err, "Open")
 				return s

@@ -443,7 +443,7 @@ func (s *Store) FlushErrors() int64 { return s.flushErrs.Load() }
 // history. Calls in progress stay. It is queued with the grants and
 // completions, so that a call granted, completed and retired between two
 // flushes never reaches the calls table; the history written by the same
-// flush holds it. past is kept, not copied (meter.Store allows it).
+// flush holds it. past is kept, not copied (meter.LocalStore allows it).
 func (s *Store) Retire(name string, cutoff time.Time, byGrant bool, past []meter.Past) error {
 	if s.j == nil {
 		return ErrReadOnly

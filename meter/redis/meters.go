@@ -1,0 +1,187 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/redis/rueidis"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// Load returns every meter's definition (their calls live in the store).
+// It also ends, in every meter, the calls and waiters of this host's
+// earlier daemons: they died with it.
+func (s *Store) Load() ([]meter.Stored, error) {
+	names, err := s.meterNames()
+	if err != nil {
+		return nil, err
+	}
+	var out []meter.Stored
+	for _, name := range names {
+		m, ok, err := s.LoadMeter(name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue // listed but gone: removed meanwhile
+		}
+		res, _, err := s.fcall("rlfs1_start", name, s.opt.Host, s.inc)
+		if err != nil && !errors.Is(err, meter.ErrNotExist) {
+			return nil, err
+		}
+		if n := intAt(res, 3); n > 0 {
+			s.log.Info("calls of this host's previous daemon counted as completed now", "meter", name, "calls", n, "host", s.opt.Host)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// meterNames lists the meters, sorted.
+func (s *Store) meterNames() ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease)
+	defer cancel()
+	names, err := s.c.Do(ctx, s.c.B().Smembers().Key(metersKey(s.opt.Prefix)).Build()).AsStrSlice()
+	if err != nil {
+		return nil, s.classify("list the meters", err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// LoadMeter returns one meter's definition; ok is false if it does not exist.
+func (s *Store) LoadMeter(name string) (meter.Stored, bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	defer cancel()
+	k := keysOf(s.opt.Prefix, name)
+	f, err := s.c.Do(ctx, s.c.B().Hgetall().Key(k[0]).Build()).AsStrMap()
+	if err != nil {
+		return meter.Stored{}, false, s.classify("read meter "+name, err)
+	}
+	if len(f) == 0 {
+		s.forget(name)
+		return meter.Stored{}, false, nil
+	}
+	m, err := storedOf(name, f)
+	if err != nil {
+		return meter.Stored{}, false, fmt.Errorf("redis: meter %q has limits that do not parse (%v); write its limits file on any host", name, err)
+	}
+	s.remember(m)
+	return m, true, nil
+}
+
+// CreateMeter stores a new meter; meter.ErrExist if the name is taken.
+func (s *Store) CreateMeter(name string, spec meter.Spec, attr meter.Attr) error {
+	args := append([]string{name}, specFields(spec, s.opt.History)...)
+	args = append(args, attrFields(attr)...)
+	res, _, err := s.fcallScalar("rlfs1_create", name, args...)
+	if err != nil {
+		return err
+	}
+	if err := s.addName(name); err != nil {
+		return err
+	}
+	if res == 0 {
+		return fmt.Errorf("%w: %q", meter.ErrExist, name)
+	}
+	s.remember(meter.Stored{Name: name, Spec: spec, Attr: attr})
+	return nil
+}
+
+// addName lists name in the set of meters (also when it was listed).
+func (s *Store) addName(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	defer cancel()
+	if err := s.c.Do(ctx, s.c.B().Sadd().Key(metersKey(s.opt.Prefix)).Member(name).Build()).Error(); err != nil {
+		return s.classify("list meter "+name, err)
+	}
+	return nil
+}
+
+// SetSpec replaces a meter's spec; the store applies it at once.
+func (s *Store) SetSpec(name string, spec meter.Spec) error {
+	args := append([]string{name}, specFields(spec, s.opt.History)...)
+	res, sent, err := s.fcall("rlfs1_setspec", name, args...)
+	if err != nil {
+		return err
+	}
+	s.setDef(name, func(m *meter.Stored) { m.Spec = spec })
+	s.wakeFrom(name, res, sent)
+	return nil
+}
+
+// SetAttr replaces a meter's owner and mode.
+func (s *Store) SetAttr(name string, attr meter.Attr) error {
+	if _, _, err := s.fcallScalar("rlfs1_setattr", name, append([]string{name}, attrFields(attr)...)...); err != nil {
+		return err
+	}
+	s.setDef(name, func(m *meter.Stored) { m.Attr = attr })
+	return nil
+}
+
+// DeleteMeter removes an idle meter with its history and data files;
+// meter.ErrBusy while a host has calls or waiters on it.
+func (s *Store) DeleteMeter(name string) error {
+	res, _, err := s.fcallScalar("rlfs1_delete", name, name)
+	if err != nil {
+		return err
+	}
+	if res == 0 {
+		return fmt.Errorf("%w: %q", meter.ErrBusy, name)
+	}
+	s.forget(name)
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	defer cancel()
+	if err := s.c.Do(ctx, s.c.B().Srem().Key(metersKey(s.opt.Prefix)).Member(name).Build()).Error(); err != nil {
+		return s.classify("unlist meter "+name, err)
+	}
+	return nil
+}
+
+// fcallScalar is fcall for the functions that reply with one integer.
+func (s *Store) fcallScalar(fn, name string, args ...string) (int64, bool, error) {
+	k := keysOf(s.opt.Prefix, name)
+	a := append([]string{s.opt.Prefix, s.nowArg()}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		n, err := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build()).AsInt64()
+		if re, ok := rueidis.IsRedisErr(err); ok && attempt == 0 && isNoFunction(re) {
+			if lerr := s.loadLibrary(); lerr != nil {
+				return 0, false, s.unavailable(lerr)
+			}
+			continue
+		}
+		if err != nil {
+			return 0, false, s.classify(fn+" "+name, err)
+		}
+		return n, true, nil
+	}
+}
+
+// remember, setDef and forget keep the definitions this host knows, to put
+// them back should the store lose its data.
+func (s *Store) remember(m meter.Stored) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.State, m.Grants = meter.State{}, 0
+	s.defs[m.Name] = m
+}
+
+func (s *Store) setDef(name string, f func(*meter.Stored)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.defs[name]; ok {
+		f(&m)
+		s.defs[name] = m
+	}
+}
+
+func (s *Store) forget(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.defs, name)
+}

@@ -1,0 +1,110 @@
+package meter
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrUnavailable is returned while a shared store cannot be reached: nothing
+// is granted anywhere (fail closed). Opens wait for it to come back.
+var ErrUnavailable = errors.New("meter: store unreachable")
+
+// ErrLost is returned for a call or a meter that a shared store no longer
+// knows (another host removed the meter, or the store lost its data).
+var ErrLost = errors.New("meter: the store no longer knows it")
+
+// SharedStore is a store that the daemons of several hosts share (meter/redis).
+// Unlike a Store, which records what the engine decides, a SharedStore
+// decides: it admits atomically, by the same rule as Admit, issues call ids,
+// keeps the FIFO queue of the whole fleet, and tells each host about the
+// grants of its waiters. The engine keeps only the local side of its
+// waiters: their tickets, max_wait, and the timer that tells the store when
+// the head of the queue may be admitted.
+//
+// Implementations must be safe for concurrent use. Times they return are on
+// the engine's Clock (they convert the store's own clock).
+type SharedStore interface {
+	Store
+	// Host names this daemon in the fleet.
+	Host() string
+	// LoadMeter returns one meter's definition (Spec, Attr; no calls);
+	// ok is false if it does not exist.
+	LoadMeter(name string) (s Stored, ok bool, err error)
+	// Enqueue asks for a call for r. The reply grants it, queues it (Seq,
+	// and Wake: when to Dispatch), or it fails with ErrWouldBlock
+	// (r.Nonblock, or max_waiters: ErrTooManyWaiters), ErrUnavailable or
+	// ErrNotExist.
+	Enqueue(name string, r Request) (Admission, error)
+	// Cancel takes ticket (queued as seq) out of the queue. If the store
+	// granted it meanwhile, the reply carries that call (Granted). Gone
+	// says it was neither queued nor granted.
+	Cancel(name string, seq, ticket uint64) (Admission, error)
+	// Release completes call id now. A store that cannot be reached keeps
+	// the completion and delivers it later; Release then returns nil.
+	Release(name string, id uint64) error
+	// Revoke forgets call id, granted to an open that failed: nothing of it
+	// counts.
+	Revoke(name string, id uint64) error
+	// Settle sets the actual cost of call id, in progress (weighted calls).
+	Settle(name string, id uint64, cost int64) error
+	// Dispatch grants what the rule admits now (telling the hosts of the
+	// granted waiters) and says when to try again.
+	Dispatch(name string) (Admission, error)
+	// View pictures the meter fleet-wide; with lists, its holders and waiters.
+	View(name string, lists bool) (View, error)
+	// Subscribe starts delivering the store's events to h.
+	Subscribe(h SharedEvents)
+}
+
+// SharedEvents receives what a SharedStore tells a host. Calls may come from
+// any goroutine, never with a store lock held.
+type SharedEvents interface {
+	// Granted: the store granted ticket of this host, queued on meter, call c.
+	Granted(meter string, ticket uint64, c Call)
+	// Wake: the head of meter's queue may be admitted at at (zero: only after
+	// a release); head says whether it is a waiter of this host.
+	Wake(meter string, at time.Time, head bool)
+	// Changed: meter was created, removed, or its spec or attr changed.
+	Changed(meter string)
+	// Reachable: the store answers again after an outage.
+	Reachable()
+}
+
+// Request is one open of `acquire`, as a SharedStore queues it.
+type Request struct {
+	Ticket   uint64 // the host's id for the open
+	Holder   Holder
+	Cost     int64 // units it costs (weighted calls); 1 for a plain call
+	Nonblock bool
+}
+
+// Admission is a SharedStore's answer to Enqueue, Cancel and Dispatch.
+type Admission struct {
+	Granted bool
+	Call    Call   // when Granted
+	Seq     uint64 // Enqueue: the arrival number in the store's queue
+	// Wake is when to Dispatch again (zero: not before a release); Head
+	// says the head of the queue is a waiter of this host.
+	Wake time.Time
+	Head bool
+	Gone bool // Cancel: neither queued nor granted
+}
+
+// View is a meter as a SharedStore sees it across the fleet. Holder.Host
+// names each call's or waiter's host.
+type View struct {
+	Spec    Spec
+	Attr    Attr
+	Now     time.Time
+	Holders []Call // in progress, grant order (with lists)
+	Expired []Call // ended by max_hold, not released (with lists)
+	Waiters []Waiter
+	// The lengths of the three lists, also without lists.
+	HoldersN, ExpiredN, WaitersN int
+	Usage                        []WindowUsage
+	Next                         Decision
+	Grants                       uint64
+	Retired                      int
+	RetiredSince                 time.Time
+	Hosts                        []string // hosts with a lease on the meter
+}
