@@ -60,8 +60,9 @@ type Meter struct {
 	history     time.Duration // see Options.History
 	phantoms    int           // interrupted tickets keeping their place
 
-	reg *Registry
-	sh  *sharedMeter // non-nil on a SharedStore: the store decides
+	reg     *Registry
+	sh      *sharedMeter // non-nil on a SharedStore: the store decides
+	version uint64       // of the definition in force (SharedStore)
 }
 
 // Ticket is a place in a meter's queue. Its result is ready when Done is closed.
@@ -204,6 +205,7 @@ func (m *Meter) startWaitTimer(t *Ticket, now time.Time) {
 	}
 	d := t.Since.Add(m.spec.MaxWait).Sub(now)
 	if m.sh != nil {
+		d = t.Since.Add(m.spec.MaxWait).Sub(m.clock.Now()) // the store took time to answer
 		t.timer = m.clock.AfterFunc(d, func() { m.leaveTimedOut(t) })
 		return
 	}
@@ -479,7 +481,7 @@ func (m *Meter) retireLocked(now time.Time) {
 // under it and the history is kept.
 func (m *Meter) SetSpec(spec Spec) error {
 	if m.sh != nil {
-		return m.setShared(func() error { return m.sh.store.SetSpec(m.name, spec) }, func() { m.spec = spec }, "limits")
+		return m.setShared(func() error { return m.sh.store.SetSpec(m.name, spec) }, "limits")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -494,7 +496,7 @@ func (m *Meter) SetSpec(spec Spec) error {
 // SetAttr persists and applies a new owner and mode.
 func (m *Meter) SetAttr(a Attr) error {
 	if m.sh != nil {
-		return m.setShared(func() error { return m.sh.store.SetAttr(m.name, a) }, func() { m.attr = a }, "owner and mode")
+		return m.setShared(func() error { return m.sh.store.SetAttr(m.name, a) }, "owner and mode")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -505,14 +507,13 @@ func (m *Meter) SetAttr(a Attr) error {
 	return nil
 }
 
-// setShared stores a change in the shared store, then applies it here.
-func (m *Meter) setShared(store func() error, apply func(), what string) error {
+// setShared stores a change in the shared store, then reloads the meter's
+// definition from it (with its version, so that no older one replaces it).
+func (m *Meter) setShared(store func() error, what string) error {
 	if err := store(); err != nil {
 		return fmt.Errorf("%w: store %s of %q: %w", ErrStore, what, m.name, err)
 	}
-	m.mu.Lock()
-	apply()
-	m.mu.Unlock()
+	m.reg.refresh(m.name)
 	return nil
 }
 

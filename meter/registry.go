@@ -166,10 +166,17 @@ func (r *Registry) Create(name string, spec Spec, attr Attr) (*Meter, error) {
 	if _, ok := r.meters[name]; ok {
 		return nil, fmt.Errorf("%w: %q", ErrExist, name)
 	}
-	if err := r.store.CreateMeter(name, spec, attr); err != nil {
+	if err := r.store.CreateMeter(name, spec, attr); errors.Is(err, ErrExist) {
+		return nil, fmt.Errorf("%w: %q (made by another host)", ErrExist, name)
+	} else if err != nil {
 		return nil, fmt.Errorf("%w: create %q: %w", ErrStore, name, err)
 	}
 	m := r.newMeter(name, spec, attr)
+	if r.shared != nil {
+		if s, ok, err := r.shared.LoadMeter(name); err == nil && ok {
+			m.spec, m.attr, m.version = s.Spec, s.Attr, s.Version
+		}
+	}
 	r.meters[name] = m
 	return m, nil
 }

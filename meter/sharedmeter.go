@@ -99,7 +99,9 @@ func (m *Meter) enqueuedLocked(t *Ticket, adm Admission, err error, nonblock boo
 	sh.down = time.Time{}
 	if adm.Granted {
 		delete(sh.tickets, t.id)
-		m.grantedLocked(t, adm.Call)
+		if !t.finished() { // else the store's event delivered this grant first
+			m.grantedLocked(t, adm.Call)
+		}
 		return nil
 	}
 	t.Seq = adm.Seq

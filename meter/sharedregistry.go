@@ -20,7 +20,9 @@ func (r *Registry) openShared(sh SharedStore) (*Registry, error) {
 		return nil, err
 	}
 	for _, s := range stored {
-		r.meters[s.Name] = r.newMeter(s.Name, s.Spec, s.Attr)
+		m := r.newMeter(s.Name, s.Spec, s.Attr)
+		m.version = s.Version
+		r.meters[s.Name] = m
 	}
 	sh.Subscribe(sharedEvents{r})
 	return r, nil
@@ -57,16 +59,19 @@ func (r *Registry) closeShared(ms []*Meter) {
 	}
 }
 
-// refresh reloads one meter's definition after another host changed it.
+// refresh reloads one meter's definition after a change here or on another
+// host. It holds the registry's lock while it reads, so that no Create or
+// Remove of this host interleaves, and applies a definition only if it is
+// not older than the one in force (Stored.Version).
 func (r *Registry) refresh(name string) {
-	s, ok, err := r.shared.LoadMeter(name)
-	if err != nil {
-		return // the store's safety re-check will tell again
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return
+	}
+	s, ok, err := r.shared.LoadMeter(name)
+	if err != nil {
+		return // the store's safety re-check will tell again
 	}
 	m := r.meters[name]
 	switch {
@@ -74,10 +79,14 @@ func (r *Registry) refresh(name string) {
 		delete(r.meters, name)
 		m.closeShared()()
 	case ok && m == nil:
-		r.meters[name] = r.newMeter(name, s.Spec, s.Attr)
+		m = r.newMeter(name, s.Spec, s.Attr)
+		m.version = s.Version
+		r.meters[name] = m
 	case ok:
 		m.mu.Lock()
-		m.spec, m.attr = s.Spec, s.Attr
+		if s.Version >= m.version {
+			m.spec, m.attr, m.version = s.Spec, s.Attr, s.Version
+		}
 		m.mu.Unlock()
 	}
 }

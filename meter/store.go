@@ -19,6 +19,9 @@ type Stored struct {
 	Attr   Attr
 	State  State  // calls that may still count, history (Past), TAT, NextID
 	Grants uint64 // grants ever made
+	// Version orders the definitions of a SharedStore's meter: a larger one
+	// is newer (zero in a LocalStore).
+	Version uint64
 }
 
 // Store keeps meters: their definitions, and their calls one way or the

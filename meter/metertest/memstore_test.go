@@ -3,6 +3,8 @@ package metertest_test
 import (
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/rlfs/rlfs/meter"
 	"github.com/rlfs/rlfs/meter/metertest"
 )
@@ -17,5 +19,19 @@ func TestMemStoreConformance(t *testing.T) {
 			stores[dir] = s
 		}
 		return s
+	})
+}
+
+func TestRegistryConformance(t *testing.T) {
+	stores := map[string]*metertest.MemStore{}
+	metertest.RunRegistryTests(t, func(t *testing.T, dir, host string, clk *metertest.Clock) (*meter.Registry, func()) {
+		s, ok := stores[dir]
+		if !ok {
+			s = metertest.NewMemStore()
+			stores[dir] = s
+		}
+		reg, err := meter.Open(s, meter.Options{Clock: clk})
+		require.NoError(t, err)
+		return reg, reg.Close
 	})
 }

@@ -153,6 +153,17 @@ func (s *Store) wakeOf(us, storeNow int64, at time.Time) time.Time {
 	return localOf(us, storeNow, at)
 }
 
+// toLocal converts store instant us (µs) to the engine's clock with the
+// latest reply's reading of both (for messages, whose own delay is unknown).
+func (s *Store) toLocal(us int64) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sync.local.IsZero() {
+		return s.clock.Now()
+	}
+	return s.sync.local.Add(time.UnixMicro(us).Sub(s.sync.store))
+}
+
 // synced remembers a store instant and when it was read, to estimate the
 // store's time while it cannot be asked.
 func (s *Store) synced(storeNow int64, at time.Time) {
@@ -206,4 +217,6 @@ func (s *Store) classify(op string, err error) error {
 	return s.unavailable(err)
 }
 
-func isNoFunction(re *rueidis.RedisError) bool { return strings.Contains(re.Error(), "Function not found") }
+func isNoFunction(re *rueidis.RedisError) bool {
+	return strings.Contains(re.Error(), "Function not found")
+}

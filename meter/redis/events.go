@@ -84,12 +84,11 @@ func (s *Store) subscribe(mb *mailbox) {
 	backoff := 50 * time.Millisecond
 	for {
 		_ = s.c.Receive(ctx, s.c.B().Subscribe().Channel(hostCh, evCh).Build(), func(msg rueidis.PubSubMessage) {
-			at := s.clock.Now()
 			text := msg.Message
 			if msg.Channel == evCh {
 				mb.put(func() { s.onChange(text) })
 			} else {
-				mb.put(func() { s.onHostMessage(text, at) })
+				mb.put(func() { s.onHostMessage(text) })
 			}
 		})
 		select {
@@ -103,13 +102,13 @@ func (s *Store) subscribe(mb *mailbox) {
 
 // onHostMessage handles "g,TICKET,ID,GRANTED,NOW,METER" (a grant) and
 // "n,AT,NOW,HEADHOST,METER" (when to try the head of the queue).
-func (s *Store) onHostMessage(text string, at time.Time) {
+func (s *Store) onHostMessage(text string) {
 	p := strings.SplitN(text, ",", 6)
 	num := func(i int) int64 { n, _ := strconv.ParseInt(p[i], 10, 64); return n }
 	switch {
 	case p[0] == "g" && len(p) == 6:
 		ticket, _ := strconv.ParseUint(p[1], 10, 64)
-		s.granted(p[5], ticket, uint64(num(2)), num(3), num(4), at)
+		s.granted(p[5], ticket, uint64(num(2)), num(3))
 	case p[0] == "n" && len(p) == 5:
 		name := p[4]
 		s.mu.Lock()
@@ -117,15 +116,19 @@ func (s *Store) onHostMessage(text string, at time.Time) {
 		waiting := l != nil && len(l.waiters) > 0
 		s.mu.Unlock()
 		if ev != nil && waiting {
-			ev.Wake(name, s.wakeOf(num(1), num(2), at), p[3] == s.opt.Host)
+			var wake time.Time
+			if num(1) != 0 {
+				wake = s.toLocal(num(1))
+			}
+			ev.Wake(name, wake, p[3] == s.opt.Host)
 		}
 	}
 }
 
 // granted delivers a grant to the engine once, while this host's lease on
 // the meter holds; otherwise the call is revoked.
-func (s *Store) granted(name string, ticket, id uint64, grantedUs, storeNow int64, at time.Time) {
-	c := meter.Call{ID: id, GrantedAt: localOf(grantedUs, storeNow, at), Holder: meter.Holder{Host: s.opt.Host}}
+func (s *Store) granted(name string, ticket, id uint64, grantedUs int64) {
+	c := meter.Call{ID: id, GrantedAt: s.toLocal(grantedUs), Holder: meter.Holder{Host: s.opt.Host}}
 	if !s.leaseHeld(s.leaseOf(name)) {
 		s.log.Warn("a grant came after this host's lease could have lapsed; revoking it", "meter", name, "call", id)
 		_ = s.Revoke(name, id)
@@ -238,7 +241,7 @@ func (s *Store) renewMeter(name string) {
 		known := l != nil && hasCall(l, id)
 		s.mu.Unlock()
 		if !known {
-			s.granted(name, ticket, id, g, storeNow, at)
+			s.granted(name, ticket, id, g)
 		}
 	}
 	s.mu.Lock()

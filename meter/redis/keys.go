@@ -26,4 +26,4 @@ func epochKey(prefix string) string  { return "{" + tagEscaper.Replace(prefix) +
 // hostChannel carries grants and wake instants to one host; eventChannel
 // tells every host about meters created, changed and removed.
 func hostChannel(prefix, host string) string { return prefix + ":h:" + host }
-func eventChannel(prefix string) string       { return prefix + ":ev" }
+func eventChannel(prefix string) string      { return prefix + ":ev" }

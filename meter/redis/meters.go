@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -42,7 +41,7 @@ func (s *Store) Load() ([]meter.Stored, error) {
 
 // meterNames lists the meters, sorted.
 func (s *Store) meterNames() ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	names, err := s.c.Do(ctx, s.c.B().Smembers().Key(metersKey(s.opt.Prefix)).Build()).AsStrSlice()
 	if err != nil {
@@ -54,7 +53,7 @@ func (s *Store) meterNames() ([]string, error) {
 
 // LoadMeter returns one meter's definition; ok is false if it does not exist.
 func (s *Store) LoadMeter(name string) (meter.Stored, bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	k := keysOf(s.opt.Prefix, name)
 	f, err := s.c.Do(ctx, s.c.B().Hgetall().Key(k[0]).Build()).AsStrMap()
@@ -88,12 +87,21 @@ func (s *Store) CreateMeter(name string, spec meter.Spec, attr meter.Attr) error
 		return fmt.Errorf("%w: %q", meter.ErrExist, name)
 	}
 	s.remember(meter.Stored{Name: name, Spec: spec, Attr: attr})
+	s.announce("c", name)
 	return nil
+}
+
+// announce tells every host that meter name was created ("c") or removed
+// ("d"), after the set of meters says so.
+func (s *Store) announce(kind, name string) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	_ = s.c.Do(ctx, s.c.B().Publish().Channel(eventChannel(s.opt.Prefix)).Message(kind+","+name).Build()).Error()
 }
 
 // addName lists name in the set of meters (also when it was listed).
 func (s *Store) addName(name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	if err := s.c.Do(ctx, s.c.B().Sadd().Key(metersKey(s.opt.Prefix)).Member(name).Build()).Error(); err != nil {
 		return s.classify("list meter "+name, err)
@@ -133,11 +141,12 @@ func (s *Store) DeleteMeter(name string) error {
 		return fmt.Errorf("%w: %q", meter.ErrBusy, name)
 	}
 	s.forget(name)
-	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	if err := s.c.Do(ctx, s.c.B().Srem().Key(metersKey(s.opt.Prefix)).Member(name).Build()).Error(); err != nil {
 		return s.classify("unlist meter "+name, err)
 	}
+	s.announce("d", name)
 	return nil
 }
 
@@ -145,7 +154,7 @@ func (s *Store) DeleteMeter(name string) error {
 func (s *Store) fcallScalar(fn, name string, args ...string) (int64, bool, error) {
 	k := keysOf(s.opt.Prefix, name)
 	a := append([]string{s.opt.Prefix, s.nowArg()}, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		n, err := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build()).AsInt64()

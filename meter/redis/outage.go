@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -70,7 +69,7 @@ func (s *Store) recover() {
 }
 
 func (s *Store) ping() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	return s.c.Do(ctx, s.c.B().Ping().Build()).Error() == nil
 }
@@ -103,7 +102,7 @@ func (s *Store) flushOutbox() (int, error) {
 // persistence, or a replica that had not caught up took over) and puts
 // back this host's meters and calls.
 func (s *Store) checkEpoch() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	e, err := s.c.Do(ctx, s.c.B().Get().Key(epochKey(s.opt.Prefix)).Build()).ToString()
 	s.mu.Lock()

@@ -36,6 +36,10 @@ end
 
 local function num(x) return tonumber(x) or 0 end
 
+-- int prints a number as an integer: Lua's own conversion writes large ones
+-- (microseconds since the epoch) in exponent notation.
+local function int(n) return string.format('%.0f', n) end
+
 -- Spec ---------------------------------------------------------------------
 
 -- spec reads the rule's fields of the meter hash (written by rlfs1_create
@@ -69,7 +73,7 @@ local function parse_call(id, v)
 end
 
 local function call_string(c)
-  return table.concat({c.g, c.d, c.e and 1 or 0, c.ticket, c.cost, c.actual, c.host, c.inc,
+  return table.concat({int(c.g), int(c.d), c.e and 1 or 0, c.ticket, int(c.cost), int(c.actual), c.host, c.inc,
                        c.pid, c.uid, c.gid}, ',')
 end
 
@@ -99,8 +103,8 @@ end
 
 local function past_string(past)
   local parts = {}
-  for i, p in ipairs(past) do
-    parts[i] = table.concat({p.n, p.first, p.g, p.d, p.u}, ':')
+  for k, p in ipairs(past) do
+    parts[k] = table.concat({int(p.n), int(p.first), int(p.g), int(p.d), int(p.u)}, ':')
   end
   return table.concat(parts, ';')
 end
@@ -311,7 +315,7 @@ local function host_entry(st, host)
 end
 
 local function set_host(st, host, e)
-  redis.call('HSET', st.K[5], host, e.exp .. ',' .. e.inc .. ',' .. e.waiters)
+  redis.call('HSET', st.K[5], host, int(e.exp) .. ',' .. e.inc .. ',' .. int(e.waiters))
 end
 
 -- renew extends host's lease on this meter to now+lease, for incarnation inc.
@@ -426,7 +430,7 @@ end
 -- notify_next tells every host with waiters when to try the head again.
 local function notify_next(st, at, hd)
   local raw = redis.call('HGETALL', st.K[5])
-  local msg = 'n,' .. at .. ',' .. st.now .. ',' .. (hd and hd.host or '') .. ',' .. st.name
+  local msg = 'n,' .. int(at) .. ',' .. int(st.now) .. ',' .. (hd and hd.host or '') .. ',' .. st.name
   for i = 1, #raw, 2 do
     if num(split(raw[i + 1], ',')[3]) > 0 then publish_host(st, raw[i], msg) end
   end
@@ -452,7 +456,7 @@ local function dispatch(st)
     remove_waiter(st, hd)
     local c = grant(st, hd)
     granted = true
-    publish_host(st, hd.host, 'g,' .. hd.ticket .. ',' .. c.id .. ',' .. c.g .. ',' .. st.now .. ',' .. st.name)
+    publish_host(st, hd.host, 'g,' .. hd.ticket .. ',' .. int(c.id) .. ',' .. int(c.g) .. ',' .. int(st.now) .. ',' .. st.name)
   end
 end
 
@@ -502,7 +506,7 @@ local function acquire(K, A)
   if st.S.mwaiters > 0 and redis.call('ZCARD', st.K[3]) >= st.S.mwaiters then return {0, 2, 0, st.now} end
   seq = redis.call('HINCRBY', st.K[1], 'seq', 1)
   redis.call('ZADD', st.K[3], seq, seq)
-  redis.call('HSET', st.K[4], seq, table.concat({host, inc, me.ticket, st.now, cost, me.pid, me.uid, me.gid}, ','))
+  redis.call('HSET', st.K[4], seq, table.concat({host, inc, me.ticket, int(st.now), int(cost), me.pid, me.uid, me.gid}, ','))
   redis.call('HSET', st.K[7], tkey(host, inc, me.ticket), seq)
   waiters_delta(st, host, 1)
   local hd = head(st)
@@ -551,7 +555,7 @@ local function release(K, A)
     if t == 0 or t > st.now then t = st.now end
     complete(st, c, t)
   end
-  retire(st, st.now, st.horizon)
+  retire(st.S, st, st.now, st.horizon)
   return reply_next(st, dispatch(st))
 end
 
@@ -644,7 +648,7 @@ local function start(K, A)
   end
   local e = host_entry(st, host)
   if e and e.inc ~= inc then redis.call('HDEL', st.K[5], host) end
-  retire(st, st.now, st.horizon)
+  retire(st.S, st, st.now, st.horizon)
   local r = reply_next(st, dispatch(st))
   r[4] = ended
   return r
@@ -657,13 +661,26 @@ local function set_fields(K, A, from)
 end
 
 -- rlfs1_create: ARGV 3 name, then field, value pairs. Replies 1, or 0 if
--- the meter exists.
+-- the meter exists. The host then lists it in the set of meters and tells
+-- the others ("c,NAME" on the event channel), in that order, so that a host
+-- that subscribes meanwhile finds it in one or the other.
+-- bump sets the meter's version, which orders its definitions for the
+-- hosts that reload it: the server's time (µs), always increasing (the
+-- test clock does not move between changes, so it is not used here).
+local function bump(K)
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local old = num(redis.call('HGET', K[1], 'version'))
+  if v <= old then v = old + 1 end
+  redis.call('HSET', K[1], 'version', int(v))
+end
+
 local function create(K, A)
   if redis.call('EXISTS', K[1]) == 1 then return 0 end
   redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7])
   redis.call('HSET', K[1], 'name', A[3], 'next_id', 1, 'grants', 0, 'seq', 0, 'tat', 0, 'utat', 0)
   set_fields(K, A, 4)
-  redis.call('PUBLISH', A[1] .. ':ev', 'c,' .. A[3])
+  bump(K)
   return 1
 end
 
@@ -671,7 +688,7 @@ end
 local function setspec(K, A)
   if redis.call('EXISTS', K[1]) == 0 then return missing() end
   set_fields(K, A, 4)
-  redis.call('HINCRBY', K[1], 'version', 1)
+  bump(K)
   local st = open(K, A)
   lapse(st)
   redis.call('PUBLISH', A[1] .. ':ev', 's,' .. A[3])
@@ -682,13 +699,14 @@ end
 local function setattr(K, A)
   if redis.call('EXISTS', K[1]) == 0 then return missing() end
   set_fields(K, A, 4)
-  redis.call('HINCRBY', K[1], 'version', 1)
+  bump(K)
   redis.call('PUBLISH', A[1] .. ':ev', 'a,' .. A[3])
   return 1
 end
 
 -- rlfs1_delete: ARGV 3 name. Removes an idle meter with its history and
--- data. Replies 1, or 0 while it has holders or waiters.
+-- data. Replies 1, or 0 while it has holders or waiters. The host then
+-- unlists it and tells the others ("d,NAME").
 local function delete(K, A)
   local st = open(K, A)
   if not st then return missing() end
@@ -698,7 +716,6 @@ local function delete(K, A)
     if c.d == 0 and (st.S.mhold == 0 or c.g + st.S.mhold > st.now) then return 0 end
   end
   redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7])
-  redis.call('PUBLISH', A[1] .. ':ev', 'd,' .. A[3])
   return 1
 end
 
@@ -714,7 +731,7 @@ local function view(K, A)
   for i = 1, #raw do out[#out + 1] = raw[i] end
   out[#out + 1] = '|calls'
   for _, c in ipairs(st.calls) do
-    if c.d == 0 or A[3] == '1' then out[#out + 1] = c.id .. ',' .. call_string(c) end
+    if c.d == 0 or A[3] == '1' then out[#out + 1] = int(c.id) .. ',' .. call_string(c) end
   end
   out[#out + 1] = '|waiters'
   out[#out + 1] = redis.call('ZCARD', K[3])

@@ -54,5 +54,6 @@ func storedOf(name string, f map[string]string) (meter.Stored, error) {
 	}
 	u := func(k string) uint32 { v, _ := strconv.ParseUint(f[k], 10, 32); return uint32(v) }
 	grants, _ := strconv.ParseUint(f["grants"], 10, 64)
-	return meter.Stored{Name: name, Spec: spec, Attr: meter.Attr{Mode: u("mode"), UID: u("uid"), GID: u("gid")}, Grants: grants}, nil
+	version, _ := strconv.ParseUint(f["version"], 10, 64)
+	return meter.Stored{Name: name, Spec: spec, Attr: meter.Attr{Mode: u("mode"), UID: u("uid"), GID: u("gid")}, Grants: grants, Version: version}, nil
 }

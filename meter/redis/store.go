@@ -79,9 +79,9 @@ type Store struct {
 	events meter.SharedEvents
 	down   time.Time // unreachable since (zero: reachable)
 	epoch  string
-	mine   map[string]*local         // meters where this host has calls or waiters
-	defs   map[string]meter.Stored   // the meters this host knows, for re-asserting them
-	outbox []outOp                   // completions made while the store was unreachable
+	mine   map[string]*local                // meters where this host has calls or waiters
+	defs   map[string]meter.Stored          // the meters this host knows, for re-asserting them
+	outbox []outOp                          // completions made while the store was unreachable
 	sync   struct{ store, local time.Time } // a store instant and the local instant it was read
 	remap  map[string]map[uint64]uint64     // call ids the store changed when this host put them back
 	closed bool
@@ -189,8 +189,8 @@ func clientOptions(opt Options) (rueidis.ClientOption, error) {
 	copt.DisableCache = true
 	// Answers must come within a third of the lease, or the host counts
 	// the store as unreachable (and stops granting before its lease lapses).
-	copt.ConnWriteTimeout = opt.Lease / 3
-	copt.Dialer.Timeout = opt.Lease / 3
+	copt.ConnWriteTimeout = min(opt.Lease/3, maxCallTimeout)
+	copt.Dialer.Timeout = min(opt.Lease/3, maxCallTimeout)
 	copt.ClientName = "rlfs:" + opt.Host
 	return copt, nil
 }
@@ -217,7 +217,7 @@ func (s *Store) Host() string { return s.opt.Host }
 func (s *Store) loadLibrary() error {
 	nodes := s.c.Nodes()
 	for addr, n := range nodes {
-		ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease)
+		ctx, cancel := s.ctx()
 		err := n.Do(ctx, n.B().FunctionLoad().Replace().FunctionCode(library).Build()).Error()
 		cancel()
 		if err != nil {
@@ -229,7 +229,7 @@ func (s *Store) loadLibrary() error {
 
 // ensureEpoch reads the store's epoch, setting one if the store is new.
 func (s *Store) ensureEpoch() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease)
+	ctx, cancel := s.ctx()
 	defer cancel()
 	k := epochKey(s.opt.Prefix)
 	if err := s.c.Do(ctx, s.c.B().Set().Key(k).Value(newIncarnation()).Nx().Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
@@ -240,6 +240,16 @@ func (s *Store) ensureEpoch() (string, error) {
 		return "", fmt.Errorf("redis: read %s: %w", k, err)
 	}
 	return e, nil
+}
+
+// callTimeout bounds one round trip: an answer later than a third of the
+// lease (at most maxCallTimeout) counts the store as unreachable.
+func (s *Store) callTimeout() time.Duration { return min(s.opt.Lease/3, maxCallTimeout) }
+
+const maxCallTimeout = 3 * time.Second
+
+func (s *Store) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.callTimeout())
 }
 
 // now is the instant the library uses: "" (its own TIME) unless a test
@@ -262,7 +272,7 @@ func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, 
 	k := keysOf(s.opt.Prefix, name)
 	a := append([]string{s.opt.Prefix, s.nowArg()}, args...)
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), s.opt.Lease/3)
+		ctx, cancel := s.ctx()
 		sent := s.clock.Now()
 		res := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build())
 		cancel()
@@ -303,7 +313,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stop)
 	s.mu.Unlock()
+	s.c.Close() // ends the calls in flight (ErrClosing)
 	s.wg.Wait()
-	s.c.Close()
 	return nil
 }
