@@ -106,7 +106,7 @@ type specParser struct {
 func (p *specParser) item(item string) error {
 	key, val, isKV := strings.Cut(item, "=")
 	if !isKV {
-		w, err := parseWindow(item)
+		w, err := parseWindow(item, item)
 		if err != nil {
 			return err
 		}
@@ -126,15 +126,15 @@ func (p *specParser) item(item string) error {
 	var err error
 	switch key {
 	case "concurrency":
-		p.s.Concurrency, err = parseCount(item, val, 0)
+		p.s.Concurrency, err = parseCount(item, "concurrency", val, 0)
 	case "rate":
 		var w Window
-		if w, err = parseWindow(val); err != nil {
-			return fmt.Errorf("meter: %q: %w", item, errors.Unwrap(err))
+		if w, err = parseWindow(item, val); err != nil {
+			return err
 		}
 		p.rate = &Bucket{N: w.N, Per: w.Per}
 	case "burst":
-		p.burst, err = parseCount(item, val, 1)
+		p.burst, err = parseCount(item, "burst", val, 1)
 	case "count":
 		switch val {
 		case "completion":
@@ -149,7 +149,7 @@ func (p *specParser) item(item string) error {
 	case "max_hold":
 		p.s.MaxHold, err = parsePositiveDuration(item, val)
 	case "max_waiters":
-		p.s.MaxWaiters, err = parseCount(item, val, 1)
+		p.s.MaxWaiters, err = parseCount(item, "max_waiters", val, 1)
 	default:
 		err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold= or max_waiters=)", item, key)
 	}
@@ -176,41 +176,40 @@ func (p *specParser) finish() (Spec, error) {
 
 const maxCount = 1 << 30
 
-func parseCount(item, val string, least int) (int, error) {
+// parseCount reads item's number val, named what in errors ("count",
+// "concurrency"), and checks that it lies in [least, 2^30].
+func parseCount(item, what, val string, least int) (int, error) {
 	n, err := strconv.Atoi(val)
-	if err != nil {
-		return 0, fmt.Errorf("meter: %q: %q is not a whole number", item, val)
-	}
-	if n < least {
-		return 0, fmt.Errorf("meter: %q: must be at least %d", item, least)
-	}
-	if n > maxCount {
-		return 0, fmt.Errorf("meter: %q: must be at most %d", item, maxCount)
+	switch {
+	case errors.Is(err, strconv.ErrRange) && strings.HasPrefix(val, "-"):
+		return 0, fmt.Errorf("meter: %q: %s must be at least %d", item, what, least)
+	case errors.Is(err, strconv.ErrRange), err == nil && n > maxCount:
+		return 0, fmt.Errorf("meter: %q: %s %s is too large; it may be at most %d (2^30)", item, what, val, maxCount)
+	case err != nil:
+		return 0, fmt.Errorf("meter: %q: %s %q is not a whole number", item, what, val)
+	case n < least:
+		return 0, fmt.Errorf("meter: %q: %s must be at least %d", item, what, least)
 	}
 	return n, nil
 }
 
-func parseWindow(item string) (Window, error) {
-	ns, per, ok := strings.Cut(item, "/")
+// parseWindow reads "N/PER". Its errors quote item, which is the whole spec
+// item ("75/1h", or "rate=75/1h" for a bucket).
+func parseWindow(item, text string) (Window, error) {
+	ns, per, ok := strings.Cut(text, "/")
 	if !ok {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("want N/PER, such as 10/s or 75/1h"))
+		return Window{}, fmt.Errorf("meter: %q: want N/PER, such as 10/s or 75/1h", item)
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(ns))
+	n, err := parseCount(item, "count", strings.TrimSpace(ns), 1)
 	if err != nil {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, fmt.Errorf("count %q is not a whole number", strings.TrimSpace(ns)))
-	}
-	if n < 1 {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("count must be at least 1"))
-	}
-	if n > maxCount {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, fmt.Errorf("count must be at most %d", maxCount))
+		return Window{}, err
 	}
 	d, err := ParseDuration(strings.TrimSpace(per))
 	if err != nil {
 		return Window{}, fmt.Errorf("meter: %q: %w", item, err)
 	}
 	if d <= 0 {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("PER must be longer than zero"))
+		return Window{}, fmt.Errorf("meter: %q: PER must be longer than zero", item)
 	}
 	return Window{N: n, Per: d}, nil
 }

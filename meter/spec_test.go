@@ -183,6 +183,34 @@ func TestParseSpecErrors(t *testing.T) {
 	require.NoError(t, err, "ParseSpec of MaxItems windows")
 }
 
+// TestParseSpecSaysTooLarge pins a bug: "9223372036854775808/1s" was
+// refused as "not a whole number" when it is a whole number, too large.
+// Every count of a spec is checked: N, concurrency, burst, max_waiters.
+func TestParseSpecSaysTooLarge(t *testing.T) {
+	const huge = "9223372036854775808" // 2^63, one more than int64 holds
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{huge + "/1s", []string{`"` + huge + `/1s"`, "count " + huge + " is too large", "at most 1073741824 (2^30)"}},
+		{"1073741825/1s", []string{"count 1073741825 is too large", "at most 1073741824"}},
+		{"-" + huge + "9/1s", []string{"count must be at least 1"}},
+		{"rate=" + huge + "/1s", []string{`"rate=` + huge + `/1s"`, "count " + huge + " is too large"}},
+		{"concurrency=" + huge, []string{"concurrency " + huge + " is too large"}},
+		{"rate=1/s,burst=" + huge, []string{"burst " + huge + " is too large"}},
+		{"max_waiters=" + huge, []string{"max_waiters " + huge + " is too large"}},
+		{"max_waiters=" + huge + huge, []string{"is too large"}},
+	}
+	for _, tt := range tests {
+		_, err := meter.ParseSpec(tt.in)
+		require.Error(t, err, "ParseSpec(%q)", tt.in)
+		require.NotContains(t, err.Error(), "not a whole number", "ParseSpec(%q)", tt.in)
+		for _, w := range tt.want {
+			require.Contains(t, err.Error(), w, "ParseSpec(%q)", tt.in)
+		}
+	}
+}
+
 // manyWindows returns n windows with distinct PERs: 1/1s,1/2s,…
 func manyWindows(n int) string {
 	items := make([]string, n)
