@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -232,7 +233,10 @@ var units = map[string]time.Duration{
 }
 
 // ParseDuration parses a Go duration ("500ms", "1.5h", "1h30m") extended with
-// "d" for days; a bare unit means one of it ("h" = "1h").
+// "d" for days; a bare unit means one of it ("h" = "1h"). Decimals are read
+// exactly ("2.3h" is 2h18m; "0.00000000000125d" is 108ns); a
+// duration that is not a whole number of nanoseconds is refused rather than
+// truncated.
 func ParseDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, errors.New("missing duration (such as 1s, 500ms, 1.5h, 2d)")
@@ -240,10 +244,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	if u, ok := units[s]; ok {
 		return u, nil
 	}
-	const longest = math.MaxInt64 / 2
-	var total time.Duration
-	rest := s
-	for rest != "" {
+	longest := new(big.Rat).SetInt64(math.MaxInt64 / 2)
+	total := new(big.Rat) // in nanoseconds
+	for rest := s; rest != ""; {
 		i := 0
 		for i < len(rest) && (rest[i] == '.' || (rest[i] >= '0' && rest[i] <= '9')) {
 			i++
@@ -253,30 +256,35 @@ func ParseDuration(s string) (time.Duration, error) {
 			j++
 		}
 		num, unit := rest[:i], rest[i:j]
-		if _, ok := units[unit]; num == "" || !ok {
+		u, ok := units[unit]
+		if num == "" || !ok {
 			return 0, fmt.Errorf("bad duration %q (want a number and a unit: ns, us, ms, s, m, h or d, such as 500ms or 1.5h)", s)
 		}
-		// time.ParseDuration reads decimals exactly ("2.3h" is 2h18m, not
-		// the 2h17m59.999999999s of float arithmetic); days are read as
-		// hours and scaled.
-		scale := time.Duration(1)
-		if unit == "d" {
-			unit, scale = "h", 24
-		}
-		v, err := time.ParseDuration(num + unit)
-		if err != nil {
-			if _, ferr := strconv.ParseFloat(num, 64); ferr == nil {
-				return 0, fmt.Errorf("duration %q is too long", s)
-			}
+		v, ok := new(big.Rat).SetString(num)
+		if !ok {
 			return 0, fmt.Errorf("bad duration %q: %q is not a number", s, num)
 		}
-		if v > (longest-total)/scale {
+		if total.Add(total, v.Mul(v, new(big.Rat).SetInt64(int64(u)))).Cmp(longest) > 0 {
 			return 0, fmt.Errorf("duration %q is too long", s)
 		}
-		total += v * scale
 		rest = rest[j:]
 	}
-	return total, nil
+	if !total.IsInt() {
+		return 0, fractionError(s, total)
+	}
+	return time.Duration(total.Num().Int64()), nil
+}
+
+// fractionError refuses a duration that is not a whole number of
+// nanoseconds ("1.5ns"), which time.Duration would silently truncate, and
+// says what it rounds to.
+func fractionError(s string, ns *big.Rat) error {
+	lo := new(big.Int).Quo(ns.Num(), ns.Denom()).Int64()
+	if lo == 0 {
+		return fmt.Errorf("duration %q is less than a nanosecond, the finest unit; use 1ns or more", s)
+	}
+	return fmt.Errorf("duration %q is not a whole number of nanoseconds, the finest unit; round it to %s or %s",
+		s, time.Duration(lo), time.Duration(lo+1))
 }
 
 // formatDuration prints d in the shortest form ParseDuration reads back.

@@ -135,7 +135,7 @@ func TestParseSpecErrors(t *testing.T) {
 		{"zero/s", []string{`"zero/s"`, "not a whole number"}},
 		{"1.5/s", []string{`"1.5/s"`, "not a whole number"}},
 		{"1/0s", []string{`"1/0s"`, "longer than zero"}},
-		{"1/0.5ns", []string{`"1/0.5ns"`, "longer than zero"}},
+		{"1/0.5ns", []string{`"1/0.5ns"`, "less than a nanosecond"}},
 		{"1/", []string{`"1/"`, "missing duration"}},
 		{"1/5", []string{`"1/5"`, "bad duration"}},
 		{"1/5x", []string{`"1/5x"`, "bad duration"}},
@@ -208,6 +208,39 @@ func TestParseSpecSaysTooLarge(t *testing.T) {
 		for _, w := range tt.want {
 			require.Contains(t, err.Error(), w, "ParseSpec(%q)", tt.in)
 		}
+	}
+}
+
+// TestParseSpecRefusesFractionsOfANanosecond pins a bug: "1/1.5ns" was
+// stored as "1/1ns" without a word (time.Duration truncates a fraction of a
+// nanosecond). A duration that is not a whole number of nanoseconds is
+// refused, naming the item and what it rounds to.
+func TestParseSpecRefusesFractionsOfANanosecond(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"1/1.5ns", []string{`"1/1.5ns"`, "not a whole number of nanoseconds", "1ns or 2ns"}},
+		{"1/2.0000000005s", []string{`"1/2.0000000005s"`, "2s or 2.000000001s"}},
+		{"1/1s0.5ns", []string{`"1/1s0.5ns"`, "not a whole number of nanoseconds"}},
+		{"1/0.0000000000001d", []string{"8ns or 9ns"}},
+		{"1/0.00000000000001d", []string{"less than a nanosecond"}},
+		{"rate=1/1.0005us", []string{`"rate=1/1.0005us"`, "1µs or 1.001µs"}},
+		{"max_wait=0.1ns", []string{`"max_wait=0.1ns"`, "less than a nanosecond"}},
+		{"max_hold=1.25ns", []string{`"max_hold=1.25ns"`, "1ns or 2ns"}},
+	}
+	for _, tt := range tests {
+		_, err := meter.ParseSpec(tt.in)
+		require.Error(t, err, "ParseSpec(%q)", tt.in)
+		for _, w := range tt.want {
+			require.Contains(t, err.Error(), w, "ParseSpec(%q)", tt.in)
+		}
+	}
+	// Exact fractions are still welcome.
+	for in, want := range map[string]time.Duration{"1.5us": 1500, "0.000000001s": 1, "2.5ms": 2500 * time.Microsecond, "0.5d": 12 * time.Hour, "0.00000000000125d": 108} {
+		got, err := meter.ParseDuration(in)
+		require.NoError(t, err, "ParseDuration(%q)", in)
+		require.Equal(t, want, got, "ParseDuration(%q)", in)
 	}
 }
 
