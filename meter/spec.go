@@ -1,10 +1,12 @@
 package meter
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -172,7 +174,14 @@ func (p *specParser) finish() (Spec, error) {
 		}
 		p.s.Bucket = r
 	}
+	p.s.Windows = sortedWindows(p.s.Windows)
 	return p.s, nil
+}
+
+// sortedWindows returns ws ordered by PER, shortest first: the canonical
+// order, whatever order the items were written in. ws is not modified.
+func sortedWindows(ws []Window) []Window {
+	return slices.SortedStableFunc(slices.Values(ws), func(a, b Window) int { return cmp.Compare(a.Per, b.Per) })
 }
 
 const maxCount = 1 << 30
@@ -301,10 +310,13 @@ func formatDuration(d time.Duration) string {
 	return str
 }
 
-// Items returns the spec's items in canonical order, one string each.
+// Items returns the spec's items in canonical order, one string each:
+// windows by PER, shortest first, then concurrency=, rate= and burst=, then
+// the other items only where they differ from the default. Two specs that
+// mean the same have the same items, whatever order they were written in.
 func (s Spec) Items() []string {
 	var out []string
-	for _, w := range s.Windows {
+	for _, w := range sortedWindows(s.Windows) {
 		out = append(out, fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per)))
 	}
 	out = append(out, fmt.Sprintf("concurrency=%d", s.Concurrency))
@@ -326,10 +338,12 @@ func (s Spec) Items() []string {
 	return out
 }
 
-// String returns the canonical comma-separated form, which ParseSpec reads back.
+// String returns the canonical comma-separated form (see Items), which
+// ParseSpec reads back.
 func (s Spec) String() string { return strings.Join(s.Items(), ",") }
 
-// Equal reports whether two specs mean the same.
+// Equal reports whether two specs mean the same: whether their canonical
+// forms are equal (so "1/s,75/h" equals "75/h,1/s").
 func (s Spec) Equal(o Spec) bool { return s.String() == o.String() }
 
 // Longest is the longest span over which past calls matter: pruning keeps

@@ -113,7 +113,7 @@ func TestSpecString(t *testing.T) {
 		{"rate=10/s", "concurrency=1,rate=10/1s,burst=1"},
 		{
 			"max_waiters=9, max_hold=5m, max_wait=30s, count=grant, burst=20, rate=10/s, concurrency=0, 75/h, 1/s",
-			"75/1h,1/1s,concurrency=0,rate=10/1s,burst=20,count=grant,max_wait=30s,max_hold=5m,max_waiters=9",
+			"1/1s,75/1h,concurrency=0,rate=10/1s,burst=20,count=grant,max_wait=30s,max_hold=5m,max_waiters=9",
 		},
 	}
 	for _, tt := range tests {
