@@ -81,7 +81,9 @@ CREATE TABLE calls (
 // Options configure Open. The zero value is sync "normal" and no mountpoint.
 type Options struct {
 	// Sync is "normal" (the default: a grant survives the daemon's crash)
-	// or "full" (it also survives a power loss: an fsync per commit).
+	// or "full" (it also survives a power loss once WaitDurable returns:
+	// one fdatasync of the journal shared by the grants waiting for it,
+	// and SQLite commits with synchronous=FULL).
 	Sync string
 	// Mountpoint is written into the lock file, so that a second daemon
 	// can say where the owner serves the database.
