@@ -9,6 +9,7 @@
 //	    acquire     open waits for a grant; read: one line about it; last close: completion
 //	    limits      read: the spec, one item per line; write: replace it (validated)
 //	    status      read: key: value lines (limits, usage, in progress, waiting, next grant)
+//	    status.json read: the same snapshot as JSON (a meter.Report); looked up, not listed
 //	    holders/    SEQ.PID per call in progress (owner = holder's uid, mtime = grant)
 //	    waiters/    SEQ.PID per blocked open, in queue order
 //
