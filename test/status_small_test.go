@@ -36,6 +36,53 @@ type statusJSON struct {
 	} `json:"meters"`
 }
 
+// TestStatusOfPathsThatAreNotAMount pins a bug: rlfs status /tmp failed with
+// "read status of "x": not a directory", and rlfs status MOUNT/METER with
+// a similar riddle. A meter's directory shows that meter; a path that is no
+// rlfs mount says so and what to pass instead.
+func TestStatusOfPathsThatAreNotAMount(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "api=2/1s", "email=1/s")
+	_, code := sh(t, "cat "+d.path("api", "acquire"))
+	require.Equal(t, 0, code)
+
+	out, errOut, code := rlfsStatus(t, d.path("api"))
+	require.Equal(t, 0, code, "rlfs status MOUNT/api: %s", errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, "a header and the one meter:\n%s", out)
+	require.Regexp(t, `^api\s+2/1s,concurrency=1\s+\d of 2/1s\s`, lines[1])
+
+	out, errOut, code = rlfsStatus(t, "--json", d.path("api")+"/")
+	require.Equal(t, 0, code, errOut)
+	var st statusJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+	require.Len(t, st.Meters, 1)
+	require.Equal(t, "api", st.Meters[0].Meter)
+	require.Equal(t, 1, st.Meters[0].Counters["grants_total"])
+
+	plain := t.TempDir()
+	require.NoError(t, os.WriteFile(plain+"/file", nil, 0o644))
+	for _, tc := range []struct{ path, want string }{
+		{plain, plain + " is not an rlfs mount"},
+		{plain + "/missing", "does not exist"},
+		{plain + "/file", "not a directory"},
+		{d.path("api", "holders"), "is inside the rlfs mount at " + d.mnt + " but is not a meter"},
+		{d.path("nosuch"), `no meter "nosuch"`},
+	} {
+		out, errOut, code := rlfsStatus(t, tc.path)
+		require.Equal(t, 1, code, "rlfs status %s: %s%s", tc.path, out, errOut)
+		require.Empty(t, out)
+		require.Equal(t, 1, strings.Count(errOut, "\n"), "one line: %q", errOut)
+		require.Contains(t, errOut, tc.want, "rlfs status %s", tc.path)
+		require.NotContains(t, errOut, "read status of", "rlfs status %s", tc.path)
+	}
+	_, errOut, _ = rlfsStatus(t, plain)
+	require.Contains(t, errOut, "pass the mountpoint of rlfs mount")
+	require.Contains(t, errOut, "--db PATH")
+	_, errOut, _ = rlfsStatus(t, d.path("api", "holders"))
+	require.Contains(t, errOut, "rlfs status "+d.mnt)
+}
+
 // TestStatusReadsStatusJSON pins a design flaw: rlfs status parsed the
 // human text of each status file back with Sscanf. The daemon now serves
 // each meter's status as JSON too (status.json, looked up but not listed,

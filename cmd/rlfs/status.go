@@ -16,13 +16,15 @@ import (
 
 const statusUsage = `SYNOPSIS
     rlfs status [--json] MOUNTPOINT
+    rlfs status [--json] MOUNTPOINT/METER
     rlfs status [--json] --db PATH
 
 Prints a table of meters: limits, usage per window, calls in progress,
-waiters and when the next call may go. With MOUNTPOINT it reads each
-meter's status.json (the status file as JSON, which the daemon serves beside
-it); with --db it reads the database directly, read-only, without disturbing
-a daemon that serves it (waiters are not stored, so WAITING shows "-").
+waiters and when the next call may go. With MOUNTPOINT it reads every meter
+of that rlfs mount, with MOUNTPOINT/METER that one meter (from each meter's
+status.json, the status file as JSON, which the daemon serves beside it).
+With --db it reads the database directly, read-only, without disturbing a
+daemon that serves it (waiters are not stored, so WAITING shows "-").
 
 FLAGS
     --db PATH   read this database instead of a mount (default: none)
@@ -31,6 +33,7 @@ FLAGS
 
 EXAMPLES
     rlfs status /mnt/rl
+    rlfs status /mnt/rl/email
     rlfs status --json --db /var/lib/rlfs/meters.db | jq '.meters[].waiting'
 `
 
@@ -47,7 +50,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	case *db != "" && fs.NArg() == 0:
 		reports, err = reportsFromDB(*db)
 	case *db == "" && fs.NArg() == 1:
-		reports, err = reportsFromMount(fs.Arg(0))
+		reports, err = reportsFromPath(fs.Arg(0))
 	default:
 		return &usageError{msg: "give either MOUNTPOINT or --db PATH", hint: "rlfs status /mnt/rl"}
 	}
