@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -81,6 +82,31 @@ func TestStatusOfPathsThatAreNotAMount(t *testing.T) {
 	require.Contains(t, errOut, "--db PATH")
 	_, errOut, _ = rlfsStatus(t, d.path("api", "holders"))
 	require.Contains(t, errOut, "rlfs status "+d.mnt)
+}
+
+// TestStatusTableCapsLongNames pins a bug: a meter with a 255-byte name
+// padded every row of rlfs status's table to 255 columns. The table
+// shortens it; --json keeps it whole.
+func TestStatusTableCapsLongNames(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("n", 250) + "-last"
+	d := startDaemon(t, "a=1/s", long+"=1/s")
+	out, errOut, code := rlfsStatus(t, d.mnt)
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	for _, l := range lines {
+		require.Less(t, utf8.RuneCountInString(l), 120, "a row is padded by the long name:\n%s", out)
+	}
+	require.Regexp(t, `^a {2,42}1/1s,`, lines[1])
+	require.Contains(t, lines[2], "…"+strings.Repeat("n", 15)+"-last", "the shortened name keeps its end")
+
+	out, errOut, code = rlfsStatus(t, "--json", d.mnt)
+	require.Equal(t, 0, code, errOut)
+	var st statusJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+	require.Len(t, st.Meters, 2)
+	require.Equal(t, long, st.Meters[1].Meter, "--json gives the whole name")
 }
 
 // TestStatusReadsStatusJSON pins a design flaw: rlfs status parsed the

@@ -22,9 +22,10 @@ const statusUsage = `SYNOPSIS
 Prints a table of meters: limits, usage per window, calls in progress,
 waiters and when the next call may go. With MOUNTPOINT it reads every meter
 of that rlfs mount, with MOUNTPOINT/METER that one meter (from each meter's
-status.json, the status file as JSON, which the daemon serves beside it).
-With --db it reads the database directly, read-only, without disturbing a
-daemon that serves it (waiters are not stored, so WAITING shows "-").
+status.json, which the daemon serves beside status). With --db it reads the
+database directly, read-only, without disturbing a daemon that serves it
+(waiters are not stored, so WAITING shows "-"). Names longer than 40
+characters are shortened in the middle in the table; --json gives them whole.
 
 FLAGS
     --db PATH   read this database instead of a mount (default: none)
@@ -68,6 +69,11 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	return printTable(stdout, reports)
 }
 
+// nameColumn is the widest a meter name is shown in the table: a longer
+// one (up to 255 bytes) is shortened in the middle, so that it does not
+// pad every row. --json gives full names.
+const nameColumn = 40
+
 func printTable(w io.Writer, reports []meter.Report) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "METER\tLIMITS\tUSAGE\tIN PROGRESS\tWAITING\tNEXT GRANT")
@@ -87,9 +93,20 @@ func printTable(w io.Writer, reports []meter.Report) error {
 		if r.Waiting != nil {
 			waiting = strconv.Itoa(*r.Waiting)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", r.Name, r.Limits, strings.Join(usage, ", "), r.InProgress, conc, waiting, r.NextGrant)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", shorten(r.Name, nameColumn), r.Limits, strings.Join(usage, ", "), r.InProgress, conc, waiting, r.NextGrant)
 	}
 	return tw.Flush()
+}
+
+// shorten returns s if it has at most n characters, else its start and end
+// around an ellipsis, n characters in all.
+func shorten(s string, n int) string {
+	rs := []rune(s)
+	if len(rs) <= n {
+		return s
+	}
+	head := (n - 1) / 2
+	return string(rs[:head]) + "…" + string(rs[len(rs)-(n-1-head):])
 }
 
 // reportsFromDB reads every meter of the database at path, read-only.
