@@ -30,7 +30,9 @@
 // interrupts the wait (the waiter leaves the queue, nothing is counted),
 // ETIMEDOUT after max_wait, EAGAIN past max_waiters, EIO when the grant could
 // not be persisted or the daemon is shutting down. Opening for writing, or
-// with O_TRUNC, fails with EPERM.
+// with O_TRUNC, fails with EPERM; so does O_NOFOLLOW, at once, because cp
+// and mv open what they copy with it, and copying a meter must not take a
+// call.
 //
 // # close(acquire)
 //
