@@ -7,6 +7,8 @@
 //	PATH          the database
 //	PATH-wal      its write-ahead log, PATH-shm its index (SQLite's own)
 //	PATH.lock     flock(2)ed by the owner; holds "pid=N\nmountpoint=M\n"
+//	              (the owner flocks PATH itself too, so a hard link, which
+//	              has another lock file, finds it taken)
 //
 // # Schema (PRAGMA user_version = 1)
 //
@@ -137,6 +139,10 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	lock, err := acquireLock(path, opt.Mountpoint)
 	if err != nil {
+		return nil, err
+	}
+	if err := lock.lockDB(path); err != nil {
+		lock.release(true)
 		return nil, err
 	}
 	if exists {
