@@ -21,8 +21,7 @@ func TestCopyOfAMeterTakesNoCall(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "m=1/1s")
 	acq := d.path("m", "acquire")
-	holder := startProc(t, "sh", "-c", "exec 3<"+acq+"; echo held; read x")
-	holder.waitOutput(t, "held")
+	holder := shHold(t, acq)
 	d.waitStatus(t, "m", "in_progress", "1 of 1")
 
 	dst := t.TempDir() // outside the mount: another filesystem

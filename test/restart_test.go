@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,19 +102,19 @@ func TestRestartKeepsHistory(t *testing.T) {
 // when it happens. meter/sqlite moves grants and completions into SQLite
 // every 50 ms; what happened since is only in its journal, and a kill -9 in
 // that window must lose nothing. (It used to: the restarted daemon counted
-// the call completed at the restart, and the next caller on a 1/5s meter
-// waited 5 s from the restart instead of from the completion.)
+// the call completed at the restart, so on a 1/PER meter the next grant was
+// due PER after the restart instead of PER after the completion.)
 //
 // The test makes the window as long as it likes instead of hoping to hit
 // it: it holds SQLite's write lock on the database itself, so no flush can
 // land, checks that SQLite does not hold the call while rlfs status --db
 // (which reads the journal too) sees it completed, kills the daemon, lets
-// go of the lock and restarts. The restarted daemon must date the next
-// grant from the real completion.
+// go of the lock and restarts after a pause. The restarted daemon must date
+// the next grant from the real completion, not from the restart.
 func TestKill9RightAfterCompletion(t *testing.T) {
 	t.Parallel()
-	const per = 5 * time.Second
-	d := startDaemon(t, "m=1/5s")
+	const per = time.Minute // long, so that a slow restart still shows the next grant ahead
+	d := startDaemon(t, "m=1/1m")
 	db, err := sql.Open("sqlite", d.db)
 	require.NoError(t, err)
 	defer db.Close()
@@ -140,16 +141,16 @@ func TestKill9RightAfterCompletion(t *testing.T) {
 
 	// Down long enough that a completion lost and counted at the restart
 	// would move the next grant well past completion+PER.
-	time.Sleep(time.Until(completed.Add(2500 * time.Millisecond)))
+	const down = 2500 * time.Millisecond
+	time.Sleep(time.Until(completed.Add(down)))
 	d.start(t)
-	require.Less(t, time.Since(completed), per-500*time.Millisecond, "the restart took too long to prove anything")
 	require.Equal(t, "1", d.status(t, "m")["grants_total"], "the restarted daemon knows the call")
 	require.Equal(t, "0 of 1", d.status(t, "m")["in_progress"])
 
 	b, err := os.ReadFile(d.path("m", "status.json"))
 	require.NoError(t, err)
 	var st struct {
-		NextGrant string `json:"next_grant"` // "2026-…Z (in 2.4s)"
+		NextGrant string `json:"next_grant"` // "2026-…Z (in 57.4s)"
 	}
 	require.NoError(t, json.Unmarshal(b, &st))
 	at, _, _ := strings.Cut(st.NextGrant, " ")
@@ -158,16 +159,12 @@ func TestKill9RightAfterCompletion(t *testing.T) {
 	late := next.Sub(completed.Add(per))
 	t.Logf("next grant due %v after completion+PER", late.Round(time.Millisecond))
 	require.GreaterOrEqual(t, late, -10*time.Millisecond, "the window ends before PER after the completion")
-	require.Less(t, late, time.Second,
+	require.Less(t, late, down-time.Second,
 		"kill -9 right after a completion lost it: the next grant is dated from the restart, not from the completion")
 
-	next2 := startClient(t, d.path("m", "acquire"), logs, client{kind: "go", id: "next", calls: 1})
-	next2.requireSuccess(t, 30*time.Second)
-	for _, c := range readCalls(t, logs) {
-		if c.client == "next" {
-			require.GreaterOrEqual(t, c.grant.Sub(completed), per-tolerance(per), "the next call came before PER after the completion")
-		}
-	}
+	// And the meter does count the call: an open that must not wait is refused.
+	_, err = syscall.Open(d.path("m", "acquire"), syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+	require.Equal(t, syscall.EAGAIN, err, "an O_NONBLOCK open within PER of the completion")
 }
 
 // storedInProgress is how many calls of meterName the database holds in

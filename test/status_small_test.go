@@ -116,7 +116,7 @@ func TestStatusTableCapsLongNames(t *testing.T) {
 func TestStatusReadsStatusJSON(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "api=2/1s,10/1h,concurrency=2")
-	holder := pyHold(t, d.path("api", "acquire"))
+	holder := shHold(t, d.path("api", "acquire"))
 	d.waitEntries(t, "api", "holders", 1)
 
 	require.Equal(t, []string{"acquire", "holders", "limits", "status", "waiters"}, d.entries(t, "api", "."))
@@ -158,5 +158,16 @@ func TestStatusReadsStatusJSON(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
 	require.Len(t, st.Meters, 1)
 	require.Equal(t, 1, st.Meters[0].InProgress)
-	holder.release(t)
+	_, err = holder.stdin.Write([]byte("\n"))
+	require.NoError(t, err)
+	holder.requireSuccess(t, pollTimeout)
+}
+
+// shHold starts a shell that opens acquire on descriptor 3 and holds it
+// until a line arrives on its stdin (it starts faster than Python).
+func shHold(t *testing.T, acq string) *proc {
+	t.Helper()
+	p := startProc(t, "sh", "-c", "exec 3<"+acq+"; echo held; read x")
+	p.waitOutput(t, "held")
+	return p
 }
