@@ -1,6 +1,7 @@
 package rlfs_test
 
 import (
+	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
@@ -41,5 +42,52 @@ func TestDependencies(t *testing.T) {
 			continue
 		}
 		require.NotContains(t, strings.Fields(imports), "github.com/rlfs/rlfs/fsnode", "%s imports fsnode; only cmd/rlfs may", pkg)
+	}
+}
+
+// TestGoModMarksDirectDependencies pins a bug: go.mod listed every
+// dependency as "// indirect", so `go mod tidy` rewrote it. A module that a
+// package (or test) of rlfs imports must be required without "// indirect",
+// and a module required without it must be imported: then `go mod tidy`
+// leaves go.mod as it is. It reads go.mod and the imports with the go
+// command alone, so it needs no network.
+func TestGoModMarksDirectDependencies(t *testing.T) {
+	out, err := exec.Command("go", "mod", "edit", "-json").Output()
+	require.NoError(t, err, "go mod edit -json")
+	var mod struct {
+		Module  struct{ Path string }
+		Require []struct {
+			Path     string
+			Indirect bool
+		}
+	}
+	require.NoError(t, json.Unmarshal(out, &mod))
+	marked := map[string]bool{} // module path → required as direct
+	for _, r := range mod.Require {
+		marked[r.Path] = !r.Indirect
+	}
+
+	out, err = exec.Command("go", "list", "-f",
+		`{{join .Imports "\n"}}{{"\n"}}{{join .TestImports "\n"}}{{"\n"}}{{join .XTestImports "\n"}}`, "./...").Output()
+	require.NoError(t, err, "go list ./...")
+	imports := strings.Fields(string(out))
+	out, err = exec.Command("go", append([]string{"list", "-f", "{{with .Module}}{{.Path}}{{end}}"}, imports...)...).Output()
+	require.NoError(t, err, "go list of the imported packages")
+	direct := map[string]bool{}
+	for _, m := range strings.Fields(string(out)) {
+		if m != mod.Module.Path {
+			direct[m] = true
+		}
+	}
+	require.NotEmpty(t, direct)
+	for m := range direct {
+		isDirect, required := marked[m]
+		require.True(t, required, "rlfs imports module %s, which go.mod does not require; run go mod tidy", m)
+		require.True(t, isDirect, "go.mod marks %s // indirect, but rlfs imports it; run go mod tidy", m)
+	}
+	for m, isDirect := range marked {
+		if isDirect {
+			require.True(t, direct[m], "go.mod requires %s as a direct dependency, but nothing in rlfs imports it; run go mod tidy", m)
+		}
 	}
 }

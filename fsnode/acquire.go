@@ -58,9 +58,17 @@ func (a *acquireFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.Set
 	return ToErrno(errNotAllowed)
 }
 
-// Open waits in the meter's FIFO queue until it grants a call.
+// Open waits in the meter's FIFO queue until it grants a call. An open
+// with O_NOFOLLOW is refused at once: cp and mv (coreutils) open every file
+// they copy with O_RDONLY|O_NOFOLLOW, and `mv METER /elsewhere` falls back to
+// a copy, which must neither wait for nor take a call. (The clients rlfs
+// serves, cat, exec 3<, flock(1), Python, Go and Node, do not pass it.)
 func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, ToErrno(errNotAllowed)
+	}
+	if flags&syscall.O_NOFOLLOW != 0 {
+		a.d.root.refuseCopy(ctx, a.d.m.Name())
 		return nil, 0, ToErrno(errNotAllowed)
 	}
 	r := a.d.root
@@ -129,6 +137,16 @@ func sliceAt(b []byte, off int64, n int) []byte {
 		b = b[:n]
 	}
 	return b
+}
+
+// refuseCopy logs, once per daemon, why an O_NOFOLLOW open of acquire fails.
+func (r *Root) refuseCopy(ctx context.Context, name string) {
+	if r.copyRefused.Swap(true) {
+		return
+	}
+	h := resolve(callerOf(ctx))
+	r.log.Warn("open of acquire with O_NOFOLLOW refused (EPERM): cp and mv open files so, and copying a meter must not take a call; open it without O_NOFOLLOW to acquire (logged once)",
+		"meter", name, "pid", h.PID, "cmd", h.Cmd)
 }
 
 // callerOf says who is opening, from the request alone: its PID is the

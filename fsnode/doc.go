@@ -9,6 +9,7 @@
 //	    acquire     open waits for a grant; read: one line about it; last close: completion
 //	    limits      read: the spec, one item per line; write: replace it (validated)
 //	    status      read: key: value lines (limits, usage, in progress, waiting, next grant)
+//	    status.json read: the same snapshot as JSON (a meter.Report); looked up, not listed
 //	    holders/    SEQ.PID per call in progress (owner = holder's uid, mtime = grant)
 //	    waiters/    SEQ.PID per blocked open, in queue order
 //
@@ -29,7 +30,9 @@
 // interrupts the wait (the waiter leaves the queue, nothing is counted),
 // ETIMEDOUT after max_wait, EAGAIN past max_waiters, EIO when the grant could
 // not be persisted or the daemon is shutting down. Opening for writing, or
-// with O_TRUNC, fails with EPERM.
+// with O_TRUNC, fails with EPERM; so does O_NOFOLLOW, at once, because cp
+// and mv open what they copy with it, and copying a meter must not take a
+// call.
 //
 // # close(acquire)
 //

@@ -2,6 +2,7 @@ package fsnode
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,10 +25,12 @@ func (t *textHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	return fuse.ReadResultData(sliceAt(t.data, off, len(dest))), 0
 }
 
-// statusFile is a meter's `status`: a `key: value` snapshot.
+// statusFile is a meter's `status`, a `key: value` snapshot, or with json
+// its `status.json`, the same snapshot as a meter.Report.
 type statusFile struct {
 	fs.Inode
-	d *meterDir
+	d    *meterDir
+	json bool
 }
 
 var (
@@ -49,7 +52,15 @@ func (s *statusFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, ToErrno(errNotAllowed)
 	}
-	return &textHandle{data: []byte(s.d.m.Status().Text())}, fuse.FOPEN_DIRECT_IO, 0
+	snap := s.d.m.Status()
+	if !s.json {
+		return &textHandle{data: []byte(snap.Text())}, fuse.FOPEN_DIRECT_IO, 0
+	}
+	b, err := json.Marshal(snap.Report())
+	if err != nil {
+		return nil, 0, ToErrno(err)
+	}
+	return &textHandle{data: append(b, '\n')}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // limitsFile is a meter's `limits`: its spec, one item per line. A write

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -197,19 +198,84 @@ func openErr(path string, flag int) error {
 	return err
 }
 
+// TestChmodChownPersist: chmod and chown of a meter reach the store, its
+// files follow them, and after a restart (the mount shut down, the registry
+// closed, a new registry loaded from the same store and mounted again) the
+// meter still has that owner and mode. The test once checked only the
+// running registry, which holds without persisting anything.
 func TestChmodChownPersist(t *testing.T) {
-	f := mount(t, map[string]string{"m": ""})
-	m := filepath.Join(f.dir, "m")
+	requireFUSE(t)
+	store := metertest.NewMemStore()
+	dir := filepath.Join(t.TempDir(), "mnt")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	first := serveStore(t, store, dir, map[string]string{"m": ""})
+	m := filepath.Join(dir, "m")
 	require.NoError(t, os.Chmod(m, 0o700))
 	require.NoError(t, os.Chown(m, 1234, 5678))
-	require.Equal(t, meter.Attr{Mode: 0o700, UID: 1234, GID: 5678}, f.reg.Get("m").Attr())
-	st, err := os.Stat(filepath.Join(m, "acquire"))
+	requireOwnerMode(t, m, 0o700, 1234, 5678)
+	stored, err := store.Load()
 	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o400), st.Mode().Perm(), "acquire takes the directory's read bits")
-	require.Equal(t, uint32(1234), st.Sys().(*syscall.Stat_t).Uid)
-	st, err = os.Stat(filepath.Join(m, "limits"))
+	require.Len(t, stored, 1)
+	require.Equal(t, meter.Attr{Mode: 0o700, UID: 1234, GID: 5678}, stored[0].Attr, "the store holds the new owner and mode")
+
+	first.stop(t)
+	serveStore(t, store, dir, nil)
+	requireOwnerMode(t, m, 0o700, 1234, 5678)
+}
+
+// requireOwnerMode checks a meter directory's mode and owner and those its
+// files take from it.
+func requireOwnerMode(t *testing.T, m string, mode os.FileMode, uid, gid uint32) {
+	t.Helper()
+	for _, f := range []struct {
+		name string
+		mask os.FileMode
+	}{{"", 0o7777}, {"acquire", 0o444}, {"status", 0o444}, {"limits", 0o666}} {
+		st, err := os.Stat(filepath.Join(m, f.name))
+		require.NoError(t, err)
+		require.Equal(t, mode&f.mask, st.Mode().Perm(), "mode of %s/%s", m, f.name)
+		sys := st.Sys().(*syscall.Stat_t)
+		require.Equal(t, uid, sys.Uid, "owner of %s/%s", m, f.name)
+		require.Equal(t, gid, sys.Gid, "group of %s/%s", m, f.name)
+	}
+}
+
+// served is a registry over a store, mounted at a directory.
+type served struct {
+	reg  *meter.Registry
+	mnt  *Mount
+	once sync.Once
+}
+
+// serveStore opens a registry over store, creates the given meters, and
+// mounts it at dir. Cleanup (or stop, once) unmounts it.
+func serveStore(t *testing.T, store meter.Store, dir string, meters map[string]string) *served {
+	t.Helper()
+	reg, err := meter.Open(store, meter.Options{})
 	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "limits takes the directory's read and write bits")
+	for name, text := range meters {
+		spec, err := meter.ParseSpec(text)
+		require.NoError(t, err)
+		_, err = reg.Create(name, spec, meter.DefaultAttr())
+		require.NoError(t, err)
+	}
+	mnt, err := NewMount(dir, NewRoot(Options{Registry: reg, Logger: discard()}), MountOptions{Direct: true})
+	require.NoError(t, err)
+	s := &served{reg: reg, mnt: mnt}
+	t.Cleanup(func() { s.stop(t) })
+	return s
+}
+
+func (s *served) stop(t *testing.T) {
+	s.once.Do(func() {
+		s.reg.Close()
+		require.NoError(t, s.mnt.Shutdown(time.Second))
+		select {
+		case <-s.mnt.Done():
+		case <-time.After(5 * time.Second):
+			t.Errorf("the mount at %s did not end after Shutdown", s.mnt.Dir)
+		}
+	})
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -35,17 +35,21 @@ var (
 
 // The files of a meter directory, with their inode offsets from the directory's.
 type child struct {
-	name string
-	off  uint64
-	mode uint32 // S_IFREG or S_IFDIR
+	name   string
+	off    uint64
+	mode   uint32 // S_IFREG or S_IFDIR
+	hidden bool   // looked up but not listed
 }
 
 var children = []child{
-	{"acquire", 1, syscall.S_IFREG},
-	{"limits", 2, syscall.S_IFREG},
-	{"status", 3, syscall.S_IFREG},
-	{"holders", 4, syscall.S_IFDIR},
-	{"waiters", 5, syscall.S_IFDIR},
+	{"acquire", 1, syscall.S_IFREG, false},
+	{"limits", 2, syscall.S_IFREG, false},
+	{"status", 3, syscall.S_IFREG, false},
+	{"holders", 4, syscall.S_IFDIR, false},
+	{"waiters", 5, syscall.S_IFDIR, false},
+	// status.json is status for programs (rlfs status reads it). Not
+	// listed, so that ls shows the files people use.
+	{"status.json", 6, syscall.S_IFREG, true},
 }
 
 func (d *meterDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -102,6 +106,8 @@ func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			node = &limitsFile{d: d}
 		case "status":
 			node = &statusFile{d: d}
+		case "status.json":
+			node = &statusFile{d: d, json: true}
 		case "holders":
 			node = &listDir{d: d, waiters: false}
 		case "waiters":
@@ -121,7 +127,9 @@ func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 func (d *meterDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	entries := make([]fuse.DirEntry, 0, len(children))
 	for _, c := range children {
-		entries = append(entries, fuse.DirEntry{Name: c.name, Mode: c.mode, Ino: d.ino + c.off})
+		if !c.hidden {
+			entries = append(entries, fuse.DirEntry{Name: c.name, Mode: c.mode, Ino: d.ino + c.off})
+		}
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	return fs.NewListDirStream(entries), 0

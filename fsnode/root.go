@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,7 +38,8 @@ type Root struct {
 	inos map[*meter.Meter]uint64 // stable inode numbers of meter directories
 	next uint64
 
-	inflight sync.WaitGroup // opens of acquire being handled
+	inflight    sync.WaitGroup // opens of acquire being handled
+	copyRefused atomic.Bool    // an O_NOFOLLOW open of acquire was refused and logged
 
 	started  time.Time // mtime of the root, meters and their files
 	uid, gid uint32    // owner of the root: the daemon's user

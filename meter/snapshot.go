@@ -138,7 +138,7 @@ func (s Snapshot) Text() string {
 		}
 	}
 	for _, u := range s.Usage {
-		kv("window "+fmt.Sprintf("%d/%s", u.Window.N, formatDuration(u.Window.Per)), "%d used, %d free", u.Used, max(0, u.Window.N-u.Used))
+		kv("window "+u.Window.String(), "%d used, %d free", u.Used, max(0, u.Window.N-u.Used))
 	}
 	conc := "unlimited"
 	if s.Spec.Concurrency > 0 {
@@ -151,28 +151,15 @@ func (s Snapshot) Text() string {
 	} else {
 		kv("waiting", "%d", s.WaitersN)
 	}
-	switch {
-	case s.Next.OK:
-		kv("next_grant", "now")
-	case s.Next.At.IsZero():
-		kv("next_grant", "after a release")
-	default:
-		kv("next_grant", "%s (in %s)", FormatTime(s.Next.At), s.Next.At.Sub(s.Now).Round(time.Millisecond))
-	}
+	kv("next_grant", "%s", s.nextGrant())
 	if s.Retired > 0 {
 		kv("history", "%d calls since %s", s.Retired, FormatTime(s.RetiredSince))
 	} else {
 		kv("history", "0 calls")
 	}
-	kv("grants_total", "%d", s.Grants)
-	kv("grants_since_start", "%d", s.Stats.Grants)
-	kv("releases_since_start", "%d", s.Stats.Releases)
-	kv("timeouts_since_start", "%d", s.Stats.Timeouts)
-	kv("interrupts_since_start", "%d", s.Stats.Interrupts)
-	kv("expired_since_start", "%d", s.Stats.Expired)
-	kv("rejected_since_start", "%d", s.Stats.Rejected)
-	kv("revoked_since_start", "%d", s.Stats.Revoked)
-	kv("store_errors_since_start", "%d", s.Stats.StoreErrs)
+	for _, c := range s.counters() {
+		kv(c.key, "%d", c.n)
+	}
 	return b.String()
 }
 

@@ -1,9 +1,12 @@
 package meter
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,7 +109,7 @@ type specParser struct {
 func (p *specParser) item(item string) error {
 	key, val, isKV := strings.Cut(item, "=")
 	if !isKV {
-		w, err := parseWindow(item)
+		w, err := parseWindow(item, item)
 		if err != nil {
 			return err
 		}
@@ -126,15 +129,15 @@ func (p *specParser) item(item string) error {
 	var err error
 	switch key {
 	case "concurrency":
-		p.s.Concurrency, err = parseCount(item, val, 0)
+		p.s.Concurrency, err = parseCount(item, "concurrency", val, 0)
 	case "rate":
 		var w Window
-		if w, err = parseWindow(val); err != nil {
-			return fmt.Errorf("meter: %q: %w", item, errors.Unwrap(err))
+		if w, err = parseWindow(item, val); err != nil {
+			return err
 		}
 		p.rate = &Bucket{N: w.N, Per: w.Per}
 	case "burst":
-		p.burst, err = parseCount(item, val, 1)
+		p.burst, err = parseCount(item, "burst", val, 1)
 	case "count":
 		switch val {
 		case "completion":
@@ -149,7 +152,7 @@ func (p *specParser) item(item string) error {
 	case "max_hold":
 		p.s.MaxHold, err = parsePositiveDuration(item, val)
 	case "max_waiters":
-		p.s.MaxWaiters, err = parseCount(item, val, 1)
+		p.s.MaxWaiters, err = parseCount(item, "max_waiters", val, 1)
 	default:
 		err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold= or max_waiters=)", item, key)
 	}
@@ -171,46 +174,52 @@ func (p *specParser) finish() (Spec, error) {
 		}
 		p.s.Bucket = r
 	}
+	p.s.Windows = sortedWindows(p.s.Windows)
 	return p.s, nil
+}
+
+// sortedWindows returns ws ordered by PER, shortest first: the canonical
+// order, whatever order the items were written in. ws is not modified.
+func sortedWindows(ws []Window) []Window {
+	return slices.SortedStableFunc(slices.Values(ws), func(a, b Window) int { return cmp.Compare(a.Per, b.Per) })
 }
 
 const maxCount = 1 << 30
 
-func parseCount(item, val string, least int) (int, error) {
+// parseCount reads item's number val, named what in errors ("count",
+// "concurrency"), and checks that it lies in [least, 2^30].
+func parseCount(item, what, val string, least int) (int, error) {
 	n, err := strconv.Atoi(val)
-	if err != nil {
-		return 0, fmt.Errorf("meter: %q: %q is not a whole number", item, val)
-	}
-	if n < least {
-		return 0, fmt.Errorf("meter: %q: must be at least %d", item, least)
-	}
-	if n > maxCount {
-		return 0, fmt.Errorf("meter: %q: must be at most %d", item, maxCount)
+	switch {
+	case errors.Is(err, strconv.ErrRange) && strings.HasPrefix(val, "-"):
+		return 0, fmt.Errorf("meter: %q: %s must be at least %d", item, what, least)
+	case errors.Is(err, strconv.ErrRange), err == nil && n > maxCount:
+		return 0, fmt.Errorf("meter: %q: %s %s is too large; it may be at most %d (2^30)", item, what, val, maxCount)
+	case err != nil:
+		return 0, fmt.Errorf("meter: %q: %s %q is not a whole number", item, what, val)
+	case n < least:
+		return 0, fmt.Errorf("meter: %q: %s must be at least %d", item, what, least)
 	}
 	return n, nil
 }
 
-func parseWindow(item string) (Window, error) {
-	ns, per, ok := strings.Cut(item, "/")
+// parseWindow reads "N/PER". Its errors quote item, which is the whole spec
+// item ("75/1h", or "rate=75/1h" for a bucket).
+func parseWindow(item, text string) (Window, error) {
+	ns, per, ok := strings.Cut(text, "/")
 	if !ok {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("want N/PER, such as 10/s or 75/1h"))
+		return Window{}, fmt.Errorf("meter: %q: want N/PER, such as 10/s or 75/1h", item)
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(ns))
+	n, err := parseCount(item, "count", strings.TrimSpace(ns), 1)
 	if err != nil {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, fmt.Errorf("count %q is not a whole number", strings.TrimSpace(ns)))
-	}
-	if n < 1 {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("count must be at least 1"))
-	}
-	if n > maxCount {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, fmt.Errorf("count must be at most %d", maxCount))
+		return Window{}, err
 	}
 	d, err := ParseDuration(strings.TrimSpace(per))
 	if err != nil {
 		return Window{}, fmt.Errorf("meter: %q: %w", item, err)
 	}
 	if d <= 0 {
-		return Window{}, fmt.Errorf("meter: %q: %w", item, errors.New("PER must be longer than zero"))
+		return Window{}, fmt.Errorf("meter: %q: PER must be longer than zero", item)
 	}
 	return Window{N: n, Per: d}, nil
 }
@@ -233,7 +242,10 @@ var units = map[string]time.Duration{
 }
 
 // ParseDuration parses a Go duration ("500ms", "1.5h", "1h30m") extended with
-// "d" for days; a bare unit means one of it ("h" = "1h").
+// "d" for days; a bare unit means one of it ("h" = "1h"). Decimals are read
+// exactly ("2.3h" is 2h18m; "0.00000000000125d" is 108ns); a
+// duration that is not a whole number of nanoseconds is refused rather than
+// truncated.
 func ParseDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, errors.New("missing duration (such as 1s, 500ms, 1.5h, 2d)")
@@ -241,10 +253,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	if u, ok := units[s]; ok {
 		return u, nil
 	}
-	const longest = math.MaxInt64 / 2
-	var total time.Duration
-	rest := s
-	for rest != "" {
+	longest := new(big.Rat).SetInt64(math.MaxInt64 / 2)
+	total := new(big.Rat) // in nanoseconds
+	for rest := s; rest != ""; {
 		i := 0
 		for i < len(rest) && (rest[i] == '.' || (rest[i] >= '0' && rest[i] <= '9')) {
 			i++
@@ -254,30 +265,35 @@ func ParseDuration(s string) (time.Duration, error) {
 			j++
 		}
 		num, unit := rest[:i], rest[i:j]
-		if _, ok := units[unit]; num == "" || !ok {
+		u, ok := units[unit]
+		if num == "" || !ok {
 			return 0, fmt.Errorf("bad duration %q (want a number and a unit: ns, us, ms, s, m, h or d, such as 500ms or 1.5h)", s)
 		}
-		// time.ParseDuration reads decimals exactly ("2.3h" is 2h18m, not
-		// the 2h17m59.999999999s of float arithmetic); days are read as
-		// hours and scaled.
-		scale := time.Duration(1)
-		if unit == "d" {
-			unit, scale = "h", 24
-		}
-		v, err := time.ParseDuration(num + unit)
-		if err != nil {
-			if _, ferr := strconv.ParseFloat(num, 64); ferr == nil {
-				return 0, fmt.Errorf("duration %q is too long", s)
-			}
+		v, ok := new(big.Rat).SetString(num)
+		if !ok {
 			return 0, fmt.Errorf("bad duration %q: %q is not a number", s, num)
 		}
-		if v > (longest-total)/scale {
+		if total.Add(total, v.Mul(v, new(big.Rat).SetInt64(int64(u)))).Cmp(longest) > 0 {
 			return 0, fmt.Errorf("duration %q is too long", s)
 		}
-		total += v * scale
 		rest = rest[j:]
 	}
-	return total, nil
+	if !total.IsInt() {
+		return 0, fractionError(s, total)
+	}
+	return time.Duration(total.Num().Int64()), nil
+}
+
+// fractionError refuses a duration that is not a whole number of
+// nanoseconds ("1.5ns"), which time.Duration would silently truncate, and
+// says what it rounds to.
+func fractionError(s string, ns *big.Rat) error {
+	lo := new(big.Int).Quo(ns.Num(), ns.Denom()).Int64()
+	if lo == 0 {
+		return fmt.Errorf("duration %q is less than a nanosecond, the finest unit; use 1ns or more", s)
+	}
+	return fmt.Errorf("duration %q is not a whole number of nanoseconds, the finest unit; round it to %s or %s",
+		s, time.Duration(lo), time.Duration(lo+1))
 }
 
 // formatDuration prints d in the shortest form ParseDuration reads back.
@@ -294,10 +310,13 @@ func formatDuration(d time.Duration) string {
 	return str
 }
 
-// Items returns the spec's items in canonical order, one string each.
+// Items returns the spec's items in canonical order, one string each:
+// windows by PER, shortest first, then concurrency=, rate= and burst=, then
+// the other items only where they differ from the default. Two specs that
+// mean the same have the same items, whatever order they were written in.
 func (s Spec) Items() []string {
 	var out []string
-	for _, w := range s.Windows {
+	for _, w := range sortedWindows(s.Windows) {
 		out = append(out, fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per)))
 	}
 	out = append(out, fmt.Sprintf("concurrency=%d", s.Concurrency))
@@ -319,10 +338,12 @@ func (s Spec) Items() []string {
 	return out
 }
 
-// String returns the canonical comma-separated form, which ParseSpec reads back.
+// String returns the canonical comma-separated form (see Items), which
+// ParseSpec reads back.
 func (s Spec) String() string { return strings.Join(s.Items(), ",") }
 
-// Equal reports whether two specs mean the same.
+// Equal reports whether two specs mean the same: whether their canonical
+// forms are equal (so "1/s,75/h" equals "75/h,1/s").
 func (s Spec) Equal(o Spec) bool { return s.String() == o.String() }
 
 // Longest is the longest span over which past calls matter: pruning keeps

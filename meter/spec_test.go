@@ -113,7 +113,7 @@ func TestSpecString(t *testing.T) {
 		{"rate=10/s", "concurrency=1,rate=10/1s,burst=1"},
 		{
 			"max_waiters=9, max_hold=5m, max_wait=30s, count=grant, burst=20, rate=10/s, concurrency=0, 75/h, 1/s",
-			"75/1h,1/1s,concurrency=0,rate=10/1s,burst=20,count=grant,max_wait=30s,max_hold=5m,max_waiters=9",
+			"1/1s,75/1h,concurrency=0,rate=10/1s,burst=20,count=grant,max_wait=30s,max_hold=5m,max_waiters=9",
 		},
 	}
 	for _, tt := range tests {
@@ -135,7 +135,7 @@ func TestParseSpecErrors(t *testing.T) {
 		{"zero/s", []string{`"zero/s"`, "not a whole number"}},
 		{"1.5/s", []string{`"1.5/s"`, "not a whole number"}},
 		{"1/0s", []string{`"1/0s"`, "longer than zero"}},
-		{"1/0.5ns", []string{`"1/0.5ns"`, "longer than zero"}},
+		{"1/0.5ns", []string{`"1/0.5ns"`, "less than a nanosecond"}},
 		{"1/", []string{`"1/"`, "missing duration"}},
 		{"1/5", []string{`"1/5"`, "bad duration"}},
 		{"1/5x", []string{`"1/5x"`, "bad duration"}},
@@ -181,6 +181,67 @@ func TestParseSpecErrors(t *testing.T) {
 	}
 	_, err := meter.ParseSpec(manyWindows(meter.MaxItems))
 	require.NoError(t, err, "ParseSpec of MaxItems windows")
+}
+
+// TestParseSpecSaysTooLarge pins a bug: "9223372036854775808/1s" was
+// refused as "not a whole number" when it is a whole number, too large.
+// Every count of a spec is checked: N, concurrency, burst, max_waiters.
+func TestParseSpecSaysTooLarge(t *testing.T) {
+	const huge = "9223372036854775808" // 2^63, one more than int64 holds
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{huge + "/1s", []string{`"` + huge + `/1s"`, "count " + huge + " is too large", "at most 1073741824 (2^30)"}},
+		{"1073741825/1s", []string{"count 1073741825 is too large", "at most 1073741824"}},
+		{"-" + huge + "9/1s", []string{"count must be at least 1"}},
+		{"rate=" + huge + "/1s", []string{`"rate=` + huge + `/1s"`, "count " + huge + " is too large"}},
+		{"concurrency=" + huge, []string{"concurrency " + huge + " is too large"}},
+		{"rate=1/s,burst=" + huge, []string{"burst " + huge + " is too large"}},
+		{"max_waiters=" + huge, []string{"max_waiters " + huge + " is too large"}},
+		{"max_waiters=" + huge + huge, []string{"is too large"}},
+	}
+	for _, tt := range tests {
+		_, err := meter.ParseSpec(tt.in)
+		require.Error(t, err, "ParseSpec(%q)", tt.in)
+		require.NotContains(t, err.Error(), "not a whole number", "ParseSpec(%q)", tt.in)
+		for _, w := range tt.want {
+			require.Contains(t, err.Error(), w, "ParseSpec(%q)", tt.in)
+		}
+	}
+}
+
+// TestParseSpecRefusesFractionsOfANanosecond pins a bug: "1/1.5ns" was
+// stored as "1/1ns" without a word (time.Duration truncates a fraction of a
+// nanosecond). A duration that is not a whole number of nanoseconds is
+// refused, naming the item and what it rounds to.
+func TestParseSpecRefusesFractionsOfANanosecond(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"1/1.5ns", []string{`"1/1.5ns"`, "not a whole number of nanoseconds", "1ns or 2ns"}},
+		{"1/2.0000000005s", []string{`"1/2.0000000005s"`, "2s or 2.000000001s"}},
+		{"1/1s0.5ns", []string{`"1/1s0.5ns"`, "not a whole number of nanoseconds"}},
+		{"1/0.0000000000001d", []string{"8ns or 9ns"}},
+		{"1/0.00000000000001d", []string{"less than a nanosecond"}},
+		{"rate=1/1.0005us", []string{`"rate=1/1.0005us"`, "1µs or 1.001µs"}},
+		{"max_wait=0.1ns", []string{`"max_wait=0.1ns"`, "less than a nanosecond"}},
+		{"max_hold=1.25ns", []string{`"max_hold=1.25ns"`, "1ns or 2ns"}},
+	}
+	for _, tt := range tests {
+		_, err := meter.ParseSpec(tt.in)
+		require.Error(t, err, "ParseSpec(%q)", tt.in)
+		for _, w := range tt.want {
+			require.Contains(t, err.Error(), w, "ParseSpec(%q)", tt.in)
+		}
+	}
+	// Exact fractions are still welcome.
+	for in, want := range map[string]time.Duration{"1.5us": 1500, "0.000000001s": 1, "2.5ms": 2500 * time.Microsecond, "0.5d": 12 * time.Hour, "0.00000000000125d": 108} {
+		got, err := meter.ParseDuration(in)
+		require.NoError(t, err, "ParseDuration(%q)", in)
+		require.Equal(t, want, got, "ParseDuration(%q)", in)
+	}
 }
 
 // manyWindows returns n windows with distinct PERs: 1/1s,1/2s,…

@@ -1,14 +1,19 @@
 package test
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite" // to hold the database's write lock
 )
 
 // downFor is how long a stopped daemon stays down before its restart, as
@@ -93,64 +98,73 @@ func TestRestartKeepsHistory(t *testing.T) {
 	})
 }
 
-// TestKill9RightAfterCompletion pins a bug: design §4 says a completion is
-// persisted when it happens, but meter/sqlite queues completions and writes
-// them every 50 ms. A kill -9 inside that window loses the completion: the
-// restarted daemon counts the call completed at the restart, and the next
-// caller on a 1/5s meter waits 5 s from the restart instead of 5 s from the
-// last completion.
+// TestKill9RightAfterCompletion pins design §4: a completion is persisted
+// when it happens. meter/sqlite moves grants and completions into SQLite
+// every 50 ms; what happened since is only in its journal, and a kill -9 in
+// that window must lose nothing. (It used to: the restarted daemon counted
+// the call completed at the restart, so on a 1/PER meter the next grant was
+// due PER after the restart instead of PER after the completion.)
 //
-// To catch the window every time, the test stops the daemon (SIGSTOP) as
-// soon as its status shows the release, confirms with rlfs status --db that
-// the database does not hold the completion yet, then kills it.
+// The test makes the window as long as it likes instead of hoping to hit
+// it: it holds SQLite's write lock on the database itself, so no flush can
+// land, checks that SQLite does not hold the call while rlfs status --db
+// (which reads the journal too) sees it completed, kills the daemon, lets
+// go of the lock and restarts after a pause. The restarted daemon must date
+// the next grant from the real completion, not from the restart.
 func TestKill9RightAfterCompletion(t *testing.T) {
 	t.Parallel()
-	const per = 5 * time.Second
-	var meters []string
-	for i := range 5 {
-		meters = append(meters, fmt.Sprintf("m%d=1/5s", i))
-	}
-	d := startDaemon(t, meters...)
-	logs := t.TempDir()
-	caught := ""
-	for i := 0; i < len(meters) && caught == ""; i++ {
-		name := fmt.Sprintf("m%d", i)
-		c := startClient(t, d.path(name, "acquire"), logs, client{kind: "go", id: name, calls: 1})
-		c.requireSuccess(t, 30*time.Second)
-		d.waitStatus(t, name, "in_progress", "0 of 1")
-		require.NoError(t, syscall.Kill(d.pid(), syscall.SIGSTOP))
-		if d.storedInProgress(t, name) == 1 {
-			caught = name
-			break
-		}
-		require.NoError(t, syscall.Kill(d.pid(), syscall.SIGCONT)) // flushed already: try the next meter
-	}
-	if caught == "" {
-		t.Skip("every completion reached the database before the daemon was stopped; the window was not caught")
-	}
-	var completed time.Time
-	for _, c := range readCalls(t, logs) {
-		if c.client == caught {
-			completed = c.release
-		}
-	}
-	d.kill9(t)
-	stayDown(completed)
-	d.start(t)
-	require.Less(t, time.Since(completed), per-time.Second, "the restart took too long to prove anything")
+	const per = time.Minute // long, so that a slow restart still shows the next grant ahead
+	d := startDaemon(t, "m=1/1m")
+	db, err := sql.Open("sqlite", d.db)
+	require.NoError(t, err)
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(context.Background(), "BEGIN IMMEDIATE") // the daemon's flushes wait behind this
+	require.NoError(t, err)
 
-	next := startClient(t, d.path(caught, "acquire"), logs, client{kind: "go", id: "next", calls: 1})
-	next.requireSuccess(t, 30*time.Second)
-	var wait time.Duration
-	for _, c := range readCalls(t, logs) {
-		if c.client == "next" {
-			wait = c.grant.Sub(completed)
-		}
+	logs := t.TempDir()
+	c := startClient(t, d.path("m", "acquire"), logs, client{kind: "go", id: "first", calls: 1})
+	c.requireSuccess(t, 30*time.Second)
+	d.waitStatus(t, "m", "in_progress", "0 of 1") // the completion is recorded (journaled before status shows it)
+	completed := readCalls(t, logs)[0].release
+
+	var inSQLite int
+	require.NoError(t, conn.QueryRowContext(context.Background(), "SELECT count(*) FROM calls WHERE meter = 'm'").Scan(&inSQLite))
+	require.Equal(t, 0, inSQLite, "the call reached SQLite: the journal window was not held open")
+	require.Equal(t, 0, d.storedInProgress(t, "m"), "rlfs status --db does not see the completion in the journal")
+	d.kill9(t)
+	_, err = conn.ExecContext(context.Background(), "ROLLBACK")
+	require.NoError(t, err)
+	require.NoError(t, conn.Close())
+
+	// Down long enough that a completion lost and counted at the restart
+	// would move the next grant well past completion+PER.
+	const down = 2500 * time.Millisecond
+	time.Sleep(time.Until(completed.Add(down)))
+	d.start(t)
+	require.Equal(t, "1", d.status(t, "m")["grants_total"], "the restarted daemon knows the call")
+	require.Equal(t, "0 of 1", d.status(t, "m")["in_progress"])
+
+	b, err := os.ReadFile(d.path("m", "status.json"))
+	require.NoError(t, err)
+	var st struct {
+		NextGrant string `json:"next_grant"` // "2026-…Z (in 57.4s)"
 	}
-	t.Logf("next call granted %v after the last completion", wait.Round(time.Millisecond))
-	require.GreaterOrEqual(t, wait, per-tolerance(per))
-	require.Less(t, wait, per+500*time.Millisecond,
-		"kill -9 within 50 ms of a completion lost it: the next caller waited 5 s from the restart, not from the completion")
+	require.NoError(t, json.Unmarshal(b, &st))
+	at, _, _ := strings.Cut(st.NextGrant, " ")
+	next, err := time.Parse(time.RFC3339Nano, at)
+	require.NoError(t, err, "next_grant %q", st.NextGrant)
+	late := next.Sub(completed.Add(per))
+	t.Logf("next grant due %v after completion+PER", late.Round(time.Millisecond))
+	require.GreaterOrEqual(t, late, -10*time.Millisecond, "the window ends before PER after the completion")
+	require.Less(t, late, down-time.Second,
+		"kill -9 right after a completion lost it: the next grant is dated from the restart, not from the completion")
+
+	// And the meter does count the call: an open that must not wait is refused.
+	_, err = syscall.Open(d.path("m", "acquire"), syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+	require.Equal(t, syscall.EAGAIN, err, "an O_NONBLOCK open within PER of the completion")
 }
 
 // storedInProgress is how many calls of meterName the database holds in

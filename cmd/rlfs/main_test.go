@@ -140,26 +140,6 @@ max_wait = "30s"
 	require.ErrorContains(t, err, "does not exist")
 }
 
-func TestStatusTextRoundTrip(t *testing.T) {
-	clk := metertest.NewClock()
-	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk})
-	require.NoError(t, err)
-	spec, _ := meter.ParseSpec("2/1s,10/1h,concurrency=0")
-	m, err := reg.Create("api", spec, meter.DefaultAttr())
-	require.NoError(t, err)
-	_, err = m.Enqueue(meter.Holder{PID: 1}, false)
-	require.NoError(t, err)
-	s, err := parseStatus(m.Snapshot().Text())
-	require.NoError(t, err)
-	require.Equal(t, "api", s.Name)
-	require.Equal(t, []windowStatus{{"2/1s", 1, 1}, {"10/1h", 1, 9}}, s.Windows)
-	require.Equal(t, 1, s.InProgress)
-	require.Equal(t, 0, s.Concurrency)
-	require.Equal(t, 0, *s.Waiting)
-	require.Equal(t, "now", s.NextGrant)
-	require.Equal(t, 1, s.Counters["grants_total"])
-}
-
 func TestMetricsLint(t *testing.T) {
 	clk := metertest.NewClock()
 	met := newMetrics()

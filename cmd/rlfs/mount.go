@@ -230,6 +230,9 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := checkAllowOther(c.allowOther, os.Geteuid(), fuseConf); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if c.cpuprofile != "" {
 		stop, err := startProfile(c.cpuprofile)
@@ -328,11 +331,7 @@ func mountFS(dir string, reg *meter.Registry, c mountConfig, log *slog.Logger) (
 		Direct: os.Geteuid() == 0, AllowOther: c.allowOther, Debug: c.debug,
 	})
 	if err != nil {
-		msg := strings.TrimSpace(err.Error())
-		if os.Geteuid() != 0 {
-			return nil, fmt.Errorf("%s; as a non-root user rlfs mounts through fusermount3 (apt-get install fuse3), which needs read-write access to /dev/fuse and a mountpoint you own", msg)
-		}
-		return nil, fmt.Errorf("%s; check that %s is a directory and that /dev/fuse exists (modprobe fuse)", msg, dir)
+		return nil, mountError(err, dir, os.Geteuid())
 	}
 	return mnt, nil
 }

@@ -2,11 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,13 +16,16 @@ import (
 
 const statusUsage = `SYNOPSIS
     rlfs status [--json] MOUNTPOINT
+    rlfs status [--json] MOUNTPOINT/METER
     rlfs status [--json] --db PATH
 
 Prints a table of meters: limits, usage per window, calls in progress,
-waiters and when the next call may go. With MOUNTPOINT it reads each
-meter's status file; with --db it reads the database directly, read-only,
-without disturbing a daemon that serves it (waiters are not stored, so
-WAITING shows "-").
+waiters and when the next call may go. With MOUNTPOINT it reads every meter
+of that rlfs mount, with MOUNTPOINT/METER that one meter (from each meter's
+status.json, which the daemon serves beside status). With --db it reads the
+database directly, read-only, without disturbing a daemon that serves it
+(waiters are not stored, so WAITING shows "-"). Names longer than 40
+characters are shortened in the middle in the table; --json gives them whole.
 
 FLAGS
     --db PATH   read this database instead of a mount (default: none)
@@ -34,74 +34,9 @@ FLAGS
 
 EXAMPLES
     rlfs status /mnt/rl
+    rlfs status /mnt/rl/email
     rlfs status --json --db /var/lib/rlfs/meters.db | jq '.meters[].waiting'
 `
-
-// meterStatus is one meter's status, parsed from its status text.
-type meterStatus struct {
-	Name         string         `json:"meter"`
-	Limits       string         `json:"limits"`
-	Windows      []windowStatus `json:"windows"`
-	InProgress   int            `json:"in_progress"`
-	Concurrency  int            `json:"concurrency"` // 0: unlimited
-	ExpiredHolds int            `json:"expired_holds"`
-	Waiting      *int           `json:"waiting"` // null: not known (--db)
-	NextGrant    string         `json:"next_grant"`
-	Counters     map[string]int `json:"counters"`
-	Fields       [][2]string    `json:"-"`
-}
-
-type windowStatus struct {
-	Limit string `json:"limit"`
-	Used  int    `json:"used"`
-	Free  int    `json:"free"`
-}
-
-// parseStatus reads the `key: value` lines of a status file.
-func parseStatus(text string) (meterStatus, error) {
-	s := meterStatus{Counters: map[string]int{}, Windows: []windowStatus{}}
-	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
-		k, v, ok := strings.Cut(line, ": ")
-		if !ok {
-			return s, fmt.Errorf("status line %q is not key: value", line)
-		}
-		s.Fields = append(s.Fields, [2]string{k, v})
-		var err error
-		switch {
-		case k == "meter":
-			s.Name = v
-		case k == "limits":
-			s.Limits = v
-		case strings.HasPrefix(k, "window "):
-			w := windowStatus{Limit: strings.TrimPrefix(k, "window ")}
-			_, err = fmt.Sscanf(v, "%d used, %d free", &w.Used, &w.Free)
-			s.Windows = append(s.Windows, w)
-		case k == "in_progress":
-			var of string
-			_, err = fmt.Sscanf(v, "%d of %s", &s.InProgress, &of)
-			if of != "unlimited" {
-				s.Concurrency, _ = strconv.Atoi(of)
-			}
-		case k == "expired_holds":
-			s.ExpiredHolds, err = strconv.Atoi(v)
-		case k == "waiting":
-			if v != "-" {
-				n, e := strconv.Atoi(v)
-				s.Waiting, err = &n, e
-			}
-		case k == "next_grant":
-			s.NextGrant = v
-		default:
-			if n, e := strconv.Atoi(v); e == nil {
-				s.Counters[k] = n
-			}
-		}
-		if err != nil {
-			return s, fmt.Errorf("status line %q: %v", line, err)
-		}
-	}
-	return s, nil
-}
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rlfs status")
@@ -110,81 +45,72 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, statusUsage, stdout); err != nil {
 		return err
 	}
-	var texts []string
+	var reports []meter.Report
 	var err error
 	switch {
 	case *db != "" && fs.NArg() == 0:
-		texts, err = statusFromDB(*db)
+		reports, err = reportsFromDB(*db)
 	case *db == "" && fs.NArg() == 1:
-		texts, err = statusFromMount(fs.Arg(0))
+		reports, err = reportsFromPath(fs.Arg(0))
 	default:
 		return &usageError{msg: "give either MOUNTPOINT or --db PATH", hint: "rlfs status /mnt/rl"}
 	}
 	if err != nil {
 		return err
 	}
-	var all []meterStatus
-	for _, t := range texts {
-		s, err := parseStatus(t)
-		if err != nil {
-			return err
-		}
-		all = append(all, s)
-	}
 	if *asJSON {
-		if all == nil {
-			all = []meterStatus{}
+		if reports == nil {
+			reports = []meter.Report{}
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"meters": all})
+		return enc.Encode(map[string]any{"meters": reports})
 	}
-	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	return printTable(stdout, reports)
+}
+
+// nameColumn is the widest a meter name is shown in the table: a longer
+// one (up to 255 bytes) is shortened in the middle, so that it does not
+// pad every row. --json gives full names.
+const nameColumn = 40
+
+func printTable(w io.Writer, reports []meter.Report) error {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "METER\tLIMITS\tUSAGE\tIN PROGRESS\tWAITING\tNEXT GRANT")
-	for _, s := range all {
+	for _, r := range reports {
 		var usage []string
-		for _, w := range s.Windows {
+		for _, w := range r.Windows {
 			usage = append(usage, fmt.Sprintf("%d of %s", w.Used, w.Limit))
 		}
 		if usage == nil {
 			usage = []string{"-"}
 		}
 		conc := "unlimited"
-		if s.Concurrency > 0 {
-			conc = strconv.Itoa(s.Concurrency)
+		if r.Concurrency > 0 {
+			conc = strconv.Itoa(r.Concurrency)
 		}
 		waiting := "-"
-		if s.Waiting != nil {
-			waiting = strconv.Itoa(*s.Waiting)
+		if r.Waiting != nil {
+			waiting = strconv.Itoa(*r.Waiting)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", s.Name, s.Limits, strings.Join(usage, ", "), s.InProgress, conc, waiting, s.NextGrant)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", shorten(r.Name, nameColumn), r.Limits, strings.Join(usage, ", "), r.InProgress, conc, waiting, r.NextGrant)
 	}
 	return tw.Flush()
 }
 
-func statusFromMount(dir string) ([]string, error) {
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %v; is rlfs mounted there?", dir, err)
+// shorten returns s if it has at most n characters, else its start and end
+// around an ellipsis, n characters in all.
+func shorten(s string, n int) string {
+	rs := []rune(s)
+	if len(rs) <= n {
+		return s
 	}
-	var out []string
-	for _, e := range es {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "status"))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue // removed meanwhile, or not an rlfs mount entry
-			}
-			return nil, fmt.Errorf("read status of %q: %v", e.Name(), err)
-		}
-		out = append(out, string(b))
-	}
-	if len(es) > 0 && len(out) == 0 {
-		return nil, fmt.Errorf("%s holds no meter status files; is rlfs mounted there?", dir)
-	}
-	return out, nil
+	head := (n - 1) / 2
+	return string(rs[:head]) + "…" + string(rs[len(rs)-(n-1-head):])
 }
 
-func statusFromDB(path string) ([]string, error) {
+// reportsFromDB reads every meter of the database at path, read-only.
+func reportsFromDB(path string) ([]meter.Report, error) {
 	st, err := sqlite.OpenReadOnly(path)
 	if err != nil {
 		return nil, err
@@ -196,9 +122,9 @@ func statusFromDB(path string) ([]string, error) {
 	}
 	sort.Slice(stored, func(i, j int) bool { return stored[i].Name < stored[j].Name })
 	now := time.Now()
-	var out []string
+	var out []meter.Report
 	for _, s := range stored {
-		out = append(out, meter.SnapshotOf(s, now).Text())
+		out = append(out, meter.SnapshotOf(s, now).Report())
 	}
 	return out, nil
 }

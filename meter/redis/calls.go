@@ -18,9 +18,13 @@ func u64(v uint64) string { return strconv.FormatUint(v, 10) }
 // Enqueue asks the store for a call for r: granted at once, or queued.
 func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
 	h := r.Holder
+	if !r.Nonblock {
+		s.asking(name, r.Ticket, s.clock.Now())
+	}
 	res, sent, err := s.fcall("rlfs1_acquire", name, s.opt.Host, s.inc, s.leaseArg(), u64(r.Ticket),
 		strconv.FormatInt(r.Cost, 10), boolStr(r.Nonblock), strconv.Itoa(h.PID), u64(uint64(h.UID)), u64(uint64(h.GID)))
 	if err != nil {
+		s.queued(name, r.Ticket, false, time.Time{})
 		return meter.Admission{}, err
 	}
 	at := s.clock.Now()
@@ -37,6 +41,7 @@ func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
 		s.own(name, r.Ticket, c, intAt(res, 2), sent)
 		return meter.Admission{Granted: true, Call: c}, nil
 	case 0:
+		s.queued(name, r.Ticket, false, sent)
 		if intAt(res, 1) == 2 {
 			return meter.Admission{}, meter.ErrTooManyWaiters
 		}

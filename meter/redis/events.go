@@ -129,7 +129,7 @@ func (s *Store) onHostMessage(text string) {
 // the meter holds; otherwise the call is revoked.
 func (s *Store) granted(name string, ticket, id uint64, grantedUs int64) {
 	c := meter.Call{ID: id, GrantedAt: s.toLocal(grantedUs), Holder: meter.Holder{Host: s.opt.Host}}
-	if !s.leaseHeld(s.leaseOf(name)) {
+	if !s.leaseHeld(s.leaseOf(name, ticket)) {
 		s.log.Warn("a grant came after this host's lease could have lapsed; revoking it", "meter", name, "call", id)
 		_ = s.Revoke(name, id)
 		return

@@ -13,7 +13,7 @@ import (
 func (s *Store) localOfMeter(name string) *local {
 	l := s.mine[name]
 	if l == nil {
-		l = &local{calls: map[uint64]ownCall{}, waiters: map[uint64]bool{}}
+		l = &local{calls: map[uint64]ownCall{}, waiters: map[uint64]time.Time{}}
 		s.mine[name] = l
 	}
 	return l
@@ -36,6 +36,14 @@ func (s *Store) own(name string, ticket uint64, c meter.Call, granted int64, sen
 	return true
 }
 
+// asking records that ticket is being asked for at sent: a grant of it
+// proves that the store renewed this host's lease at sent or later.
+func (s *Store) asking(name string, ticket uint64, sent time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.localOfMeter(name).waiters[ticket] = sent
+}
+
 // queued records that ticket waits in the store (or no longer does).
 func (s *Store) queued(name string, ticket uint64, waiting bool, sent time.Time) {
 	s.mu.Lock()
@@ -44,10 +52,10 @@ func (s *Store) queued(name string, ticket uint64, waiting bool, sent time.Time)
 	if sent.After(l.lastOK) {
 		l.lastOK = sent
 	}
-	if waiting {
-		l.waiters[ticket] = true
-	} else {
+	if !waiting {
 		delete(l.waiters, ticket)
+	} else if _, ok := l.waiters[ticket]; !ok {
+		l.waiters[ticket] = sent
 	}
 }
 
@@ -87,14 +95,19 @@ func (s *Store) leaseHeld(sent time.Time) bool {
 	return s.clock.Now().Sub(sent) < s.opt.Lease-s.margin
 }
 
-// leaseOf returns when meter name's lease was last renewed.
-func (s *Store) leaseOf(name string) time.Time {
+// leaseOf returns when this host's lease on meter name was last renewed,
+// as far as a grant of ticket tells.
+func (s *Store) leaseOf(name string, ticket uint64) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l := s.mine[name]; l != nil {
-		return l.lastOK
+	l := s.mine[name]
+	if l == nil {
+		return time.Time{}
 	}
-	return time.Time{}
+	if asked, ok := l.waiters[ticket]; ok && asked.After(l.lastOK) {
+		return asked
+	}
+	return l.lastOK
 }
 
 // tidy drops the completed calls that no longer count against any window

@@ -89,9 +89,9 @@ type Store struct {
 
 // local is this host's part of one meter.
 type local struct {
-	calls   map[uint64]ownCall // calls granted to this host, until they stop counting
-	waiters map[uint64]bool    // tickets queued in the store
-	lastOK  time.Time          // send time of the last call that renewed the lease
+	calls   map[uint64]ownCall   // calls granted to this host, until they stop counting
+	waiters map[uint64]time.Time // tickets queued in the store, with when they were asked for
+	lastOK  time.Time            // send time of the last call that renewed the lease
 }
 
 // ownCall is one of this host's calls, as the store has it (µs, store time).

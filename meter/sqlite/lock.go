@@ -150,6 +150,11 @@ type lockFile struct {
 	path    string
 	f       *os.File
 	created bool // this process created the file
+
+	// The flock on the database file itself (see lockDB).
+	db        *os.File
+	dbPath    string
+	dbCreated bool // lockDB created the (empty) database file
 }
 
 // acquireLock takes the lock of the database at dbPath or fails with
@@ -249,13 +254,16 @@ func readOwner(path string) (pid, mountpoint string) {
 // oneLine keeps a mountpoint with a newline from breaking the lock file.
 func oneLine(s string) string { return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s) }
 
-// release drops the lock. With remove, a lock file this process created is
-// deleted first, so that refusing a database leaves nothing beside it;
-// tryLock's inode check keeps that safe against a concurrent locker.
+// release drops the lock, and the flock on the database file. With remove,
+// a lock file this process created is deleted first (and a database file
+// lockDB created, if still empty), so that refusing a database leaves
+// nothing beside it; tryLock's inode check keeps that safe against a
+// concurrent locker.
 func (l *lockFile) release(remove bool) {
 	if l == nil || l.f == nil {
 		return
 	}
+	l.releaseDB(remove)
 	if remove && l.created {
 		os.Remove(l.path)
 	}

@@ -47,6 +47,12 @@ func (s *Store) Recreate(all []meter.Stored) error {
 			return fmt.Errorf("sqlite: move aside the file that replaced %s: %w", s.path, err)
 		}
 	}
+	// The new file is the database now: it takes the flock that kept a
+	// second daemon off the old one under another name (a hard link).
+	if err := s.lock.lockDB(s.path); err != nil {
+		s.closed = true
+		return err
+	}
 	n, err := open(s.path, false, s.sync)
 	if err != nil {
 		s.closed = true

@@ -7,6 +7,8 @@
 //	PATH          the database
 //	PATH-wal      its write-ahead log, PATH-shm its index (SQLite's own)
 //	PATH.lock     flock(2)ed by the owner; holds "pid=N\nmountpoint=M\n"
+//	              (the owner flocks PATH itself too, so a hard link, which
+//	              has another lock file, finds it taken)
 //
 // # Schema (PRAGMA user_version = 1)
 //
@@ -85,7 +87,9 @@ CREATE TABLE calls (
 // Options configure Open. The zero value is sync "normal" and no mountpoint.
 type Options struct {
 	// Sync is "normal" (the default: a grant survives the daemon's crash)
-	// or "full" (it also survives a power loss: an fsync per commit).
+	// or "full" (it also survives a power loss once WaitDurable returns:
+	// one fdatasync of the journal shared by the grants waiting for it,
+	// and SQLite commits with synchronous=FULL).
 	Sync string
 	// Mountpoint is written into the lock file, so that a second daemon
 	// can say where the owner serves the database.
@@ -139,6 +143,10 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	lock, err := acquireLock(path, opt.Mountpoint)
 	if err != nil {
+		return nil, err
+	}
+	if err := lock.lockDB(path); err != nil {
+		lock.release(true)
 		return nil, err
 	}
 	if exists {

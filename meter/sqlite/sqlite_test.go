@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -319,23 +318,6 @@ func TestPermissionDenied(t *testing.T) {
 	require.ErrorIs(t, err, sqlite.ErrPermission)
 	require.Contains(t, err.Error(), "cannot create files in directory "+ro)
 }
-
-func TestSyncFull(t *testing.T) {
-	s, path := open(t, sqlite.Options{Sync: "full"})
-	require.NoError(t, s.CreateMeter("a", meter.DefaultSpec(), meter.DefaultAttr()))
-	c := meter.Call{ID: 1, GrantedAt: metertest.Epoch, Holder: meter.Holder{PID: 1, Cmd: "x"}}
-	require.NoError(t, s.Grant("a", c, time.Time{}))
-	require.NoError(t, s.WaitDurable())
-	// A second connection sees the durable grant at once.
-	r, err := sqlite.OpenReadOnly(path)
-	require.NoError(t, err)
-	defer r.Close()
-	got, err := r.Load()
-	require.NoError(t, err)
-	require.Len(t, got, 1)
-	require.Equal(t, uint64(1), got[0].Grants)
-}
-
 func TestRegistryConformance(t *testing.T) {
 	metertest.RunRegistryTests(t, func(t *testing.T, dir, host string, clk *metertest.Clock) (*meter.Registry, func()) {
 		s, err := sqlite.Open(filepath.Join(dir, "meters.db"), sqlite.Options{Mountpoint: "/mnt/rl"})

@@ -1,0 +1,88 @@
+package meter
+
+import (
+	"fmt"
+	"time"
+)
+
+// Report is a Snapshot as plain data for programs: one meter of
+// `rlfs status --json`, and the content of a meter's `status.json`. Its
+// fields carry what the `status` text shows, so a program never parses that
+// text back. It is safe to copy; the zero value is an empty report.
+type Report struct {
+	Name         string            `json:"meter"`
+	Limits       string            `json:"limits"`
+	Windows      []WindowReport    `json:"windows"`
+	InProgress   int               `json:"in_progress"`
+	Concurrency  int               `json:"concurrency"` // 0: unlimited
+	ExpiredHolds int               `json:"expired_holds"`
+	Waiting      *int              `json:"waiting"`    // nil: not known (read from a store)
+	NextGrant    string            `json:"next_grant"` // as the status text says it
+	Counters     map[string]uint64 `json:"counters"`
+}
+
+// WindowReport is one window of a Report.
+type WindowReport struct {
+	Limit string `json:"limit"` // the window as a spec item, such as "75/1h"
+	Used  int    `json:"used"`
+	Free  int    `json:"free"`
+}
+
+// Report returns the snapshot as a Report. Its counters have the names of
+// the status text's counter lines (grants_total, grants_since_start, …).
+func (s Snapshot) Report() Report {
+	r := Report{
+		Name:         s.Name,
+		Limits:       s.Spec.String(),
+		Windows:      []WindowReport{},
+		InProgress:   s.HoldersN,
+		Concurrency:  s.Spec.Concurrency,
+		ExpiredHolds: s.ExpiredN,
+		NextGrant:    s.nextGrant(),
+		Counters:     map[string]uint64{},
+	}
+	for _, u := range s.Usage {
+		r.Windows = append(r.Windows, WindowReport{Limit: u.Window.String(), Used: u.Used, Free: max(0, u.Window.N-u.Used)})
+	}
+	if !s.WaitersUnknown {
+		n := s.WaitersN
+		r.Waiting = &n
+	}
+	for _, c := range s.counters() {
+		r.Counters[c.key] = c.n
+	}
+	return r
+}
+
+// counter is one counter line of the status text.
+type counter struct {
+	key string
+	n   uint64
+}
+
+// counters lists the snapshot's counters in the order the status text
+// shows them.
+func (s Snapshot) counters() []counter {
+	return []counter{
+		{"grants_total", s.Grants},
+		{"grants_since_start", s.Stats.Grants},
+		{"releases_since_start", s.Stats.Releases},
+		{"timeouts_since_start", s.Stats.Timeouts},
+		{"interrupts_since_start", s.Stats.Interrupts},
+		{"expired_since_start", s.Stats.Expired},
+		{"rejected_since_start", s.Stats.Rejected},
+		{"revoked_since_start", s.Stats.Revoked},
+		{"store_errors_since_start", s.Stats.StoreErrs},
+	}
+}
+
+// nextGrant says when a new call could be granted, as the status text does.
+func (s Snapshot) nextGrant() string {
+	switch {
+	case s.Next.OK:
+		return "now"
+	case s.Next.At.IsZero():
+		return "after a release"
+	}
+	return fmt.Sprintf("%s (in %s)", FormatTime(s.Next.At), s.Next.At.Sub(s.Now).Round(time.Millisecond))
+}
