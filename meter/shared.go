@@ -62,8 +62,9 @@ type SharedEvents interface {
 	// Granted: the store granted ticket of this host, queued on meter, call c.
 	Granted(meter string, ticket uint64, c Call)
 	// Wake: the head of meter's queue may be admitted at at (zero: only after
-	// a release); head says whether it is a waiter of this host.
-	Wake(meter string, at time.Time, head bool)
+	// a release); head says whether it is a waiter of this host. order
+	// orders what the store tells about the queue (see Admission.Order).
+	Wake(meter string, at time.Time, head bool, order uint64)
 	// Changed: meter was created, removed, or its spec or attr changed.
 	Changed(meter string)
 	// Reachable: the store answers again after an outage.
@@ -87,7 +88,10 @@ type Admission struct {
 	// says the head of the queue is a waiter of this host.
 	Wake time.Time
 	Head bool
-	Gone bool // Cancel: neither queued nor granted
+	// Order orders the store's answers about one meter's queue: a wake
+	// instant with a lower Order than one applied already is stale.
+	Order uint64
+	Gone  bool // Cancel: neither queued nor granted
 }
 
 // View is a meter as a SharedStore sees it across the fleet. Holder.Host

@@ -22,9 +22,10 @@ type sharedMeter struct {
 	tickets map[uint64]*Ticket // this host's waiters, by ticket id (queued, pending or kept)
 	pending []*Ticket          // arrived while the store was unreachable, in order
 	held    map[uint64]Call    // calls granted to this host, not released
-	wake    Timer
-	wakeAt  time.Time
-	down    time.Time // the store is unreachable since (zero: reachable)
+	wake      Timer
+	wakeAt    time.Time
+	wakeOrder uint64    // Order of the wake instant in force
+	down      time.Time // the store is unreachable since (zero: reachable)
 }
 
 func newSharedMeter(store SharedStore) *sharedMeter {
@@ -107,7 +108,7 @@ func (m *Meter) enqueuedLocked(t *Ticket, adm Admission, err error, nonblock boo
 	t.Seq = adm.Seq
 	if !t.finished() {
 		m.startWaitTimer(t, now)
-		m.armWakeLocked(adm.Wake, adm.Head)
+		m.armWakeLocked(adm.Wake, adm.Head, adm.Order)
 	}
 	return nil
 }
@@ -278,9 +279,14 @@ func (m *Meter) leaveTimedOut(t *Ticket) {
 
 // armWakeLocked sets the timer that dispatches the queue at at (a waiter
 // of this host at the head) or a little later (a waiter behind another
-// host's, in case that host is gone).
-func (m *Meter) armWakeLocked(at time.Time, head bool) {
+// host's, in case that host is gone). What the store said before order is
+// stale and ignored.
+func (m *Meter) armWakeLocked(at time.Time, head bool, order uint64) {
 	sh := m.sh
+	if order < sh.wakeOrder {
+		return
+	}
+	sh.wakeOrder = order
 	if sh.wake != nil {
 		sh.wake.Stop()
 		sh.wake = nil
@@ -319,14 +325,14 @@ func (m *Meter) dispatchShared() {
 		}
 		return
 	}
-	m.armWakeLocked(adm.Wake, adm.Head)
+	m.armWakeLocked(adm.Wake, adm.Head, adm.Order)
 }
 
 // sharedWake is the store's new wake instant for the queue.
-func (m *Meter) sharedWake(at time.Time, head bool) {
+func (m *Meter) sharedWake(at time.Time, head bool, order uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.armWakeLocked(at, head)
+	m.armWakeLocked(at, head, order)
 }
 
 func (m *Meter) markDownLocked(now time.Time) {

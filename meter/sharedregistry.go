@@ -102,9 +102,9 @@ func (e sharedEvents) Granted(meter string, ticket uint64, c Call) {
 	_ = e.r.shared.Revoke(meter, c.ID) // nobody here waits for it
 }
 
-func (e sharedEvents) Wake(meter string, at time.Time, head bool) {
+func (e sharedEvents) Wake(meter string, at time.Time, head bool, order uint64) {
 	if m := e.r.Get(meter); m != nil {
-		m.sharedWake(at, head)
+		m.sharedWake(at, head, order)
 	}
 }
 

@@ -27,7 +27,7 @@ func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
 		s.queued(name, r.Ticket, false, time.Time{})
 		return meter.Admission{}, err
 	}
-	at := s.clock.Now()
+	at := sent // the store's now is read at least at sent (exact with a test clock)
 	storeNow := intAt(res, 3)
 	s.synced(storeNow, at)
 	switch intAt(res, 0) {
@@ -48,7 +48,7 @@ func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
 		return meter.Admission{}, meter.ErrWouldBlock
 	}
 	s.queued(name, r.Ticket, true, sent)
-	return meter.Admission{Seq: uint64(intAt(res, 1)), Wake: s.wakeOf(intAt(res, 2), storeNow, at), Head: strAt(res, 4) == s.opt.Host}, nil
+	return meter.Admission{Seq: uint64(intAt(res, 1)), Wake: s.wakeOf(intAt(res, 2), storeNow, at), Head: strAt(res, 4) == s.opt.Host, Order: uint64(intAt(res, 5))}, nil
 }
 
 // Cancel takes a queued ticket out of the store's queue.
@@ -57,12 +57,12 @@ func (s *Store) Cancel(name string, seq, ticket uint64) (meter.Admission, error)
 	if err != nil {
 		return meter.Admission{}, err
 	}
-	at := s.clock.Now()
+	at := sent // the store's now is read at least at sent (exact with a test clock)
 	storeNow := intAt(res, 3)
 	s.queued(name, ticket, false, sent)
 	switch intAt(res, 0) {
 	case 0:
-		return meter.Admission{Wake: s.wakeOf(intAt(res, 2), storeNow, at), Head: strAt(res, 4) == s.opt.Host}, nil
+		return meter.Admission{Wake: s.wakeOf(intAt(res, 2), storeNow, at), Head: strAt(res, 4) == s.opt.Host, Order: uint64(intAt(res, 5))}, nil
 	case 1:
 		c := meter.Call{ID: uint64(intAt(res, 1)), GrantedAt: localOf(intAt(res, 2), storeNow, at), Holder: meter.Holder{Host: s.opt.Host}}
 		s.own(name, ticket, c, intAt(res, 2), sent)
@@ -86,7 +86,7 @@ func (s *Store) Release(name string, id uint64) error {
 		s.ended(name, id, 0, true)
 		return err
 	}
-	s.synced(intAt(res, 1), s.clock.Now())
+	s.synced(intAt(res, 1), sent)
 	s.ended(name, id, intAt(res, 1), false)
 	s.renewed(name, sent)
 	return nil
@@ -105,7 +105,7 @@ func (s *Store) Revoke(name string, id uint64) error {
 	if err != nil {
 		return err
 	}
-	s.synced(intAt(res, 1), s.clock.Now())
+	s.synced(intAt(res, 1), sent)
 	s.renewed(name, sent)
 	return nil
 }
@@ -127,20 +127,20 @@ func (s *Store) Dispatch(name string) (meter.Admission, error) {
 	if err != nil {
 		return meter.Admission{}, err
 	}
-	at := s.clock.Now()
+	at := sent // the store's now is read at least at sent (exact with a test clock)
 	s.renewed(name, sent)
-	return meter.Admission{Wake: s.wakeOf(intAt(res, 0), intAt(res, 1), at), Head: strAt(res, 2) == s.opt.Host}, nil
+	return meter.Admission{Wake: s.wakeOf(intAt(res, 0), intAt(res, 1), at), Head: strAt(res, 2) == s.opt.Host, Order: uint64(intAt(res, 3))}, nil
 }
 
 // wakeFrom passes a {wake, now, head} reply on to the engine.
 func (s *Store) wakeFrom(name string, res []rueidis.RedisMessage, sent time.Time) {
-	at := s.clock.Now()
+	at := sent // the store's now is read at least at sent (exact with a test clock)
 	s.renewed(name, sent)
 	s.mu.Lock()
 	ev := s.events
 	s.mu.Unlock()
 	if ev != nil && len(res) >= 3 {
-		ev.Wake(name, s.wakeOf(intAt(res, 0), intAt(res, 1), at), strAt(res, 2) == s.opt.Host)
+		ev.Wake(name, s.wakeOf(intAt(res, 0), intAt(res, 1), at), strAt(res, 2) == s.opt.Host, uint64(intAt(res, 3)))
 	}
 }
 

@@ -101,7 +101,7 @@ func (s *Store) subscribe(mb *mailbox) {
 }
 
 // onHostMessage handles "g,TICKET,ID,GRANTED,NOW,METER" (a grant) and
-// "n,AT,NOW,HEADHOST,METER" (when to try the head of the queue).
+// "n,AT,NOW,HEADHOST,OPS,METER" (when to try the head of the queue).
 func (s *Store) onHostMessage(text string) {
 	p := strings.SplitN(text, ",", 6)
 	num := func(i int) int64 { n, _ := strconv.ParseInt(p[i], 10, 64); return n }
@@ -109,8 +109,8 @@ func (s *Store) onHostMessage(text string) {
 	case p[0] == "g" && len(p) == 6:
 		ticket, _ := strconv.ParseUint(p[1], 10, 64)
 		s.granted(p[5], ticket, uint64(num(2)), num(3))
-	case p[0] == "n" && len(p) == 5:
-		name := p[4]
+	case p[0] == "n" && len(p) == 6:
+		name := p[5]
 		s.mu.Lock()
 		ev, l := s.events, s.mine[name]
 		waiting := l != nil && len(l.waiters) > 0
@@ -120,7 +120,7 @@ func (s *Store) onHostMessage(text string) {
 			if num(1) != 0 {
 				wake = s.toLocal(num(1))
 			}
-			ev.Wake(name, wake, p[3] == s.opt.Host)
+			ev.Wake(name, wake, p[3] == s.opt.Host, uint64(num(4)))
 		}
 	}
 }
@@ -230,11 +230,11 @@ func (s *Store) renewMeter(name string) {
 	if err != nil {
 		return
 	}
-	at := s.clock.Now()
+	at := sent // the store's now is read at least at sent (exact with a test clock)
 	s.renewed(name, sent)
 	storeNow := intAt(res, 1)
 	s.synced(storeNow, at)
-	for i := 3; i+2 < len(res); i += 3 {
+	for i := 4; i+2 < len(res); i += 3 {
 		id, ticket, g := uint64(intAt(res, i)), uint64(intAt(res, i+1)), intAt(res, i+2)
 		s.mu.Lock()
 		l := s.mine[name]
@@ -249,7 +249,7 @@ func (s *Store) renewMeter(name string) {
 	waiting := l != nil && len(l.waiters) > 0
 	s.mu.Unlock()
 	if ev != nil && waiting {
-		ev.Wake(name, s.wakeOf(intAt(res, 0), storeNow, at), strAt(res, 2) == s.opt.Host)
+		ev.Wake(name, s.wakeOf(intAt(res, 0), storeNow, at), strAt(res, 2) == s.opt.Host, uint64(intAt(res, 3)))
 	}
 }
 

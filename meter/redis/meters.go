@@ -31,7 +31,7 @@ func (s *Store) Load() ([]meter.Stored, error) {
 		if err != nil && !errors.Is(err, meter.ErrNotExist) {
 			return nil, err
 		}
-		if n := intAt(res, 3); n > 0 {
+		if n := intAt(res, 4); n > 0 {
 			s.log.Info("calls of this host's previous daemon counted as completed now", "meter", name, "calls", n, "host", s.opt.Host)
 		}
 		out = append(out, m)

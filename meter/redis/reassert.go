@@ -63,13 +63,13 @@ func (s *Store) reassert() {
 	}
 }
 
-// remapFrom reads the {wake, now, head, old1, new1, ...} reply of
+// remapFrom reads the {wake, now, head, ops, old1, new1, ...} reply of
 // rlfs1_reassert into this host's id map.
 func (s *Store) remapFrom(name string, res []rueidis.RedisMessage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.mine[name]
-	for i := 3; i+1 < len(res); i += 2 {
+	for i := 4; i+1 < len(res); i += 2 {
 		old, nu := uint64(intAt(res, i)), uint64(intAt(res, i+1))
 		if old == nu || l == nil {
 			continue

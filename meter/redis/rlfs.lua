@@ -296,7 +296,10 @@ local function open(K, A)
   if A[2] ~= '' then now = tonumber(A[2]) end
   local hwm = num(f.hwm)
   if now < hwm then now = hwm elseif now > hwm then redis.call('HSET', K[1], 'hwm', now) end
-  local st = {K = K, f = f, S = spec_of(f), now = now, prefix = A[1], name = f.name,
+  -- ops orders what each call tells hosts about the queue: a host applies
+  -- a wake instant only if no later call told it another.
+  local ops = redis.call('HINCRBY', K[1], 'ops', 1)
+  local st = {K = K, f = f, S = spec_of(f), now = now, prefix = A[1], name = f.name, ops = ops,
               tat = num(f.tat), utat = num(f.utat), past = parse_past(f.past),
               horizon = num(f.horizon)}
   st.calls = load_calls(K)
@@ -430,7 +433,7 @@ end
 -- notify_next tells every host with waiters when to try the head again.
 local function notify_next(st, at, hd)
   local raw = redis.call('HGETALL', st.K[5])
-  local msg = 'n,' .. int(at) .. ',' .. int(st.now) .. ',' .. (hd and hd.host or '') .. ',' .. st.name
+  local msg = 'n,' .. int(at) .. ',' .. int(st.now) .. ',' .. (hd and hd.host or '') .. ',' .. int(st.ops) .. ',' .. st.name
   for i = 1, #raw, 2 do
     if num(split(raw[i + 1], ',')[3]) > 0 then publish_host(st, raw[i], msg) end
   end
@@ -465,10 +468,10 @@ local function find_call(st, id)
   return nil
 end
 
--- reply_next: {wake, now, host of the head waiter ('' none)}.
+-- reply_next: {wake, now, host of the head waiter ('' none), ops}.
 local function reply_next(st, at)
   local hd = head(st)
-  return {at, st.now, hd and hd.host or ''}
+  return {at, st.now, hd and hd.host or '', st.ops}
 end
 
 local function missing() return redis.error_reply('RLFS_NOMETER no such meter') end
@@ -478,7 +481,7 @@ local function missing() return redis.error_reply('RLFS_NOMETER no such meter') 
 -- rlfs1_acquire: ARGV 3 host, 4 inc, 5 lease, 6 ticket, 7 cost, 8 nonblock,
 -- 9 pid, 10 uid, 11 gid. Replies {1, id, granted, now} for a grant,
 -- {0, why, 0, now} for a refusal (why 1 busy, 2 max_waiters), or
--- {2, seq, wake, now, head host} when queued. A ticket that is queued
+-- {2, seq, wake, now, head host, ops} when queued. A ticket that is queued
 -- already (asked again after an outage) keeps its place.
 local function acquire(K, A)
   local st = open(K, A)
@@ -491,7 +494,7 @@ local function acquire(K, A)
   if seq then
     local hd = head(st)
     local _, a = admit(st.S, st, st.now, hd.cost)
-    return {2, tonumber(seq), wake(st, a), st.now, hd.host}
+    return {2, tonumber(seq), wake(st, a), st.now, hd.host, st.ops}
   end
   for _, c in ipairs(st.calls) do
     if c.host == host and c.inc == inc and c.ticket == A[6] and c.d == 0 then return {1, c.id, c.g, st.now} end
@@ -511,11 +514,11 @@ local function acquire(K, A)
   waiters_delta(st, host, 1)
   local hd = head(st)
   local _, a = admit(st.S, st, st.now, hd.cost)
-  return {2, seq, wake(st, a), st.now, hd.host}
+  return {2, seq, wake(st, a), st.now, hd.host, st.ops}
 end
 
 -- rlfs1_cancel: ARGV 3 host, 4 inc, 5 lease, 6 seq, 7 ticket. Takes the
--- waiter out of the queue. Replies {0, 0, wake, now, head host} if it was waiting,
+-- waiter out of the queue. Replies {0, 0, wake, now, head host, ops} if it was waiting,
 -- {1, id, granted, now} if it had been granted (the host then releases or
 -- revokes the call), {2, 0, 0, now} if it is gone.
 local function cancel(K, A)
@@ -533,7 +536,7 @@ local function cancel(K, A)
       local at = 0
       if hd and hd.seq == wt.seq then at = dispatch(st) end
       local nh = head(st)
-      return {0, 0, at, st.now, nh and nh.host or ''}
+      return {0, 0, at, st.now, nh and nh.host or '', st.ops}
     end
   end
   for _, c in ipairs(st.calls) do
@@ -614,7 +617,7 @@ local function dispatch_fn(K, A)
 end
 
 -- rlfs1_renew: ARGV 3 host, 4 inc, 5 lease. Extends the host's lease and
--- replies {wake, now, head host, id1, ticket1, granted1, ...}: the host's
+-- replies {wake, now, head host, ops, id1, ticket1, granted1, ...}: the host's
 -- calls in progress, so that it can pick up a grant whose message it missed.
 local function renew_fn(K, A)
   local st = open(K, A)
@@ -632,7 +635,7 @@ end
 
 -- rlfs1_start: ARGV 3 host, 4 inc. A host's daemon (re)started: the calls
 -- in progress and the waiters of its earlier incarnations end now.
--- Replies {wake, now, head host, ended}.
+-- Replies {wake, now, head host, ops, ended}.
 local function start(K, A)
   local st = open(K, A)
   if not st then return missing() end
@@ -650,7 +653,7 @@ local function start(K, A)
   if e and e.inc ~= inc then redis.call('HDEL', st.K[5], host) end
   retire(st.S, st, st.now, st.horizon)
   local r = reply_next(st, dispatch(st))
-  r[4] = ended
+  r[5] = ended
   return r
 end
 
@@ -763,13 +766,13 @@ end
 -- rlfs1_reassert: ARGV 3 host, 4 inc, 5 lease, then call records of the
 -- host (id,granted,done,cost,actual,ticket,pid,uid,gid) that still count.
 -- After the store lost its data, a host puts its calls back; a call whose id
--- is taken gets a new one. Replies {wake, now, head host, old1, new1, ...}.
+-- is taken gets a new one. Replies {wake, now, head host, ops, old1, new1, ...}.
 local function reassert(K, A)
   local st = open(K, A)
   if not st then return missing() end
   lapse(st)
   renew(st, A[3], A[4], num(A[5]))
-  local out = {0, st.now, ''}
+  local out = {0, st.now, '', 0}
   for i = 6, #A do
     local p = split(A[i], ',')
     local id = tonumber(p[1])
@@ -790,7 +793,7 @@ local function reassert(K, A)
   end
   st.calls = load_calls(K)
   local r = reply_next(st, dispatch(st))
-  out[1], out[3] = r[1], r[3]
+  out[1], out[3], out[4] = r[1], r[3], r[4]
   return out
 end
 

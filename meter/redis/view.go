@@ -12,11 +12,11 @@ import (
 
 // View pictures a meter across the fleet, after the leases that lapsed.
 func (s *Store) View(name string, lists bool) (meter.View, error) {
-	res, _, err := s.fcall("rlfs1_view", name, boolStr(lists))
+	res, sent, err := s.fcall("rlfs1_view", name, boolStr(lists))
 	if err != nil {
 		return meter.View{}, err
 	}
-	at := s.clock.Now()
+	at := sent // the store's now is read at least at sent (exact with a test clock)
 	storeNow := intAt(res, 0)
 	s.synced(storeNow, at)
 	p := viewParser{res: res, i: 1, storeNow: storeNow, at: at}
