@@ -38,10 +38,8 @@ func TestMixedClients(t *testing.T) {
 		{kind: "go", id: "go1", calls: 2, hold: 50 * ms},
 		{kind: "go", id: "go2", calls: 2, hold: 50 * ms},
 	}
-	if haveNode() {
+	if node.optional(t) {
 		clients = append(clients, client{kind: "node", id: "node1", calls: 2, hold: 40 * ms})
-	} else {
-		t.Log("node is not installed: no JavaScript client")
 	}
 	want := 0
 	var procs []*proc
@@ -114,7 +112,7 @@ func TestFIFOAcrossLanguages(t *testing.T) {
 	holder := pyHold(t, acq)
 	holder.waitOutput(t, "held ")
 	kinds := []string{"go", "python", "exec", "cat", "flock", "go", "python", "exec"}
-	if haveNode() {
+	if node.optional(t) {
 		kinds = append(kinds, "node")
 	}
 	logs := t.TempDir()
@@ -230,7 +228,7 @@ func TestMustShowDemo(t *testing.T) {
 // pid, uid, command line, state; owner and mtime) until it closes.
 func holdsDemo(t *testing.T, d *daemon, acq string) {
 	before := time.Now()
-	sh := startProc(t, "bash", "-c", `exec 3<"$0"; echo held; read -r _; exec 3<&-; echo closed`, acq)
+	sh := startProc(t, bash.need(t), "-c", `exec 3<"$0"; echo held; read -r _; exec 3<&-; echo closed`, acq)
 	sh.waitOutput(t, "held")
 	after := time.Now()
 	out, err := exec.Command("ls", d.path("demo", "holders")).CombinedOutput()

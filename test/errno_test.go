@@ -108,7 +108,7 @@ func TestKilledHolderReleases(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "m=10/1s")
 	acq := d.path("m", "acquire")
-	h := startProc(t, "bash", "-c", `exec sleep 1000 3<"$0"`, acq)
+	h := startProc(t, bash.need(t), "-c", `exec sleep 1000 3<"$0"`, acq)
 	names := d.waitEntries(t, "m", "holders", 1)
 	require.Regexp(t, fmt.Sprintf(`^[0-9]{6}\.%d$`, h.pid()), names[0])
 	b, err := os.ReadFile(d.path("m", "holders", names[0]))

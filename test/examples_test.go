@@ -85,7 +85,7 @@ func TestExamples(t *testing.T) {
 				timeout = h.max + 30*time.Second
 			}
 			start := time.Now()
-			p := startProcIn(t, t.TempDir(), []string{"RLFS_MNT=" + d.mnt}, "bash", abs)
+			p := startProcIn(t, t.TempDir(), []string{"RLFS_MNT=" + d.mnt, "PATH=" + interpreterPATH()}, bash.need(t), abs)
 			p.requireSuccess(t, timeout)
 			elapsed := p.endAt.Sub(start)
 			t.Logf("%s took %v (declared %v..%v)", filepath.Base(script), elapsed.Round(time.Millisecond), h.min, h.max)

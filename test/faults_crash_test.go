@@ -78,7 +78,7 @@ func TestFaultKill9Loop(t *testing.T) {
 	var clients []*proc
 	for i := range nClients {
 		id := fmt.Sprintf("py%02d", i)
-		clients = append(clients, startProc(t, "python3", faultsPy(), "loop", acq, id, maxHold, stopFile,
+		clients = append(clients, startPy(t, faultsPy(), "loop", acq, id, maxHold, stopFile,
 			filepath.Join(logs, id+".log"), filepath.Join(errDir, id+".errs")))
 	}
 
@@ -288,7 +288,7 @@ func TestFaultKill9Holder(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "m=2/10s")
 	acq := d.path("m", "acquire")
-	h := startProc(t, "bash", "-c", `exec sleep 1000 3<"$0"`, acq)
+	h := startProc(t, bash.need(t), "-c", `exec sleep 1000 3<"$0"`, acq)
 	d.waitEntries(t, "m", "holders", 1)
 
 	logs := t.TempDir()

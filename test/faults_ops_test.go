@@ -66,12 +66,12 @@ func TestFaultMaxWaitersFlood(t *testing.T) {
 	holder.waitOutput(t, "held ")
 	var ws []*proc
 	for range 5 {
-		ws = append(ws, startProc(t, "python3", faultsPy(), "waiters", acq, "1"))
+		ws = append(ws, startPy(t, faultsPy(), "waiters", acq, "1"))
 	}
 	d.waitStatus(t, "m", "waiting", "5")
 
 	started := time.Now()
-	flood := startProc(t, "python3", faultsPy(), "waiters", acq, "15")
+	flood := startPy(t, faultsPy(), "waiters", acq, "15")
 	flood.requireSuccess(t, 30*time.Second)
 	lines := strings.Split(strings.TrimSpace(flood.stdout.String()), "\n")[1:]
 	require.Len(t, lines, 15)
@@ -163,7 +163,7 @@ func TestFaultForbiddenOps(t *testing.T) {
 		return d.status(t, "m"), string(limits), d.entries(t, "m", "."), d.entries(t, ".", ".")
 	}
 	st0, lim0, ls0, root0 := snapshot()
-	p := startProc(t, "python3", faultsPy(), "ops", string(js), d.path("m", "status"))
+	p := startPy(t, faultsPy(), "ops", string(js), d.path("m", "status"))
 	p.requireSuccess(t, 30*time.Second)
 	var got map[string]struct {
 		Errno  int    `json:"errno"`
@@ -231,7 +231,7 @@ func TestFaultForbiddenOps(t *testing.T) {
 		before := d.status(t, "m")["grants_total"]
 		one, err := json.Marshal([][]any{{"O_RDONLY|O_TRUNC", "open", acq, []string{"O_RDONLY", "O_TRUNC"}}})
 		require.NoError(t, err)
-		p := startProc(t, "python3", faultsPy(), "ops", string(one))
+		p := startPy(t, faultsPy(), "ops", string(one))
 		d.waitStatus(t, "m", "waiting", "1")
 		holder.release(t)
 		require.NoError(t, p.wait(t, pollTimeout))
@@ -286,7 +286,7 @@ func TestFaultOpenCloseCycles(t *testing.T) {
 		start := time.Now()
 		var ps []*proc
 		for range procs {
-			ps = append(ps, startProc(t, "python3", faultsPy(), "cycles", acq, strconv.Itoa(n/procs)))
+			ps = append(ps, startPy(t, faultsPy(), "cycles", acq, strconv.Itoa(n/procs)))
 		}
 		for _, p := range ps {
 			p.requireSuccess(t, 5*time.Minute)

@@ -27,7 +27,7 @@ func TestFaultSigtermThousandWaiters(t *testing.T) {
 
 	var ws []*proc
 	for range procs {
-		ws = append(ws, startProc(t, "python3", faultsPy(), "waiters", acq, strconv.Itoa(threads)))
+		ws = append(ws, startPy(t, faultsPy(), "waiters", acq, strconv.Itoa(threads)))
 	}
 	d.waitStatus(t, "m", "waiting", strconv.Itoa(procs*threads))
 	require.Len(t, d.entries(t, "m", "waiters"), procs*threads)
@@ -77,7 +77,7 @@ func TestFaultConnectionAborted(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "m=1/1h")
 	acq := d.path("m", "acquire")
-	holder := startProc(t, "bash", "-c", `exec sleep 1000 3<"$0"`, acq)
+	holder := startProc(t, bash.need(t), "-c", `exec sleep 1000 3<"$0"`, acq)
 	d.waitEntries(t, "m", "holders", 1)
 	waiter := startProc(t, "cat", acq)
 	d.waitStatus(t, "m", "waiting", "1")
@@ -141,7 +141,7 @@ func TestFaultLazyUnmount(t *testing.T) {
 		t.Parallel()
 		d := startDaemon(t, "m=1/1h")
 		acq := d.path("m", "acquire")
-		holder := startProc(t, "bash", "-c", `exec sleep 1000 3<"$0"`, acq)
+		holder := startProc(t, bash.need(t), "-c", `exec sleep 1000 3<"$0"`, acq)
 		d.waitEntries(t, "m", "holders", 1)
 		waiter := startProc(t, "cat", acq)
 		d.waitStatus(t, "m", "waiting", "1")

@@ -33,7 +33,7 @@ func TestFaultDatabaseDeleted(t *testing.T) {
 	var clients []*proc
 	for i := range 3 {
 		id := fmt.Sprintf("py%d", i)
-		clients = append(clients, startProc(t, "python3", faultsPy(), "loop", acq, id, "0.005", stopFile,
+		clients = append(clients, startPy(t, faultsPy(), "loop", acq, id, "0.005", stopFile,
 			filepath.Join(logs, id+".log"), filepath.Join(errDir, id+".errs")))
 	}
 	grants := func() int {
@@ -134,7 +134,7 @@ db.commit()
 print(n, *db.execute("SELECT MAX(done_ns) FROM calls WHERE meter = 'm'").fetchone())
 db.close()
 `
-	out, err := exec.Command("python3", "-c", shift, d.db).CombinedOutput()
+	out, err := exec.Command(python3.need(t), "-c", shift, d.db).CombinedOutput()
 	require.NoError(t, err, "shift the stored times: %s", out)
 	f := strings.Fields(string(out))
 	require.Len(t, f, 2, "python printed %q", out)

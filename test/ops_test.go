@@ -21,7 +21,7 @@ import (
 // and exit code.
 func sh(t *testing.T, script string) (string, int) {
 	t.Helper()
-	p := startProc(t, "sh", "-c", script)
+	p := startProc(t, posixSh.need(t), "-c", script)
 	err := p.wait(t, pollTimeout)
 	_ = err
 	return p.stdout.String() + p.stderr.String(), p.exitCode()
@@ -96,7 +96,7 @@ func testUser(t *testing.T) (name string, uid, gid int) {
 // asUser runs a shell command line as user and returns its output and exit code.
 func asUser(t *testing.T, user, script string) (string, int) {
 	t.Helper()
-	p := startProc(t, "setpriv", "--reuid="+user, "--regid="+user, "--init-groups", "--", "sh", "-c", script)
+	p := startProc(t, "setpriv", "--reuid="+user, "--regid="+user, "--init-groups", "--", posixSh.need(t), "-c", script)
 	_ = p.wait(t, pollTimeout)
 	return p.stdout.String() + p.stderr.String(), p.exitCode()
 }
