@@ -103,7 +103,7 @@ func runMain(m *testing.M) int {
 // leftovers lists the processes (pid: command line) still running a binary
 // from dir, after giving them a few seconds to go.
 func leftovers(dir string) map[int]string {
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(stopTimeout); ; time.Sleep(50 * time.Millisecond) {
 		left := map[int]string{}
 		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 		for _, p := range procs {
