@@ -37,9 +37,8 @@ func TestMeterAsFiles(t *testing.T) {
 	out, code := sh(t, fmt.Sprintf("mkdir %s && echo '2/1s' > %s/limits", api, api))
 	require.Equal(t, 0, code, out)
 
-	// 4 cats on 2/1s take one window, and about that: two pairs, the
-	// second granted at least 1 s after the first (strict), and less than
-	// 2 s after (not a whole window late).
+	// 4 cats on 2/1s take one window (strict, from their grant lines), and
+	// about that (loaded(1s)).
 	start := time.Now()
 	out, code = sh(t, fmt.Sprintf("for i in 1 2 3 4; do cat %s/acquire & done; wait", api))
 	elapsed := time.Since(start)
@@ -48,8 +47,6 @@ func TestMeterAsFiles(t *testing.T) {
 	grants := grantTimes(t, out)
 	require.Len(t, grants, 4, "grant lines of 4 cats:\n%s", out)
 	checkSpacing(t, grants, parseLimits(t, "2/1s"), "4 cats on 2/1s")
-	grants = sorted(grants)
-	require.Less(t, grants[2].Sub(grants[0]), 2*time.Second, "4 cats on 2/1s: the second pair is not a whole window late:\n%s", out)
 	require.Less(t, elapsed, loaded(time.Second), "4 cats on 2/1s take about 1 s")
 
 	out, code = sh(t, fmt.Sprintf("bash -c \"echo 'zero/s' > %s/limits\"", api)) // dash says only "I/O error"
