@@ -74,7 +74,7 @@ func parseExampleHeader(t *testing.T, path string) exampleHeader {
 // meters it declares and checks that it exits 0; that every meter's calls,
 // as the recipe printed them, are spaced as its windows require (a strict
 // lower bound) and number what the meter counted; that it took at least its
-// declared minimum (strict) and at most loaded(expect).
+// declared minimum (strict) and at most exampleBound(expect).
 func TestExamples(t *testing.T) {
 	t.Parallel()
 	scripts, err := filepath.Glob(filepath.Join("..", "examples", "shell", "*.sh"))
@@ -92,7 +92,7 @@ func TestExamples(t *testing.T) {
 			d := startDaemon(t, h.meters...)
 			timeout := 120 * time.Second
 			if h.expect > 0 {
-				timeout = loaded(h.expect) + pollTimeout
+				timeout = exampleBound(h.expect) + pollTimeout
 			}
 			start := time.Now()
 			p := startProcIn(t, t.TempDir(), []string{"RLFS_MNT=" + d.mnt, "PATH=" + interpreterPATH()}, bash.need(t), abs)
@@ -103,12 +103,21 @@ func TestExamples(t *testing.T) {
 			require.GreaterOrEqual(t, elapsed, h.min, "%s finished too early\nstdout:\n%s", script, out)
 			checkExampleCalls(t, d, h, start, out)
 			if h.expect > 0 {
-				require.LessOrEqual(t, elapsed, loaded(h.expect), "%s took too long: over 3× the %v it takes on an idle machine, plus 5 s\nstdout:\n%s",
+				require.LessOrEqual(t, elapsed, exampleBound(h.expect), "%s took too long: over 3× the %v it takes on an idle machine, plus 15 s\nstdout:\n%s",
 					script, h.expect, out)
 			}
 		})
 	}
 }
+
+// exampleBound is how long a recipe that takes expect on an idle machine may
+// take: loaded(expect) and 10 s more. A recipe's own work (dozens of
+// short processes: date, sleep, flock, xargs, sh) dominates its time on a
+// loaded machine: with two test suites running at once on 2 cores they
+// took 4-8× their idle time. The meter's part is proven otherwise: its
+// spacing strictly from the recipe's output, its capacity by
+// TestNoLostCapacity and TestMixedClients; this bound catches a stall.
+func exampleBound(expect time.Duration) time.Duration { return loaded(expect) + 10*time.Second }
 
 var (
 	exampleGrantRE = regexp.MustCompile(`granted (\S+) waited \S+ meter (\S+) call \d+`)

@@ -20,10 +20,12 @@ package test
 //     cannot eat: a waiter counted by mistake on 2/10s makes the next
 //     caller wait 10 s, so "less than half of that" proves it was not.
 //  4. An upper bound on a duration ("no lost capacity", "at once"): a
-//     generous ratio of what it takes on an idle machine, loaded(d), or of
-//     the ideal schedule of the same calls, capacityBound. They catch a
-//     daemon that stalls, polls slowly or loses whole windows; the exact
-//     figures are logged (FIGURE lines) and kept in docs/, not asserted.
+//     generous ratio of what it takes on an idle machine, loaded(d) (for a
+//     shell recipe, whose own processes dominate under load,
+//     exampleBound), or of the ideal schedule of the same calls as the
+//     clients' own logs show them, capacityBound. They catch a daemon that
+//     stalls, polls slowly or loses whole windows; the exact figures are
+//     logged (FIGURE lines) and kept in docs/, not asserted.
 //
 // Deadlines (harness_test.go) only bound how long a broken daemon can stall
 // the suite.
