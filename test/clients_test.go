@@ -38,10 +38,8 @@ func TestMixedClients(t *testing.T) {
 		{kind: "go", id: "go1", calls: 2, hold: 50 * ms},
 		{kind: "go", id: "go2", calls: 2, hold: 50 * ms},
 	}
-	if haveNode() {
+	if node.optional(t) {
 		clients = append(clients, client{kind: "node", id: "node1", calls: 2, hold: 40 * ms})
-	} else {
-		t.Log("node is not installed: no JavaScript client")
 	}
 	want := 0
 	var procs []*proc
@@ -59,11 +57,7 @@ func TestMixedClients(t *testing.T) {
 	}
 	lim := parseLimits(t, spec)
 	checkCalls(t, calls, lim)
-	// Each call waited on the window or the cap adds the daemon's wake-up
-	// and the client's scheduling latency, a few ms each on a loaded
-	// machine: 10 ms a call on top of half a second. A daemon that polls, or
-	// misses a wake-up, loses far more.
-	checkCapacity(t, calls, lim, 500*time.Millisecond+time.Duration(len(calls))*10*time.Millisecond)
+	checkCapacity(t, calls, lim)
 	d.waitStatus(t, "mix", "in_progress", "0 of 2")
 	st := d.status(t, "mix")
 	require.Equal(t, strconv.Itoa(want), st["grants_total"])
@@ -71,7 +65,8 @@ func TestMixedClients(t *testing.T) {
 }
 
 // TestNoLostCapacity: 12 instant calls on 2/1s take at least 5 s (the
-// window rule) and less than 5.5 s (no lost capacity).
+// window rule) and about that (no lost capacity): 5.0-5.5 s on an idle
+// machine, at most capacityBound of the ideal schedule on a loaded one.
 func TestNoLostCapacity(t *testing.T) {
 	t.Parallel()
 	const spec = "2/1s"
@@ -82,15 +77,14 @@ func TestNoLostCapacity(t *testing.T) {
 		procs = append(procs, startClient(t, d.path("cap", "acquire"), logs, client{kind: "go", id: fmt.Sprintf("go%d", i), calls: 3}))
 	}
 	for _, p := range procs {
-		p.requireSuccess(t, 30*time.Second)
+		p.requireSuccess(t, pollTimeout)
 	}
 	calls := readCalls(t, logs)
 	require.Len(t, calls, 12)
-	checkCalls(t, calls, parseLimits(t, spec))
-	got := span(calls)
-	t.Logf("12 calls took %v\ncalls:\n%s", got.Round(time.Millisecond), formatCalls(calls))
-	require.GreaterOrEqual(t, got, 5*time.Second-tolerance(time.Second))
-	require.Less(t, got, 5500*time.Millisecond)
+	lim := parseLimits(t, spec)
+	checkCalls(t, calls, lim)
+	require.GreaterOrEqual(t, span(calls), 5*time.Second-tolerance(time.Second), "12 calls on 2/1s\ncalls:\n%s", formatCalls(calls))
+	checkCapacity(t, calls, lim)
 }
 
 func hasClient(calls []call, prefix string) bool {
@@ -114,7 +108,7 @@ func TestFIFOAcrossLanguages(t *testing.T) {
 	holder := pyHold(t, acq)
 	holder.waitOutput(t, "held ")
 	kinds := []string{"go", "python", "exec", "cat", "flock", "go", "python", "exec"}
-	if haveNode() {
+	if node.optional(t) {
 		kinds = append(kinds, "node")
 	}
 	logs := t.TempDir()
@@ -159,7 +153,7 @@ func TestFIFOAcrossLanguages(t *testing.T) {
 
 	holder.release(t)
 	for _, p := range procs {
-		p.requireSuccess(t, 30*time.Second)
+		p.requireSuccess(t, pollTimeout)
 	}
 	calls := readCalls(t, logs)
 	require.Len(t, calls, len(kinds))
@@ -182,13 +176,14 @@ func TestMustShowDemo(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	require.Equal(t, "demo\n", string(out), "ls MNT")
 
+	asked := time.Now()
 	var cats []*proc
 	for range 6 {
 		cats = append(cats, startProc(t, "cat", acq))
 	}
 	var grants, ends []time.Time
 	for _, p := range cats {
-		p.requireSuccess(t, 30*time.Second)
+		p.requireSuccess(t, pollTimeout)
 		line := strings.TrimSpace(p.stdout.String())
 		m := grantedRE.FindStringSubmatch(line)
 		require.NotNil(t, m, "cat acquire printed %q", line)
@@ -198,21 +193,7 @@ func TestMustShowDemo(t *testing.T) {
 		require.NoError(t, err, "grant time in %q", line)
 		grants, ends = append(grants, g), append(ends, p.endAt)
 	}
-	sortTimes(grants)
-	sortTimes(ends)
-	report := func() string { return fmt.Sprintf("grants %v\nends %v", relTimes(grants), relTimes(ends)) }
-	for k := 0; k < 3; k++ {
-		a, b := 2*k, 2*k+1
-		require.Less(t, grants[b].Sub(grants[a]), 300*time.Millisecond, "pair %d granted apart\n%s", k+1, report())
-		require.Less(t, ends[b].Sub(ends[a]), 400*time.Millisecond, "pair %d finished apart\n%s", k+1, report())
-		if k > 0 {
-			gap := grants[a].Sub(grants[a-2])
-			require.GreaterOrEqual(t, gap, time.Second-tolerance(time.Second), "pair %d granted too early\n%s", k+1, report())
-			require.Less(t, gap, 1300*time.Millisecond, "pair %d granted too late\n%s", k+1, report())
-			gap = ends[a].Sub(ends[a-2])
-			require.True(t, gap > 800*time.Millisecond && gap < 1500*time.Millisecond, "pair %d finished %v after pair %d\n%s", k+1, gap, k, report())
-		}
-	}
+	requirePairs(t, asked, grants, ends)
 
 	out, err = exec.Command("cat", d.path("demo", "status")).CombinedOutput()
 	require.NoError(t, err, "%s", out)
@@ -230,7 +211,7 @@ func TestMustShowDemo(t *testing.T) {
 // pid, uid, command line, state; owner and mtime) until it closes.
 func holdsDemo(t *testing.T, d *daemon, acq string) {
 	before := time.Now()
-	sh := startProc(t, "bash", "-c", `exec 3<"$0"; echo held; read -r _; exec 3<&-; echo closed`, acq)
+	sh := startProc(t, bash.need(t), "-c", `exec 3<"$0"; echo held; read -r _; exec 3<&-; echo closed`, acq)
 	sh.waitOutput(t, "held")
 	after := time.Now()
 	out, err := exec.Command("ls", d.path("demo", "holders")).CombinedOutput()
@@ -256,6 +237,39 @@ func holdsDemo(t *testing.T, d *daemon, acq string) {
 	d.waitEntries(t, "demo", "holders", 0)
 }
 
+// requirePairs proves that six instant calls (cat acquire) on 2/1s, asked
+// for at asked, granted at grants (the daemon's times) and observed to end
+// at ends, went in three pairs about 1 s apart:
+//
+//   - spacing (strict): any 3 grants span at least 1 s, and no cat of a
+//     pair ended less than 1 s after the pair before was granted;
+//   - about 1 s: no lost capacity (checkCapacity), taking each cat's call
+//     to last until its process was seen to end. On an idle machine the
+//     pairs are 1 s and a few ms apart, their calls a few ms apart; on a
+//     loaded one a cat may take a second to read, close and exit, and the
+//     pairs blur by as much, as they should;
+//   - each cat ends at once after its grant (loaded(0)).
+func requirePairs(t *testing.T, asked time.Time, grants, ends []time.Time) {
+	t.Helper()
+	require.Len(t, grants, 6)
+	calls := make([]call, len(grants))
+	for i := range grants {
+		require.Less(t, ends[i].Sub(grants[i]), loaded(0), "cat %d ended long after its grant", i+1)
+		calls[i] = call{client: fmt.Sprintf("cat%d", i+1), asked: asked, grant: grants[i], release: grants[i], closed: ends[i]}
+	}
+	sortCalls(calls)
+	gs, es := sorted(grants), sorted(ends)
+	report := func() string { return fmt.Sprintf("grants %v\nends %v", relTimes(gs), relTimes(es)) }
+	lim := parseLimits(t, "2/1s")
+	checkSpacing(t, gs, lim, "six cats on 2/1s")
+	for k := 1; k < 3; k++ {
+		// The k+1-th pair's cats are the (2k+1)-th and later to end.
+		require.GreaterOrEqual(t, es[2*k].Sub(gs[2*k-2]), time.Second-tolerance(time.Second), "pair %d ended too early\n%s", k+1, report())
+	}
+	checkCapacity(t, calls, lim)
+	t.Logf("pairs granted at %v, ended at %v", relTimes(gs), relTimes(es))
+}
+
 func sortTimes(ts []time.Time) {
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
 }
@@ -270,9 +284,10 @@ func relTimes(ts []time.Time) []string {
 
 // TestOriginalScenario is the original library's own test through the
 // mount: limits 1/500ms,20/10s,50/30s, serialized, instant calls: 56 calls
-// from 14 Python threads in 7 processes take between 32.5 s and 33.2 s; the
-// 8th call ends at least 3.5 s and the 24th at least 11.5 s after the first
-// grant.
+// from 14 Python threads in 7 processes take at least 32.5 s, and not much
+// more (32.5-33.2 s on an idle machine; capacityBound of the ideal schedule
+// on a loaded one); the 8th call ends at least 3.5 s and the 24th at least
+// 11.5 s after the first grant.
 func TestOriginalScenario(t *testing.T) {
 	t.Parallel()
 	const spec = "1/500ms,20/10s,50/30s"
@@ -284,7 +299,7 @@ func TestOriginalScenario(t *testing.T) {
 			client{kind: "python", id: fmt.Sprintf("py%d", i), threads: 2, calls: 4}))
 	}
 	for _, p := range procs {
-		p.requireSuccess(t, 90*time.Second)
+		p.requireSuccess(t, loaded(33*time.Second)+pollTimeout)
 	}
 	calls := readCalls(t, logs)
 	require.Len(t, calls, 56)
@@ -297,5 +312,5 @@ func TestOriginalScenario(t *testing.T) {
 	require.GreaterOrEqual(t, span(calls[:8]), 3500*time.Millisecond-tol, "8 calls")
 	require.GreaterOrEqual(t, span(calls[:24]), 11500*time.Millisecond-tol, "24 calls")
 	require.GreaterOrEqual(t, total, 32500*time.Millisecond-tol, "56 calls")
-	require.LessOrEqual(t, total, 33200*time.Millisecond, "56 calls")
+	checkCapacity(t, calls, lim)
 }

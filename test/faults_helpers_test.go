@@ -132,6 +132,14 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[i]
 }
 
+// unixNS parses a time printed as unix nanoseconds by a client.
+func unixNS(t *testing.T, s string) time.Time {
+	t.Helper()
+	ns, err := strconv.ParseInt(s, 10, 64)
+	require.NoError(t, err, "unix ns %q", s)
+	return time.Unix(0, ns)
+}
+
 // fmtMS formats d in milliseconds for logs and messages.
 func fmtMS(d time.Duration) string {
 	return fmt.Sprintf("%d ms", d.Round(time.Millisecond).Milliseconds())
@@ -159,7 +167,7 @@ func runBadMountCmd(t *testing.T, mnt string, prefix []string, args ...string) f
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(20 * time.Second):
+	case <-time.After(mountTimeout):
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -169,7 +177,7 @@ func runBadMountCmd(t *testing.T, mnt string, prefix []string, args ...string) f
 		}
 		dev, _ := mountDev(mnt)
 		detach(t, mnt, dev)
-		t.Fatalf("%q did not fail: it ran for 20 s\nstderr:\n%s", argv, stderr.String())
+		t.Fatalf("%q did not fail: it ran for %v\nstderr:\n%s", argv, mountTimeout, stderr.String())
 	}
 	_, mounted := mountDev(mnt)
 	require.False(t, mounted, "%q failed but left %s mounted", argv, mnt)

@@ -16,10 +16,11 @@ import (
 )
 
 // TestFaultMaxHold: on max_hold=2s, a holder that never closes stops
-// blocking others 2 s after its grant: the waiter behind it is granted
-// between 1.9 s and 3 s after the hold began (the daemon's grant time of the
-// holder), status shows expired_holds: 1, and holders/ lists the holder
-// with state: expired until it finally closes.
+// blocking others 2 s after its grant: the waiter behind it is granted no
+// sooner than 2 s after the hold began (the daemon's grant time of the
+// holder; strict) and while the holder still holds, at most loaded(2s)
+// after (2.000-2.005 s on an idle machine); status shows expired_holds: 1,
+// and holders/ lists the holder with state: expired until it finally closes.
 func TestFaultMaxHold(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "m=max_hold=2s")
@@ -30,12 +31,13 @@ func TestFaultMaxHold(t *testing.T) {
 
 	logs := t.TempDir()
 	next := startClient(t, acq, logs, client{kind: "go", id: "next", calls: 1})
-	next.requireSuccess(t, 30*time.Second)
+	next.requireSuccess(t, loaded(2*time.Second)+pollTimeout)
 	calls := readCalls(t, logs)
 	require.Len(t, calls, 1)
 	wait := calls[0].grant.Sub(heldAt)
-	require.GreaterOrEqual(t, wait, 1900*time.Millisecond, "the waiter was granted before max_hold ended the hold")
-	require.Less(t, wait, 3*time.Second, "the waiter was granted too long after max_hold ended the hold")
+	require.GreaterOrEqual(t, wait, 2*time.Second-tolerance(2*time.Second), "the waiter was granted before max_hold ended the hold")
+	require.Less(t, wait, loaded(2*time.Second), "the waiter was granted too long after max_hold ended the hold")
+	require.False(t, holder.exited(), "the holder still holds: the waiter got the meter through max_hold alone")
 
 	st := d.status(t, "m")
 	require.Equal(t, "1", st["expired_holds"])
@@ -56,8 +58,10 @@ func TestFaultMaxHold(t *testing.T) {
 
 // TestFaultMaxWaitersFlood: max_waiters=5 and a holder. Five blocking
 // opens (five processes) wait; a flood of 15 more blocking opens from one
-// Python process all fail at once with EAGAIN (not queued, not counted);
-// waiters/ lists exactly 5. When the holder releases, the five are granted.
+// Python process all fail at once with EAGAIN (not queued, not counted):
+// all of them while the holder still holds, each open within loaded(0) of
+// its call (a few ms on an idle machine); waiters/ lists exactly 5. When
+// the holder releases, the five are granted.
 func TestFaultMaxWaitersFlood(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "m=max_waiters=5")
@@ -66,25 +70,25 @@ func TestFaultMaxWaitersFlood(t *testing.T) {
 	holder.waitOutput(t, "held ")
 	var ws []*proc
 	for range 5 {
-		ws = append(ws, startProc(t, "python3", faultsPy(), "waiters", acq, "1"))
+		ws = append(ws, startPy(t, faultsPy(), "waiters", acq, "1"))
 	}
 	d.waitStatus(t, "m", "waiting", "5")
 
 	started := time.Now()
-	flood := startProc(t, "python3", faultsPy(), "waiters", acq, "15")
-	flood.requireSuccess(t, 30*time.Second)
+	flood := startPy(t, faultsPy(), "waiters", acq, "15")
+	flood.requireSuccess(t, pollTimeout) // queued opens would wait for the holder, who waits for this
 	lines := strings.Split(strings.TrimSpace(flood.stdout.String()), "\n")[1:]
 	require.Len(t, lines, 15)
-	var worst time.Duration
+	var worst, fromStart time.Duration
 	for _, l := range lines {
 		f := strings.Fields(l)
+		require.Len(t, f, 4, "a waiter's line %q", l)
 		require.Equal(t, []string{"err", "11"}, f[:2], "an open past max_waiters gets EAGAIN (11); got %q", l)
-		ns, err := strconv.ParseInt(f[2], 10, 64)
-		require.NoError(t, err)
-		worst = max(worst, time.Unix(0, ns).Sub(started))
+		at, asked := unixNS(t, f[2]), unixNS(t, f[3])
+		worst = max(worst, at.Sub(asked))
+		fromStart = max(fromStart, at.Sub(started))
 	}
-	// From the start of the flood's process: Python's start-up included.
-	require.Less(t, worst, 2*time.Second, "EAGAIN comes at once")
+	require.Less(t, worst, loaded(0), "EAGAIN comes at once")
 	require.Len(t, d.entries(t, "m", "waiters"), 5, "waiters/ lists exactly the 5 admitted waiters")
 	st := d.status(t, "m")
 	require.Equal(t, "5", st["waiting"])
@@ -93,12 +97,13 @@ func TestFaultMaxWaitersFlood(t *testing.T) {
 
 	holder.release(t)
 	for _, w := range ws {
-		w.requireSuccess(t, 30*time.Second)
-		require.Regexp(t, `^ready\nok \d+\n$`, w.stdout.String())
+		w.requireSuccess(t, pollTimeout)
+		require.Regexp(t, `^ready\nok \d+ \d+\n$`, w.stdout.String())
 	}
 	d.waitStatus(t, "m", "in_progress", "0 of 1")
 	require.Equal(t, "6", d.status(t, "m")["grants_total"])
-	t.Logf("FIGURE max-waiters: 5 waiters queued, 15 more got EAGAIN within %s of their process's start; waiters/ listed 5", fmtMS(worst))
+	t.Logf("FIGURE max-waiters: 5 waiters queued, 15 more got EAGAIN within %s of their process's start (%s of their open); waiters/ listed 5",
+		fmtMS(fromStart), fmtMS(worst))
 }
 
 // forbiddenOps are operations on a meter's files that change nothing, with
@@ -163,8 +168,8 @@ func TestFaultForbiddenOps(t *testing.T) {
 		return d.status(t, "m"), string(limits), d.entries(t, "m", "."), d.entries(t, ".", ".")
 	}
 	st0, lim0, ls0, root0 := snapshot()
-	p := startProc(t, "python3", faultsPy(), "ops", string(js), d.path("m", "status"))
-	p.requireSuccess(t, 30*time.Second)
+	p := startPy(t, faultsPy(), "ops", string(js), d.path("m", "status"))
+	p.requireSuccess(t, pollTimeout)
 	var got map[string]struct {
 		Errno  int    `json:"errno"`
 		Status string `json:"status"`
@@ -239,7 +244,7 @@ func TestFaultForbiddenOps(t *testing.T) {
 		before := d.status(t, "m")["grants_total"]
 		one, err := json.Marshal([][]any{{"O_RDONLY|O_TRUNC", "open", acq, []string{"O_RDONLY", "O_TRUNC"}}})
 		require.NoError(t, err)
-		p := startProc(t, "python3", faultsPy(), "ops", string(one))
+		p := startPy(t, faultsPy(), "ops", string(one))
 		d.waitStatus(t, "m", "waiting", "1")
 		holder.release(t)
 		require.NoError(t, p.wait(t, pollTimeout))
@@ -294,7 +299,7 @@ func TestFaultOpenCloseCycles(t *testing.T) {
 		start := time.Now()
 		var ps []*proc
 		for range procs {
-			ps = append(ps, startProc(t, "python3", faultsPy(), "cycles", acq, strconv.Itoa(n/procs)))
+			ps = append(ps, startPy(t, faultsPy(), "cycles", acq, strconv.Itoa(n/procs)))
 		}
 		for _, p := range ps {
 			p.requireSuccess(t, 5*time.Minute)

@@ -12,7 +12,9 @@ import (
 
 // TestFaultSigtermThousandWaiters: 1,000 blocked opens (20 Python processes
 // × 50 threads) wait behind a holder on 1/1h. At SIGTERM every one of them
-// gets EIO within 1 s (each thread notes when its open failed), the daemon
+// gets EIO at once (each thread notes when its open failed: within 1 s on
+// an idle machine, at most loaded(0) on a loaded one, where 1,000 Python
+// threads wait for a CPU to note it; on 1/1h they would wait), the daemon
 // exits 0 and the mount is gone although the holder still has acquire
 // open. The database is consistent: a restart serves it, and grants_total
 // is what it was (the waiters were never granted).
@@ -27,7 +29,7 @@ func TestFaultSigtermThousandWaiters(t *testing.T) {
 
 	var ws []*proc
 	for range procs {
-		ws = append(ws, startProc(t, "python3", faultsPy(), "waiters", acq, strconv.Itoa(threads)))
+		ws = append(ws, startPy(t, faultsPy(), "waiters", acq, strconv.Itoa(threads)))
 	}
 	d.waitStatus(t, "m", "waiting", strconv.Itoa(procs*threads))
 	require.Len(t, d.entries(t, "m", "waiters"), procs*threads)
@@ -38,22 +40,20 @@ func TestFaultSigtermThousandWaiters(t *testing.T) {
 	exited := time.Since(sigterm)
 	var lat []time.Duration
 	for _, p := range ws {
-		p.requireSuccess(t, 30*time.Second)
+		p.requireSuccess(t, pollTimeout)
 		lines := strings.Split(strings.TrimSpace(p.stdout.String()), "\n")
 		require.Equal(t, "ready", lines[0])
 		require.Len(t, lines[1:], threads, "faults.py waiters printed %q", p.stdout.String())
 		for _, l := range lines[1:] {
 			f := strings.Fields(l)
-			require.Len(t, f, 3, "a waiter's line %q", l)
+			require.Len(t, f, 4, "a waiter's line %q", l)
 			require.Equal(t, []string{"err", "5"}, f[:2], "a waiter at SIGTERM gets EIO (errno 5); got %q", l)
-			ns, err := strconv.ParseInt(f[2], 10, 64)
-			require.NoError(t, err)
-			lat = append(lat, time.Unix(0, ns).Sub(sigterm))
+			lat = append(lat, unixNS(t, f[2]).Sub(sigterm))
 		}
 	}
 	require.Len(t, lat, procs*threads)
 	worst := percentile(lat, 100)
-	require.Less(t, worst, time.Second, "every waiter gets EIO within 1 s of SIGTERM")
+	require.Less(t, worst, loaded(0), "every waiter gets EIO at once after SIGTERM")
 	_, mounted := mountDev(d.mnt)
 	require.False(t, mounted, "the mount is gone")
 	require.False(t, holder.exited(), "the holder is not disturbed")
@@ -77,20 +77,21 @@ func TestFaultConnectionAborted(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "m=1/1h")
 	acq := d.path("m", "acquire")
-	holder := startProc(t, "bash", "-c", `exec sleep 1000 3<"$0"`, acq)
+	holder := startProc(t, bash.need(t), "-c", `exec sleep 1000 3<"$0"`, acq)
 	d.waitEntries(t, "m", "holders", 1)
 	waiter := startProc(t, "cat", acq)
 	d.waitStatus(t, "m", "waiting", "1")
 
 	aborted := time.Now()
 	abortConnection(t, d.run.dev)
-	require.True(t, d.waitExit(5*time.Second), "rlfs still runs 5 s after its FUSE connection was aborted")
+	// About 1 s on an idle machine.
+	require.True(t, d.waitExit(loaded(time.Second)), "rlfs still runs %v after its FUSE connection was aborted", loaded(time.Second))
 	gone := time.Since(aborted)
 	require.NoError(t, d.run.err, "rlfs exits 0 when its connection is aborted; output:\n%s", d.log.String())
 	require.Contains(t, d.log.String(), "the mount went away")
 	_, mounted := mountDev(d.mnt)
 	require.False(t, mounted, "the daemon detached the dead mountpoint")
-	waiter.wait(t, 5*time.Second)
+	waiter.wait(t, loaded(0))
 	require.NotEqual(t, 0, waiter.exitCode())
 	require.Contains(t, waiter.stderr.String(), "Software caused connection abort", "the waiter's error")
 	require.False(t, holder.exited())
@@ -127,7 +128,8 @@ func TestFaultLazyUnmount(t *testing.T) {
 		unmounted := time.Now()
 		out, err := exec.Command("umount", "-l", d.mnt).CombinedOutput()
 		require.NoError(t, err, "umount -l: %s", out)
-		require.True(t, d.waitExit(5*time.Second), "rlfs still runs 5 s after umount -l of its idle mount")
+		// The daemon checks its mountpoint every second.
+		require.True(t, d.waitExit(loaded(time.Second)), "rlfs still runs %v after umount -l of its idle mount", loaded(time.Second))
 		gone := time.Since(unmounted)
 		require.NoError(t, d.run.err, "rlfs exits 0; output:\n%s", d.log.String())
 		require.Contains(t, d.log.String(), "the mount went away")
@@ -141,7 +143,7 @@ func TestFaultLazyUnmount(t *testing.T) {
 		t.Parallel()
 		d := startDaemon(t, "m=1/1h")
 		acq := d.path("m", "acquire")
-		holder := startProc(t, "bash", "-c", `exec sleep 1000 3<"$0"`, acq)
+		holder := startProc(t, bash.need(t), "-c", `exec sleep 1000 3<"$0"`, acq)
 		d.waitEntries(t, "m", "holders", 1)
 		waiter := startProc(t, "cat", acq)
 		d.waitStatus(t, "m", "waiting", "1")
@@ -149,16 +151,18 @@ func TestFaultLazyUnmount(t *testing.T) {
 		unmounted := time.Now()
 		out, err := exec.Command("umount", "-l", d.mnt).CombinedOutput()
 		require.NoError(t, err, "umount -l: %s", out)
-		if !d.waitExit(5 * time.Second) {
+		// Noticed within a second, then up to 0.5 s for the holder's
+		// connection to end: about 2 s on an idle machine.
+		if !d.waitExit(loaded(2 * time.Second)) {
 			// Show what the operator sees: the restart is refused.
 			f := runBadMount(t, d.mnt, "--db", d.db, "--meter", "m=1/1h", d.mnt)
-			t.Fatalf("rlfs (pid %d) still runs 5 s after umount -l with a holder and a waiter: it serves the detached mount, "+
-				"the waiter (cat, %s) is still blocked, and a restart on the same database fails:\n%s", d.pid(), waiter.state(), f.rlfs)
+			t.Fatalf("rlfs (pid %d) still runs %v after umount -l with a holder and a waiter: it serves the detached mount, "+
+				"the waiter (cat, %s) is still blocked, and a restart on the same database fails:\n%s", d.pid(), loaded(2*time.Second), waiter.state(), f.rlfs)
 		}
 		gone := time.Since(unmounted)
 		require.NoError(t, d.run.err, "rlfs exits 0; output:\n%s", d.log.String())
 		require.Contains(t, d.log.String(), "the mount went away")
-		waiter.wait(t, 5*time.Second)
+		waiter.wait(t, loaded(0))
 		require.NotEqual(t, 0, waiter.exitCode(), "the waiter fails rather than waiting on a daemon that is gone")
 		require.False(t, holder.exited())
 

@@ -14,8 +14,8 @@ import (
 )
 
 // TestFaultDatabaseDeleted: while three clients make calls, the database,
-// its WAL and shared memory and both journal files are deleted. Within 3 s
-// the daemon logs that the file was deleted and that it rewrote it with the
+// its WAL and shared memory and both journal files are deleted. Within
+// seconds (it checks every second: loaded(1s) allowed) the daemon logs that the file was deleted and that it rewrote it with the
 // full state; the calls go on. After a stop and a restart on the new file,
 // both meters are there with their limits (one of them made at run time
 // with mkdir and its limits file, so it can come from nowhere but the
@@ -33,7 +33,7 @@ func TestFaultDatabaseDeleted(t *testing.T) {
 	var clients []*proc
 	for i := range 3 {
 		id := fmt.Sprintf("py%d", i)
-		clients = append(clients, startProc(t, "python3", faultsPy(), "loop", acq, id, "0.005", stopFile,
+		clients = append(clients, startPy(t, faultsPy(), "loop", acq, id, "0.005", stopFile,
 			filepath.Join(logs, id+".log"), filepath.Join(errDir, id+".errs")))
 	}
 	grants := func() int {
@@ -55,14 +55,14 @@ func TestFaultDatabaseDeleted(t *testing.T) {
 		return strings.Contains(d.log.String(), rewritten)
 	}, func() string { return d.log.String() })
 	noticed := time.Since(deleted)
-	require.Less(t, noticed, 3*time.Second, "the deleted database is rewritten within 3 s")
+	require.Less(t, noticed, loaded(time.Second), "the deleted database is rewritten within seconds (it is checked every second)")
 	require.Contains(t, d.log.String(), "database file deleted or replaced")
 	require.FileExists(t, d.db)
 	waitFor(t, "20 more grants after the rewrite", func() bool { return grants() >= before+20 }, nil)
 
 	require.NoError(t, os.WriteFile(stopFile, nil, 0o644))
 	for _, p := range clients {
-		p.requireSuccess(t, 30*time.Second)
+		p.requireSuccess(t, pollTimeout)
 	}
 	require.Empty(t, readErrs(t, errDir), "client errors while the database was deleted")
 	d.waitStatus(t, "m", "in_progress", "0 of unlimited")
@@ -106,9 +106,11 @@ func readErrs(t *testing.T, dir string) []string {
 // future, as when the wall clock was set back 1 h across a restart. The
 // test makes a call on 1/5s, stops the daemon, shifts every stored time of
 // the meter's calls 1 h ahead with Python's sqlite3 module, and restarts.
-// The next caller waits no longer than PER (5 s) from the restart, not an
-// hour; and the call is not forgotten either: its time is clamped to the
-// restart, so the wait is a full PER from there.
+// The next caller waits about PER (5 s) from the restart, not an hour (at
+// most 1.5×PER from when the mount is up: less than the two PERs of a time
+// clamped to the restart plus PER); and the call is not forgotten either:
+// its time is clamped to the restart, so the wait is a full PER from there
+// (strict).
 func TestFaultClockSetBack(t *testing.T) {
 	t.Parallel()
 	const per = 5 * time.Second
@@ -134,7 +136,7 @@ db.commit()
 print(n, *db.execute("SELECT MAX(done_ns) FROM calls WHERE meter = 'm'").fetchone())
 db.close()
 `
-	out, err := exec.Command("python3", "-c", shift, d.db).CombinedOutput()
+	out, err := exec.Command(python3.need(t), "-c", shift, d.db).CombinedOutput()
 	require.NoError(t, err, "shift the stored times: %s", out)
 	f := strings.Fields(string(out))
 	require.Len(t, f, 2, "python printed %q", out)
@@ -148,12 +150,12 @@ db.close()
 	up := time.Now()
 	logs := t.TempDir()
 	next := startClient(t, d.path("m", "acquire"), logs, client{kind: "go", id: "next", calls: 1})
-	next.requireSuccess(t, 3*per)
+	next.requireSuccess(t, per+pollTimeout)
 	calls := readCalls(t, logs)
 	require.Len(t, calls, 1)
 	g := calls[0].grant
 	t.Logf("next call granted %s after the restart began, %s after the mount was up", fmtMS(g.Sub(restarted)), fmtMS(g.Sub(up)))
-	require.Less(t, g.Sub(up), per+time.Second, "no wait longer than PER after a clock set back 1 h")
+	require.Less(t, g.Sub(up), per+per/2, "no wait longer than PER after a clock set back 1 h")
 	require.GreaterOrEqual(t, g.Sub(restarted), per-tolerance(per), "the future call still counts, clamped to the restart")
 	require.Equal(t, "2", d.status(t, "m")["grants_total"])
 	t.Logf("FIGURE clock-set-back: stored completion 1 h ahead; next caller on 1/5s granted %s after the restart (not an hour)", fmtMS(g.Sub(restarted)))

@@ -34,12 +34,16 @@ var (
 	clientsDir  string // absolute path of clients/ (client.sh, client.py, client.js)
 )
 
-// Deadlines for polling. They bound how long a broken daemon can stall the
-// suite; a healthy one meets them in milliseconds.
+// Deadlines. They bound how long a broken daemon (or client) can stall the
+// suite, nothing else: a healthy one meets them in milliseconds on an idle
+// machine, and in seconds on a loaded one, where starting a process (the
+// race-enabled daemon, a Python) can take several. So they are generous;
+// what the product promises about time is asserted separately (timing_test.go).
 const (
-	mountTimeout = 30 * time.Second
-	stopTimeout  = 15 * time.Second
-	pollTimeout  = 20 * time.Second
+	mountTimeout = 90 * time.Second // rlfs mount serves its meters
+	startTimeout = 90 * time.Second // a client process starts and reports (held, ready)
+	stopTimeout  = 30 * time.Second // rlfs exits after SIGTERM; a process after SIGKILL
+	pollTimeout  = 60 * time.Second // a condition polled for (status, listings, logs)
 	pollEvery    = 5 * time.Millisecond
 )
 
@@ -83,6 +87,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "test: ", err)
 		return 1
 	}
+	resolveInterpreters()
 	code := m.Run()
 	if left := leftovers(dir); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "test: processes left running (now killed):\n")
@@ -98,7 +103,7 @@ func runMain(m *testing.M) int {
 // leftovers lists the processes (pid: command line) still running a binary
 // from dir, after giving them a few seconds to go.
 func leftovers(dir string) map[int]string {
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(stopTimeout); ; time.Sleep(50 * time.Millisecond) {
 		left := map[int]string{}
 		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 		for _, p := range procs {
@@ -436,14 +441,20 @@ func (d *daemon) waitEntries(t *testing.T, meterName, dir string, n int) []strin
 // what was awaited and, if given, detail().
 func waitFor(t *testing.T, what string, cond func() bool, detail func() string) {
 	t.Helper()
-	deadline := time.Now().Add(pollTimeout)
+	waitWithin(t, pollTimeout, what, cond, detail)
+}
+
+// waitWithin is waitFor with another deadline.
+func waitWithin(t *testing.T, timeout time.Duration, what string, cond func() bool, detail func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			msg := ""
 			if detail != nil {
 				msg = "; " + detail()
 			}
-			t.Fatalf("timed out after %v waiting until %s%s", pollTimeout, what, msg)
+			t.Fatalf("timed out after %v waiting until %s%s", timeout, what, msg)
 		}
 		time.Sleep(pollEvery)
 	}

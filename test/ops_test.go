@@ -21,7 +21,7 @@ import (
 // and exit code.
 func sh(t *testing.T, script string) (string, int) {
 	t.Helper()
-	p := startProc(t, "sh", "-c", script)
+	p := startProc(t, posixSh.need(t), "-c", script)
 	err := p.wait(t, pollTimeout)
 	_ = err
 	return p.stdout.String() + p.stderr.String(), p.exitCode()
@@ -37,12 +37,17 @@ func TestMeterAsFiles(t *testing.T) {
 	out, code := sh(t, fmt.Sprintf("mkdir %s && echo '2/1s' > %s/limits", api, api))
 	require.Equal(t, 0, code, out)
 
+	// 4 cats on 2/1s take one window (strict, from their grant lines), and
+	// about that (loaded(1s)).
 	start := time.Now()
-	out, code = sh(t, fmt.Sprintf("for i in 1 2 3 4; do cat %s/acquire >/dev/null & done; wait", api))
+	out, code = sh(t, fmt.Sprintf("for i in 1 2 3 4; do cat %s/acquire & done; wait", api))
 	elapsed := time.Since(start)
 	require.Equal(t, 0, code, out)
 	require.GreaterOrEqual(t, elapsed, 950*time.Millisecond, "4 cats on 2/1s take one window")
-	require.Less(t, elapsed, 2*time.Second, "4 cats on 2/1s take about 1 s")
+	grants := grantTimes(t, out)
+	require.Len(t, grants, 4, "grant lines of 4 cats:\n%s", out)
+	checkSpacing(t, grants, parseLimits(t, "2/1s"), "4 cats on 2/1s")
+	require.Less(t, elapsed, loaded(time.Second), "4 cats on 2/1s take about 1 s")
 
 	out, code = sh(t, fmt.Sprintf("bash -c \"echo 'zero/s' > %s/limits\"", api)) // dash says only "I/O error"
 	require.NotEqual(t, 0, code)
@@ -71,6 +76,21 @@ func TestMeterAsFiles(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "a removed meter stays removed after a restart")
 }
 
+// grantTimes is the grant time of every grant line (what a read of acquire
+// returns) in out.
+func grantTimes(t *testing.T, out string) []time.Time {
+	t.Helper()
+	var ts []time.Time
+	for _, line := range strings.Split(out, "\n") {
+		if m := grantedRE.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			at, err := time.Parse(time.RFC3339Nano, m[1])
+			require.NoError(t, err, "grant time in %q", line)
+			ts = append(ts, at)
+		}
+	}
+	return ts
+}
+
 // testUser returns the uid and gid of an unprivileged user made for the
 // tests (useradd), creating it if needed.
 func testUser(t *testing.T) (name string, uid, gid int) {
@@ -96,7 +116,7 @@ func testUser(t *testing.T) (name string, uid, gid int) {
 // asUser runs a shell command line as user and returns its output and exit code.
 func asUser(t *testing.T, user, script string) (string, int) {
 	t.Helper()
-	p := startProc(t, "setpriv", "--reuid="+user, "--regid="+user, "--init-groups", "--", "sh", "-c", script)
+	p := startProc(t, "setpriv", "--reuid="+user, "--regid="+user, "--init-groups", "--", posixSh.need(t), "-c", script)
 	_ = p.wait(t, pollTimeout)
 	return p.stdout.String() + p.stderr.String(), p.exitCode()
 }

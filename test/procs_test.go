@@ -134,23 +134,17 @@ func startClient(t *testing.T, acq, logDir string, c client) *proc {
 	hold := strconv.FormatFloat(c.hold.Seconds(), 'f', 3, 64)
 	switch c.kind {
 	case "cat", "exec", "flock":
-		return startProc(t, "bash", filepath.Join(clientsDir, "client.sh"), c.kind, acq, c.id, calls, hold, log)
+		return startProc(t, bash.need(t), filepath.Join(clientsDir, "client.sh"), c.kind, acq, c.id, calls, hold, log)
 	case "python":
 		threads := strconv.Itoa(max(c.threads, 1))
-		return startProc(t, "python3", filepath.Join(clientsDir, "client.py"), "calls", acq, c.id, threads, calls, hold, log)
+		return startProc(t, python3.need(t), filepath.Join(clientsDir, "client.py"), "calls", acq, c.id, threads, calls, hold, log)
 	case "go":
 		return startProc(t, goClientBin, "-acquire", acq, "-id", c.id, "-calls", calls, "-hold", c.hold.String(), "-log", log)
 	case "node":
-		return startProc(t, "node", filepath.Join(clientsDir, "client.js"), acq, c.id, calls, hold, log)
+		return startProc(t, node.need(t), filepath.Join(clientsDir, "client.js"), acq, c.id, calls, hold, log)
 	}
 	t.Fatalf("unknown client kind %q", c.kind)
 	return nil
-}
-
-// haveNode reports whether node is installed; the node client is optional.
-func haveNode() bool {
-	_, err := exec.LookPath("node")
-	return err == nil
 }
 
 // pyOpen runs client.py open: threads threads each open acq once (with
@@ -162,20 +156,28 @@ func pyOpen(t *testing.T, acq string, threads int, nonblock bool) *proc {
 	if nonblock {
 		args = append(args, "nonblock")
 	}
-	return startProc(t, "python3", args...)
+	return startProc(t, python3.need(t), args...)
 }
 
 // pyHold starts client.py hold: it opens acq, prints "held LINE", holds the
 // call until its stdin closes, then prints "released NS" and exits.
 func pyHold(t *testing.T, acq string) *proc {
 	t.Helper()
-	return startProc(t, "python3", filepath.Join(clientsDir, "client.py"), "hold", acq)
+	return startProc(t, python3.need(t), filepath.Join(clientsDir, "client.py"), "hold", acq)
 }
 
-// waitOutput polls until the process's stdout contains s.
+// startPy starts a Python script of clients/ (client.py, faults.py) with
+// the resolved python3.
+func startPy(t *testing.T, script string, args ...string) *proc {
+	t.Helper()
+	return startProc(t, python3.need(t), append([]string{script}, args...)...)
+}
+
+// waitOutput polls until the process's stdout contains s. The deadline is
+// startTimeout: what it waits for includes the process's start.
 func (p *proc) waitOutput(t *testing.T, s string) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%s prints %q", p.name, s), func() bool {
+	waitWithin(t, startTimeout, fmt.Sprintf("%s prints %q", p.name, s), func() bool {
 		return strings.Contains(p.stdout.String(), s) || p.exited()
 	}, nil)
 	require.Contains(t, p.stdout.String(), s, "%s %s\nstderr:\n%s", p.name, p.state(), p.stderr.String())

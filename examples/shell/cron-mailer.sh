@@ -21,7 +21,7 @@
 #
 # rlfs-test-meter: email=2/1s
 # rlfs-test-min-seconds: 2.0
-# rlfs-test-max-seconds: 4.5
+# rlfs-test-expect-seconds: 2.2
 set -eu
 
 mnt=${RLFS_MNT:-/mnt/rl}

@@ -24,7 +24,7 @@
 #
 # rlfs-test-meter: api=4/1s,concurrency=0
 # rlfs-test-min-seconds: 1.5
-# rlfs-test-max-seconds: 3.6
+# rlfs-test-expect-seconds: 1.6
 set -eu
 
 mnt=${RLFS_MNT:-/mnt/rl}

@@ -24,7 +24,7 @@
 #
 # rlfs-test-meter: deploy=concurrency=1
 # rlfs-test-min-seconds: 1.7
-# rlfs-test-max-seconds: 3.8
+# rlfs-test-expect-seconds: 1.8
 set -eu
 
 mnt=${RLFS_MNT:-/mnt/rl}

@@ -6,16 +6,18 @@
         holding each a random time up to HOLD seconds. It survives the
         daemon's death: a failed open (ENOTCONN, ECONNABORTED, ENOENT once the
         dead mount is detached, EIO at shutdown) is written to ERRS as
-        "open ERRNO NS" and retried 20 ms later. Each call granted is appended
+        "open ERRNO NS ASKED_NS" (unix ns: when it failed, and when the open
+        was issued) and retried 20 ms later. Each call granted is appended
         to LOG as the checker reads it (checker_test.go):
         "ID GRANT_NS RELEASE_NS CALL CLOSED_NS - ASKED_NS"; a failed read or
-        close of a granted call is written to ERRS ("read|close ERRNO NS")
-        and the call is still logged.
+        close of a granted call is written to ERRS ("read|close ERRNO NS
+        ASKED_NS", ASKED_NS of the call's open) and the call is still logged.
     faults.py waiters ACQUIRE THREADS
         THREADS threads each make one blocking open of ACQUIRE; prints
         "ready" once all threads are started, then, when all are answered,
-        one line per thread: "err ERRNO NS" or "ok NS" (NS: unix ns taken
-        right after the open returned or failed).
+        one line per thread: "err ERRNO NS ASKED_NS" or "ok NS ASKED_NS" (unix
+        ns taken right after the open returned or failed, and right before
+        it).
     faults.py cycles ACQUIRE N
         N open+close cycles, as fast as possible; prints "done N SECONDS".
     faults.py ops JSON [STATUS]
@@ -50,7 +52,7 @@ def loop(acq, cid, hold, stopfile, log, errs):
         try:
             fd = os.open(acq, os.O_RDONLY)
         except OSError as e:
-            err.write(f"open {e.errno} {time.time_ns()}\n")
+            err.write(f"open {e.errno} {time.time_ns()} {a}\n")
             time.sleep(0.02)
             continue
         g = time.time_ns()
@@ -58,14 +60,14 @@ def loop(acq, cid, hold, stopfile, log, errs):
         try:
             call = call_of(os.read(fd, 512).decode())
         except OSError as e:
-            err.write(f"read {e.errno} {time.time_ns()}\n")
+            err.write(f"read {e.errno} {time.time_ns()} {a}\n")
         if hold > 0:
             time.sleep(random.uniform(0, hold))
         r = time.time_ns()
         try:
             os.close(fd)
         except OSError as e:
-            err.write(f"close {e.errno} {time.time_ns()}\n")
+            err.write(f"close {e.errno} {time.time_ns()} {a}\n")
         c = time.time_ns()
         out.write(f"{cid} {g} {r} {call} {c} - {a}\n")
 
@@ -74,12 +76,13 @@ def waiters(acq, threads):
     results = [None] * threads
 
     def worker(k):
+        a = time.time_ns()
         try:
             fd = os.open(acq, os.O_RDONLY)
         except OSError as e:
-            results[k] = f"err {e.errno} {time.time_ns()}"
+            results[k] = f"err {e.errno} {time.time_ns()} {a}"
             return
-        results[k] = f"ok {time.time_ns()}"
+        results[k] = f"ok {time.time_ns()} {a}"
         os.close(fd)
 
     ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
