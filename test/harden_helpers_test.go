@@ -7,6 +7,7 @@ package test
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -112,4 +113,34 @@ func (d *daemon) requireServes(t *testing.T, meterName string) {
 	waitGrant(t, d.path(meterName, "acquire"))
 	_, err := os.ReadDir(d.mnt)
 	require.NoError(t, err, "ls %s", d.mnt)
+}
+
+// startWith starts the daemon as start does, but with the standard streams
+// and process attributes that setup gives its command (the daemon's log is
+// then wherever setup sends it).
+func (d *daemon) startWith(t *testing.T, setup func(cmd *exec.Cmd)) {
+	t.Helper()
+	args := []string{"mount", "--db", d.db}
+	for _, m := range d.meters {
+		args = append(args, "--meter", m)
+	}
+	args = append(append(args, d.extra...), d.mnt)
+	d.runs++
+	cmd := exec.Command(rlfsBin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	setup(cmd)
+	require.NoError(t, cmd.Start())
+	r := &run{cmd: cmd, done: make(chan struct{})}
+	go func() { r.err = cmd.Wait(); close(r.done) }()
+	d.run = r
+	waitFor(t, "rlfs mounts "+d.mnt, func() bool {
+		select {
+		case <-r.done:
+			t.Fatalf("rlfs exited before mounting (%v); its output:\n%s", r.err, d.log.String())
+		default:
+		}
+		dev, ok := mountDev(d.mnt)
+		r.dev = dev
+		return ok && d.metersVisible()
+	}, nil)
 }

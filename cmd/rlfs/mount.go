@@ -28,7 +28,9 @@ const mountUsage = `SYNOPSIS
 Serves the meters of the database at MOUNTPOINT, in the foreground, until
 SIGINT or SIGTERM. Each meter is a directory; opening its "acquire" file
 blocks until the meter permits a call, and the last close records the
-call's completion. MOUNTPOINT is created if missing.
+call's completion. MOUNTPOINT is created if missing. SIGHUP re-reads
+--config: its new meters are created, existing ones keep their stored
+limits (unless --reconfigure), and a bad file changes nothing.
 
 FLAGS
     --db PATH          the SQLite database (default: $RLFS_DB, else
@@ -81,6 +83,8 @@ type mountConfig struct {
 	config      string
 	metrics     string
 	cpuprofile  string
+	meterFlags  []string        // the --meter values, for a reload
+	set         map[string]bool // the flags given on the command line
 }
 
 func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
@@ -107,10 +111,10 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	default:
 		return c, &usageError{msg: fmt.Sprintf("one MOUNTPOINT expected, got %q (put flags before it)", fs.Args()), hint: "rlfs mount --help"}
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.set, c.meterFlags = map[string]bool{}, meters
+	fs.Visit(func(f *flag.Flag) { c.set[f.Name] = true })
 	if c.config != "" {
-		if err := applyConfig(&c, set); err != nil {
+		if err := applyConfig(&c, c.set); err != nil {
 			return c, err
 		}
 	}
@@ -194,6 +198,8 @@ func defaultDB() (string, error) {
 }
 
 func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	hup, stopSignals := daemonSignals()
+	defer stopSignals()
 	c, err := parseMount(args, stdout, stderr)
 	if err != nil {
 		return err
@@ -245,7 +251,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
-	serve(ctx, mnt, reg, dir, log)
+	serve(ctx, mnt, reg, dir, hup, (&reloader{c: c, reg: reg, dir: dir, log: log}).reload, log)
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", c.db, err)
 	}
@@ -305,25 +311,33 @@ func mountFS(dir string, reg *meter.Registry, c mountConfig, log *slog.Logger) (
 	return mnt, nil
 }
 
-// serve tells systemd the mount is ready and returns once it must stop:
-// SIGINT/SIGTERM, the mount lazily unmounted, or its connection gone. By
-// then every waiter has had EIO and the mount is detached.
-func serve(ctx context.Context, mnt *fsnode.Mount, reg *meter.Registry, dir string, log *slog.Logger) {
+// serve tells systemd the mount is ready, reloads on SIGHUP (hup), and
+// returns once it must stop: SIGINT/SIGTERM, the mount lazily unmounted, or
+// its connection gone. By then every waiter has had EIO and the mount is
+// detached.
+func serve(ctx context.Context, mnt *fsnode.Mount, reg *meter.Registry, dir string, hup <-chan os.Signal, reload func(), log *slog.Logger) {
 	detached := watchMount(ctx, dir)
 	sdNotify("READY=1")
-	select {
-	case <-ctx.Done():
-		sdNotify("STOPPING=1")
-		log.Info("stopping: waiters get EIO, state is persisted, the mount is detached", "mountpoint", dir)
-	case <-detached:
-		// Lazily unmounted while files are open: the kernel keeps the
-		// connection for them, but nobody new can reach the meters.
-		log.Warn("the mount went away (lazily unmounted while in use); waiters get EIO; exiting", "mountpoint", dir)
-	case <-mnt.Done():
-		log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
-		reg.Close()
-		mnt.Detach()
-		return
+wait:
+	for {
+		select {
+		case <-hup:
+			reload()
+		case <-ctx.Done():
+			sdNotify("STOPPING=1")
+			log.Info("stopping: waiters get EIO, state is persisted, the mount is detached", "mountpoint", dir)
+			break wait
+		case <-detached:
+			// Lazily unmounted while files are open: the kernel keeps the
+			// connection for them, but nobody new can reach the meters.
+			log.Warn("the mount went away (lazily unmounted while in use); waiters get EIO; exiting", "mountpoint", dir)
+			break wait
+		case <-mnt.Done():
+			log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
+			reg.Close()
+			mnt.Detach()
+			return
+		}
 	}
 	reg.Close()
 	if err := mnt.Shutdown(2 * time.Second); err != nil {
