@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rlfs/rlfs/fsnode"
@@ -220,7 +217,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("cannot create %s: %v; create it or pass --db", filepath.Dir(c.db), err)
 		}
 	}
-	dir, err := checkMountpoint(c.dir)
+	dir, dead, err := checkMountpoint(c.dir)
 	if err != nil {
 		return err
 	}
@@ -229,6 +226,11 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer store.Close()
+	if dead { // detached only once the database is ours: no second daemon on it races us
+		if err := reclaimMountpoint(dir, log); err != nil {
+			return err
+		}
+	}
 	met := newMetrics()
 	reg, err := meter.Open(store, meter.Options{OnGrant: met.observe, RetryGrace: retryGrace})
 	if err != nil {
@@ -343,71 +345,6 @@ wait:
 	if err := mnt.Shutdown(2 * time.Second); err != nil {
 		log.Error("unmount failed", "err", err)
 	}
-}
-
-// checkMountpoint says what is wrong with dir before mount(2) would, and
-// returns its absolute path. A missing dir is fine (it is created later).
-func checkMountpoint(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("mountpoint %s: %v", dir, err)
-	}
-	fi, err := os.Stat(abs)
-	switch {
-	case errors.Is(err, syscall.ENOTCONN):
-		return "", fmt.Errorf("mountpoint %s is a dead FUSE mount (transport endpoint is not connected); run: umount -l %s", abs, abs)
-	case errors.Is(err, os.ErrNotExist):
-		if pfi, perr := os.Stat(filepath.Dir(abs)); perr == nil && !pfi.IsDir() {
-			return "", fmt.Errorf("mountpoint %s: %s is not a directory; choose another mountpoint", abs, filepath.Dir(abs))
-		}
-		return abs, nil
-	case err != nil:
-		return "", fmt.Errorf("mountpoint %s: %v", abs, err)
-	case !fi.IsDir():
-		return "", fmt.Errorf("mountpoint %s is not a directory; choose a directory", abs)
-	}
-	// The kernel lists mounts by their real path.
-	if real, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = real
-	}
-	if fstype, ok := mountedFS(abs); ok {
-		if strings.HasPrefix(fstype, "fuse") {
-			if _, err := os.ReadDir(abs); errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
-				return "", fmt.Errorf("mountpoint %s is a dead FUSE mount (its daemon died); run: umount -l %s", abs, abs)
-			}
-		}
-		return "", fmt.Errorf("mountpoint %s is busy: a %s filesystem is mounted there (another rlfs?); unmount it (umount %s) or choose another", abs, fstype, abs)
-	}
-	return abs, nil
-}
-
-// mountedFS reports whether dir is a mount point, and of which filesystem
-// type, from /proc/self/mountinfo.
-func mountedFS(dir string) (fstype string, ok bool) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMount(fields[4]) == dir {
-			fstype = "unknown"
-			for i, f := range fields {
-				if f == "-" && i+1 < len(fields) {
-					fstype = fields[i+1]
-				}
-			}
-			ok = true // the last mount on dir is the visible one
-		}
-	}
-	return fstype, ok
-}
-
-func unescapeMount(s string) string {
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
 }
 
 // retryGrace is how long an interrupted open keeps its place in a queue for
