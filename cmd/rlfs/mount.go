@@ -80,6 +80,7 @@ type mountConfig struct {
 	config      string
 	metrics     string
 	cpuprofile  string
+	dbFrom      string          // where db came from: --db, db in FILE, $RLFS_DB, the default
 	meterFlags  []string        // the --meter values, for a reload
 	set         map[string]bool // the flags given on the command line
 }
@@ -114,6 +115,12 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 		if err := applyConfig(&c, c.set); err != nil {
 			return c, err
 		}
+	}
+	switch {
+	case c.set["db"]:
+		c.dbFrom = "--db"
+	case c.db != "":
+		c.dbFrom = "db in " + c.config
 	}
 	if c.sync != "normal" && c.sync != "full" {
 		return c, &usageError{msg: fmt.Sprintf("--sync %q: want normal or full", c.sync), hint: "rlfs mount --help"}
@@ -202,24 +209,17 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	own, dead, err := preflight(&c)
+	if err != nil {
+		return err
+	}
+	dir := own.dir
 	if c.cpuprofile != "" {
 		stop, err := startProfile(c.cpuprofile)
 		if err != nil {
 			return err
 		}
 		defer stop()
-	}
-	if c.db == "" {
-		if c.db, err = defaultDB(); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(c.db), 0o755); err != nil {
-			return fmt.Errorf("cannot create %s: %v; create it or pass --db", filepath.Dir(c.db), err)
-		}
-	}
-	dir, dead, err := checkMountpoint(c.dir)
-	if err != nil {
-		return err
 	}
 	store, err := sqlite.Open(c.db, sqlite.Options{Sync: c.sync, Mountpoint: dir})
 	if err != nil {
@@ -240,7 +240,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	met.reg = reg
-	defer watchDB(store, reg, log)()
+	defer watchDB(store, reg, own, log)()
 	if c.metrics != "" {
 		stop, err := met.serve(c.metrics, log)
 		if err != nil {
@@ -252,13 +252,45 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	own.mounted()
 	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "pid", os.Getpid())
-	serve(ctx, mnt, reg, dir, hup, (&reloader{c: c, reg: reg, dir: dir, log: log}).reload, log)
+	serve(ctx, mnt, reg, dir, hup, (&reloader{c: c, reg: reg, own: own, log: log}).reload, log)
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", c.db, err)
 	}
 	log.Info("stopped", "mountpoint", dir)
 	return nil
+}
+
+// preflight checks, before anything is created or mounted, the mountpoint
+// and the files the daemon will use, and fills in the default database. It
+// returns the mount to be (its path resolved) and whether a dead rlfs mount
+// must be reclaimed there first.
+func preflight(c *mountConfig) (own *ownMount, dead bool, err error) {
+	dflt := c.db == ""
+	if dflt {
+		if c.db, err = defaultDB(); err != nil {
+			return nil, false, err
+		}
+		c.dbFrom = "the default"
+		if os.Getenv("RLFS_DB") != "" {
+			c.dbFrom = "$RLFS_DB"
+		}
+	}
+	dir, dead, err := checkMountpoint(c.dir)
+	if err != nil {
+		return nil, false, err
+	}
+	own = &ownMount{dir: dir}
+	if err := checkOwnFiles(*c, own); err != nil {
+		return nil, false, err
+	}
+	if dflt {
+		if err := os.MkdirAll(filepath.Dir(c.db), 0o755); err != nil {
+			return nil, false, fmt.Errorf("cannot create %s: %v; create it or pass --db", filepath.Dir(c.db), err)
+		}
+	}
+	return own, dead, nil
 }
 
 // startProfile writes a CPU profile to path until the returned stop.
@@ -358,13 +390,14 @@ const dbCheckEvery = time.Second
 
 // watchDB rewrites the database from memory when its file is deleted or
 // replaced while the daemon runs. It returns a func that stops watching.
-func watchDB(store *sqlite.Store, reg *meter.Registry, log *slog.Logger) (stop func()) {
+func watchDB(store *sqlite.Store, reg *meter.Registry, own *ownMount, log *slog.Logger) (stop func()) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		tick := time.NewTicker(dbCheckEvery)
 		defer tick.Stop()
+		inside := false // logged that the database leads into the mount
 		for {
 			select {
 			case <-done:
@@ -372,6 +405,15 @@ func watchDB(store *sqlite.Store, reg *meter.Registry, log *slog.Logger) (stop f
 			case <-tick.C:
 			}
 			if !store.Missing() {
+				inside = false
+				continue
+			}
+			if own.holds(store.Path()) || own.holds(filepath.Dir(store.Path())) { // a symbolic link leads into the mount
+				if !inside {
+					log.Error("the database's path now leads into the mount rlfs serves; not rewriting it there (rlfs would wait on its own mount); point it back outside the mountpoint",
+						"db", store.Path(), "mountpoint", own.dir)
+				}
+				inside = true
 				continue
 			}
 			log.Warn("database file deleted or replaced while serving; rewriting it from memory", "db", store.Path())

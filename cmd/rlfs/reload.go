@@ -36,13 +36,13 @@ func daemonSignals() (hup <-chan os.Signal, stop func()) {
 type reloader struct {
 	c   mountConfig
 	reg *meter.Registry
-	dir string // the mountpoint
+	own *ownMount
 	log *slog.Logger
 }
 
 func (r *reloader) reload() {
 	if r.c.config == "" {
-		r.log.Info("SIGHUP: nothing to reload (started without --config); still serving", "mountpoint", r.dir)
+		r.log.Info("SIGHUP: nothing to reload (started without --config); still serving", "mountpoint", r.own.dir)
 		return
 	}
 	r.log.Info("SIGHUP: reloading the meters of the config file", "config", r.c.config)
@@ -60,6 +60,9 @@ func (r *reloader) reload() {
 
 // read loads the config file and adds the --meter flags to its meters.
 func (r *reloader) read() ([]declared, error) {
+	if r.own.holds(r.c.config) { // a symbolic link moved it into the mount
+		return nil, fmt.Errorf("config %s now leads into the mount rlfs serves (%s); keep it outside the mountpoint", r.c.config, r.own.dir)
+	}
 	fc, ms, err := loadConfig(r.c.config)
 	if err != nil {
 		return nil, err
