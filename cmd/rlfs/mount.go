@@ -221,7 +221,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 	}
-	store, err := sqlite.Open(c.db, sqlite.Options{Sync: c.sync, Mountpoint: dir})
+	store, err := sqlite.Open(c.db, sqlite.Options{Sync: c.sync, Mountpoint: dir, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -239,7 +239,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := declareMeters(reg, c.meters, c.reconfigure, log); err != nil {
 		return err
 	}
-	met.reg = reg
+	met.reg, met.store = reg, store
 	defer watchDB(store, reg, own, log)()
 	if c.metrics != "" {
 		stop, err := met.serve(c.metrics, log)
