@@ -80,7 +80,9 @@ func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, ui
 	c, err := m.Acquire(ctx, h, flags&syscall.O_NONBLOCK != 0)
 	if err != nil {
 		if errors.Is(err, meter.ErrStore) {
-			r.log.Error("open of acquire failed", "meter", m.Name(), "pid", h.PID, "err", err)
+			// Debug: on a full disk every open fails alike; the store logs
+			// when its writes start to fail and when they work again.
+			r.log.Debug("open of acquire failed", "meter", m.Name(), "pid", h.PID, "err", err)
 		}
 		return nil, 0, ToErrno(err)
 	}

@@ -162,12 +162,3 @@ func TestStatusReadsStatusJSON(t *testing.T) {
 	require.NoError(t, err)
 	holder.requireSuccess(t, pollTimeout)
 }
-
-// shHold starts a shell that opens acquire on descriptor 3 and holds it
-// until a line arrives on its stdin (it starts faster than Python).
-func shHold(t *testing.T, acq string) *proc {
-	t.Helper()
-	p := startProc(t, "sh", "-c", "exec 3<"+acq+"; echo held; read x")
-	p.waitOutput(t, "held")
-	return p
-}

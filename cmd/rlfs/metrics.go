@@ -13,14 +13,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/sqlite"
 )
 
 // metrics exports every meter's state to Prometheus. Gauges and counters
 // are read from the meters at scrape time; the wait histogram is fed by grants.
 type metrics struct {
-	reg  *meter.Registry
-	wait *prometheus.HistogramVec
-	pr   *prometheus.Registry
+	reg   *meter.Registry
+	store interface{ Health() sqlite.Health }
+	wait  *prometheus.HistogramVec
+	pr    *prometheus.Registry
 }
 
 var (
@@ -36,6 +38,10 @@ var (
 	descHolders    = prometheus.NewDesc("rlfs_holders", "Calls in progress.", []string{"meter"}, nil)
 	descWindowUsed = prometheus.NewDesc("rlfs_window_calls", "Calls counting against a window limit now.", []string{"meter", "window"}, nil)
 	descWindowMax  = prometheus.NewDesc("rlfs_window_limit_calls", "The window's limit N of N/PER.", []string{"meter", "window"}, nil)
+
+	descWriteErrs = prometheus.NewDesc("rlfs_store_write_errors_total", "Writes to the database (its grant journal or SQLite) that failed, such as on a full disk; each is retried.", nil, nil)
+	descOutages   = prometheus.NewDesc("rlfs_store_outages_total", "Times the database's writes started to fail after working.", nil, nil)
+	descFailing   = prometheus.NewDesc("rlfs_store_writes_failing", "1 while the database's writes fail (from a failed write until one works), else 0.", nil, nil)
 )
 
 func newMetrics() *metrics {
@@ -59,13 +65,24 @@ func (m *metrics) observe(meterName string, waited time.Duration) {
 // Describe sends the descriptors of the scrape-time metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGrants, descReleases, descTimeouts, descInterrupts, descExpired,
-		descRejected, descRevoked, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax} {
+		descRejected, descRevoked, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax,
+		descWriteErrs, descOutages, descFailing} {
 		ch <- d
 	}
 }
 
-// Collect reads every meter's snapshot.
+// Collect reads every meter's snapshot, and the store's health.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.store != nil {
+		h := m.store.Health()
+		ch <- prometheus.MustNewConstMetric(descWriteErrs, prometheus.CounterValue, float64(h.WriteErrors))
+		ch <- prometheus.MustNewConstMetric(descOutages, prometheus.CounterValue, float64(h.Outages))
+		failing := 0.0
+		if h.Failing {
+			failing = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, failing)
+	}
 	if m.reg == nil {
 		return
 	}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rlfs/rlfs/fsnode"
@@ -28,7 +25,9 @@ const mountUsage = `SYNOPSIS
 Serves the meters of the database at MOUNTPOINT, in the foreground, until
 SIGINT or SIGTERM. Each meter is a directory; opening its "acquire" file
 blocks until the meter permits a call, and the last close records the
-call's completion. MOUNTPOINT is created if missing.
+call's completion. MOUNTPOINT is created if missing. SIGHUP re-reads
+--config: its new meters are created, existing ones keep their stored
+limits (unless --reconfigure), and a bad file changes nothing.
 
 FLAGS
     --db PATH          the SQLite database (default: $RLFS_DB, else
@@ -88,6 +87,9 @@ type mountConfig struct {
 	history     time.Duration
 	// configHistory is the config file's history, used unless --history is given.
 	configHistory string
+	dbFrom        string          // where db came from: --db, db in FILE, $RLFS_DB, the default
+	meterFlags    []string        // the --meter values, for a reload
+	set           map[string]bool // the flags given on the command line
 }
 
 func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
@@ -115,12 +117,18 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	default:
 		return c, &usageError{msg: fmt.Sprintf("one MOUNTPOINT expected, got %q (put flags before it)", fs.Args()), hint: "rlfs mount --help"}
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.set, c.meterFlags = map[string]bool{}, meters
+	fs.Visit(func(f *flag.Flag) { c.set[f.Name] = true })
 	if c.config != "" {
-		if err := applyConfig(&c, set); err != nil {
+		if err := applyConfig(&c, c.set); err != nil {
 			return c, err
 		}
+	}
+	switch {
+	case c.set["db"]:
+		c.dbFrom = "--db"
+	case c.db != "":
+		c.dbFrom = "db in " + c.config
 	}
 	if c.sync != "normal" && c.sync != "full" {
 		return c, &usageError{msg: fmt.Sprintf("--sync %q: want normal or full", c.sync), hint: "rlfs mount --help"}
@@ -226,6 +234,8 @@ func defaultDB() (string, error) {
 }
 
 func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	hup, stopSignals := daemonSignals()
+	defer stopSignals()
 	c, err := parseMount(args, stdout, stderr)
 	if err != nil {
 		return err
@@ -234,6 +244,11 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	own, dead, err := preflight(&c)
+	if err != nil {
+		return err
+	}
+	dir := own.dir
 	if c.cpuprofile != "" {
 		stop, err := startProfile(c.cpuprofile)
 		if err != nil {
@@ -241,23 +256,16 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 	}
-	if c.db == "" {
-		if c.db, err = defaultDB(); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(c.db), 0o755); err != nil {
-			return fmt.Errorf("cannot create %s: %v; create it or pass --db", filepath.Dir(c.db), err)
-		}
-	}
-	dir, err := checkMountpoint(c.dir)
-	if err != nil {
-		return err
-	}
-	store, err := sqlite.Open(c.db, sqlite.Options{Sync: c.sync, Mountpoint: dir})
+	store, err := sqlite.Open(c.db, sqlite.Options{Sync: c.sync, Mountpoint: dir, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if dead { // detached only once the database is ours: no second daemon on it races us
+		if err := reclaimMountpoint(dir, log); err != nil {
+			return err
+		}
+	}
 	met := newMetrics()
 	reg, err := meter.Open(store, meter.Options{OnGrant: met.observe, RetryGrace: retryGrace, History: c.history})
 	if err != nil {
@@ -266,8 +274,8 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := declareMeters(reg, c.meters, c.reconfigure, log); err != nil {
 		return err
 	}
-	met.reg = reg
-	defer watchDB(store, reg, log)()
+	met.reg, met.store = reg, store
+	defer watchDB(store, reg, own, log)()
 	if c.metrics != "" {
 		stop, err := met.serve(c.metrics, log)
 		if err != nil {
@@ -279,13 +287,45 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	own.mounted()
 	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "history", c.history.String(), "pid", os.Getpid())
-	serve(ctx, mnt, reg, dir, log)
+	serve(ctx, mnt, reg, dir, hup, (&reloader{c: c, reg: reg, own: own, log: log}).reload, log)
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", c.db, err)
 	}
 	log.Info("stopped", "mountpoint", dir)
 	return nil
+}
+
+// preflight checks, before anything is created or mounted, the mountpoint
+// and the files the daemon will use, and fills in the default database. It
+// returns the mount to be (its path resolved) and whether a dead rlfs mount
+// must be reclaimed there first.
+func preflight(c *mountConfig) (own *ownMount, dead bool, err error) {
+	dflt := c.db == ""
+	if dflt {
+		if c.db, err = defaultDB(); err != nil {
+			return nil, false, err
+		}
+		c.dbFrom = "the default"
+		if os.Getenv("RLFS_DB") != "" {
+			c.dbFrom = "$RLFS_DB"
+		}
+	}
+	dir, dead, err := checkMountpoint(c.dir)
+	if err != nil {
+		return nil, false, err
+	}
+	own = &ownMount{dir: dir}
+	if err := checkOwnFiles(*c, own); err != nil {
+		return nil, false, err
+	}
+	if dflt {
+		if err := os.MkdirAll(filepath.Dir(c.db), 0o755); err != nil {
+			return nil, false, fmt.Errorf("cannot create %s: %v; create it or pass --db", filepath.Dir(c.db), err)
+		}
+	}
+	return own, dead, nil
 }
 
 // startProfile writes a CPU profile to path until the returned stop.
@@ -336,95 +376,38 @@ func mountFS(dir string, reg *meter.Registry, c mountConfig, log *slog.Logger) (
 	return mnt, nil
 }
 
-// serve tells systemd the mount is ready and returns once it must stop:
-// SIGINT/SIGTERM, the mount lazily unmounted, or its connection gone. By
-// then every waiter has had EIO and the mount is detached.
-func serve(ctx context.Context, mnt *fsnode.Mount, reg *meter.Registry, dir string, log *slog.Logger) {
+// serve tells systemd the mount is ready, reloads on SIGHUP (hup), and
+// returns once it must stop: SIGINT/SIGTERM, the mount lazily unmounted, or
+// its connection gone. By then every waiter has had EIO and the mount is
+// detached.
+func serve(ctx context.Context, mnt *fsnode.Mount, reg *meter.Registry, dir string, hup <-chan os.Signal, reload func(), log *slog.Logger) {
 	detached := watchMount(ctx, dir)
 	sdNotify("READY=1")
-	select {
-	case <-ctx.Done():
-		sdNotify("STOPPING=1")
-		log.Info("stopping: waiters get EIO, state is persisted, the mount is detached", "mountpoint", dir)
-	case <-detached:
-		// Lazily unmounted while files are open: the kernel keeps the
-		// connection for them, but nobody new can reach the meters.
-		log.Warn("the mount went away (lazily unmounted while in use); waiters get EIO; exiting", "mountpoint", dir)
-	case <-mnt.Done():
-		log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
-		reg.Close()
-		mnt.Detach()
-		return
+wait:
+	for {
+		select {
+		case <-hup:
+			reload()
+		case <-ctx.Done():
+			sdNotify("STOPPING=1")
+			log.Info("stopping: waiters get EIO, state is persisted, the mount is detached", "mountpoint", dir)
+			break wait
+		case <-detached:
+			// Lazily unmounted while files are open: the kernel keeps the
+			// connection for them, but nobody new can reach the meters.
+			log.Warn("the mount went away (lazily unmounted while in use); waiters get EIO; exiting", "mountpoint", dir)
+			break wait
+		case <-mnt.Done():
+			log.Warn("the mount went away (unmounted or its FUSE connection aborted); exiting", "mountpoint", dir)
+			reg.Close()
+			mnt.Detach()
+			return
+		}
 	}
 	reg.Close()
 	if err := mnt.Shutdown(2 * time.Second); err != nil {
 		log.Error("unmount failed", "err", err)
 	}
-}
-
-// checkMountpoint says what is wrong with dir before mount(2) would, and
-// returns its absolute path. A missing dir is fine (it is created later).
-func checkMountpoint(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("mountpoint %s: %v", dir, err)
-	}
-	fi, err := os.Stat(abs)
-	switch {
-	case errors.Is(err, syscall.ENOTCONN):
-		return "", fmt.Errorf("mountpoint %s is a dead FUSE mount (transport endpoint is not connected); run: umount -l %s", abs, abs)
-	case errors.Is(err, os.ErrNotExist):
-		if pfi, perr := os.Stat(filepath.Dir(abs)); perr == nil && !pfi.IsDir() {
-			return "", fmt.Errorf("mountpoint %s: %s is not a directory; choose another mountpoint", abs, filepath.Dir(abs))
-		}
-		return abs, nil
-	case err != nil:
-		return "", fmt.Errorf("mountpoint %s: %v", abs, err)
-	case !fi.IsDir():
-		return "", fmt.Errorf("mountpoint %s is not a directory; choose a directory", abs)
-	}
-	// The kernel lists mounts by their real path.
-	if real, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = real
-	}
-	if fstype, ok := mountedFS(abs); ok {
-		if strings.HasPrefix(fstype, "fuse") {
-			if _, err := os.ReadDir(abs); errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
-				return "", fmt.Errorf("mountpoint %s is a dead FUSE mount (its daemon died); run: umount -l %s", abs, abs)
-			}
-		}
-		return "", fmt.Errorf("mountpoint %s is busy: a %s filesystem is mounted there (another rlfs?); unmount it (umount %s) or choose another", abs, fstype, abs)
-	}
-	return abs, nil
-}
-
-// mountedFS reports whether dir is a mount point, and of which filesystem
-// type, from /proc/self/mountinfo.
-func mountedFS(dir string) (fstype string, ok bool) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescapeMount(fields[4]) == dir {
-			fstype = "unknown"
-			for i, f := range fields {
-				if f == "-" && i+1 < len(fields) {
-					fstype = fields[i+1]
-				}
-			}
-			ok = true // the last mount on dir is the visible one
-		}
-	}
-	return fstype, ok
-}
-
-func unescapeMount(s string) string {
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
 }
 
 // retryGrace is how long an interrupted open keeps its place in a queue for
@@ -438,13 +421,14 @@ const dbCheckEvery = time.Second
 
 // watchDB rewrites the database from memory when its file is deleted or
 // replaced while the daemon runs. It returns a func that stops watching.
-func watchDB(store *sqlite.Store, reg *meter.Registry, log *slog.Logger) (stop func()) {
+func watchDB(store *sqlite.Store, reg *meter.Registry, own *ownMount, log *slog.Logger) (stop func()) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		tick := time.NewTicker(dbCheckEvery)
 		defer tick.Stop()
+		inside := false // logged that the database leads into the mount
 		for {
 			select {
 			case <-done:
@@ -452,6 +436,15 @@ func watchDB(store *sqlite.Store, reg *meter.Registry, log *slog.Logger) (stop f
 			case <-tick.C:
 			}
 			if !store.Missing() {
+				inside = false
+				continue
+			}
+			if own.holds(store.Path()) || own.holds(filepath.Dir(store.Path())) { // a symbolic link leads into the mount
+				if !inside {
+					log.Error("the database's path now leads into the mount rlfs serves; not rewriting it there (rlfs would wait on its own mount); point it back outside the mountpoint",
+						"db", store.Path(), "mountpoint", own.dir)
+				}
+				inside = true
 				continue
 			}
 			log.Warn("database file deleted or replaced while serving; rewriting it from memory", "db", store.Path())

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,65 +25,153 @@ const runUsage = `SYNOPSIS
 Waits for a grant of the meter at METER_DIR (a meter directory of a mounted
 rlfs, such as /mnt/rl/email), runs CMD while holding it, and records the
 call's completion when CMD exits. Exits with CMD's exit status (128+N if a
-signal N killed it), like flock(1). SIGINT and SIGTERM are passed on to CMD.
+signal N killed it), like flock(1).
+
+A signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) while rlfs run waits stops the
+wait at once: CMD does not run, nothing is counted, and rlfs run exits with
+128+N (130 for Ctrl-C, 143 for SIGTERM, so timeout(1) works). Once CMD runs,
+those signals are passed on to CMD.
 
 FLAGS
-    --wait D                 give up after waiting D (such as 30s; like
-                             flock -w) (default: wait forever)
+    --wait D                 give up after waiting D (such as 30s, or 2.5
+                             seconds as flock -w takes them); 0 means do not
+                             wait, as --nonblock (default: wait forever)
     --nonblock               fail at once if the meter cannot grant now
                              (like flock -n) (default: false)
-    --conflict-exit-code N   exit status when --wait or --nonblock gives up
-                             (default: 1)
+    --conflict-exit-code N   exit status, 0 to 255, when --wait or --nonblock
+                             gives up (default: 1)
 
 EXAMPLES
     rlfs run /mnt/rl/email -- sendmail -t < message.txt
     rlfs run --wait 10s /mnt/rl/api -- curl -fsS https://api.example.com/
+    rlfs run --wait 0 /mnt/rl/backup -- backup.sh || echo "another backup runs"
 `
 
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// runSignals are the signals that stop rlfs run's wait, and that it passes
+// on to the command once the command runs.
+var runSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+
+// runOptions are rlfs run's parsed command line.
+type runOptions struct {
+	wait     time.Duration // 0: forever (unless nonblock)
+	nonblock bool
+	conflict int
+	meterDir string
+	argv     []string
+}
+
+func parseRun(args []string, stdout io.Writer) (runOptions, error) {
+	var o runOptions
+	var wait waitFlag
 	fs := newFlagSet("rlfs run")
-	wait := fs.Duration("wait", 0, "")
-	nonblock := fs.Bool("nonblock", false, "")
-	conflict := fs.Int("conflict-exit-code", 1, "")
+	fs.Var(&wait, "wait", "")
+	fs.BoolVar(&o.nonblock, "nonblock", false, "")
+	fs.IntVar(&o.conflict, "conflict-exit-code", 1, "")
 	if err := parse(fs, args, runUsage, stdout); err != nil {
-		return err
+		return o, err
 	}
 	rest := fs.Args()
 	if len(rest) < 3 || rest[1] != "--" {
-		return &usageError{msg: "want METER_DIR -- CMD [ARGS...]", hint: "rlfs run /mnt/rl/email -- sendmail -t"}
+		return o, &usageError{msg: "want METER_DIR -- CMD [ARGS...]", hint: "rlfs run /mnt/rl/email -- sendmail -t"}
 	}
-	if *wait < 0 {
-		return &usageError{msg: "--wait must not be negative", hint: "rlfs run --wait 10s /mnt/rl/api -- CMD"}
+	if o.conflict < 0 || o.conflict > 255 {
+		return o, &usageError{msg: fmt.Sprintf("--conflict-exit-code %d: want 0 to 255 (an exit status)", o.conflict), hint: "rlfs run --conflict-exit-code 75 --wait 10s METER_DIR -- CMD"}
 	}
-	if *wait > 0 && *nonblock {
-		return &usageError{msg: "--wait and --nonblock exclude each other; pick one", hint: "rlfs run --help"}
+	if wait.set && wait.d > 0 && o.nonblock {
+		return o, &usageError{msg: "--wait and --nonblock exclude each other; pick one", hint: "rlfs run --help"}
 	}
-	acquire := rest[0]
+	if wait.set && wait.d == 0 {
+		o.nonblock = true // flock -w 0: do not wait
+	}
+	o.wait, o.meterDir, o.argv = wait.d, rest[0], rest[2:]
+	return o, nil
+}
+
+// waitFlag is --wait: not given (wait forever), 0 (do not wait), or how
+// long to wait.
+type waitFlag struct {
+	set bool
+	d   time.Duration
+}
+
+func (w *waitFlag) String() string {
+	if !w.set {
+		return ""
+	}
+	return w.d.String()
+}
+
+// Set takes a Go duration (30s, 1.5m) or, as flock -w, seconds (2.5, 0).
+func (w *waitFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || math.IsNaN(f) || math.Abs(f) > math.MaxInt64/float64(time.Second) {
+			return errors.New("want a duration such as 30s or 1.5m, or seconds such as 10")
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d < 0 {
+		return errors.New("must not be negative")
+	}
+	w.set, w.d = true, d
+	return nil
+}
+
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// From the start, so that no signal meets its default action: one that
+	// arrives while waiting stops the wait, later ones go to the command.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, runSignals...)
+	defer signal.Stop(sigs)
+	o, err := parseRun(args, stdout)
+	if err != nil {
+		return err
+	}
+	acquire := o.meterDir
 	if fi, err := os.Stat(acquire); err == nil && fi.IsDir() {
 		acquire = filepath.Join(acquire, "acquire")
 	}
-	fd, err := openAcquire(acquire, *nonblock, *wait)
+	fd, err := openAcquire(acquire, o.nonblock, o.wait, sigs)
+	var se signalError
 	switch {
+	case errors.As(err, &se):
+		return se.exit(o.meterDir)
 	case errors.Is(err, syscall.EAGAIN):
-		return &codeError{code: *conflict, err: fmt.Errorf("%s cannot grant a call right now (busy or limited)", rest[0])}
+		return &codeError{code: o.conflict, err: fmt.Errorf("%s cannot grant a call right now (busy or limited)", o.meterDir)}
 	case errors.Is(err, syscall.ETIMEDOUT):
-		return &codeError{code: *conflict, err: fmt.Errorf("gave up on %s after waiting %s", rest[0], *wait)}
+		return &codeError{code: o.conflict, err: fmt.Errorf("gave up on %s after waiting %s", o.meterDir, o.wait)}
 	case errors.Is(err, syscall.ENOENT):
-		return fmt.Errorf("%s: no such meter; check the path (ls the mountpoint) or create it with mkdir", rest[0])
+		return fmt.Errorf("%s: no such meter; check the path (ls the mountpoint) or create it with mkdir", o.meterDir)
 	case err != nil:
 		return fmt.Errorf("acquire %s: %w", acquire, err)
 	}
+	select {
+	case s := <-sigs: // it came with the grant: give the grant back, run nothing
+		syscall.Close(fd)
+		return signalError{s.(syscall.Signal)}.exit(o.meterDir)
+	default:
+	}
 	defer syscall.Close(fd) // the last close completes the call
-	return runHolding(ctx, rest[2:], stdout, stderr)
+	return runHolding(o.argv, sigs, stdout, stderr)
 }
 
-// runHolding runs the command, passing signals on, and maps its exit.
-func runHolding(ctx context.Context, argv []string, stdout, stderr io.Writer) error {
+// signalError is a wait stopped by a signal.
+type signalError struct{ sig syscall.Signal }
+
+func (e signalError) Error() string { return unix.SignalName(e.sig) }
+
+// exit is rlfs run's exit after the signal: 128+N, as a shell reports a
+// command the signal killed, and as flock(1) exits.
+func (e signalError) exit(meterDir string) error {
+	return &codeError{code: 128 + int(e.sig), err: fmt.Errorf("%s while waiting for %s: nothing ran", unix.SignalName(e.sig), meterDir)}
+}
+
+// runHolding runs the command, passing the signals that arrive on sigs on
+// to it, and maps its exit.
+func runHolding(argv []string, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return &codeError{code: 127, err: fmt.Errorf("run %s: %v", argv[0], err)}
 	}
@@ -104,15 +194,18 @@ func runHolding(ctx context.Context, argv []string, stdout, stderr io.Writer) er
 	}
 }
 
-// openAcquire opens path for a grant. With wait > 0 it interrupts its own
-// blocked open(2) with a signal once wait has passed: the daemon answers an
-// interrupted open with EINTR and takes the waiter out of the queue.
-func openAcquire(path string, nonblock bool, wait time.Duration) (int, error) {
+// openAcquire opens path for a grant. It interrupts its own blocked open(2)
+// with a signal to its thread once wait (if > 0) has passed, or as soon as
+// a signal arrives on sigs: the daemon answers an interrupted open with EINTR
+// and takes the waiter out of the queue. After wait, a grant that won the
+// race is kept; after a signal, it is closed (the call completes at once)
+// and the error is a signalError.
+func openAcquire(path string, nonblock bool, wait time.Duration, sigs <-chan os.Signal) (int, error) {
 	flags := syscall.O_RDONLY | syscall.O_CLOEXEC
 	if nonblock {
 		flags |= syscall.O_NONBLOCK
 	}
-	var expired atomic.Bool
+	var stopping atomic.Bool
 	type result struct {
 		fd  int
 		err error
@@ -124,8 +217,8 @@ func openAcquire(path string, nonblock bool, wait time.Duration) (int, error) {
 		tids <- unix.Gettid()
 		for {
 			fd, err := syscall.Open(path, flags, 0)
-			if errors.Is(err, syscall.EINTR) && !expired.Load() {
-				continue // a stray signal, not our deadline
+			if errors.Is(err, syscall.EINTR) && !stopping.Load() {
+				continue // a stray signal (the runtime's own), not ours
 			}
 			results <- result{fd, err}
 			return
@@ -136,22 +229,31 @@ func openAcquire(path string, nonblock bool, wait time.Duration) (int, error) {
 	if wait > 0 {
 		timeout = time.After(wait)
 	}
+	var stopErr error
 	select {
 	case r := <-results:
 		return r.fd, r.err
 	case <-timeout:
+		stopErr = syscall.ETIMEDOUT
+	case s := <-sigs:
+		stopErr = signalError{s.(syscall.Signal)}
 	}
-	expired.Store(true)
+	stopping.Store(true)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		_ = unix.Tgkill(os.Getpid(), tid, syscall.SIGURG)
 		select {
 		case r := <-results:
-			if errors.Is(r.err, syscall.EINTR) {
-				r.err = syscall.ETIMEDOUT
+			var se signalError
+			switch {
+			case errors.Is(r.err, syscall.EINTR):
+				r.err = stopErr
+			case r.err == nil && errors.As(stopErr, &se):
+				syscall.Close(r.fd) // the grant won the race with the signal
+				r.fd, r.err = -1, stopErr
 			}
-			return r.fd, r.err // a grant that won the race is kept
+			return r.fd, r.err // after a timeout, a grant that won the race is kept
 		case <-tick.C:
 		}
 	}

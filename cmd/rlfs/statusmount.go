@@ -13,8 +13,6 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-// rlfsFSType is the filesystem type of an rlfs mount in /proc/self/mountinfo.
-const rlfsFSType = "fuse.rlfs"
 
 // reportsFromPath reads the meters at path: every meter when path is the
 // mountpoint of an rlfs mount, one meter when it is a meter's directory.

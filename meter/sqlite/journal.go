@@ -76,7 +76,7 @@ type journal struct {
 	seq     uint64
 	pending []op
 	buf     []byte
-	err     error // the first write error; the journal refuses grants after it
+	out     *outage // counts and logs failed writes (the store's, set by startJournal)
 	kick    chan struct{}
 	known   map[string]bool // meters that exist
 
@@ -95,6 +95,7 @@ func (s *Store) startJournal(full bool) error {
 		return err
 	}
 	s.j = j
+	j.out = &s.journalOut
 	if len(ops) > 0 {
 		if err := s.txLocked(func() error { return s.applyLocked(ops) }); err != nil {
 			return fmt.Errorf("sqlite: replay %d grants from the journal of %s: %w", len(ops), s.path, err)
@@ -261,10 +262,13 @@ func (j *journal) appendRevoke(name string, id uint64) error {
 }
 
 // appendLocked writes o's record, whose kind-specific part body appends.
+// A write that fails (a full disk) leaves the file as it was: its size does
+// not advance, so the next append overwrites what part of the record got
+// written, and the journal works again as soon as a write does. A grant
+// that could not be written fails; a completion or revocation, which
+// happened anyway, is still queued for SQLite (a crash before the flush
+// then counts the call until the restart, on the safe side).
 func (j *journal) appendLocked(o op, body func([]byte) []byte) error {
-	if j.err != nil {
-		return j.err
-	}
 	if !j.known[o.meter] {
 		return meter.ErrNotExist
 	}
@@ -281,9 +285,15 @@ func (j *journal) appendLocked(o op, body func([]byte) []byte) error {
 	j.buf = b
 	f := j.files[j.active]
 	if _, err := f.WriteAt(b, j.size[j.active]); err != nil {
-		j.err = fmt.Errorf("write the journal %s: %w", f.Name(), err)
-		return j.err
+		j.seq--
+		_ = f.Truncate(j.size[j.active]) // drop a partial record; shrinking needs no space
+		j.out.fail(err)
+		if o.kind != opGrant {
+			j.queueLocked(o)
+		}
+		return fmt.Errorf("write the journal %s: %w", f.Name(), err)
 	}
+	j.out.ok()
 	j.size[j.active] += int64(len(b))
 	j.written.Add(int64(len(b)))
 	j.dirty[j.active] = true
@@ -430,9 +440,14 @@ func (j *journal) waitDurable() error {
 	j.mu.Unlock()
 	for _, f := range files {
 		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			j.out.fail(err)
+			j.mu.Lock()
+			j.dirty = [2]bool{true, true} // sync them again next time
+			j.mu.Unlock()
 			return fmt.Errorf("sqlite: fdatasync %s: %w", f.Name(), err)
 		}
 	}
+	j.out.ok()
 	j.synced.Store(upto)
 	return nil
 }

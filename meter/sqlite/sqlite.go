@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -94,6 +95,9 @@ type Options struct {
 	// Mountpoint is written into the lock file, so that a second daemon
 	// can say where the owner serves the database.
 	Mountpoint string
+	// Logger gets one line when writes start to fail (a full disk) and
+	// one when they work again (see Health); nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Store is a meter.LocalStore in a SQLite database. It is safe for concurrent
@@ -106,11 +110,13 @@ type Store struct {
 
 	sync string // the synchronous level, for Recreate
 
-	j         *journal // nil when read-only
-	flushErrs atomic.Int64
-	stopOnce  sync.Once
-	stop      chan struct{}
-	stopped   chan struct{}
+	j          *journal // nil when read-only
+	flushErrs  atomic.Int64
+	journalOut outage // writes to the grant journal
+	sqliteOut  outage // flushes into SQLite
+	stopOnce   sync.Once
+	stop       chan struct{}
+	stopped    chan struct{}
 
 	mu     sync.Mutex
 	ident  os.FileInfo // the database file as opened, for Missing
@@ -157,6 +163,8 @@ func Open(path string, opt Options) (*Store, error) {
 		s, err = open(path, false, level)
 	}
 	if err == nil {
+		s.journalOut.init(opt.Logger, "grant journal", "opens of acquire fail with EIO", path)
+		s.sqliteOut.init(opt.Logger, "SQLite", "grants and completions wait in the journal, retried every "+flushEvery.String(), path)
 		err = s.startJournal(level == "FULL")
 	}
 	if err != nil {

@@ -403,8 +403,10 @@ func (s *Store) flushLocked() error {
 	}
 	if err := s.txLocked(func() error { return s.applyLocked(ops) }); err != nil {
 		s.j.untake(ops)
+		s.sqliteOut.fail(err)
 		return fmt.Errorf("sqlite: write %d queued grants and completions into %s: %w", len(ops), s.path, err)
 	}
+	s.sqliteOut.ok()
 	if err := s.j.truncateInactive(); err != nil {
 		return fmt.Errorf("sqlite: empty the grant journal of %s: %w", s.path, err)
 	}
