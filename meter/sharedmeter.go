@@ -18,10 +18,10 @@ import (
 const backupWake = 50 * time.Millisecond
 
 type sharedMeter struct {
-	store   SharedStore
-	tickets map[uint64]*Ticket // this host's waiters, by ticket id (queued, pending or kept)
-	pending []*Ticket          // arrived while the store was unreachable, in order
-	held    map[uint64]Call    // calls granted to this host, not released
+	store     SharedStore
+	tickets   map[uint64]*Ticket // this host's waiters, by ticket id (queued, pending or kept)
+	pending   []*Ticket          // arrived while the store was unreachable, in order
+	held      map[uint64]Call    // calls granted to this host, not released
 	wake      Timer
 	wakeAt    time.Time
 	wakeOrder uint64    // Order of the wake instant in force

@@ -20,6 +20,8 @@ import (
 //	allow_other = true
 //	metrics = "127.0.0.1:9187"
 //	history = "7d"
+//	store = "redis://10.0.0.5:6379"    # a fleet's shared store; then also
+//	host = "web1"                      # host, lease and store_prefix
 //
 //	[meters]
 //	email = "1/s,75/h"                 # a SPEC string, as --meter takes
@@ -29,12 +31,17 @@ import (
 //	concurrency = 4
 //	max_wait = "30s"
 type fileConfig struct {
-	DB         string         `toml:"db"`
-	Sync       string         `toml:"sync"`
-	AllowOther *bool          `toml:"allow_other"`
-	Metrics    string         `toml:"metrics"`
-	History    string         `toml:"history"`
-	Meters     map[string]any `toml:"meters"`
+	DB         string `toml:"db"`
+	Sync       string `toml:"sync"`
+	AllowOther *bool  `toml:"allow_other"`
+	Metrics    string `toml:"metrics"`
+	History    string `toml:"history"`
+	// The fleet's shared store (see rlfs mount --store).
+	Store       string         `toml:"store"`
+	Host        string         `toml:"host"`
+	Lease       string         `toml:"lease"`
+	StorePrefix string         `toml:"store_prefix"`
+	Meters      map[string]any `toml:"meters"`
 }
 
 // itemKeys are the keys a meter table may hold besides limits.
@@ -58,7 +65,7 @@ func loadConfig(path string) (fileConfig, []declared, error) {
 		}
 	}
 	if len(keys) > 0 {
-		return fc, nil, fmt.Errorf("config %s: unknown key %s; known keys are db, sync, allow_other, metrics, history and [meters]", path, strings.Join(keys, ", "))
+		return fc, nil, fmt.Errorf("config %s: unknown key %s; known keys are db, sync, allow_other, metrics, history, store, host, lease, store_prefix and [meters]", path, strings.Join(keys, ", "))
 	}
 	names := make([]string, 0, len(fc.Meters))
 	for n := range fc.Meters {

@@ -13,16 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rlfs/rlfs/meter"
-	"github.com/rlfs/rlfs/meter/sqlite"
 )
 
 // metrics exports every meter's state to Prometheus. Gauges and counters
 // are read from the meters at scrape time; the wait histogram is fed by grants.
 type metrics struct {
-	reg   *meter.Registry
-	store interface{ Health() sqlite.Health }
-	wait  *prometheus.HistogramVec
-	pr    *prometheus.Registry
+	reg    *meter.Registry
+	health func() storeHealth // nil: not known
+	wait   *prometheus.HistogramVec
+	pr     *prometheus.Registry
 }
 
 var (
@@ -73,8 +72,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads every meter's snapshot, and the store's health.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	if m.store != nil {
-		h := m.store.Health()
+	if m.health != nil {
+		h := m.health()
 		ch <- prometheus.MustNewConstMetric(descWriteErrs, prometheus.CounterValue, float64(h.WriteErrors))
 		ch <- prometheus.MustNewConstMetric(descOutages, prometheus.CounterValue, float64(h.Outages))
 		failing := 0.0

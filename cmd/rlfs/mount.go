@@ -21,6 +21,8 @@ const mountUsage = `SYNOPSIS
     rlfs mount [--db PATH] [--config FILE] [--meter NAME=SPEC]...
                [--sync normal|full] [--metrics ADDR] [--history D]
                [--reconfigure] [--allow-other] [--debug] MOUNTPOINT
+    rlfs mount --store redis://[USER[:PASS]@]HOST:PORT[/DB] [--host NAME]
+               [--lease D] [--store-prefix P] [other flags] MOUNTPOINT
 
 Serves the meters of the database at MOUNTPOINT, in the foreground, until
 SIGINT or SIGTERM. Each meter is a directory; opening its "acquire" file
@@ -56,10 +58,25 @@ FLAGS
     --cpuprofile FILE  write a Go CPU profile of the daemon to FILE until it
                        stops, for go tool pprof (default: none)
 
+FLEET FLAGS (one quota across hosts; see docs/fleet.md)
+    --store URL        keep the meters in a shared Redis 7 (redis://, or
+                       rediss:// for TLS; a Cluster node works too) instead
+                       of the SQLite database; every host's daemon points at
+                       the same store. The password may come from
+                       $RLFS_STORE_PASSWORD instead of the URL (default: none)
+    --host NAME        this host's name in the fleet, unique among its
+                       daemons (default: the hostname)
+    --lease D          how long this host's calls and waiters count after it
+                       dies or is cut off; it renews every D/3 and stops
+                       granting before it can lapse (default: 10s)
+    --store-prefix P   the prefix of every key and channel, so that several
+                       fleets can share one Redis (default: rlfs)
+
 EXAMPLES
     rlfs mount --meter 'email=1/s,75/h' /mnt/rl
     rlfs mount --db /tmp/demo.db --meter 'api=rate=10/s,burst=20,concurrency=4' /tmp/rl
     rlfs mount --config /etc/rlfs/rlfs.toml --metrics 127.0.0.1:9187 /mnt/rl
+    rlfs mount --store redis://10.0.0.5:6379 --host web1 --meter 'api=10/s' /mnt/rl
 `
 
 // meterFlags collects repeated --meter flags.
@@ -90,6 +107,7 @@ type mountConfig struct {
 	dbFrom        string          // where db came from: --db, db in FILE, $RLFS_DB, the default
 	meterFlags    []string        // the --meter values, for a reload
 	set           map[string]bool // the flags given on the command line
+	fleet         fleetConfig
 }
 
 func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
@@ -106,6 +124,7 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	fs.StringVar(&c.metrics, "metrics", "", "")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "")
 	history := fs.String("history", "", "")
+	c.fleet.addFlags(fs)
 	if err := parse(fs, args, mountUsage, stdout); err != nil {
 		return c, err
 	}
@@ -139,6 +158,9 @@ func parseMount(args []string, stdout, stderr io.Writer) (mountConfig, error) {
 	if err := c.setHistory(*history); err != nil {
 		return c, err
 	}
+	if err := c.fleet.check(c.set); err != nil {
+		return c, err
+	}
 	return c, addMeterFlags(&c, meters)
 }
 
@@ -163,7 +185,7 @@ func applyConfig(c *mountConfig, set map[string]bool) error {
 		c.metrics = fc.Metrics
 	}
 	c.configHistory = fc.History
-	return nil
+	return c.fleet.applyConfig(fc, set)
 }
 
 // setHistory parses the --history (or config history) value; "" is the default.
@@ -256,26 +278,26 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 	}
-	store, err := sqlite.Open(c.db, sqlite.Options{Sync: c.sync, Mountpoint: dir, Logger: log})
+	met := newMetrics()
+	b, err := openBackend(c, own, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if dead { // detached only once the database is ours: no second daemon on it races us
+	defer b.close()
+	if dead { // detached only once the store is ours: no second daemon on it races us
 		if err := reclaimMountpoint(dir, log); err != nil {
 			return err
 		}
 	}
-	met := newMetrics()
-	reg, err := meter.Open(store, meter.Options{OnGrant: met.observe, RetryGrace: retryGrace, History: c.history})
+	reg, err := meter.Open(b.store, meter.Options{OnGrant: met.observe, RetryGrace: retryGrace, History: c.history})
 	if err != nil {
-		return fmt.Errorf("load %s: %w", c.db, err)
+		return fmt.Errorf("load %s: %w", b.name, err)
 	}
 	if err := declareMeters(reg, c.meters, c.reconfigure, log); err != nil {
 		return err
 	}
-	met.reg, met.store = reg, store
-	defer watchDB(store, reg, own, log)()
+	met.reg, met.health = reg, b.health
+	defer b.watch(reg)()
 	if c.metrics != "" {
 		stop, err := met.serve(c.metrics, log)
 		if err != nil {
@@ -288,10 +310,10 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	own.mounted()
-	log.Info("mounted", "mountpoint", dir, "db", c.db, "meters", len(reg.Names()), "sync", c.sync, "history", c.history.String(), "pid", os.Getpid())
+	log.Info("mounted", append([]any{"mountpoint", dir, "meters", len(reg.Names()), "history", c.history.String(), "pid", os.Getpid()}, b.attrs...)...)
 	serve(ctx, mnt, reg, dir, hup, (&reloader{c: c, reg: reg, own: own, log: log}).reload, log)
-	if err := store.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", c.db, err)
+	if err := b.close(); err != nil {
+		return fmt.Errorf("close %s: %w", b.name, err)
 	}
 	log.Info("stopped", "mountpoint", dir)
 	return nil
@@ -302,7 +324,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // returns the mount to be (its path resolved) and whether a dead rlfs mount
 // must be reclaimed there first.
 func preflight(c *mountConfig) (own *ownMount, dead bool, err error) {
-	dflt := c.db == ""
+	dflt := c.db == "" && c.fleet.store == ""
 	if dflt {
 		if c.db, err = defaultDB(); err != nil {
 			return nil, false, err

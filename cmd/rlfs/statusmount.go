@@ -13,7 +13,6 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-
 // reportsFromPath reads the meters at path: every meter when path is the
 // mountpoint of an rlfs mount, one meter when it is a meter's directory.
 // Anything else is refused with what to pass instead.

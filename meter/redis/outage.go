@@ -13,9 +13,11 @@ import (
 // meter.ErrUnavailable. The first failure starts the recovery loop.
 func (s *Store) unavailable(cause error) error {
 	s.mu.Lock()
+	s.failures++
 	start := s.down.IsZero() && !s.closed
 	if start {
 		s.down = s.clock.Now()
+		s.outages++
 		s.wg.Add(1)
 	}
 	s.mu.Unlock()
@@ -27,11 +29,18 @@ func (s *Store) unavailable(cause error) error {
 	return fmt.Errorf("%w: %v", meter.ErrUnavailable, cause)
 }
 
-// Down returns since when the store is unreachable (zero: it answers).
-func (s *Store) Down() time.Time {
+// Health is how the store fares since Open.
+type Health struct {
+	Failures uint64    // calls the store did not answer
+	Outages  uint64    // times it became unreachable
+	Down     time.Time // since when it is unreachable (zero: it answers)
+}
+
+// Health reports how the store fares. Safe for concurrent use.
+func (s *Store) Health() Health {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.down
+	return Health{Failures: s.failures, Outages: s.outages, Down: s.down}
 }
 
 // recover waits for the store to answer again, puts back what it lost,

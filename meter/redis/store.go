@@ -85,6 +85,8 @@ type Store struct {
 	sync   struct{ store, local time.Time } // a store instant and the local instant it was read
 	remap  map[string]map[uint64]uint64     // call ids the store changed when this host put them back
 	closed bool
+
+	failures, outages uint64 // see Health
 }
 
 // local is this host's part of one meter.

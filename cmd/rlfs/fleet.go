@@ -1,0 +1,93 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/redis"
+)
+
+// fleetConfig is the shared store of a fleet: --store and its flags.
+type fleetConfig struct {
+	store  string        // redis:// or rediss:// URL; "" is the embedded store
+	host   string        // --host (default: the hostname)
+	lease  time.Duration // --lease
+	prefix string        // --store-prefix
+}
+
+// addFleetFlags registers the fleet's flags on fs.
+func (f *fleetConfig) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&f.store, "store", "", "")
+	fs.StringVar(&f.host, "host", "", "")
+	fs.DurationVar(&f.lease, "lease", redis.DefaultLease, "")
+	fs.StringVar(&f.prefix, "store-prefix", redis.DefaultPrefix, "")
+}
+
+// applyFleetConfig takes the config file's fleet settings whose flags were
+// not given.
+func (f *fleetConfig) applyConfig(fc fileConfig, set map[string]bool) error {
+	if !set["store"] && fc.Store != "" {
+		f.store = fc.Store
+	}
+	if !set["host"] && fc.Host != "" {
+		f.host = fc.Host
+	}
+	if !set["store-prefix"] && fc.StorePrefix != "" {
+		f.prefix = fc.StorePrefix
+	}
+	if !set["lease"] && fc.Lease != "" {
+		d, err := meter.ParseDuration(fc.Lease)
+		if err != nil {
+			return fmt.Errorf("config: lease %q: %v; give a duration such as 10s", fc.Lease, err)
+		}
+		f.lease = d
+	}
+	return nil
+}
+
+// check validates the fleet flags against the others.
+func (f *fleetConfig) check(set map[string]bool) error {
+	bad := func(format string, args ...any) error {
+		return &usageError{msg: fmt.Sprintf(format, args...), hint: "rlfs mount --help"}
+	}
+	if f.store == "" {
+		for _, k := range []string{"host", "lease", "store-prefix"} {
+			if set[k] {
+				return bad("--%s needs --store: it configures the shared store of a fleet", k)
+			}
+		}
+		return nil
+	}
+	if !strings.HasPrefix(f.store, "redis://") && !strings.HasPrefix(f.store, "rediss://") {
+		return bad("--store %q: want redis://[USER[:PASS]@]HOST:PORT[/DB] or rediss://… for TLS", f.store)
+	}
+	for _, k := range []string{"db", "sync"} {
+		if set[k] {
+			return bad("--%s is for the embedded SQLite store; with --store the meters live in Redis: drop --%s", k, k)
+		}
+	}
+	if f.lease < 300*time.Millisecond {
+		return bad("--lease %v: give at least 300ms (default 10s); a host's calls count until its lease lapses after it dies", f.lease)
+	}
+	if f.prefix == "" || strings.ContainsAny(f.prefix, "{} \t\n") {
+		return bad("--store-prefix %q: give a word without braces or spaces, such as rlfs or team-a", f.prefix)
+	}
+	return nil
+}
+
+// openFleet connects this host to the fleet's shared store.
+func openFleet(f fleetConfig, history time.Duration, log *slog.Logger) (*redis.Store, error) {
+	s, err := redis.Open(redis.Options{
+		URL: f.store, Password: os.Getenv("RLFS_STORE_PASSWORD"), Host: f.host, Lease: f.lease,
+		Prefix: f.prefix, History: history, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w", err)
+	}
+	return s, nil
+}
