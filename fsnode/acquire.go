@@ -164,9 +164,15 @@ func callerOf(ctx context.Context) meter.Holder {
 }
 
 // resolve turns a holder as callerOf recorded it into its process id and
-// command line, while the thread still exists.
+// command line, while the thread still exists. A holder on another host of a
+// fleet (Holder.Host not local) is left as it is: its process is not here.
 func resolve(h meter.Holder) meter.Holder {
-	if h.Cmd != "" || h.PID <= 0 {
+	return resolveOn("", h)
+}
+
+// resolveOn is resolve on a daemon that is host local in a fleet.
+func resolveOn(local string, h meter.Holder) meter.Holder {
+	if h.Cmd != "" || h.PID <= 0 || (h.Host != "" && h.Host != local) {
 		return h
 	}
 	h.PID = tgid(h.PID)

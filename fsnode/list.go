@@ -52,12 +52,25 @@ type entry struct {
 	pos    int    // queue position, 1-based (waiters)
 }
 
-func (e entry) name() string { return fmt.Sprintf("%06d.%d", e.seq, e.holder.PID) }
+// name is SEQ.PID, or SEQ.PID@HOST in a fleet.
+func (e entry) name() string {
+	if e.holder.Host != "" {
+		return fmt.Sprintf("%06d.%d@%s", e.seq, e.holder.PID, e.holder.Host)
+	}
+	return fmt.Sprintf("%06d.%d", e.seq, e.holder.PID)
+}
 
 func (e entry) text() string {
 	var b strings.Builder
+	if e.holder.Host != "" {
+		fmt.Fprintf(&b, "host: %s\n", e.holder.Host)
+	}
+	cmd := e.holder.Cmd
+	if cmd == "" && e.holder.Host != "" {
+		cmd = "-" // on another host: its command line is not known here
+	}
 	fmt.Fprintf(&b, "pid: %d\nuid: %d\ngid: %d\ncmd: %s\nstate: %s\nsince: %s\n",
-		e.holder.PID, e.holder.UID, e.holder.GID, e.holder.Cmd, e.state, meter.FormatTime(e.since))
+		e.holder.PID, e.holder.UID, e.holder.GID, cmd, e.state, meter.FormatTime(e.since))
 	if e.state == "waiting" {
 		fmt.Fprintf(&b, "position: %d\nwaited: %s\n", e.pos, e.now.Sub(e.since).Round(time.Millisecond))
 	} else {
@@ -112,7 +125,7 @@ func (l *listDir) find(name string) (entry, bool) {
 			e.state = "expired"
 		}
 	}
-	e.holder = resolve(e.holder)
+	e.holder = resolveOn(l.d.root.host, e.holder)
 	return e, e.name() == name
 }
 
@@ -137,7 +150,7 @@ func (l *listDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	es := l.entries()
 	out := make([]fuse.DirEntry, 0, len(es))
 	for _, e := range es {
-		e.holder = resolve(e.holder)
+		e.holder = resolveOn(l.d.root.host, e.holder)
 		out = append(out, fuse.DirEntry{Name: e.name(), Mode: syscall.S_IFREG, Ino: l.entryIno(e.seq)})
 	}
 	return fs.NewListDirStream(out), 0

@@ -41,6 +41,7 @@ type Root struct {
 	inflight    sync.WaitGroup // opens of acquire being handled
 	copyRefused atomic.Bool    // an O_NOFOLLOW open of acquire was refused and logged
 
+	host     string    // this daemon's host in a fleet ("" on one host)
 	started  time.Time // mtime of the root, meters and their files
 	uid, gid uint32    // owner of the root: the daemon's user
 }
@@ -64,7 +65,7 @@ func NewRoot(opt Options) *Root {
 	if opt.StaticTimeout == 0 {
 		opt.StaticTimeout = time.Second
 	}
-	return &Root{reg: opt.Registry, log: opt.Logger, static: opt.StaticTimeout,
+	return &Root{reg: opt.Registry, log: opt.Logger, static: opt.StaticTimeout, host: opt.Registry.Host(),
 		inos: map[*meter.Meter]uint64{}, next: 1,
 		started: time.Now(), uid: uint32(os.Geteuid()), gid: uint32(os.Getegid())}
 }

@@ -145,6 +145,9 @@ func (m *Meter) reattachLocked(h Holder, now time.Time) *Ticket {
 
 // grantedLocked finishes t with call c, which this host now holds.
 func (m *Meter) grantedLocked(t *Ticket, c Call) {
+	host := c.Holder.Host
+	c.Holder = t.Holder
+	c.Holder.Host = host
 	m.sh.held[c.ID] = c
 	m.stats.Grants++
 	waited := max(0, m.clock.Now().Sub(t.Since))
