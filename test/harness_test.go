@@ -218,7 +218,10 @@ func (d *daemon) pid() int { return d.run.cmd.Process.Pid }
 
 func (d *daemon) start(t *testing.T) {
 	t.Helper()
-	args := []string{"mount", "--db", d.db}
+	args := []string{"mount"}
+	if d.db != "" {
+		args = append(args, "--db", d.db)
+	}
 	for _, m := range d.meters {
 		args = append(args, "--meter", m)
 	}
