@@ -13,8 +13,9 @@ import (
 func startFleetDaemon(t *testing.T, url, host string, flags []string, meters ...string) *daemon {
 	t.Helper()
 	requireFUSE(t)
-	d := &daemon{mnt: filepath.Join(t.TempDir(), "mnt-"+host), meters: meters,
-		extra: append([]string{"--store", url, "--host", host}, flags...)}
+	dir := t.TempDir()
+	d := &daemon{mnt: filepath.Join(dir, "mnt-"+host), meters: meters,
+		extra: append([]string{"--store", url, "--host", host, "--journal", filepath.Join(dir, host+".journal")}, flags...)}
 	t.Cleanup(func() { d.cleanup(t) })
 	d.start(t)
 	return d

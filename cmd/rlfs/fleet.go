@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,10 +15,11 @@ import (
 
 // fleetConfig is the shared store of a fleet: --store and its flags.
 type fleetConfig struct {
-	store  string        // redis:// or rediss:// URL; "" is the embedded store
-	host   string        // --host (default: the hostname)
-	lease  time.Duration // --lease
-	prefix string        // --store-prefix
+	store   string        // redis:// or rediss:// URL; "" is the embedded store
+	host    string        // --host (default: the hostname)
+	lease   time.Duration // --lease
+	prefix  string        // --store-prefix
+	journal string        // --journal (default: beside the default database)
 }
 
 // addFleetFlags registers the fleet's flags on fs.
@@ -26,6 +28,7 @@ func (f *fleetConfig) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&f.host, "host", "", "")
 	fs.DurationVar(&f.lease, "lease", redis.DefaultLease, "")
 	fs.StringVar(&f.prefix, "store-prefix", redis.DefaultPrefix, "")
+	fs.StringVar(&f.journal, "journal", "", "")
 }
 
 // applyFleetConfig takes the config file's fleet settings whose flags were
@@ -56,7 +59,7 @@ func (f *fleetConfig) check(set map[string]bool) error {
 		return &usageError{msg: fmt.Sprintf(format, args...), hint: "rlfs mount --help"}
 	}
 	if f.store == "" {
-		for _, k := range []string{"host", "lease", "store-prefix"} {
+		for _, k := range []string{"host", "lease", "store-prefix", "journal"} {
 			if set[k] {
 				return bad("--%s needs --store: it configures the shared store of a fleet", k)
 			}
@@ -80,14 +83,30 @@ func (f *fleetConfig) check(set map[string]bool) error {
 	return nil
 }
 
+// defaults fills in the host (the hostname) and the journal (beside the
+// default database: fleet-PREFIX-HOST.journal).
+func (f *fleetConfig) defaults() error {
+	if f.host == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return fmt.Errorf("no hostname to name this host in the fleet; pass --host NAME")
+		}
+		f.host = h
+	}
+	if f.journal == "" {
+		db, err := defaultDB()
+		if err != nil {
+			return err
+		}
+		f.journal = filepath.Join(filepath.Dir(db), "fleet-"+f.prefix+"-"+f.host+".journal")
+	}
+	return nil
+}
+
 // openFleet connects this host to the fleet's shared store.
 func openFleet(f fleetConfig, history time.Duration, log *slog.Logger) (*redis.Store, error) {
-	s, err := redis.Open(redis.Options{
+	return redis.Open(redis.Options{
 		URL: f.store, Password: os.Getenv("RLFS_STORE_PASSWORD"), Host: f.host, Lease: f.lease,
-		Prefix: f.prefix, History: history, Logger: log,
+		Prefix: f.prefix, History: history, Logger: log, Journal: f.journal,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%w", err)
-	}
-	return s, nil
 }

@@ -71,6 +71,10 @@ FLEET FLAGS (one quota across hosts; see docs/fleet.md)
                        granting before it can lapse (default: 10s)
     --store-prefix P   the prefix of every key and channel, so that several
                        fleets can share one Redis (default: rlfs)
+    --journal PATH     this host's own record of its calls and meters, to
+                       deliver what it owes after a restart and to put its
+                       calls back should the store lose its data (default:
+                       fleet-PREFIX-HOST.journal beside the default database)
 
 EXAMPLES
     rlfs mount --meter 'email=1/s,75/h' /mnt/rl
@@ -332,6 +336,11 @@ func preflight(c *mountConfig) (own *ownMount, dead bool, err error) {
 		c.dbFrom = "the default"
 		if os.Getenv("RLFS_DB") != "" {
 			c.dbFrom = "$RLFS_DB"
+		}
+	}
+	if c.fleet.store != "" {
+		if err := c.fleet.defaults(); err != nil {
+			return nil, false, err
 		}
 	}
 	dir, dead, err := checkMountpoint(c.dir)

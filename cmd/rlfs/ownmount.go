@@ -85,6 +85,9 @@ func checkOwnFiles(c mountConfig, own *ownMount) error {
 	if c.db != "" && own.holds(c.db) {
 		return fmt.Errorf("the database %s (%s) is inside the mountpoint %s, %s; %s", c.db, c.dbFrom, own.dir, why, dbFix(c))
 	}
+	if c.fleet.journal != "" && own.holds(c.fleet.journal) {
+		return fmt.Errorf("--journal %s is inside the mountpoint %s, %s; keep the journal outside it", c.fleet.journal, own.dir, why)
+	}
 	if c.config != "" && own.holds(c.config) {
 		return fmt.Errorf("--config %s is inside the mountpoint %s, %s; keep the config file outside it", c.config, own.dir, why)
 	}

@@ -33,6 +33,7 @@ func (s *Store) own(name string, ticket uint64, c meter.Call, granted int64, sen
 		return false
 	}
 	l.calls[c.ID] = ownCall{ticket: ticket, granted: granted, holder: c.Holder}
+	s.journalLocked(jrec{K: "call", M: name, ID: c.ID, Ticket: ticket, G: granted, PID: c.Holder.PID})
 	return true
 }
 
@@ -73,9 +74,11 @@ func (s *Store) ended(name string, id uint64, done int64, gone bool) {
 	case !ok:
 	case gone:
 		delete(l.calls, id)
+		s.journalLocked(jrec{K: "gone", M: name, ID: id})
 	default:
 		c.done = done
 		l.calls[id] = c
+		s.journalLocked(jrec{K: "done", M: name, ID: id, D: done})
 	}
 }
 
@@ -136,6 +139,7 @@ func (s *Store) postpone(o outOp) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.outbox = append(s.outbox, o)
+	s.journalLocked(jrec{K: "out", M: o.meter, ID: o.id, D: o.done, Rev: o.revoke})
 	id := o.id
 	if nu, ok := s.remap[o.meter][id]; ok {
 		id = nu

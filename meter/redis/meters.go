@@ -14,6 +14,16 @@ import (
 // It also ends, in every meter, the calls and waiters of this host's
 // earlier daemons: they died with it.
 func (s *Store) Load() ([]meter.Stored, error) {
+	if _, err := s.flushOutbox(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	lost := s.lostWhileDown
+	s.lostWhileDown = false
+	s.mu.Unlock()
+	if lost {
+		s.reassert()
+	}
 	names, err := s.meterNames()
 	if err != nil {
 		return nil, err
@@ -36,7 +46,26 @@ func (s *Store) Load() ([]meter.Stored, error) {
 		}
 		out = append(out, m)
 	}
+	s.endRestored()
 	return out, nil
+}
+
+// endRestored counts the calls the journal had in progress, calls of this
+// host's earlier daemon, as completed now: rlfs1_start ended them in the
+// store, and that daemon's holders lost the mount with it.
+func (s *Store) endRestored() {
+	now := s.storeNowEstimate()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, l := range s.mine {
+		for id, c := range l.calls {
+			if c.done == 0 {
+				c.done = now
+				l.calls[id] = c
+				s.journalLocked(jrec{K: "done", M: name, ID: id, D: now})
+			}
+		}
+	}
 }
 
 // meterNames lists the meters, sorted.
@@ -177,6 +206,9 @@ func (s *Store) remember(m meter.Stored) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m.State, m.Grants = meter.State{}, 0
+	if old, ok := s.defs[m.Name]; !ok || !old.Spec.Equal(m.Spec) || old.Attr != m.Attr {
+		s.journalLocked(defRec(m))
+	}
 	s.defs[m.Name] = m
 }
 
@@ -186,11 +218,15 @@ func (s *Store) setDef(name string, f func(*meter.Stored)) {
 	if m, ok := s.defs[name]; ok {
 		f(&m)
 		s.defs[name] = m
+		s.journalLocked(defRec(m))
 	}
 }
 
 func (s *Store) forget(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.defs, name)
+	if _, ok := s.defs[name]; ok {
+		delete(s.defs, name)
+		s.journalLocked(jrec{K: "undef", M: name})
+	}
 }

@@ -104,6 +104,13 @@ func (s *Store) flushOutbox() (int, error) {
 			return i, err
 		}
 	}
+	if len(out) > 0 {
+		s.mu.Lock()
+		if len(s.outbox) == 0 {
+			s.journalLocked(jrec{K: "sent"})
+		}
+		s.mu.Unlock()
+	}
 	return len(out), nil
 }
 

@@ -22,6 +22,7 @@ func (s *Store) reassert() {
 	}
 	s.mu.Lock()
 	s.epoch = e
+	s.journalLocked(jrec{K: "epoch", E: e})
 	defs := make([]meter.Stored, 0, len(s.defs))
 	for _, d := range s.defs {
 		defs = append(defs, d)

@@ -57,6 +57,11 @@ type Options struct {
 	History time.Duration
 	// Logger receives one line per outage, recovery and lease problem.
 	Logger *slog.Logger
+	// Journal is this host's journal file ("": none, as in tests): its
+	// calls and the meters it knows, so that after a restart it can deliver
+	// the completions it owed and put its calls back should the store have
+	// lost its data meanwhile. It is locked: one daemon per journal.
+	Journal string
 
 	clock meter.Clock // tests only: the library's time follows it too
 }
@@ -74,6 +79,8 @@ type Store struct {
 	margin time.Duration // a lease is given up this long before it lapses
 	stop   chan struct{}
 	wg     sync.WaitGroup
+	base   context.Context // every call's parent; Close cancels it
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	events meter.SharedEvents
@@ -85,6 +92,10 @@ type Store struct {
 	sync   struct{ store, local time.Time } // a store instant and the local instant it was read
 	remap  map[string]map[uint64]uint64     // call ids the store changed when this host put them back
 	closed bool
+	jl     *journal // nil without Options.Journal
+	// lostWhileDown: the journal's epoch differs from the store's, which
+	// lost its data while this host's daemon was stopped.
+	lostWhileDown bool
 
 	failures, outages uint64 // see Health
 }
@@ -128,6 +139,7 @@ func Open(opt Options) (*Store, error) {
 	}
 	s := &Store{c: c, opt: opt, inc: newIncarnation(), clock: opt.clock, fake: opt.clock != nil, log: opt.Logger,
 		stop: make(chan struct{}), mine: map[string]*local{}, defs: map[string]meter.Stored{}}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	if s.clock == nil {
 		s.clock = meter.SystemClock{}
 	}
@@ -135,6 +147,30 @@ func Open(opt Options) (*Store, error) {
 	if err := s.loadLibrary(); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if opt.Journal != "" {
+		j, recs, err := openJournal(opt.Journal, opt.Host)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		s.jl = j
+		jEpoch := s.replay(recs)
+		if s.epoch, err = s.ensureEpoch(); err != nil {
+			j.close()
+			c.Close()
+			return nil, err
+		}
+		s.lostWhileDown = jEpoch != "" && jEpoch != s.epoch
+		s.mu.Lock()
+		err = j.rewrite(s.snapshotLocked())
+		s.mu.Unlock()
+		if err != nil {
+			j.close()
+			c.Close()
+			return nil, fmt.Errorf("redis: rewrite the journal %s: %v", opt.Journal, err)
+		}
+		return s, nil
 	}
 	if s.epoch, err = s.ensureEpoch(); err != nil {
 		c.Close()
@@ -189,6 +225,9 @@ func clientOptions(opt Options) (rueidis.ClientOption, error) {
 		copt.Password = opt.Password
 	}
 	copt.DisableCache = true
+	// No retries inside the client: a call the store does not answer is
+	// this host's business (fail closed, keep the completion, try again).
+	copt.DisableRetry = true
 	// Answers must come within a third of the lease, or the host counts
 	// the store as unreachable (and stops granting before its lease lapses).
 	copt.ConnWriteTimeout = min(opt.Lease/3, maxCallTimeout)
@@ -251,7 +290,7 @@ func (s *Store) callTimeout() time.Duration { return min(s.opt.Lease/3, maxCallT
 const maxCallTimeout = 3 * time.Second
 
 func (s *Store) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s.callTimeout())
+	return context.WithTimeout(s.base, s.callTimeout())
 }
 
 // now is the instant the library uses: "" (its own TIME) unless a test
@@ -315,7 +354,11 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stop)
 	s.mu.Unlock()
+	s.cancel()
 	s.c.Close() // ends the calls in flight (ErrClosing)
 	s.wg.Wait()
+	s.mu.Lock()
+	s.jl.close()
+	s.mu.Unlock()
 	return nil
 }

@@ -1,0 +1,230 @@
+package redis
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// The local journal is this host's own record, in a file, of what it must
+// be able to tell the store again: the meters it knows (to put them back
+// should the store lose its data), its calls that may still count, the
+// completions it could not deliver yet, and the store's epoch it last saw.
+// One daemon writes it at a time (flock). Each change is one appended JSON
+// line, written before the engine is answered, so it survives kill -9 of the
+// daemon; a torn last line (a crash mid-write) is ignored. When the file
+// grows past journalCompactAt it is rewritten with what still matters.
+
+const journalCompactAt = 4 << 20
+
+// jrec is one line of the journal.
+type jrec struct {
+	K      string `json:"k"` // epoch, def, undef, call, done, gone, out, sent
+	M      string `json:"m,omitempty"`
+	E      string `json:"e,omitempty"`
+	Spec   string `json:"spec,omitempty"`
+	Mode   uint32 `json:"mode,omitempty"`
+	UID    uint32 `json:"uid,omitempty"`
+	GID    uint32 `json:"gid,omitempty"`
+	ID     uint64 `json:"id,omitempty"`
+	Ticket uint64 `json:"t,omitempty"`
+	G      int64  `json:"g,omitempty"` // granted, µs store time
+	D      int64  `json:"d,omitempty"` // done, µs store time
+	PID    int    `json:"pid,omitempty"`
+	Rev    bool   `json:"rev,omitempty"`
+}
+
+type journal struct {
+	path string
+	f    *os.File
+	size int64
+	lock *os.File
+	bad  bool // a write failed: logged once, the journal is behind
+}
+
+// openJournal locks path's journal and reads what it holds.
+func openJournal(path, host string) (*journal, []jrec, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, nil, fmt.Errorf("redis: create the directory of the journal %s: %v; create it or pass --journal", path, err)
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis: open %s.lock: %v; check its directory's permissions or pass --journal", path, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(path + ".lock")
+		lock.Close()
+		return nil, nil, fmt.Errorf("redis: the journal %s is in use by another rlfs (%s); one daemon serves host %q at a time: stop it, or give this one another --host and --journal",
+			path, strings.TrimSpace(string(owner)), host)
+	}
+	_ = lock.Truncate(0)
+	_, _ = lock.WriteAt([]byte("pid="+strconv.Itoa(os.Getpid())+"\n"), 0)
+	recs, err := readJournal(path)
+	if err != nil {
+		lock.Close()
+		return nil, nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("redis: open the journal %s: %v; check its permissions or pass --journal", path, err)
+	}
+	fi, _ := f.Stat()
+	return &journal{path: path, f: f, size: fi.Size(), lock: lock}, recs, nil
+}
+
+func readJournal(path string) ([]jrec, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis: read the journal %s: %v", path, err)
+	}
+	defer f.Close()
+	var out []jrec
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var r jrec
+		if json.Unmarshal(sc.Bytes(), &r) != nil {
+			break // a torn line: the crash happened here
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// write appends r; the caller holds the store's lock.
+func (j *journal) write(r jrec) error {
+	if j == nil {
+		return nil
+	}
+	b, _ := json.Marshal(r)
+	b = append(b, '\n')
+	n, err := j.f.Write(b)
+	j.size += int64(n)
+	return err
+}
+
+// rewrite replaces the journal with recs (a snapshot of what matters).
+func (j *journal) rewrite(recs []jrec) error {
+	tmp := j.path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	var size int64
+	for _, r := range recs {
+		b, _ := json.Marshal(r)
+		n, _ := w.Write(append(b, '\n'))
+		size += int64(n)
+	}
+	if err := errors.Join(w.Flush(), f.Sync(), f.Close()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, j.path); err != nil {
+		return err
+	}
+	nf, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	j.f.Close()
+	j.f, j.size = nf, size
+	return nil
+}
+
+func (j *journal) close() {
+	if j == nil {
+		return
+	}
+	j.f.Close()
+	j.lock.Close()
+}
+
+// replay rebuilds, from the journal's records, the meters this host knew,
+// its calls, its undelivered completions and the epoch it last saw.
+func (s *Store) replay(recs []jrec) (epoch string) {
+	for _, r := range recs {
+		switch r.K {
+		case "epoch":
+			epoch = r.E
+		case "def":
+			if spec, err := meter.ParseSpec(r.Spec); err == nil {
+				s.defs[r.M] = meter.Stored{Name: r.M, Spec: spec, Attr: meter.Attr{Mode: r.Mode, UID: r.UID, GID: r.GID}}
+			}
+		case "undef":
+			delete(s.defs, r.M)
+		case "call":
+			s.localOfMeter(r.M).calls[r.ID] = ownCall{ticket: r.Ticket, granted: r.G, done: r.D, holder: meter.Holder{PID: r.PID, Host: s.opt.Host}}
+		case "done":
+			if l := s.mine[r.M]; l != nil {
+				if c, ok := l.calls[r.ID]; ok {
+					c.done = r.D
+					l.calls[r.ID] = c
+				}
+			}
+		case "gone":
+			if l := s.mine[r.M]; l != nil {
+				delete(l.calls, r.ID)
+			}
+		case "out":
+			s.outbox = append(s.outbox, outOp{meter: r.M, id: r.ID, done: r.D, revoke: r.Rev})
+		case "sent":
+			s.outbox = nil
+		}
+	}
+	return epoch
+}
+
+// journalLocked appends r, compacting the journal when it grew large; the
+// caller holds s.mu. A failed write is logged once: the journal is then
+// behind (what it misses is what this host could not put back after a loss
+// of the store's data), and the grants go on.
+func (s *Store) journalLocked(r jrec) {
+	j := s.jl
+	if j == nil {
+		return
+	}
+	err := j.write(r)
+	if err == nil && j.size > journalCompactAt {
+		err = j.rewrite(s.snapshotLocked())
+	}
+	if err != nil && !j.bad {
+		s.log.Warn("the fleet journal cannot be written; this host could not put its calls back should the store lose its data", "journal", j.path, "err", err)
+	}
+	j.bad = err != nil
+}
+
+// snapshotLocked is what the journal must hold now.
+func (s *Store) snapshotLocked() []jrec {
+	recs := []jrec{{K: "epoch", E: s.epoch}}
+	for _, d := range s.defs {
+		recs = append(recs, defRec(d))
+	}
+	for name, l := range s.mine {
+		for id, c := range l.calls {
+			recs = append(recs, jrec{K: "call", M: name, ID: id, Ticket: c.ticket, G: c.granted, D: c.done, PID: c.holder.PID})
+		}
+	}
+	for _, o := range s.outbox {
+		recs = append(recs, jrec{K: "out", M: o.meter, ID: o.id, D: o.done, Rev: o.revoke})
+	}
+	return recs
+}
+
+func defRec(d meter.Stored) jrec {
+	return jrec{K: "def", M: d.Name, Spec: d.Spec.String(), Mode: d.Attr.Mode, UID: d.Attr.UID, GID: d.Attr.GID}
+}

@@ -1,0 +1,97 @@
+package redis
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/redis/redistest"
+)
+
+// openJournaled opens a registry for host on url with journal path.
+func openJournaled(t *testing.T, url, host, path string) (*meter.Registry, *Store) {
+	t.Helper()
+	s, err := Open(Options{URL: url, Host: host, Journal: path})
+	require.NoError(t, err, "Open(%s, journal %s)", host, path)
+	reg, err := meter.Open(s, meter.Options{})
+	require.NoError(t, err)
+	return reg, s
+}
+
+// A store that lost its data while a host's daemon was stopped gets the
+// host's meters and its calls that still count back when the daemon starts
+// again, from the host's journal.
+func TestJournalPutsCallsBackAfterLossWhileDown(t *testing.T) {
+	srv := redistest.Start(t)
+	path := filepath.Join(t.TempDir(), "a.journal")
+	reg, s := openJournaled(t, srv.URL(), "a", path)
+	m, err := reg.Create("m", mustSpecT(t, "2/1h,concurrency=0"), meter.DefaultAttr())
+	require.NoError(t, err)
+	for range 2 {
+		c, err := m.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+		require.NoError(t, err)
+		require.NoError(t, m.Release(c.ID))
+	}
+	reg.Close()
+	require.NoError(t, s.Close())
+
+	srv.Restart() // no persistence: the store comes back empty
+	require.Equal(t, "$-1", redistest.Command(srv.Addr(), "GET", "{rlfs}:epoch"), "the store lost its data (no epoch)")
+
+	reg, s = openJournaled(t, srv.URL(), "a", path)
+	defer s.Close()
+	defer reg.Close()
+	m = reg.Get("m")
+	require.NotNil(t, m, "the meter is back")
+	require.Equal(t, "2/1h,concurrency=0", m.Spec().String())
+	require.Equal(t, 2, m.Status().Usage[0].Used, "the two calls made before the loss count")
+	_, err = m.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+	require.ErrorIs(t, err, meter.ErrWouldBlock, "a third call in the hour")
+}
+
+// One daemon per journal: a second one on the same journal stops with a
+// message naming it.
+func TestJournalIsLocked(t *testing.T) {
+	srv := redistest.Start(t)
+	path := filepath.Join(t.TempDir(), "a.journal")
+	reg, s := openJournaled(t, srv.URL(), "a", path)
+	defer s.Close()
+	defer reg.Close()
+	_, err := Open(Options{URL: srv.URL(), Host: "a", Journal: path})
+	require.ErrorContains(t, err, "is in use by another rlfs")
+	require.ErrorContains(t, err, `serves host "a"`)
+}
+
+// Completions made while the store was unreachable, and not delivered when
+// the daemon stopped, are delivered by its next start, from the journal.
+func TestJournalDeliversOwedCompletions(t *testing.T) {
+	srv := redistest.Start(t, "--appendonly", "yes")
+	path := filepath.Join(t.TempDir(), "a.journal")
+	reg, s := openJournaled(t, srv.URL(), "a", path)
+	m, err := reg.Create("m", mustSpecT(t, "concurrency=1"), meter.DefaultAttr())
+	require.NoError(t, err)
+	c, err := m.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+	require.NoError(t, err)
+	srv.Kill()
+	require.NoError(t, m.Release(c.ID), "a release while the store is down is kept")
+	reg.Close()
+	require.NoError(t, s.Close())
+	srv.Restart() // with its AOF: the call is still in progress there
+
+	reg, s = openJournaled(t, srv.URL(), "a", path)
+	defer s.Close()
+	defer reg.Close()
+	require.Eventually(t, func() bool { return reg.Get("m").Status().HoldersN == 0 }, 5*time.Second, 10*time.Millisecond,
+		"the owed completion was delivered")
+}
+
+func mustSpecT(t *testing.T, text string) meter.Spec {
+	t.Helper()
+	s, err := meter.ParseSpec(text)
+	require.NoError(t, err)
+	return s
+}
