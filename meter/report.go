@@ -18,7 +18,14 @@ type Report struct {
 	ExpiredHolds int               `json:"expired_holds"`
 	Waiting      *int              `json:"waiting"`    // nil: not known (read from a store)
 	NextGrant    string            `json:"next_grant"` // as the status text says it
+	History      int               `json:"history"`    // completed calls kept for widened windows
 	Counters     map[string]uint64 `json:"counters"`
+	// In a fleet (a SharedStore): this daemon's host, the hosts with a
+	// lease on the meter, and since when the store is unreachable (empty:
+	// it answers).
+	Host                  string   `json:"host,omitempty"`
+	Hosts                 []string `json:"hosts,omitempty"`
+	StoreUnreachableSince string   `json:"store_unreachable_since,omitempty"`
 }
 
 // WindowReport is one window of a Report.
@@ -39,7 +46,13 @@ func (s Snapshot) Report() Report {
 		Concurrency:  s.Spec.Concurrency,
 		ExpiredHolds: s.ExpiredN,
 		NextGrant:    s.nextGrant(),
+		History:      s.Retired,
 		Counters:     map[string]uint64{},
+		Host:         s.Host,
+		Hosts:        s.Hosts,
+	}
+	if !s.StoreDown.IsZero() {
+		r.StoreUnreachableSince = FormatTime(s.StoreDown)
 	}
 	for _, u := range s.Usage {
 		r.Windows = append(r.Windows, WindowReport{Limit: u.Window.String(), Used: u.Used, Free: max(0, u.Window.N-u.Used)})

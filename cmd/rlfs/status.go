@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,6 +77,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 const nameColumn = 40
 
 func printTable(w io.Writer, reports []meter.Report) error {
+	printFleet(w, reports)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "METER\tLIMITS\tUSAGE\tIN PROGRESS\tWAITING\tNEXT GRANT")
 	for _, r := range reports {
@@ -96,6 +99,30 @@ func printTable(w io.Writer, reports []meter.Report) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", shorten(r.Name, nameColumn), r.Limits, strings.Join(usage, ", "), r.InProgress, conc, waiting, r.NextGrant)
 	}
 	return tw.Flush()
+}
+
+// printFleet says, above the table of a fleet's daemon, which host it is,
+// the hosts that use its meters, and whether the shared store answers.
+func printFleet(w io.Writer, reports []meter.Report) {
+	if len(reports) == 0 || reports[0].Host == "" {
+		return
+	}
+	hosts := map[string]bool{}
+	down := ""
+	for _, r := range reports {
+		for _, h := range r.Hosts {
+			hosts[h] = true
+		}
+		if r.StoreUnreachableSince != "" {
+			down = r.StoreUnreachableSince
+		}
+	}
+	names := slices.Sorted(maps.Keys(hosts))
+	store := "the shared store answers"
+	if down != "" {
+		store = "the shared store is UNREACHABLE since " + down + ": nothing is granted until it is back"
+	}
+	fmt.Fprintf(w, "host %s, in a fleet with %s; %s\n", reports[0].Host, strings.Join(names, ", "), store)
 }
 
 // shorten returns s if it has at most n characters, else its start and end
