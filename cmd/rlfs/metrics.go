@@ -40,6 +40,7 @@ var (
 
 	descWriteErrs = prometheus.NewDesc("rlfs_store_write_errors_total", "Writes to the database (its grant journal or SQLite) that failed, such as on a full disk; each is retried.", nil, nil)
 	descOutages   = prometheus.NewDesc("rlfs_store_outages_total", "Times the database's writes started to fail after working.", nil, nil)
+	descDownFor   = prometheus.NewDesc("rlfs_store_failing_seconds", "How long the store has failed (writes failing, or a fleet's shared store unreachable); 0 while it works.", nil, nil)
 	descFailing   = prometheus.NewDesc("rlfs_store_writes_failing", "1 while the database's writes fail (from a failed write until one works), else 0.", nil, nil)
 )
 
@@ -65,7 +66,7 @@ func (m *metrics) observe(meterName string, waited time.Duration) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGrants, descReleases, descTimeouts, descInterrupts, descExpired,
 		descRejected, descRevoked, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax,
-		descWriteErrs, descOutages, descFailing} {
+		descWriteErrs, descOutages, descFailing, descDownFor} {
 		ch <- d
 	}
 }
@@ -81,6 +82,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			failing = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, failing)
+		downFor := 0.0
+		if h.Failing && !h.Since.IsZero() {
+			downFor = time.Since(h.Since).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(descDownFor, prometheus.GaugeValue, downFor)
 	}
 	if m.reg == nil {
 		return
