@@ -34,7 +34,7 @@ func TestSpecCanonical(t *testing.T) {
 
 	// A Spec built by hand in any order has the same canonical form, and
 	// Items does not reorder the caller's slice.
-	byHand := meter.Spec{Windows: []meter.Window{{1000, 24 * time.Hour}, {1, time.Second}, {75, time.Hour}}, Concurrency: 2}
+	byHand := meter.Spec{Windows: []meter.Window{{N: 1000, Per: 24 * time.Hour}, {N: 1, Per: time.Second}, {N: 75, Per: time.Hour}}, Concurrency: 2}
 	require.Equal(t, want, byHand.String())
 	require.True(t, byHand.Equal(first))
 	require.Equal(t, meter.Window{N: 1000, Per: 24 * time.Hour}, byHand.Windows[0], "Items sorted the caller's windows")

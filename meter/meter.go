@@ -32,6 +32,9 @@ type Stats struct {
 	Expired    uint64 // holds ended by max_hold
 	Rejected   uint64 // O_NONBLOCK or max_waiters refusals
 	Revoked    uint64 // grants taken back (Revoke); Grants still counts them
+	Settled    uint64 // calls whose actual cost was set (Settle)
+	Units      int64  // units granted (the estimates)
+	UnitsFixed int64  // units settled: actual minus estimate, summed (refunds are negative)
 	StoreErrs  uint64
 	WaitTotal  time.Duration // summed over grants
 }
@@ -70,6 +73,7 @@ type Ticket struct {
 	Seq    uint64 // arrival number, increasing
 	Holder Holder
 	Since  time.Time
+	Cost   int64 // units the call asks for
 
 	done  chan struct{}
 	call  Call
@@ -124,10 +128,16 @@ func (m *Meter) Attr() Attr {
 // (ErrClosed). With nonblock it fails with ErrWouldBlock instead of waiting.
 // A grant that raced with ctx's end is still returned: the caller must release it.
 func (m *Meter) Acquire(ctx context.Context, h Holder, nonblock bool) (Call, error) {
+	return m.AcquireCost(ctx, h, 1, nonblock)
+}
+
+// AcquireCost is Acquire for a call of cost units (acquire@N). A cost that
+// no units item of the meter can ever admit fails at once with ErrTooBig.
+func (m *Meter) AcquireCost(ctx context.Context, h Holder, cost int64, nonblock bool) (Call, error) {
 	if m.sh != nil {
-		return m.acquireShared(ctx, h, nonblock)
+		return m.acquireShared(ctx, h, cost, nonblock)
 	}
-	t, err := m.Enqueue(h, nonblock)
+	t, err := m.EnqueueCost(h, cost, nonblock)
 	if err != nil {
 		return Call{}, err
 	}
@@ -153,17 +163,26 @@ func (m *Meter) Acquire(ctx context.Context, h Holder, nonblock bool) (Call, err
 // Enqueue joins the queue and returns at once; the ticket's Done says when it
 // is decided. With nonblock it grants at once or fails with ErrWouldBlock.
 func (m *Meter) Enqueue(h Holder, nonblock bool) (*Ticket, error) {
+	return m.EnqueueCost(h, 1, nonblock)
+}
+
+// EnqueueCost is Enqueue for a call of cost units.
+func (m *Meter) EnqueueCost(h Holder, cost int64, nonblock bool) (*Ticket, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, ErrClosed
 	}
+	if err := m.spec.Fits(cost); err != nil {
+		m.stats.Rejected++
+		return nil, err
+	}
 	now := m.clock.Now()
 	m.seq++
-	t := &Ticket{Seq: m.seq, Holder: h, Since: now, done: make(chan struct{})}
+	t := &Ticket{Seq: m.seq, Holder: h, Since: now, Cost: cost, done: make(chan struct{})}
 	if nonblock {
 		m.expireLocked(now)
-		if len(m.queue) > 0 || !Admit(m.spec, &m.st, now).OK {
+		if len(m.queue) > 0 || !AdmitCost(m.spec, &m.st, now, cost).OK {
 			m.stats.Rejected++
 			return nil, ErrWouldBlock
 		}
@@ -177,7 +196,7 @@ func (m *Meter) Enqueue(h Holder, nonblock bool) (*Ticket, error) {
 		old := m.queue[i]
 		old.timer.Stop()
 		m.phantoms--
-		t.Seq, t.Since = old.Seq, old.Since
+		t.Seq, t.Since, t.Cost = old.Seq, old.Since, old.Cost
 		m.seq--
 		m.queue[i] = t
 		m.startWaitTimer(t, now)
@@ -298,16 +317,17 @@ func (m *Meter) finishLocked(t *Ticket, c Call, err error) {
 // grantLocked grants t at now, persisting it first.
 func (m *Meter) grantLocked(t *Ticket, now time.Time) {
 	prev := m.st
-	c := m.st.Grant(m.spec, now, t.Holder)
-	if err := m.store.Grant(m.name, c, m.st.TAT); err != nil {
+	c := m.st.GrantCost(m.spec, now, t.Holder, t.Cost)
+	if err := m.store.Grant(m.name, c, m.st.TAT, m.st.UTAT); err != nil {
 		m.st.Calls = m.st.Calls[:len(m.st.Calls)-1]
-		m.st.TAT, m.st.NextID = prev.TAT, prev.NextID
+		m.st.TAT, m.st.UTAT, m.st.NextID = prev.TAT, prev.UTAT, prev.NextID
 		m.stats.StoreErrs++
 		m.finishLocked(t, Call{}, fmt.Errorf("%w: persist grant of %q: %w", ErrStore, m.name, err))
 		return
 	}
 	m.grants++
 	m.stats.Grants++
+	m.stats.Units += c.Cost
 	waited := now.Sub(t.Since)
 	m.stats.WaitTotal += waited
 	if m.onGrant != nil {
@@ -328,12 +348,20 @@ func (m *Meter) dispatchLocked() {
 			m.scheduleLocked(now, never)
 			return
 		}
-		d := Admit(m.spec, &m.st, now)
+		t := m.queue[0]
+		if err := m.spec.Fits(t.Cost); err != nil {
+			// A limits write shrank a units item below its cost: it can
+			// never be admitted.
+			m.queue = m.queue[1:]
+			m.stats.Rejected++
+			m.finishLocked(t, Call{}, err)
+			continue
+		}
+		d := AdmitCost(m.spec, &m.st, now, t.Cost)
 		if !d.OK {
 			m.scheduleLocked(now, d.At)
 			return
 		}
-		t := m.queue[0]
 		m.queue = m.queue[1:]
 		m.grantLocked(t, now)
 	}
@@ -421,9 +449,13 @@ func (m *Meter) Revoke(id uint64) error {
 	if i < 0 || !m.st.Calls[i].InProgress() {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
 	}
+	units := m.st.Calls[i].Units()
 	m.st.Calls = slices.Delete(m.st.Calls, i, i+1)
 	if b := m.spec.Bucket; b != nil {
 		m.st.TAT = m.st.TAT.Add(-b.Interval())
+	}
+	if b := m.spec.UnitBucket; b != nil && !m.st.UTAT.IsZero() {
+		m.st.UTAT = m.st.UTAT.Add(-b.Interval() * time.Duration(units))
 	}
 	m.grants--
 	m.stats.Revoked++
@@ -432,6 +464,36 @@ func (m *Meter) Revoke(id uint64) error {
 		m.stats.StoreErrs++
 		err = fmt.Errorf("%w: revoke call %d of %q: %w", ErrStore, id, m.name, err)
 	}
+	m.dispatchLocked()
+	return err
+}
+
+// Settle sets the actual cost of call id, in progress (a decimal written
+// to its descriptor before the last close): less than its estimate frees
+// units at once, more is debt later calls wait for.
+func (m *Meter) Settle(id uint64, actual int64) error {
+	if actual < 0 || actual > MaxUnits {
+		return fmt.Errorf("meter: actual cost %d: want 0 to 2^50", actual)
+	}
+	if m.sh != nil {
+		return m.settleShared(id, actual)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := m.st.index(id)
+	_, expired := m.expiredOpen[id]
+	if i < 0 || (!expired && !m.st.Calls[i].InProgress()) {
+		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
+	}
+	old := m.st.Calls[i].Units()
+	m.st.Settle(m.spec, id, actual)
+	m.stats.UnitsFixed += actual - old
+	err := m.store.Settle(m.name, id, actual, m.st.UTAT)
+	if err != nil {
+		m.stats.StoreErrs++
+		err = fmt.Errorf("%w: settle call %d of %q: %w", ErrStore, id, m.name, err)
+	}
+	m.stats.Settled++
 	m.dispatchLocked()
 	return err
 }

@@ -29,6 +29,7 @@ const pastDiv = 16
 // Past is plain data, safe to copy.
 type Past struct {
 	N       int       // calls in the group
+	U       int64     // their units of cost (weighted calls)
 	First   time.Time // the earliest completion in the group
 	Granted time.Time // the latest grant in the group
 	Done    time.Time // the latest completion in the group
@@ -44,7 +45,7 @@ func (p Past) end(spec Spec, per time.Duration) time.Time {
 
 // pastOf is the group of one call.
 func pastOf(c Call) Past {
-	return Past{N: 1, First: c.DoneAt, Granted: c.GrantedAt, Done: c.DoneAt}
+	return Past{N: 1, U: c.Units(), First: c.DoneAt, Granted: c.GrantedAt, Done: c.DoneAt}
 }
 
 // recentPast returns the groups that completed after since: the only ones
@@ -143,6 +144,7 @@ func mergePast(past []Past, now time.Time, div time.Duration) []Past {
 		p := past[i]
 		if div == 0 || cur.Done.Sub(p.First) <= now.Sub(cur.Done)/div {
 			cur.N += p.N
+			cur.U += p.U
 			cur.First = p.First
 			cur.Granted = later(cur.Granted, p.Granted)
 			continue
@@ -167,13 +169,13 @@ func (st *State) PastCalls() int {
 // weighted is an instant when n calls stop counting (zero: unknown).
 type weighted struct {
 	at time.Time
-	n  int
+	n  int64
 }
 
-// kthWeighted returns the end at which the calls counted before it exceed
-// k (0-based): the k-th earliest end, counting each entry n times and
-// ordering unknown ends (zero) last.
-func kthWeighted(ends []weighted, k int) time.Time {
+// kthWeighted returns the end at which the weight counted before it
+// exceeds k (0-based): the k-th earliest end, counting each entry n times
+// and ordering unknown ends (zero) last.
+func kthWeighted(ends []weighted, k int64) time.Time {
 	slices.SortFunc(ends, func(a, b weighted) int {
 		switch {
 		case a.at.IsZero() && b.at.IsZero():

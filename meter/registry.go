@@ -113,14 +113,23 @@ func restore(spec Spec, st State, now time.Time) State {
 		p.First, p.Granted, p.Done = rebase(p.First), rebase(p.Granted), rebase(p.Done)
 		out.Past = append(out.Past, p)
 	}
-	if b := spec.Bucket; b != nil && !st.TAT.IsZero() {
-		limit := now.Add(b.Interval() * time.Duration(b.Burst))
-		out.TAT = rebase(st.TAT)
-		if st.TAT.After(now) {
-			out.TAT = now.Add(min(st.TAT.Sub(now), limit.Sub(now)))
-		}
-	}
+	out.TAT = restoreTAT(spec.Bucket, st.TAT, now, rebase)
+	out.UTAT = restoreTAT(spec.UnitBucket, st.UTAT, now, rebase)
 	return out
+}
+
+// restoreTAT rebases a bucket's stored TAT and clamps one in the future to
+// at most a whole burst ahead (the clock was set back: no wait is longer
+// than the bucket's own).
+func restoreTAT(b *Bucket, tat, now time.Time, rebase func(time.Time) time.Time) time.Time {
+	if b == nil || tat.IsZero() {
+		return time.Time{}
+	}
+	if !tat.After(now) {
+		return rebase(tat)
+	}
+	limit := b.Interval() * time.Duration(b.Burst)
+	return now.Add(min(tat.Sub(now), limit))
 }
 
 func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {

@@ -18,7 +18,7 @@ func restartRig(t *testing.T, specText string, tat time.Time, calls []meter.Call
 	r := &rig{t: t, clk: metertest.NewClock(), store: metertest.NewMemStore()}
 	require.NoError(t, r.store.CreateMeter("m", mustSpec(t, specText), meter.DefaultAttr()))
 	for _, c := range calls {
-		require.NoError(t, r.store.Grant("m", meter.Call{ID: c.ID, GrantedAt: c.GrantedAt, Holder: c.Holder}, tat))
+		require.NoError(t, r.store.Grant("m", meter.Call{ID: c.ID, GrantedAt: c.GrantedAt, Holder: c.Holder}, tat, time.Time{}))
 		if !c.DoneAt.IsZero() {
 			require.NoError(t, r.store.Complete("m", c))
 		}

@@ -33,8 +33,8 @@ func newSharedMeter(store SharedStore) *sharedMeter {
 }
 
 // acquireShared is Acquire on a shared store.
-func (m *Meter) acquireShared(ctx context.Context, h Holder, nonblock bool) (Call, error) {
-	t, err := m.enqueueShared(h, nonblock)
+func (m *Meter) acquireShared(ctx context.Context, h Holder, cost int64, nonblock bool) (Call, error) {
+	t, err := m.enqueueShared(h, cost, nonblock)
 	if err != nil {
 		return Call{}, err
 	}
@@ -47,18 +47,23 @@ func (m *Meter) acquireShared(ctx context.Context, h Holder, nonblock bool) (Cal
 }
 
 // enqueueShared creates a ticket for h and asks the store for a call.
-func (m *Meter) enqueueShared(h Holder, nonblock bool) (*Ticket, error) {
+func (m *Meter) enqueueShared(h Holder, cost int64, nonblock bool) (*Ticket, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return nil, ErrClosed
+	}
+	if err := m.spec.Fits(cost); err != nil {
+		m.stats.Rejected++
+		m.mu.Unlock()
+		return nil, err
 	}
 	now := m.clock.Now()
 	if t := m.reattachLocked(h, now); t != nil {
 		m.mu.Unlock()
 		return t, nil
 	}
-	t := &Ticket{id: m.reg.ticketID(), Holder: h, Since: now, done: make(chan struct{})}
+	t := &Ticket{id: m.reg.ticketID(), Holder: h, Since: now, Cost: cost, done: make(chan struct{})}
 	sh := m.sh
 	if !sh.down.IsZero() {
 		defer m.mu.Unlock()
@@ -70,7 +75,7 @@ func (m *Meter) enqueueShared(h Holder, nonblock bool) (*Ticket, error) {
 	}
 	sh.tickets[t.id] = t
 	m.mu.Unlock()
-	adm, err := sh.store.Enqueue(m.name, Request{Ticket: t.id, Holder: h, Cost: 1, Nonblock: nonblock})
+	adm, err := sh.store.Enqueue(m.name, Request{Ticket: t.id, Holder: h, Cost: cost, Nonblock: nonblock})
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return t, m.enqueuedLocked(t, adm, err, nonblock, now)
@@ -130,7 +135,7 @@ func (m *Meter) reattachLocked(h Holder, now time.Time) *Ticket {
 			continue
 		}
 		old.timer.Stop()
-		t := &Ticket{id: old.id, Seq: old.Seq, Holder: h, Since: old.Since, done: make(chan struct{})}
+		t := &Ticket{id: old.id, Seq: old.Seq, Holder: h, Since: old.Since, Cost: old.Cost, done: make(chan struct{})}
 		if old.kept != nil {
 			delete(m.sh.tickets, old.id)
 			m.grantedLocked(t, *old.kept)
@@ -148,8 +153,10 @@ func (m *Meter) grantedLocked(t *Ticket, c Call) {
 	host := c.Holder.Host
 	c.Holder = t.Holder
 	c.Holder.Host = host
+	c.Cost = t.Cost
 	m.sh.held[c.ID] = c
 	m.stats.Grants++
+	m.stats.Units += c.Cost
 	waited := max(0, m.clock.Now().Sub(t.Since))
 	m.stats.WaitTotal += waited
 	if m.onGrant != nil {
@@ -360,7 +367,7 @@ func (m *Meter) sharedReachable() {
 		}
 		t.pending = false
 		m.mu.Unlock()
-		adm, err := m.sh.store.Enqueue(m.name, Request{Ticket: t.id, Holder: t.Holder, Cost: 1})
+		adm, err := m.sh.store.Enqueue(m.name, Request{Ticket: t.id, Holder: t.Holder, Cost: t.Cost})
 		m.mu.Lock()
 		if !t.finished() {
 			if err := m.enqueuedLocked(t, adm, err, false, m.clock.Now()); err != nil {
@@ -386,6 +393,29 @@ func (m *Meter) releaseShared(id uint64) error {
 		m.mu.Unlock()
 		return fmt.Errorf("%w: record release of %q: %w", ErrStore, m.name, err)
 	}
+	return nil
+}
+
+// settleShared sets the actual cost of call id, held by this host.
+func (m *Meter) settleShared(id uint64, actual int64) error {
+	m.mu.Lock()
+	c, ok := m.sh.held[id]
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
+	}
+	if err := m.sh.store.Settle(m.name, id, actual); err != nil {
+		m.mu.Lock()
+		m.stats.StoreErrs++
+		m.mu.Unlock()
+		return fmt.Errorf("%w: settle call %d of %q: %w", ErrStore, id, m.name, err)
+	}
+	m.mu.Lock()
+	m.stats.Settled++
+	m.stats.UnitsFixed += actual - c.Units()
+	c.Actual, c.Settled = actual, true
+	m.sh.held[id] = c
+	m.mu.Unlock()
 	return nil
 }
 

@@ -201,8 +201,14 @@ func SnapshotOf(s Stored, now time.Time) Snapshot {
 	return snap
 }
 
-// String returns the window as a spec item, such as "75/1h".
-func (w Window) String() string { return fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per)) }
+// String returns the window as a spec item, such as "75/1h" or
+// "units:90000/1m".
+func (w Window) String() string {
+	if w.Units {
+		return fmt.Sprintf("units:%d/%s", w.N, formatDuration(w.Per))
+	}
+	return fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per))
+}
 
 // Held returns call id while it holds the meter: in progress, or ended by
 // max_hold but not released yet (expired).

@@ -12,10 +12,13 @@ import (
 	"time"
 )
 
-// Window is one N/PER limit: at most N calls count in any span of Per.
+// Window is one N/PER limit: at most N calls count in any span of Per, or
+// with Units (a `units:N/PER` item) at most N units of cost (weighted calls,
+// see Call.Units).
 type Window struct {
-	N   int
-	Per time.Duration
+	N     int
+	Per   time.Duration
+	Units bool
 }
 
 // Bucket is a token bucket (GCRA): N calls per Per sustained, bursts of Burst.
@@ -55,6 +58,7 @@ type Spec struct {
 	Windows     []Window
 	Concurrency int // at most this many calls in progress; 0 = unlimited
 	Bucket      *Bucket
+	UnitBucket  *Bucket // units:rate= and units:burst=: a bucket of units of cost
 	Count       CountMode
 	MaxWait     time.Duration // 0 = wait forever
 	MaxHold     time.Duration // 0 = hold forever
@@ -99,27 +103,26 @@ func ParseSpec(text string) (Spec, error) {
 
 // specParser collects the items of one spec.
 type specParser struct {
-	s     Spec
-	seen  map[string]bool
-	rate  *Bucket
-	burst int
+	s      Spec
+	seen   map[string]bool
+	rate   *Bucket
+	burst  int
+	urate  *Bucket // units:rate=
+	uburst int     // units:burst=
 }
 
-// item applies one item, such as "75/h" or "concurrency=4".
+// item applies one item, such as "75/h", "concurrency=4" or "units:100/1s".
 func (p *specParser) item(item string) error {
+	if rest, ok := strings.CutPrefix(item, "units:"); ok {
+		return p.unitItem(item, strings.TrimSpace(rest))
+	}
 	key, val, isKV := strings.Cut(item, "=")
 	if !isKV {
 		w, err := parseWindow(item, item)
 		if err != nil {
 			return err
 		}
-		for _, o := range p.s.Windows {
-			if o.Per == w.Per {
-				return fmt.Errorf("meter: %q: a window of %s is already set; keep one", item, formatDuration(w.Per))
-			}
-		}
-		p.s.Windows = append(p.s.Windows, w)
-		return nil
+		return p.addWindow(item, w)
 	}
 	key, val = strings.TrimSpace(key), strings.TrimSpace(val)
 	if p.seen[key] {
@@ -154,9 +157,24 @@ func (p *specParser) item(item string) error {
 	case "max_waiters":
 		p.s.MaxWaiters, err = parseCount(item, "max_waiters", val, 1)
 	default:
-		err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold= or max_waiters=)", item, key)
+		err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold=, max_waiters= or units:N/PER, units:rate=, units:burst=)", item, key)
 	}
 	return err
+}
+
+// addWindow adds window w (item), one per PER of each kind.
+func (p *specParser) addWindow(item string, w Window) error {
+	for _, o := range p.s.Windows {
+		if o.Per == w.Per && o.Units == w.Units {
+			kind := "a window"
+			if w.Units {
+				kind = "a units window"
+			}
+			return fmt.Errorf("meter: %q: %s of %s is already set; keep one", item, kind, formatDuration(w.Per))
+		}
+	}
+	p.s.Windows = append(p.s.Windows, w)
+	return nil
 }
 
 // finish checks what only the whole spec can tell: the bucket.
@@ -166,22 +184,47 @@ func (p *specParser) finish() (Spec, error) {
 	}
 	if r := p.rate; r != nil {
 		r.Burst = max(p.burst, 1)
-		if r.Per < time.Duration(r.N) {
-			return Spec{}, fmt.Errorf("meter: \"rate=%d/%s\": more than one call per nanosecond; use a longer PER", r.N, formatDuration(r.Per))
-		}
-		if r.Interval() > math.MaxInt64/time.Duration(r.Burst) {
-			return Spec{}, fmt.Errorf("meter: \"burst=%d\": a burst that long at rate=%d/%s spans more than 290 years; lower burst or PER", r.Burst, r.N, formatDuration(r.Per))
+		if err := checkBucket(*r, ""); err != nil {
+			return Spec{}, err
 		}
 		p.s.Bucket = r
+	}
+	if err := p.finishUnits(); err != nil {
+		return Spec{}, err
 	}
 	p.s.Windows = sortedWindows(p.s.Windows)
 	return p.s, nil
 }
 
-// sortedWindows returns ws ordered by PER, shortest first: the canonical
-// order, whatever order the items were written in. ws is not modified.
+// checkBucket refuses a bucket whose numbers overflow; prefix is "" or
+// "units:" for messages.
+func checkBucket(r Bucket, prefix string) error {
+	what := "call"
+	if prefix != "" {
+		what = "unit"
+	}
+	if r.Per < time.Duration(r.N) {
+		return fmt.Errorf("meter: \"%srate=%d/%s\": more than one %s per nanosecond; use a longer PER", prefix, r.N, formatDuration(r.Per), what)
+	}
+	if r.Interval() > math.MaxInt64/time.Duration(r.Burst) {
+		return fmt.Errorf("meter: \"%sburst=%d\": a burst that long at %srate=%d/%s spans more than 290 years; lower burst or PER", prefix, r.Burst, prefix, r.N, formatDuration(r.Per))
+	}
+	return nil
+}
+
+// sortedWindows returns ws in canonical order: call windows before units
+// windows, each by PER, shortest first, whatever order the items were
+// written in. ws is not modified.
 func sortedWindows(ws []Window) []Window {
-	return slices.SortedStableFunc(slices.Values(ws), func(a, b Window) int { return cmp.Compare(a.Per, b.Per) })
+	return slices.SortedStableFunc(slices.Values(ws), func(a, b Window) int {
+		if a.Units != b.Units {
+			if a.Units {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.Per, b.Per)
+	})
 }
 
 const maxCount = 1 << 30
@@ -317,11 +360,14 @@ func formatDuration(d time.Duration) string {
 func (s Spec) Items() []string {
 	var out []string
 	for _, w := range sortedWindows(s.Windows) {
-		out = append(out, fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per)))
+		out = append(out, w.String())
 	}
 	out = append(out, fmt.Sprintf("concurrency=%d", s.Concurrency))
 	if b := s.Bucket; b != nil {
 		out = append(out, fmt.Sprintf("rate=%d/%s", b.N, formatDuration(b.Per)), fmt.Sprintf("burst=%d", b.Burst))
+	}
+	if b := s.UnitBucket; b != nil {
+		out = append(out, fmt.Sprintf("units:rate=%d/%s", b.N, formatDuration(b.Per)), fmt.Sprintf("units:burst=%d", b.Burst))
 	}
 	if s.Count != CountCompletion {
 		out = append(out, "count="+s.Count.String())

@@ -23,27 +23,27 @@ func TestParseSpec(t *testing.T) {
 		{"# only a comment", meter.Spec{Concurrency: 1}},
 
 		// N/PER with Go durations, days and bare units.
-		{"1/s", meter.Spec{Windows: []meter.Window{{1, time.Second}}, Concurrency: 1}},
-		{"10/500ms", meter.Spec{Windows: []meter.Window{{10, 500 * time.Millisecond}}, Concurrency: 1}},
-		{"75/1h", meter.Spec{Windows: []meter.Window{{75, time.Hour}}, Concurrency: 1}},
-		{"20/h", meter.Spec{Windows: []meter.Window{{20, time.Hour}}, Concurrency: 1}},
-		{"3/1.5h", meter.Spec{Windows: []meter.Window{{3, 90 * time.Minute}}, Concurrency: 1}},
-		{"3/1h30m", meter.Spec{Windows: []meter.Window{{3, 90 * time.Minute}}, Concurrency: 1}},
-		{"1000/d", meter.Spec{Windows: []meter.Window{{1000, day}}, Concurrency: 1}},
-		{"5/2d", meter.Spec{Windows: []meter.Window{{5, 2 * day}}, Concurrency: 1}},
-		{"5/1.5d", meter.Spec{Windows: []meter.Window{{5, 36 * time.Hour}}, Concurrency: 1}},
-		{"5/1d12h", meter.Spec{Windows: []meter.Window{{5, 36 * time.Hour}}, Concurrency: 1}},
-		{"7/250us", meter.Spec{Windows: []meter.Window{{7, 250 * time.Microsecond}}, Concurrency: 1}},
-		{"7/250µs", meter.Spec{Windows: []meter.Window{{7, 250 * time.Microsecond}}, Concurrency: 1}},
-		{"2/m", meter.Spec{Windows: []meter.Window{{2, time.Minute}}, Concurrency: 1}},
-		{" 2 / 1m ", meter.Spec{Windows: []meter.Window{{2, time.Minute}}, Concurrency: 1}},
+		{"1/s", meter.Spec{Windows: []meter.Window{{N: 1, Per: time.Second}}, Concurrency: 1}},
+		{"10/500ms", meter.Spec{Windows: []meter.Window{{N: 10, Per: 500 * time.Millisecond}}, Concurrency: 1}},
+		{"75/1h", meter.Spec{Windows: []meter.Window{{N: 75, Per: time.Hour}}, Concurrency: 1}},
+		{"20/h", meter.Spec{Windows: []meter.Window{{N: 20, Per: time.Hour}}, Concurrency: 1}},
+		{"3/1.5h", meter.Spec{Windows: []meter.Window{{N: 3, Per: 90 * time.Minute}}, Concurrency: 1}},
+		{"3/1h30m", meter.Spec{Windows: []meter.Window{{N: 3, Per: 90 * time.Minute}}, Concurrency: 1}},
+		{"1000/d", meter.Spec{Windows: []meter.Window{{N: 1000, Per: day}}, Concurrency: 1}},
+		{"5/2d", meter.Spec{Windows: []meter.Window{{N: 5, Per: 2 * day}}, Concurrency: 1}},
+		{"5/1.5d", meter.Spec{Windows: []meter.Window{{N: 5, Per: 36 * time.Hour}}, Concurrency: 1}},
+		{"5/1d12h", meter.Spec{Windows: []meter.Window{{N: 5, Per: 36 * time.Hour}}, Concurrency: 1}},
+		{"7/250us", meter.Spec{Windows: []meter.Window{{N: 7, Per: 250 * time.Microsecond}}, Concurrency: 1}},
+		{"7/250µs", meter.Spec{Windows: []meter.Window{{N: 7, Per: 250 * time.Microsecond}}, Concurrency: 1}},
+		{"2/m", meter.Spec{Windows: []meter.Window{{N: 2, Per: time.Minute}}, Concurrency: 1}},
+		{" 2 / 1m ", meter.Spec{Windows: []meter.Window{{N: 2, Per: time.Minute}}, Concurrency: 1}},
 		// Decimals are exact, as in time.ParseDuration (they once went through
 		// float64: "2.3h" parsed as 2h17m59.999999999s and "0.3s" was at risk).
-		{"1/2.3h", meter.Spec{Windows: []meter.Window{{1, 2*time.Hour + 18*time.Minute}}, Concurrency: 1}},
-		{"1/0.3s", meter.Spec{Windows: []meter.Window{{1, 300 * time.Millisecond}}, Concurrency: 1}},
-		{"1/0.1d", meter.Spec{Windows: []meter.Window{{1, 144 * time.Minute}}, Concurrency: 1}},
+		{"1/2.3h", meter.Spec{Windows: []meter.Window{{N: 1, Per: 2*time.Hour + 18*time.Minute}}, Concurrency: 1}},
+		{"1/0.3s", meter.Spec{Windows: []meter.Window{{N: 1, Per: 300 * time.Millisecond}}, Concurrency: 1}},
+		{"1/0.1d", meter.Spec{Windows: []meter.Window{{N: 1, Per: 144 * time.Minute}}, Concurrency: 1}},
 		{"1/500ms,20/10s,50/30s", meter.Spec{
-			Windows:     []meter.Window{{1, 500 * time.Millisecond}, {20, 10 * time.Second}, {50, 30 * time.Second}},
+			Windows:     []meter.Window{{N: 1, Per: 500 * time.Millisecond}, {N: 20, Per: 10 * time.Second}, {N: 50, Per: 30 * time.Second}},
 			Concurrency: 1,
 		}},
 
@@ -69,16 +69,16 @@ func TestParseSpec(t *testing.T) {
 		{"max_waiters=100", meter.Spec{Concurrency: 1, MaxWaiters: 100}},
 
 		// Commas, newlines, CRLF, comments, blank items.
-		{"1/s,75/h", meter.Spec{Windows: []meter.Window{{1, time.Second}, {75, time.Hour}}, Concurrency: 1}},
-		{"1/s\n75/h\n", meter.Spec{Windows: []meter.Window{{1, time.Second}, {75, time.Hour}}, Concurrency: 1}},
-		{"1/s\r\n75/h\r\n", meter.Spec{Windows: []meter.Window{{1, time.Second}, {75, time.Hour}}, Concurrency: 1}},
+		{"1/s,75/h", meter.Spec{Windows: []meter.Window{{N: 1, Per: time.Second}, {N: 75, Per: time.Hour}}, Concurrency: 1}},
+		{"1/s\n75/h\n", meter.Spec{Windows: []meter.Window{{N: 1, Per: time.Second}, {N: 75, Per: time.Hour}}, Concurrency: 1}},
+		{"1/s\r\n75/h\r\n", meter.Spec{Windows: []meter.Window{{N: 1, Per: time.Second}, {N: 75, Per: time.Hour}}, Concurrency: 1}},
 		{"# email quota\n1/s # provider rule\n\n75/h,, # hourly, 2/s ignored\n", meter.Spec{
-			Windows: []meter.Window{{1, time.Second}, {75, time.Hour}}, Concurrency: 1,
+			Windows: []meter.Window{{N: 1, Per: time.Second}, {N: 75, Per: time.Hour}}, Concurrency: 1,
 		}},
 		{
 			"1/s, 75/h\nconcurrency=4\nrate=10/s,burst=20\ncount=grant\nmax_wait=30s\nmax_hold=5m\nmax_waiters=9",
 			meter.Spec{
-				Windows:     []meter.Window{{1, time.Second}, {75, time.Hour}},
+				Windows:     []meter.Window{{N: 1, Per: time.Second}, {N: 75, Per: time.Hour}},
 				Concurrency: 4,
 				Bucket:      &meter.Bucket{N: 10, Per: time.Second, Burst: 20},
 				Count:       meter.CountGrant,

@@ -23,6 +23,21 @@ type Call struct {
 	DoneAt    time.Time
 	Expired   bool // completed by max_hold rather than by a release
 	Holder    Holder
+	// Cost is the units the call was granted for (acquire@N; acquire is 1).
+	// Once Settled, Actual is its real cost (a decimal written to its
+	// descriptor before the last close), which counts instead.
+	Cost    int64
+	Actual  int64
+	Settled bool
+}
+
+// Units is what the call counts against units windows and the units
+// bucket: its actual cost once settled, else its estimate.
+func (c Call) Units() int64 {
+	if c.Settled {
+		return c.Actual
+	}
+	return c.Cost
 }
 
 // InProgress reports whether the call has not completed yet.
@@ -36,7 +51,8 @@ type State struct {
 	Calls  []Call // in progress or still counting; ordered by ID (grant order)
 	Past   []Past // retired calls, grouped, ordered by Done (see Retire)
 	TAT    time.Time
-	NextID uint64 // ID of the next grant; 0 means 1
+	UTAT   time.Time // the units bucket's theoretical arrival time
+	NextID uint64    // ID of the next grant; 0 means 1
 }
 
 // Decision is the answer of Admit.
@@ -50,9 +66,15 @@ type Decision struct {
 // never stands for "only after a release".
 var never = time.Time{}
 
-// Admit applies the admission rule to st at now: concurrency, every window
-// and the token bucket must all admit a call. It does not change st.
-func Admit(spec Spec, st *State, now time.Time) Decision {
+// Admit applies the admission rule to st at now to a call of cost 1 (see
+// AdmitCost).
+func Admit(spec Spec, st *State, now time.Time) Decision { return AdmitCost(spec, st, now, 1) }
+
+// AdmitCost applies the admission rule to st at now: concurrency, every
+// window (units windows need room for cost) and both token buckets must
+// all admit a call of cost units. It does not change st. A cost that no
+// units item can ever admit (Spec.Fits) is never admitted: At is zero.
+func AdmitCost(spec Spec, st *State, now time.Time, cost int64) Decision {
 	at := now
 	blocked := false
 	later := func(t time.Time) {
@@ -68,12 +90,19 @@ func Admit(spec Spec, st *State, now time.Time) Decision {
 		}
 	}
 	for _, w := range spec.Windows {
-		if t, ok := windowAdmits(spec, w, st, now); !ok {
+		if t, ok := windowAdmits(spec, w, st, now, cost); !ok {
 			later(t)
 		}
 	}
 	if b := spec.Bucket; b != nil {
 		if earliest := st.TAT.Add(-b.Interval() * time.Duration(b.Burst-1)); earliest.After(now) {
+			later(earliest)
+		}
+	}
+	if b := spec.UnitBucket; b != nil && cost > 0 {
+		if cost > int64(b.Burst) {
+			blocked = true
+		} else if earliest := st.UTAT.Add(-b.Interval() * time.Duration(int64(b.Burst)-cost)); earliest.After(now) {
 			later(earliest)
 		}
 	}
@@ -114,7 +143,7 @@ func concurrencyAdmits(spec Spec, st *State, now time.Time) (time.Time, bool) {
 	if len(ends) < spec.Concurrency {
 		return now, true
 	}
-	return kthWeighted(ends, len(ends)-spec.Concurrency), false
+	return kthWeighted(ends, int64(len(ends)-spec.Concurrency)), false
 }
 
 // countsUntil is the instant a call stops counting against a window of per
@@ -130,47 +159,85 @@ func countsUntil(spec Spec, c Call, per time.Duration) time.Time {
 	return d.Add(per)
 }
 
-func windowAdmits(spec Spec, w Window, st *State, now time.Time) (time.Time, bool) {
+// windowAdmits checks window w for a call of cost (a call window needs room
+// for one call, a units window for cost units).
+func windowAdmits(spec Spec, w Window, st *State, now time.Time, cost int64) (time.Time, bool) {
 	ends, n := windowEnds(spec, w, st, now)
-	if n < w.N {
+	need := int64(1)
+	if w.Units {
+		need = cost
+	}
+	if n+need <= int64(w.N) {
 		return now, true
 	}
-	return kthWeighted(ends, n-w.N), false
+	return kthWeighted(ends, n+need-int64(w.N)-1), false
 }
 
-// windowEnds lists when the calls that count against w at now stop
-// counting (zero: unknown, in progress), and how many calls count.
-func windowEnds(spec Spec, w Window, st *State, now time.Time) ([]weighted, int) {
+// windowEnds lists when what counts against w at now stops counting (zero:
+// unknown, in progress), and how much counts: calls, or units of cost for a
+// units window.
+func windowEnds(spec Spec, w Window, st *State, now time.Time) ([]weighted, int64) {
 	var ends []weighted
-	n := 0
+	var n int64
 	for _, p := range recentPast(st.Past, now.Add(-w.Per)) {
-		if u := p.end(spec, w.Per); u.After(now) {
-			ends = append(ends, weighted{u, p.N})
-			n += p.N
+		wt := int64(p.N)
+		if w.Units {
+			wt = p.U
+		}
+		if u := p.end(spec, w.Per); u.After(now) && wt > 0 {
+			ends = append(ends, weighted{u, wt})
+			n += wt
 		}
 	}
 	for _, c := range st.Calls {
-		if u := countsUntil(spec, c, w.Per); u.IsZero() || u.After(now) {
-			ends = append(ends, weighted{u, 1})
-			n++
+		wt := int64(1)
+		if w.Units {
+			wt = c.Units()
+		}
+		if u := countsUntil(spec, c, w.Per); (u.IsZero() || u.After(now)) && wt > 0 {
+			ends = append(ends, weighted{u, wt})
+			n += wt
 		}
 	}
 	return ends, n
 }
 
-// Grant records a call granted at now and returns it. The caller has checked
-// Admit first.
-func (st *State) Grant(spec Spec, now time.Time, h Holder) Call {
+// Grant records a call of cost 1 granted at now (see GrantCost).
+func (st *State) Grant(spec Spec, now time.Time, h Holder) Call { return st.GrantCost(spec, now, h, 1) }
+
+// GrantCost records a call of cost units granted at now and returns it.
+// The caller has checked AdmitCost first.
+func (st *State) GrantCost(spec Spec, now time.Time, h Holder, cost int64) Call {
 	if st.NextID == 0 {
 		st.NextID = 1
 	}
-	c := Call{ID: st.NextID, GrantedAt: now, Holder: h}
+	c := Call{ID: st.NextID, GrantedAt: now, Holder: h, Cost: cost}
 	st.NextID++
 	st.Calls = append(st.Calls, c)
 	if b := spec.Bucket; b != nil {
 		st.TAT = later(st.TAT, now).Add(b.Interval())
 	}
+	if b := spec.UnitBucket; b != nil && cost > 0 {
+		st.UTAT = later(st.UTAT, now).Add(b.Interval() * time.Duration(cost))
+	}
 	return c
+}
+
+// Settle sets the actual cost of call id, not yet retired: less than its
+// estimate frees units at once, more is debt that later calls wait for.
+// It returns the call and false if the call is unknown.
+func (st *State) Settle(spec Spec, id uint64, actual int64) (Call, bool) {
+	i := st.index(id)
+	if i < 0 {
+		return Call{}, false
+	}
+	c := &st.Calls[i]
+	old := c.Units()
+	c.Actual, c.Settled = actual, true
+	if b := spec.UnitBucket; b != nil && !st.UTAT.IsZero() {
+		st.UTAT = st.UTAT.Add(b.Interval() * time.Duration(actual-old))
+	}
+	return *c, true
 }
 
 // Complete records that call id completed at now. It returns the call and
@@ -213,10 +280,11 @@ func (st *State) InProgress() []Call {
 	return out
 }
 
-// Usage returns how many calls count against w at now.
+// Usage returns how many calls (or, for a units window, units) count
+// against w at now.
 func Usage(spec Spec, w Window, st *State, now time.Time) int {
 	_, n := windowEnds(spec, w, st, now)
-	return n
+	return int(n)
 }
 
 func (st *State) index(id uint64) int {

@@ -55,11 +55,11 @@ type Store interface {
 // one meter in order.
 type LocalStore interface {
 	Store
-	// Grant persists a grant and the bucket's TAT after it. It must survive
+	// Grant persists a grant (with its cost) and the buckets' TATs after it. It must survive
 	// a crash of the daemon when it returns, and be durable to the store's
 	// sync level then or, for a GroupSyncer, once WaitDurable returns. The
 	// call is not granted if it fails.
-	Grant(name string, c Call, tat time.Time) error
+	Grant(name string, c Call, tat, utat time.Time) error
 	// Complete records that a call completed at c.DoneAt. Like Grant it must
 	// survive a crash of the daemon when it returns (design §4); one lost to
 	// a power loss is counted at the restart, which is later, so the loss
@@ -71,6 +71,10 @@ type LocalStore interface {
 	// State.Retire). The store may keep past without copying it: the
 	// engine never changes a Past slice it handed over.
 	Retire(name string, cutoff time.Time, byGrant bool, past []Past) error
+	// Settle records the actual cost of call id and the units bucket's TAT
+	// after it; like Grant it must survive a crash of the daemon when it
+	// returns.
+	Settle(name string, id uint64, actual int64, utat time.Time) error
 }
 
 // GroupSyncer is implemented by stores that make grants durable in groups

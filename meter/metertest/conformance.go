@@ -106,7 +106,7 @@ func (h *harness) create(name, spec string, attr meter.Attr) {
 
 func (h *harness) grant(name string, c meter.Call, tat time.Time) {
 	h.t.Helper()
-	require.NoError(h.t, h.s.Grant(name, c, tat), "Grant(%q, %d)", name, c.ID)
+	require.NoError(h.t, h.s.Grant(name, c, tat, time.Time{}), "Grant(%q, %d)", name, c.ID)
 }
 
 func (h *harness) complete(name string, c meter.Call) {
@@ -368,7 +368,7 @@ func testUnknownMeter(t *testing.T, h *harness) {
 	s := h.s
 	require.Error(t, s.SetSpec("nope", meter.DefaultSpec()), "SetSpec(nope)")
 	require.Error(t, s.SetAttr("nope", meter.DefaultAttr()), "SetAttr(nope)")
-	require.Error(t, s.Grant("nope", call(1, 0, alice), time.Time{}), "Grant(nope)")
+	require.Error(t, s.Grant("nope", call(1, 0, alice), time.Time{}, time.Time{}), "Grant(nope)")
 	require.Error(t, s.Complete("nope", done(call(1, 0, alice), 1, false)), "Complete(nope, 1)")
 	// Complete of an unknown call of a known meter may fail or be ignored:
 	// a store that batches completions cannot tell at once.
@@ -416,7 +416,7 @@ func testConcurrent(t *testing.T, h *harness) {
 			name := fmt.Sprintf("m%d", i)
 			for j := range calls {
 				c := call(uint64(j+1), j, alice)
-				errs <- h.s.Grant(name, c, time.Time{})
+				errs <- h.s.Grant(name, c, time.Time{}, time.Time{})
 				errs <- h.s.Complete(name, done(c, j+1, false))
 			}
 		})

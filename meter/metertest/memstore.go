@@ -98,7 +98,7 @@ func (s *MemStore) DeleteMeter(name string) error {
 }
 
 // Grant appends a call.
-func (s *MemStore) Grant(name string, c meter.Call, tat time.Time) error {
+func (s *MemStore) Grant(name string, c meter.Call, tat, utat time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, err := s.get(name)
@@ -106,7 +106,7 @@ func (s *MemStore) Grant(name string, c meter.Call, tat time.Time) error {
 		return err
 	}
 	m.State.Calls = append(m.State.Calls, c)
-	m.State.TAT = tat
+	m.State.TAT, m.State.UTAT = tat, utat
 	m.State.NextID = c.ID + 1
 	m.Grants++
 	return nil
@@ -165,6 +165,24 @@ func (s *MemStore) Retire(name string, cutoff time.Time, byGrant bool, past []me
 	})
 	m.State.Past = slices.Clone(past)
 	return nil
+}
+
+// Settle records a call's actual cost.
+func (s *MemStore) Settle(name string, id uint64, actual int64, utat time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.get(name)
+	if err != nil {
+		return err
+	}
+	for i := range m.State.Calls {
+		if m.State.Calls[i].ID == id {
+			m.State.Calls[i].Actual, m.State.Calls[i].Settled = actual, true
+			m.State.UTAT = utat
+			return nil
+		}
+	}
+	return fmt.Errorf("memstore: meter %q has no call %d", name, id)
 }
 
 // Close does nothing.

@@ -85,7 +85,9 @@ func TestJournalDeliversOwedCompletions(t *testing.T) {
 	reg, s = openJournaled(t, srv.URL(), "a", path)
 	defer s.Close()
 	defer reg.Close()
-	require.Eventually(t, func() bool { return reg.Get("m").Status().HoldersN == 0 }, 5*time.Second, 10*time.Millisecond,
+	m = reg.Get("m")
+	require.NotNil(t, m, "the meter after the restart; meters: %v", reg.Names())
+	require.Eventually(t, func() bool { return m.Status().HoldersN == 0 }, 5*time.Second, 10*time.Millisecond,
 		"the owed completion was delivered")
 }
 

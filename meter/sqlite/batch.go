@@ -22,6 +22,8 @@ type meterBatch struct {
 	nextID  uint64
 	tat     time.Time
 	hasTAT  bool
+	utat    time.Time // the units bucket's TAT after the batch's last grant or settlement
+	hasUTAT bool
 	pruned  bool
 	cutoff  time.Time
 	byGrant bool
@@ -36,6 +38,7 @@ type batch struct {
 	inserts   map[callKey]*meter.Call
 	completes []op // of calls stored before this batch
 	revokes   []op // likewise
+	settles   []op // likewise
 }
 
 // applyLocked writes ops in one transaction that the caller holds. It is
@@ -81,6 +84,14 @@ func (s *Store) coalesce(ops []op) (*batch, error) {
 			mb.grants++
 			mb.nextID = max(mb.nextID, c.ID+1)
 			mb.tat, mb.hasTAT = o.tat, true
+			mb.utat, mb.hasUTAT = o.utat, true
+		case opSettle:
+			if c, ok := b.inserts[k]; ok {
+				c.Actual, c.Settled = o.call.Actual, true
+			} else {
+				b.settles = append(b.settles, o)
+			}
+			mb.utat, mb.hasUTAT = o.utat, true
 		case opComplete:
 			if c, ok := b.inserts[k]; ok {
 				c.DoneAt, c.Expired = o.call.DoneAt, o.call.Expired
@@ -115,8 +126,12 @@ func (s *Store) writeCalls(b *batch) error {
 		if mb := b.meters[k.meter]; mb.pruned && !c.InProgress() && prunable(*c, mb.cutoff, mb.byGrant) {
 			continue
 		}
-		h := c.Holder
-		if _, err := exec(s.st.grantCall, k.meter, int64(c.ID), nsOf(c.GrantedAt), nsOf(c.DoneAt), boolInt(c.Expired), h.PID, h.UID, h.GID, h.Cmd); err != nil {
+		if _, err := exec(s.st.grantCall, callArgs(k.meter, *c)...); err != nil {
+			return err
+		}
+	}
+	for _, o := range b.settles {
+		if _, err := exec(s.st.settle, o.call.Actual, o.meter, int64(o.call.ID)); err != nil {
 			return err
 		}
 	}
@@ -151,6 +166,11 @@ func (s *Store) writeMeters(b *batch) error {
 				return err
 			}
 		}
+		if mb.hasUTAT {
+			if _, err := exec(s.st.setUTAT, nsOf(mb.utat), name); err != nil {
+				return err
+			}
+		}
 		if mb.pruned {
 			stmt := s.st.pruneDone
 			if mb.byGrant {
@@ -165,6 +185,16 @@ func (s *Store) writeMeters(b *batch) error {
 		}
 	}
 	return nil
+}
+
+// callArgs are the grantCall statement's arguments for call c of meter.
+func callArgs(meter string, c meter.Call) []any {
+	var actual any
+	if c.Settled {
+		actual = c.Actual
+	}
+	h := c.Holder
+	return []any{meter, int64(c.ID), nsOf(c.GrantedAt), nsOf(c.DoneAt), boolInt(c.Expired), h.PID, h.UID, h.GID, h.Cmd, c.Cost, actual}
 }
 
 func prunable(c meter.Call, cutoff time.Time, byGrant bool) bool {

@@ -40,7 +40,7 @@ func BenchmarkGrant(b *testing.B) {
 			for b.Loop() {
 				id++
 				at := t0.Add(time.Duration(id) * time.Millisecond)
-				if err := s.Grant("api", meter.Call{ID: id, GrantedAt: at, Holder: benchHolder}, at.Add(time.Millisecond)); err != nil {
+				if err := s.Grant("api", meter.Call{ID: id, GrantedAt: at, Holder: benchHolder}, at.Add(time.Millisecond), time.Time{}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -61,7 +61,7 @@ func BenchmarkGrantComplete(b *testing.B) {
 				id++
 				at := t0.Add(time.Duration(id) * time.Millisecond)
 				c := meter.Call{ID: id, GrantedAt: at, Holder: benchHolder}
-				if err := s.Grant("api", c, at.Add(time.Millisecond)); err != nil {
+				if err := s.Grant("api", c, at.Add(time.Millisecond), time.Time{}); err != nil {
 					b.Fatal(err)
 				}
 				c.DoneAt = at.Add(time.Microsecond)

@@ -51,6 +51,7 @@ const (
 	opComplete
 	opRetire
 	opRevoke
+	opSettle
 )
 
 // op is a grant, completion, revocation or retirement waiting to go into
@@ -60,6 +61,7 @@ type op struct {
 	meter   string
 	call    meter.Call
 	tat     time.Time    // opGrant
+	utat    time.Time    // opGrant, opSettle: the units bucket's TAT after it
 	cutoff  time.Time    // opRetire
 	byGrant bool         // opRetire
 	past    []meter.Past // opRetire: the history after it
@@ -194,6 +196,14 @@ func decodeRecord(p []byte) (journalRec, bool) {
 		r.op.call.Holder.UID = d.u32()
 		r.op.call.Holder.GID = d.u32()
 		r.op.call.Holder.Cmd = d.str()
+		r.op.call.Cost = 1
+		if len(d.b) >= 16 {
+			r.op.call.Cost = int64(d.u64())
+			r.op.utat = timeOrZero(int64(d.u64()))
+		}
+	case opSettle:
+		r.op.call.Actual, r.op.call.Settled = int64(d.u64()), true
+		r.op.utat = timeOrZero(int64(d.u64()))
 	case opComplete:
 		r.op.call.DoneAt = time.Unix(0, int64(d.u64()))
 		r.op.call.Expired = d.take(1)[0] != 0
@@ -227,21 +237,46 @@ func (d *decoder) str() string {
 }
 
 // appendGrant writes a grant record with one pwrite and queues it for SQLite.
-func (j *journal) appendGrant(name string, c meter.Call, tat time.Time) error {
+func (j *journal) appendGrant(name string, c meter.Call, tat, utat time.Time) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var tatNs int64
-	if !tat.IsZero() {
-		tatNs = tat.UnixNano()
-	}
-	return j.appendLocked(op{kind: opGrant, meter: name, call: c, tat: tat}, func(b []byte) []byte {
+	return j.appendLocked(op{kind: opGrant, meter: name, call: c, tat: tat, utat: utat}, func(b []byte) []byte {
 		b = binary.LittleEndian.AppendUint64(b, uint64(c.GrantedAt.UnixNano()))
-		b = binary.LittleEndian.AppendUint64(b, uint64(tatNs))
+		b = binary.LittleEndian.AppendUint64(b, uint64(nsOrZero(tat)))
 		b = binary.LittleEndian.AppendUint64(b, uint64(int64(c.Holder.PID)))
 		b = binary.LittleEndian.AppendUint32(b, c.Holder.UID)
 		b = binary.LittleEndian.AppendUint32(b, c.Holder.GID)
-		return appendStr(b, c.Holder.Cmd)
+		b = appendStr(b, c.Holder.Cmd)
+		// Since weighted calls: the cost and the units bucket's TAT. A
+		// record without them (an older daemon's) is a call of cost 1.
+		b = binary.LittleEndian.AppendUint64(b, uint64(c.Cost))
+		return binary.LittleEndian.AppendUint64(b, uint64(nsOrZero(utat)))
 	})
+}
+
+// appendSettle writes a settlement record with one pwrite and queues it.
+func (j *journal) appendSettle(name string, id uint64, actual int64, utat time.Time) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	c := meter.Call{ID: id, Actual: actual, Settled: true}
+	return j.appendLocked(op{kind: opSettle, meter: name, call: c, utat: utat}, func(b []byte) []byte {
+		b = binary.LittleEndian.AppendUint64(b, uint64(actual))
+		return binary.LittleEndian.AppendUint64(b, uint64(nsOrZero(utat)))
+	})
+}
+
+func nsOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func timeOrZero(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // appendComplete writes a completion record with one pwrite and queues it.

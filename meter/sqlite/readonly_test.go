@@ -21,7 +21,7 @@ var holder = meter.Holder{PID: 42, UID: 1000, GID: 100, Cmd: "sendmail -t"}
 func TestReadOnlyWhileOwned(t *testing.T) {
 	w, path := open(t, sqlite.Options{Mountpoint: "/mnt/rl"})
 	require.NoError(t, w.CreateMeter("email", meter.DefaultSpec(), meter.DefaultAttr()))
-	require.NoError(t, w.Grant("email", meter.Call{ID: 1, GrantedAt: metertest.Epoch, Holder: holder}, time.Time{}))
+	require.NoError(t, w.Grant("email", meter.Call{ID: 1, GrantedAt: metertest.Epoch, Holder: holder}, time.Time{}, time.Time{}))
 
 	r, err := sqlite.OpenReadOnly(path)
 	require.NoError(t, err, "OpenReadOnly while owned")
@@ -32,7 +32,7 @@ func TestReadOnlyWhileOwned(t *testing.T) {
 	require.Len(t, got[0].State.Calls, 1)
 
 	// The owner writes on; the reader sees it on its next Load.
-	require.NoError(t, w.Grant("email", meter.Call{ID: 2, GrantedAt: metertest.Epoch.Add(time.Second), Holder: holder}, time.Time{}))
+	require.NoError(t, w.Grant("email", meter.Call{ID: 2, GrantedAt: metertest.Epoch.Add(time.Second), Holder: holder}, time.Time{}, time.Time{}))
 	got, err = r.Load()
 	require.NoError(t, err, "Load (read-only) after another grant")
 	require.Len(t, got[0].State.Calls, 2)
@@ -43,7 +43,7 @@ func TestReadOnlyWhileOwned(t *testing.T) {
 		"SetSpec":     r.SetSpec("email", meter.DefaultSpec()),
 		"SetAttr":     r.SetAttr("email", meter.DefaultAttr()),
 		"DeleteMeter": r.DeleteMeter("email"),
-		"Grant":       r.Grant("email", meter.Call{ID: 3, GrantedAt: metertest.Epoch}, time.Time{}),
+		"Grant":       r.Grant("email", meter.Call{ID: 3, GrantedAt: metertest.Epoch}, time.Time{}, time.Time{}),
 		"Complete":    r.Complete("email", meter.Call{ID: 1, DoneAt: metertest.Epoch}),
 		"Retire":      r.Retire("email", metertest.Epoch, false, nil),
 	} {
@@ -54,7 +54,7 @@ func TestReadOnlyWhileOwned(t *testing.T) {
 	// The owner still owns it, and the reader's Close did not checkpoint or lock.
 	_, err = sqlite.Open(path, sqlite.Options{})
 	require.ErrorIs(t, err, sqlite.ErrLocked, "Open while owned, after a reader came and went")
-	require.NoError(t, w.Grant("email", meter.Call{ID: 3, GrantedAt: metertest.Epoch.Add(2 * time.Second), Holder: holder}, time.Time{}))
+	require.NoError(t, w.Grant("email", meter.Call{ID: 3, GrantedAt: metertest.Epoch.Add(2 * time.Second), Holder: holder}, time.Time{}, time.Time{}))
 }
 
 // TestReadOnlyAfterCleanStop: a database whose daemon stopped (no -wal or
@@ -80,7 +80,7 @@ func TestReadOnlyAfterCrash(t *testing.T) {
 	w, path := open(t, sqlite.Options{})
 	require.NoError(t, w.CreateMeter("email", meter.DefaultSpec(), meter.DefaultAttr()))
 	for i := range 10 {
-		require.NoError(t, w.Grant("email", meter.Call{ID: uint64(i + 1), GrantedAt: metertest.Epoch.Add(time.Duration(i) * time.Second), Holder: holder}, time.Time{}))
+		require.NoError(t, w.Grant("email", meter.Call{ID: uint64(i + 1), GrantedAt: metertest.Epoch.Add(time.Duration(i) * time.Second), Holder: holder}, time.Time{}, time.Time{}))
 	}
 	// Copy the files as they are while the daemon runs: a crash image.
 	crash := filepath.Join(t.TempDir(), "meters.db")

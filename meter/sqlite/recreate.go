@@ -68,12 +68,11 @@ func (s *Store) Recreate(all []meter.Stored) error {
 			if _, err := exec(s.st.create, m.Name, m.Spec.String(), m.Attr.Mode, m.Attr.UID, m.Attr.GID, 0); err != nil {
 				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
 			}
-			if err := must1(s.st.setState, nsOf(m.State.TAT), int64(m.State.NextID), int64(m.Grants), encodePast(m.State.Past), m.Name); err != nil {
+			if err := must1(s.st.setState, nsOf(m.State.TAT), int64(m.State.NextID), int64(m.Grants), encodePast(m.State.Past), nsOf(m.State.UTAT), m.Name); err != nil {
 				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
 			}
 			for _, c := range m.State.Calls {
-				h := c.Holder
-				if _, err := exec(s.st.grantCall, m.Name, int64(c.ID), nsOf(c.GrantedAt), nsOf(c.DoneAt), boolInt(c.Expired), h.PID, h.UID, h.GID, h.Cmd); err != nil {
+				if _, err := exec(s.st.grantCall, callArgs(m.Name, c)...); err != nil {
 					return fmt.Errorf("sqlite: rewrite call %d of %q: %w", c.ID, m.Name, err)
 				}
 			}

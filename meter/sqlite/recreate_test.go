@@ -72,9 +72,9 @@ func TestJournalSurvivesCrash(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, st.CreateMeter("m", meter.DefaultSpec(), meter.DefaultAttr()))
 	g := metertest.Epoch
-	require.NoError(t, st.Grant("m", meter.Call{ID: 1, GrantedAt: g}, time.Time{}))
+	require.NoError(t, st.Grant("m", meter.Call{ID: 1, GrantedAt: g}, time.Time{}, time.Time{}))
 	require.NoError(t, st.Complete("m", meter.Call{ID: 1, GrantedAt: g, DoneAt: g.Add(time.Second)}))
-	require.NoError(t, st.Grant("m", meter.Call{ID: 2, GrantedAt: g.Add(2 * time.Second)}, time.Time{}))
+	require.NoError(t, st.Grant("m", meter.Call{ID: 2, GrantedAt: g.Add(2 * time.Second)}, time.Time{}, time.Time{}))
 	// A crash image: the files as they are now, before any flush.
 	crash := filepath.Join(t.TempDir(), "meters.db")
 	for _, suffix := range []string{"", "-wal", "-shm", ".grants-0", ".grants-1"} {
@@ -125,9 +125,9 @@ func TestRevoke(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, st.CreateMeter("m", meter.DefaultSpec(), meter.DefaultAttr()))
 	g := metertest.Epoch
-	require.NoError(t, st.Grant("m", meter.Call{ID: 1, GrantedAt: g}, time.Time{}))
+	require.NoError(t, st.Grant("m", meter.Call{ID: 1, GrantedAt: g}, time.Time{}, time.Time{}))
 	require.NoError(t, st.Revoke("m", 1)) // in the same batch
-	require.NoError(t, st.Grant("m", meter.Call{ID: 2, GrantedAt: g}, time.Time{}))
+	require.NoError(t, st.Grant("m", meter.Call{ID: 2, GrantedAt: g}, time.Time{}, time.Time{}))
 	all, err := st.Load() // flushes
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), all[0].Grants)

@@ -13,14 +13,16 @@
 // # Schema (PRAGMA user_version = 1)
 //
 //	meters(name PRIMARY KEY, spec, mode, uid, gid, tat_ns, next_id, grants, created_ns)
-//	calls(meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd; PRIMARY KEY (meter, id))
+//	calls(meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd, cost, actual; PRIMARY KEY (meter, id))
 //
 // spec is the canonical text of meter.Spec.String. Times are wall-clock Unix
 // nanoseconds; NULL stands for the zero time (a call in progress has a NULL
 // done_ns, a meter without a token bucket a NULL tat_ns). past is the
-// meter's history of retired calls, grouped (past.go). Schema 1 lacked it:
-// the owner adds the column when it opens such a database; a read-only open
-// reads it as no history.
+// meter's history of retired calls, grouped (past.go); cost is the units a
+// call was granted for, actual its settled cost (NULL: not settled), utat_ns
+// the units bucket's TAT. Schema 1 lacked past, utat_ns, cost and actual:
+// the owner adds them when it opens such a database (every call costing 1);
+// a read-only open reads them so.
 //
 // A grant is committed before Grant returns: with Sync "normal" it survives
 // the daemon's crash, with "full" a power loss as well.
@@ -69,7 +71,8 @@ CREATE TABLE meters (
 	next_id    INTEGER NOT NULL,
 	grants     INTEGER NOT NULL,
 	created_ns INTEGER NOT NULL,
-	past       BLOB
+	past       BLOB,
+	utat_ns    INTEGER
 ) STRICT;
 CREATE TABLE calls (
 	meter      TEXT NOT NULL,
@@ -81,6 +84,8 @@ CREATE TABLE calls (
 	uid        INTEGER NOT NULL,
 	gid        INTEGER NOT NULL,
 	cmd        TEXT NOT NULL,
+	cost       INTEGER NOT NULL DEFAULT 1,
+	actual     INTEGER,
 	PRIMARY KEY (meter, id)
 ) STRICT, WITHOUT ROWID;
 `
@@ -348,10 +353,15 @@ func (s *Store) setup() error {
 	return nil
 }
 
-// upgrade1 adds what schema 2 has to a schema 1 database: the history
-// column (no history).
+// upgrade1 adds what schema 2 has to a schema 1 database: the history (none),
+// the units bucket's TAT (none), and each call's cost (1) and actual cost.
 func (s *Store) upgrade1(ctx context.Context) error {
-	up := fmt.Sprintf("BEGIN IMMEDIATE; ALTER TABLE meters ADD COLUMN past BLOB; PRAGMA user_version = %d; COMMIT", schemaVersion)
+	up := fmt.Sprintf(`BEGIN IMMEDIATE;
+		ALTER TABLE meters ADD COLUMN past BLOB;
+		ALTER TABLE meters ADD COLUMN utat_ns INTEGER;
+		ALTER TABLE calls ADD COLUMN cost INTEGER NOT NULL DEFAULT 1;
+		ALTER TABLE calls ADD COLUMN actual INTEGER;
+		PRAGMA user_version = %d; COMMIT`, schemaVersion)
 	if _, err := s.conn.ExecContext(ctx, up); err != nil {
 		s.conn.ExecContext(ctx, "ROLLBACK")
 		return classify(s.path, "upgrade the schema (1 to 2) of", err)

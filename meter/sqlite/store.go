@@ -20,16 +20,16 @@ type stmts struct {
 	create, setSpec, setAttr, delMeter, delCalls *sql.Stmt
 	grantMeter, grantCall, complete              *sql.Stmt
 	setState, keepTAT, nextID, revoke, ungrant   *sql.Stmt
-	setPast                                      *sql.Stmt
+	setPast, settle, setUTAT                     *sql.Stmt
 	pruneDone, pruneGranted                      *sql.Stmt
 	loadMeters, loadCalls                        *sql.Stmt
 }
 
 // prepare prepares the statements for schema version (2, or 1 read-only).
 func (st *stmts) prepare(ctx context.Context, conn *sql.Conn, version int) error {
-	past := "past"
-	if version < 2 {
-		past = "NULL" // schema 1, read-only: no history column
+	past, utat, cost, actual := "past", "utat_ns", "cost", "actual"
+	if version < 2 { // schema 1, read-only: none of these columns
+		past, utat, cost, actual = "NULL", "NULL", "1", "NULL"
 	}
 	for _, p := range []struct {
 		s    **sql.Stmt
@@ -50,17 +50,20 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn, version int) error
 		{&st.nextID, "SELECT next_id FROM meters WHERE name = ?"},
 		{&st.revoke, "DELETE FROM calls WHERE meter = ? AND id = ?"},
 		{&st.ungrant, "UPDATE meters SET grants = grants - 1 WHERE name = ?"},
-		{&st.setState, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = ?, past = ? WHERE name = ?"},
+		{&st.setState, "UPDATE meters SET tat_ns = ?, next_id = ?, grants = ?, past = ?, utat_ns = ? WHERE name = ?"},
 		{&st.setPast, "UPDATE meters SET past = ? WHERE name = ?"},
-		{&st.grantCall, `INSERT INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&st.settle, "UPDATE calls SET actual = ? WHERE meter = ? AND id = ?"},
+		{&st.setUTAT, "UPDATE meters SET utat_ns = ? WHERE name = ?"},
+		{&st.grantCall, `INSERT INTO calls (meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd, cost, actual)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&st.complete, "UPDATE calls SET done_ns = ?, expired = ? WHERE meter = ? AND id = ?"},
 		{&st.pruneDone, "DELETE FROM calls WHERE meter = ? AND done_ns IS NOT NULL AND done_ns <= ?"},
 		{&st.pruneGranted, "DELETE FROM calls WHERE meter = ? AND done_ns IS NOT NULL AND granted_ns <= ?"},
-		{&st.loadMeters, "SELECT name, spec, mode, uid, gid, tat_ns, next_id, grants, " + past + " FROM meters ORDER BY name"},
-		{&st.loadCalls, "SELECT meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd FROM calls ORDER BY meter, id"},
+		{&st.loadMeters, "SELECT name, spec, mode, uid, gid, tat_ns, next_id, grants, " + past + ", " + utat + " FROM meters ORDER BY name"},
+		{&st.loadCalls, "SELECT meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd, " + cost + ", " + actual + " FROM calls ORDER BY meter, id"},
 	} {
-		if version < 2 && strings.Contains(p.text, "past =") {
+		if version < 2 && (strings.Contains(p.text, "past =") || strings.Contains(p.text, "utat_ns =") ||
+			strings.Contains(p.text, "actual =") || strings.Contains(p.text, "cost, actual)")) {
 			continue // read-only: never written
 		}
 		stmt, err := conn.PrepareContext(ctx, p.text)
@@ -76,7 +79,7 @@ func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{
 		st.begin, st.beginRead, st.commit, st.rollback,
 		st.create, st.setSpec, st.setAttr, st.delMeter, st.delCalls,
-		st.grantMeter, st.grantCall, st.complete, st.setState, st.setPast, st.keepTAT, st.nextID, st.revoke, st.ungrant,
+		st.grantMeter, st.grantCall, st.complete, st.setState, st.setPast, st.settle, st.setUTAT, st.keepTAT, st.nextID, st.revoke, st.ungrant,
 		st.pruneDone, st.pruneGranted, st.loadMeters, st.loadCalls,
 	} {
 		if s != nil {
@@ -207,6 +210,12 @@ func overlayJournal(db string, out []meter.Stored) {
 				m.Grants--
 			}
 			continue
+		case opSettle:
+			if k >= 0 {
+				m.State.Calls[k].Actual, m.State.Calls[k].Settled = c.Actual, true
+			}
+			m.State.UTAT = r.op.utat
+			continue
 		}
 		if k >= 0 {
 			continue
@@ -214,7 +223,7 @@ func overlayJournal(db string, out []meter.Stored) {
 		m.State.Calls = append(m.State.Calls, c)
 		m.Grants++
 		m.State.NextID = max(m.State.NextID, c.ID+1)
-		m.State.TAT = r.op.tat
+		m.State.TAT, m.State.UTAT = r.op.tat, r.op.utat
 	}
 	for i := range out {
 		slices.SortFunc(out[i].State.Calls, func(a, b meter.Call) int { return cmp.Compare(a.ID, b.ID) })
@@ -241,8 +250,9 @@ func (s *Store) loadLocked() ([]meter.Stored, error) {
 			c             meter.Call
 			granted, done sql.NullInt64
 			expired       int64
+			actual        sql.NullInt64
 		)
-		if err := rows.Scan(&name, &c.ID, &granted, &done, &expired, &c.Holder.PID, &c.Holder.UID, &c.Holder.GID, &c.Holder.Cmd); err != nil {
+		if err := rows.Scan(&name, &c.ID, &granted, &done, &expired, &c.Holder.PID, &c.Holder.UID, &c.Holder.GID, &c.Holder.Cmd, &c.Cost, &actual); err != nil {
 			return nil, fmt.Errorf("sqlite: load calls from %s: %w", s.path, err)
 		}
 		i, ok := index[name]
@@ -250,6 +260,7 @@ func (s *Store) loadLocked() ([]meter.Stored, error) {
 			continue // a call of no meter: nothing counts it
 		}
 		c.GrantedAt, c.DoneAt, c.Expired = timeOf(granted), timeOf(done), expired != 0
+		c.Actual, c.Settled = actual.Int64, actual.Valid
 		out[i].State.Calls = append(out[i].State.Calls, c)
 	}
 	if err := rows.Err(); err != nil {
@@ -267,12 +278,12 @@ func (s *Store) loadMeters() ([]meter.Stored, error) {
 	var out []meter.Stored
 	for rows.Next() {
 		var (
-			m    meter.Stored
-			spec string
-			tat  sql.NullInt64
-			past []byte
+			m         meter.Stored
+			spec      string
+			tat, utat sql.NullInt64
+			past      []byte
 		)
-		if err := rows.Scan(&m.Name, &spec, &m.Attr.Mode, &m.Attr.UID, &m.Attr.GID, &tat, &m.State.NextID, &m.Grants, &past); err != nil {
+		if err := rows.Scan(&m.Name, &spec, &m.Attr.Mode, &m.Attr.UID, &m.Attr.GID, &tat, &m.State.NextID, &m.Grants, &past, &utat); err != nil {
 			return nil, fmt.Errorf("sqlite: load meters from %s: %w", s.path, err)
 		}
 		if m.Spec, err = meter.ParseSpec(spec); err != nil {
@@ -281,7 +292,7 @@ func (s *Store) loadMeters() ([]meter.Stored, error) {
 		if m.State.Past, err = decodePast(past); err != nil {
 			return nil, failf(ErrCorrupt, err, "sqlite: meter %q in %s has a history that does not decode; clear it (UPDATE meters SET past = NULL) with the sqlite3 tool or pass --db", m.Name, s.path)
 		}
-		m.State.TAT = timeOf(tat)
+		m.State.TAT, m.State.UTAT = timeOf(tat), timeOf(utat)
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
@@ -350,11 +361,11 @@ func (s *Store) DeleteMeter(name string) error {
 // (one pwrite) and queues it for SQLite. It survives a crash of the daemon
 // when Grant returns; with sync "full" it survives a power loss once
 // WaitDurable returns.
-func (s *Store) Grant(name string, c meter.Call, tat time.Time) error {
+func (s *Store) Grant(name string, c meter.Call, tat, utat time.Time) error {
 	if s.j == nil {
 		return ErrReadOnly
 	}
-	if err := s.j.appendGrant(name, c, tat); err != nil {
+	if err := s.j.appendGrant(name, c, tat, utat); err != nil {
 		return fmt.Errorf("sqlite: record grant %d of %q: %w", c.ID, name, err)
 	}
 	return nil
@@ -378,6 +389,18 @@ func (s *Store) Complete(name string, c meter.Call) error {
 	}
 	if err := s.j.appendComplete(name, c); err != nil {
 		return fmt.Errorf("sqlite: record completion of call %d of %q: %w", c.ID, name, err)
+	}
+	return nil
+}
+
+// Settle appends call id's actual cost and the units bucket's TAT after it
+// to the journal (one pwrite), and queues them for SQLite.
+func (s *Store) Settle(name string, id uint64, actual int64, utat time.Time) error {
+	if s.j == nil {
+		return ErrReadOnly
+	}
+	if err := s.j.appendSettle(name, id, actual, utat); err != nil {
+		return fmt.Errorf("sqlite: record the cost of call %d of %q: %w", id, name, err)
 	}
 	return nil
 }

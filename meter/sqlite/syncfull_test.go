@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -72,7 +73,7 @@ func TestSyncFullChild(t *testing.T) {
 	require.NoError(t, s.CreateMeter("a", meter.DefaultSpec(), meter.DefaultAttr()))
 	for i := range syncGrants {
 		c := meter.Call{ID: uint64(i + 1), GrantedAt: metertest.Epoch, Holder: meter.Holder{PID: 1, Cmd: "x" + strconv.Itoa(i)}}
-		require.NoError(t, s.Grant("a", c, metertest.Epoch))
+		require.NoError(t, s.Grant("a", c, metertest.Epoch, time.Time{}))
 		require.NoError(t, s.WaitDurable())
 	}
 	require.NoError(t, s.Close())
