@@ -25,18 +25,18 @@ var (
 
 // Stats are a meter's counters since the daemon started.
 type Stats struct {
-	Grants     uint64
-	Releases   uint64
-	Timeouts   uint64
-	Interrupts uint64
-	Expired    uint64 // holds ended by max_hold
-	Rejected   uint64 // O_NONBLOCK or max_waiters refusals
-	Revoked    uint64 // grants taken back (Revoke); Grants still counts them
-	Settled    uint64 // calls whose actual cost was set (Settle)
-	Units      int64  // units granted (the estimates)
-	UnitsFixed int64  // units settled: actual minus estimate, summed (refunds are negative)
-	StoreErrs  uint64
-	WaitTotal  time.Duration // summed over grants
+	Grants       uint64
+	Releases     uint64
+	Timeouts     uint64
+	Interrupts   uint64
+	Expired      uint64 // holds ended by max_hold
+	Rejected     uint64 // O_NONBLOCK or max_waiters refusals
+	Revoked      uint64 // grants taken back (Revoke); Grants still counts them
+	Settled      uint64 // calls whose actual cost was set (Settle)
+	Units        int64  // units granted (the estimates)
+	UnitsSettled int64  // actual costs of the settled calls, summed
+	StoreErrs    uint64
+	WaitTotal    time.Duration // summed over grants
 }
 
 // Meter is one live meter: its spec, state and FIFO queue of waiters. It is
@@ -485,9 +485,8 @@ func (m *Meter) Settle(id uint64, actual int64) error {
 	if i < 0 || (!expired && !m.st.Calls[i].InProgress()) {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
 	}
-	old := m.st.Calls[i].Units()
 	m.st.Settle(m.spec, id, actual)
-	m.stats.UnitsFixed += actual - old
+	m.stats.UnitsSettled += actual
 	err := m.store.Settle(m.name, id, actual, m.st.UTAT)
 	if err != nil {
 		m.stats.StoreErrs++

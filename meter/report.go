@@ -13,6 +13,7 @@ type Report struct {
 	Name         string            `json:"meter"`
 	Limits       string            `json:"limits"`
 	Windows      []WindowReport    `json:"windows"`
+	Buckets      []BucketUsage     `json:"buckets,omitempty"`
 	InProgress   int               `json:"in_progress"`
 	Concurrency  int               `json:"concurrency"` // 0: unlimited
 	ExpiredHolds int               `json:"expired_holds"`
@@ -47,6 +48,7 @@ func (s Snapshot) Report() Report {
 		ExpiredHolds: s.ExpiredN,
 		NextGrant:    s.nextGrant(),
 		History:      s.Retired,
+		Buckets:      s.Buckets,
 		Counters:     map[string]uint64{},
 		Host:         s.Host,
 		Hosts:        s.Hosts,
@@ -61,7 +63,7 @@ func (s Snapshot) Report() Report {
 		n := s.WaitersN
 		r.Waiting = &n
 	}
-	for _, c := range s.counters() {
+	for _, c := range append(s.counters(), s.unitCounters()...) {
 		r.Counters[c.key] = c.n
 	}
 	return r
@@ -86,6 +88,19 @@ func (s Snapshot) counters() []counter {
 		{"rejected_since_start", s.Stats.Rejected},
 		{"revoked_since_start", s.Stats.Revoked},
 		{"store_errors_since_start", s.Stats.StoreErrs},
+	}
+}
+
+// unitCounters are the counters of weighted calls, shown for a meter with
+// units items.
+func (s Snapshot) unitCounters() []counter {
+	if !s.Spec.HasUnits() {
+		return nil
+	}
+	return []counter{
+		{"units_granted_since_start", uint64(s.Stats.Units)},
+		{"settled_since_start", s.Stats.Settled},
+		{"units_settled_since_start", uint64(s.Stats.UnitsSettled)},
 	}
 }
 

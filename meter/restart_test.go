@@ -106,7 +106,7 @@ func TestSnapshot(t *testing.T) {
 	require.Equal(t, t0.Add(2*s), snap.Now)
 	require.Equal(t, []uint64{b.ID}, ids(snap.Holders), "Holders")
 	require.Equal(t, 7, snap.Holders[0].Holder.PID)
-	require.Equal(t, []meter.Waiter{{Seq: w.Seq, Holder: meter.Holder{PID: 300, UID: 1000, Cmd: "curl x"}, Since: t0.Add(2 * s)}}, snap.Waiters)
+	require.Equal(t, []meter.Waiter{{Seq: w.Seq, Holder: meter.Holder{PID: 300, UID: 1000, Cmd: "curl x"}, Since: t0.Add(2 * s), Cost: 1}}, snap.Waiters)
 	require.Equal(t, []meter.WindowUsage{{Window: meter.Window{N: 1, Per: s}, Used: 1}, {Window: meter.Window{N: 3, Per: time.Minute}, Used: 2}}, snap.Usage)
 	require.Equal(t, meter.Decision{}, snap.Next, "Next: after a release")
 	text := parseText(t, snap.Text())

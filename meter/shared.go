@@ -106,6 +106,7 @@ type View struct {
 	// The lengths of the three lists, also without lists.
 	HoldersN, ExpiredN, WaitersN int
 	Usage                        []WindowUsage
+	Buckets                      []BucketUsage
 	Next                         Decision
 	Grants                       uint64
 	Retired                      int

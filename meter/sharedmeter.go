@@ -412,7 +412,7 @@ func (m *Meter) settleShared(id uint64, actual int64) error {
 	}
 	m.mu.Lock()
 	m.stats.Settled++
-	m.stats.UnitsFixed += actual - c.Units()
+	m.stats.UnitsSettled += actual
 	c.Actual, c.Settled = actual, true
 	m.sh.held[id] = c
 	m.mu.Unlock()

@@ -28,7 +28,7 @@ func (m *Meter) snapshotShared(lists bool) Snapshot {
 	s.Spec, s.Attr, s.Now = v.Spec, v.Attr, v.Now
 	s.Holders, s.Expired, s.Waiters = v.Holders, v.Expired, v.Waiters
 	s.HoldersN, s.ExpiredN, s.WaitersN = v.HoldersN, v.ExpiredN, v.WaitersN
-	s.Usage, s.Next, s.Grants = v.Usage, v.Next, v.Grants
+	s.Usage, s.Buckets, s.Next, s.Grants = v.Usage, v.Buckets, v.Next, v.Grants
 	s.Retired, s.RetiredSince, s.Hosts = v.Retired, v.RetiredSince, v.Hosts
 	return s
 }
@@ -43,7 +43,7 @@ func (m *Meter) localPictureLocked(s *Snapshot, lists bool) {
 	var waiters []Waiter
 	for _, t := range m.sh.tickets {
 		if !t.phantom && !t.finished() {
-			waiters = append(waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since})
+			waiters = append(waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since, Cost: t.Cost})
 		}
 	}
 	slices.SortFunc(waiters, func(a, b Waiter) int { return a.Since.Compare(b.Since) })

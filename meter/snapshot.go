@@ -13,6 +13,35 @@ type Waiter struct {
 	Seq    uint64
 	Holder Holder
 	Since  time.Time
+	Cost   int64 // units it asks for
+}
+
+// BucketUsage is how many tokens a token bucket has now: Free of Burst.
+type BucketUsage struct {
+	Item  string `json:"item"` // "rate=10/1s" or "units:rate=90000/1m"
+	Free  int64  `json:"free"`
+	Burst int64  `json:"burst"`
+}
+
+// bucketUsage is b's free tokens at now, given its TAT.
+func bucketUsage(item string, b *Bucket, tat, now time.Time) BucketUsage {
+	u := BucketUsage{Item: item, Burst: int64(b.Burst), Free: int64(b.Burst)}
+	if owed := tat.Sub(now); owed > 0 {
+		u.Free = max(0, int64(b.Burst)-int64((owed+b.Interval()-1)/b.Interval()))
+	}
+	return u
+}
+
+// Buckets pictures spec's token buckets at now, given their TATs.
+func Buckets(spec Spec, tat, utat, now time.Time) []BucketUsage {
+	var out []BucketUsage
+	if b := spec.Bucket; b != nil {
+		out = append(out, bucketUsage(fmt.Sprintf("rate=%d/%s", b.N, formatDuration(b.Per)), b, tat, now))
+	}
+	if b := spec.UnitBucket; b != nil {
+		out = append(out, bucketUsage(fmt.Sprintf("units:rate=%d/%s", b.N, formatDuration(b.Per)), b, utat, now))
+	}
+	return out
 }
 
 // WindowUsage is how many calls count against one window.
@@ -34,6 +63,7 @@ type Snapshot struct {
 	// The lengths of the three lists, also set by Status.
 	HoldersN, ExpiredN, WaitersN int
 	Usage                        []WindowUsage
+	Buckets                      []BucketUsage
 	// Next is when a new call could be granted: Next.OK means now; a zero
 	// Next.At means after a release.
 	Next   Decision
@@ -84,7 +114,7 @@ func (m *Meter) snapshot(lists bool) Snapshot {
 	} else {
 		for _, t := range m.queue {
 			if !t.phantom {
-				s.Waiters = append(s.Waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since})
+				s.Waiters = append(s.Waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since, Cost: t.Cost})
 			}
 		}
 	}
@@ -106,6 +136,7 @@ func (s *Snapshot) usage(st *State) {
 	for _, w := range s.Spec.Windows {
 		s.Usage = append(s.Usage, WindowUsage{Window: w, Used: Usage(s.Spec, w, st, s.Now)})
 	}
+	s.Buckets = Buckets(s.Spec, st.TAT, st.UTAT, s.Now)
 	s.Retired = st.PastCalls()
 	if len(st.Past) > 0 {
 		s.RetiredSince = st.Past[0].First
@@ -140,6 +171,9 @@ func (s Snapshot) Text() string {
 	for _, u := range s.Usage {
 		kv("window "+u.Window.String(), "%d used, %d free", u.Used, max(0, u.Window.N-u.Used))
 	}
+	for _, b := range s.Buckets {
+		kv("bucket "+b.Item, "%d of %d free", b.Free, b.Burst)
+	}
 	conc := "unlimited"
 	if s.Spec.Concurrency > 0 {
 		conc = fmt.Sprint(s.Spec.Concurrency)
@@ -157,7 +191,7 @@ func (s Snapshot) Text() string {
 	} else {
 		kv("history", "0 calls")
 	}
-	for _, c := range s.counters() {
+	for _, c := range append(s.counters(), s.unitCounters()...) {
 		kv(c.key, "%d", c.n)
 	}
 	return b.String()
@@ -246,7 +280,7 @@ func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
 			pos--
 		}
 	}
-	return Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since}, pos, true
+	return Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since, Cost: t.Cost}, pos, true
 }
 
 // Now returns the meter clock's now.

@@ -151,6 +151,19 @@ func (s Spec) MaxCost() int64 {
 	return limit
 }
 
+// HasUnits reports whether the spec has a units item.
+func (s Spec) HasUnits() bool {
+	if s.UnitBucket != nil {
+		return true
+	}
+	for _, w := range s.Windows {
+		if w.Units {
+			return true
+		}
+	}
+	return false
+}
+
 // Fits checks that a call of cost can ever be admitted; ErrTooBig if not.
 func (s Spec) Fits(cost int64) error {
 	if m := s.MaxCost(); m >= 0 && cost > m {

@@ -182,5 +182,6 @@ func TestSettleOnlyWhileHeld(t *testing.T) {
 	r.release(c)
 	require.ErrorIs(t, r.m.Settle(c.ID, 5), meter.ErrNotExist, "Settle after the release")
 	require.Equal(t, uint64(1), r.m.Status().Stats.Settled)
-	require.Equal(t, int64(30), r.m.Status().Stats.UnitsFixed)
+	require.Equal(t, int64(70), r.m.Status().Stats.UnitsSettled)
+	require.Equal(t, int64(40), r.m.Status().Stats.Units, "units granted: the estimate")
 }

@@ -17,7 +17,7 @@ func micros(d time.Duration) int64 { return int64((d + time.Microsecond - 1) / t
 func specFields(s meter.Spec, history time.Duration) []string {
 	var win []string
 	for _, w := range s.Windows {
-		win = append(win, strconv.Itoa(w.N)+":"+strconv.FormatInt(micros(w.Per), 10)+":0")
+		win = append(win, strconv.Itoa(w.N)+":"+strconv.FormatInt(micros(w.Per), 10)+":"+boolStr(w.Units))
 	}
 	f := []string{
 		"spec", s.String(),
@@ -27,7 +27,11 @@ func specFields(s meter.Spec, history time.Duration) []string {
 		"mhold", strconv.FormatInt(micros(s.MaxHold), 10),
 		"mwaiters", strconv.Itoa(s.MaxWaiters),
 		"horizon", strconv.FormatInt(micros(history), 10),
-		"un", "0", "uper", "0", "uburst", "0",
+	}
+	if b := s.UnitBucket; b != nil {
+		f = append(f, "un", strconv.Itoa(b.N), "uper", strconv.FormatInt(micros(b.Per), 10), "uburst", strconv.Itoa(b.Burst))
+	} else {
+		f = append(f, "un", "0", "uper", "0", "uburst", "0")
 	}
 	if b := s.Bucket; b != nil {
 		return append(f, "rn", strconv.Itoa(b.N), "rper", strconv.FormatInt(micros(b.Per), 10), "burst", strconv.Itoa(b.Burst))

@@ -31,6 +31,14 @@ func (s *Store) View(name string, lists bool) (meter.View, error) {
 	p.usage(&v)
 	p.next(&v)
 	p.hosts(&v)
+	tat, utat := atoi(fields["tat"]), atoi(fields["utat"])
+	local := func(us int64) time.Time {
+		if us == 0 {
+			return time.Time{}
+		}
+		return p.local(us)
+	}
+	v.Buckets = meter.Buckets(v.Spec, local(tat), local(utat), v.Now)
 	if past := fields["past"]; past != "" {
 		v.Retired, v.RetiredSince = pastSummary(past, storeNow, at)
 	}
@@ -79,7 +87,10 @@ func (p *viewParser) calls(v *meter.View, lists bool) {
 			continue // completed: the rule's business, not a holder
 		}
 		g := atoi(f[1])
-		c := meter.Call{ID: uint64(atoi(f[0])), GrantedAt: p.local(g), Holder: holderOf(f[7], f[9], f[10], f[11])}
+		c := meter.Call{ID: uint64(atoi(f[0])), GrantedAt: p.local(g), Holder: holderOf(f[7], f[9], f[10], f[11]), Cost: atoi(f[5])}
+		if actual := atoi(f[6]); actual >= 0 {
+			c.Actual, c.Settled = actual, true
+		}
 		if mhold > 0 && g+mhold <= p.storeNow {
 			c.Expired = true
 			v.ExpiredN++
@@ -110,7 +121,7 @@ func (p *viewParser) waiters(v *meter.View, lists bool) {
 		if len(f) < 9 {
 			continue
 		}
-		v.Waiters = append(v.Waiters, meter.Waiter{Seq: uint64(atoi(f[0])), Holder: holderOf(f[1], f[6], f[7], f[8]), Since: p.local(atoi(f[4]))})
+		v.Waiters = append(v.Waiters, meter.Waiter{Seq: uint64(atoi(f[0])), Holder: holderOf(f[1], f[6], f[7], f[8]), Since: p.local(atoi(f[4])), Cost: atoi(f[5])})
 	}
 }
 
