@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,11 +18,13 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-// acquireFile is a meter's `acquire`: open waits for a grant, the last close
-// completes the call.
+// acquireFile is a meter's `acquire` (a call of cost 1) or `acquire@N` (a
+// call of cost N units): open waits for a grant, a decimal written to the
+// open descriptor sets the call's actual cost, the last close completes it.
 type acquireFile struct {
 	fs.Inode
-	d *meterDir
+	d    *meterDir
+	cost int64
 }
 
 var (
@@ -30,8 +33,12 @@ var (
 	_ = (fs.NodeSetattrer)((*acquireFile)(nil))
 )
 
+// Getattr gives acquire the meter's read bits, and the matching write bits:
+// opening it O_RDWR (to write the actual cost) needs the same permission as
+// acquiring it.
 func (a *acquireFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	fileAttr(a.d, 0o444, out)
+	out.Mode |= (out.Mode & 0o444) >> 1
 	return 0
 }
 
@@ -64,7 +71,7 @@ func (a *acquireFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.Set
 // a copy, which must neither wait for nor take a call. (The clients rlfs
 // serves, cat, exec 3<, flock(1), Python, Go and Node, do not pass it.)
 func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+	if flags&syscall.O_ACCMODE == syscall.O_WRONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, ToErrno(errNotAllowed)
 	}
 	if flags&syscall.O_NOFOLLOW != 0 {
@@ -77,7 +84,7 @@ func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, ui
 	h := callerOf(ctx)
 	m := a.d.m
 	start := time.Now()
-	c, err := m.Acquire(ctx, h, flags&syscall.O_NONBLOCK != 0)
+	c, err := m.AcquireCost(ctx, h, a.cost, flags&syscall.O_NONBLOCK != 0)
 	if err != nil {
 		if errors.Is(err, meter.ErrStore) {
 			// Debug: on a full disk every open fails alike; the store logs
@@ -99,15 +106,40 @@ type grantHandle struct {
 
 var (
 	_ = (fs.FileReader)((*grantHandle)(nil))
+	_ = (fs.FileWriter)((*grantHandle)(nil))
 	_ = (fs.FileReleaser)((*grantHandle)(nil))
 	_ = (fs.FileFlusher)((*grantHandle)(nil))
 )
 
-// Read returns one line about the grant.
+// Read returns one line about the grant (with its cost for acquire@N).
 func (g *grantHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	line := fmt.Sprintf("granted %s waited %s meter %s call %d pid %d\n",
+	line := fmt.Sprintf("granted %s waited %s meter %s call %d pid %d",
 		meter.FormatTime(g.call.GrantedAt), g.waited.Round(time.Microsecond), g.m.Name(), g.call.ID, resolve(g.call.Holder).PID)
+	if g.call.Cost != 1 {
+		line += fmt.Sprintf(" cost %d", g.call.Cost)
+	}
+	line += "\n"
 	return fuse.ReadResultData(sliceAt([]byte(line), off, len(dest))), 0
+}
+
+// Write sets the call's actual cost: the whole write is one decimal number
+// of units (a trailing newline or spaces are fine), from 0 to 2^50. Less
+// than the estimate frees units at once; more is debt. A write that is not
+// such a number fails with EINVAL and changes nothing. The descriptor must
+// be open for writing (O_RDWR: exec 3<>acquire@N; open(p, "r+")).
+func (g *grantHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	text := strings.TrimSpace(string(data))
+	n, err := meter.ParseCost(text)
+	if err != nil {
+		return 0, syscall.EINVAL
+	}
+	if err := g.m.Settle(g.call.ID, n); err != nil {
+		if errors.Is(err, meter.ErrNotExist) {
+			return 0, syscall.EINVAL // no longer a call in progress (revoked)
+		}
+		return 0, ToErrno(err)
+	}
+	return uint32(len(data)), 0
 }
 
 // Flush answers ENOSYS, so the kernel stops sending FLUSH: completion is the

@@ -19,6 +19,8 @@ func ToErrno(err error) syscall.Errno {
 		return syscall.EINTR
 	case errors.Is(err, meter.ErrTimeout):
 		return syscall.ETIMEDOUT
+	case errors.Is(err, meter.ErrTooBig):
+		return syscall.E2BIG
 	case errors.Is(err, meter.ErrBusy):
 		return syscall.EBUSY
 	case errors.Is(err, meter.ErrExist):

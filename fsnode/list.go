@@ -44,12 +44,15 @@ func (l *listDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttr
 
 // entry is one holder or waiter as listed.
 type entry struct {
-	seq    uint64
-	holder meter.Holder
-	since  time.Time
-	now    time.Time
-	state  string // "holding", "expired" or "waiting"
-	pos    int    // queue position, 1-based (waiters)
+	seq     uint64
+	holder  meter.Holder
+	since   time.Time
+	now     time.Time
+	state   string // "holding", "expired" or "waiting"
+	pos     int    // queue position, 1-based (waiters)
+	cost    int64  // units the call costs (or asks for)
+	actual  int64  // its settled cost, when settled
+	settled bool
 }
 
 // name is SEQ.PID, or SEQ.PID@HOST in a fleet.
@@ -76,6 +79,10 @@ func (e entry) text() string {
 	} else {
 		fmt.Fprintf(&b, "call: %d\nheld: %s\n", e.seq, e.now.Sub(e.since).Round(time.Millisecond))
 	}
+	fmt.Fprintf(&b, "cost: %d\n", e.cost)
+	if e.settled {
+		fmt.Fprintf(&b, "actual: %d\n", e.actual)
+	}
 	return b.String()
 }
 
@@ -85,15 +92,15 @@ func (l *listDir) entries() []entry {
 	var out []entry
 	if l.waiters {
 		for i, w := range s.Waiters {
-			out = append(out, entry{seq: w.Seq, holder: w.Holder, since: w.Since, now: s.Now, state: "waiting", pos: i + 1})
+			out = append(out, entry{seq: w.Seq, holder: w.Holder, since: w.Since, now: s.Now, state: "waiting", pos: i + 1, cost: w.Cost})
 		}
 		return out
 	}
 	for _, c := range s.Holders {
-		out = append(out, entry{seq: c.ID, holder: c.Holder, since: c.GrantedAt, now: s.Now, state: "holding"})
+		out = append(out, entry{seq: c.ID, holder: c.Holder, since: c.GrantedAt, now: s.Now, state: "holding", cost: c.Cost, actual: c.Actual, settled: c.Settled})
 	}
 	for _, c := range s.Expired {
-		out = append(out, entry{seq: c.ID, holder: c.Holder, since: c.GrantedAt, now: s.Now, state: "expired"})
+		out = append(out, entry{seq: c.ID, holder: c.Holder, since: c.GrantedAt, now: s.Now, state: "expired", cost: c.Cost, actual: c.Actual, settled: c.Settled})
 	}
 	return out
 }
@@ -114,13 +121,14 @@ func (l *listDir) find(name string) (entry, bool) {
 		if !ok {
 			return entry{}, false
 		}
-		e.holder, e.since, e.state, e.pos = w.Holder, w.Since, "waiting", pos
+		e.holder, e.since, e.state, e.pos, e.cost = w.Holder, w.Since, "waiting", pos, w.Cost
 	} else {
 		c, expired, ok := m.Held(seq)
 		if !ok {
 			return entry{}, false
 		}
 		e.holder, e.since, e.state = c.Holder, c.GrantedAt, "holding"
+		e.cost, e.actual, e.settled = c.Cost, c.Actual, c.Settled
 		if expired {
 			e.state = "expired"
 		}

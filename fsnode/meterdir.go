@@ -3,6 +3,7 @@ package fsnode
 import (
 	"context"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -94,6 +95,9 @@ func (d *meterDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 }
 
 func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n, ok := strings.CutPrefix(name, "acquire@"); ok {
+		return d.lookupCost(ctx, n, out)
+	}
 	for _, c := range children {
 		if c.name != name {
 			continue
@@ -101,7 +105,7 @@ func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		var node fs.InodeEmbedder
 		switch name {
 		case "acquire":
-			node = &acquireFile{d: d}
+			node = &acquireFile{d: d, cost: 1}
 		case "limits":
 			node = &limitsFile{d: d}
 		case "status":
@@ -122,6 +126,24 @@ func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return ch, 0
 	}
 	return nil, syscall.ENOENT
+}
+
+// lookupCost finds acquire@N, a call of cost N units (N a decimal from 0 to
+// 2^50; anything else does not exist). Looked up, never listed.
+func (d *meterDir) lookupCost(ctx context.Context, n string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	cost, err := meter.ParseCost(n)
+	if err != nil {
+		return nil, syscall.ENOENT
+	}
+	node := &acquireFile{d: d, cost: cost}
+	ch := d.NewInode(ctx, node, fs.StableAttr{Mode: syscall.S_IFREG}) // an automatic inode number
+	var a fuse.AttrOut
+	node.Getattr(ctx, nil, &a)
+	out.Attr = a.Attr
+	out.Ino = ch.StableAttr().Ino
+	out.SetEntryTimeout(d.root.static)
+	out.SetAttrTimeout(d.root.static)
+	return ch, 0
 }
 
 func (d *meterDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
