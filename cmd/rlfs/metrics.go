@@ -32,6 +32,9 @@ var (
 	descExpired    = prometheus.NewDesc("rlfs_max_hold_expirations_total", "Calls counted completed because they were held longer than max_hold.", []string{"meter"}, nil)
 	descRejected   = prometheus.NewDesc("rlfs_rejections_total", "Opens refused with EAGAIN (O_NONBLOCK or max_waiters).", []string{"meter"}, nil)
 	descRevoked    = prometheus.NewDesc("rlfs_revocations_total", "Grants taken back because their open failed afterwards (an O_TRUNC open of acquire); rlfs_grants_total still counts them.", []string{"meter"}, nil)
+	descUnits      = prometheus.NewDesc("rlfs_units_granted_total", "Units of cost granted (acquire@N: N; acquire: 1), by their estimates.", []string{"meter"}, nil)
+	descSettled    = prometheus.NewDesc("rlfs_settlements_total", "Calls whose actual cost was written to their descriptor.", []string{"meter"}, nil)
+	descUnitsSet   = prometheus.NewDesc("rlfs_units_settled_total", "Actual costs written by the settled calls, summed.", []string{"meter"}, nil)
 	descStoreErrs  = prometheus.NewDesc("rlfs_store_errors_total", "Database writes that failed.", []string{"meter"}, nil)
 	descWaiters    = prometheus.NewDesc("rlfs_waiters", "Opens of acquire blocked in the queue.", []string{"meter"}, nil)
 	descHolders    = prometheus.NewDesc("rlfs_holders", "Calls in progress.", []string{"meter"}, nil)
@@ -65,7 +68,7 @@ func (m *metrics) observe(meterName string, waited time.Duration) {
 // Describe sends the descriptors of the scrape-time metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGrants, descReleases, descTimeouts, descInterrupts, descExpired,
-		descRejected, descRevoked, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax,
+		descRejected, descRevoked, descUnits, descSettled, descUnitsSet, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax,
 		descWriteErrs, descOutages, descFailing, descDownFor} {
 		ch <- d
 	}
@@ -107,6 +110,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descExpired, s.Stats.Expired)
 		counter(descRejected, s.Stats.Rejected)
 		counter(descRevoked, s.Stats.Revoked)
+		counter(descUnits, uint64(s.Stats.Units))
+		counter(descSettled, s.Stats.Settled)
+		counter(descUnitsSet, uint64(s.Stats.UnitsSettled))
 		counter(descStoreErrs, s.Stats.StoreErrs)
 		ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(s.WaitersN), name)
 		ch <- prometheus.MustNewConstMetric(descHolders, prometheus.GaugeValue, float64(s.HoldersN), name)

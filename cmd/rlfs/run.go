@@ -17,10 +17,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rlfs/rlfs/meter"
 )
 
 const runUsage = `SYNOPSIS
-    rlfs run [--wait D | --nonblock] [--conflict-exit-code N] METER_DIR -- CMD [ARGS...]
+    rlfs run [--wait D | --nonblock] [--conflict-exit-code N] [--cost N]
+             METER_DIR -- CMD [ARGS...]
 
 Waits for a grant of the meter at METER_DIR (a meter directory of a mounted
 rlfs, such as /mnt/rl/email), runs CMD while holding it, and records the
@@ -40,11 +43,17 @@ FLAGS
                              (like flock -n) (default: false)
     --conflict-exit-code N   exit status, 0 to 255, when --wait or --nonblock
                              gives up (default: 1)
+    --cost N                 a weighted call of N units (acquire@N). CMD gets
+                             the call's descriptor as fd 3 ($RLFS_ACQUIRE_FD):
+                             writing a decimal to it (echo 412 >&3) sets the
+                             actual cost before the call completes
+                             (default: a plain call, cost 1, no fd 3)
 
 EXAMPLES
     rlfs run /mnt/rl/email -- sendmail -t < message.txt
     rlfs run --wait 10s /mnt/rl/api -- curl -fsS https://api.example.com/
     rlfs run --wait 0 /mnt/rl/backup -- backup.sh || echo "another backup runs"
+    rlfs run --cost 1500 /mnt/rl/llm -- sh -c 'n=$(ask-llm --max-tokens 1500); echo "$n" >&3'
 `
 
 // runSignals are the signals that stop rlfs run's wait, and that it passes
@@ -58,6 +67,7 @@ type runOptions struct {
 	conflict int
 	meterDir string
 	argv     []string
+	cost     int64 // -1: a plain call (acquire); else acquire@cost, passed on as fd 3
 }
 
 func parseRun(args []string, stdout io.Writer) (runOptions, error) {
@@ -67,8 +77,17 @@ func parseRun(args []string, stdout io.Writer) (runOptions, error) {
 	fs.Var(&wait, "wait", "")
 	fs.BoolVar(&o.nonblock, "nonblock", false, "")
 	fs.IntVar(&o.conflict, "conflict-exit-code", 1, "")
+	cost := fs.String("cost", "", "")
 	if err := parse(fs, args, runUsage, stdout); err != nil {
 		return o, err
+	}
+	o.cost = -1
+	if *cost != "" {
+		n, err := meter.ParseCost(*cost)
+		if err != nil {
+			return o, &usageError{msg: fmt.Sprintf("--cost %q: want a whole number of units from 0 to 2^50", *cost), hint: "rlfs run --cost 1500 /mnt/rl/llm -- CMD"}
+		}
+		o.cost = n
 	}
 	rest := fs.Args()
 	if len(rest) < 3 || rest[1] != "--" {
@@ -131,8 +150,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	acquire := o.meterDir
 	if fi, err := os.Stat(acquire); err == nil && fi.IsDir() {
 		acquire = filepath.Join(acquire, "acquire")
+		if o.cost >= 0 {
+			acquire += "@" + strconv.FormatInt(o.cost, 10)
+		}
 	}
-	fd, err := openAcquire(acquire, o.nonblock, o.wait, sigs)
+	fd, err := openAcquire(acquire, o.cost >= 0, o.nonblock, o.wait, sigs)
 	var se signalError
 	switch {
 	case errors.As(err, &se):
@@ -143,6 +165,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return &codeError{code: o.conflict, err: fmt.Errorf("gave up on %s after waiting %s", o.meterDir, o.wait)}
 	case errors.Is(err, syscall.ENOENT):
 		return fmt.Errorf("%s: no such meter; check the path (ls the mountpoint) or create it with mkdir", o.meterDir)
+	case errors.Is(err, syscall.E2BIG):
+		return fmt.Errorf("%s can never admit a call of %d units (a units limit of its is smaller); lower --cost or raise the limit", o.meterDir, o.cost)
 	case err != nil:
 		return fmt.Errorf("acquire %s: %w", acquire, err)
 	}
@@ -152,8 +176,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return signalError{s.(syscall.Signal)}.exit(o.meterDir)
 	default:
 	}
-	defer syscall.Close(fd) // the last close completes the call
-	return runHolding(o.argv, sigs, stdout, stderr)
+	// The last close completes the call.
+	var pass *os.File
+	if o.cost >= 0 {
+		pass = os.NewFile(uintptr(fd), acquire) // the command's fd 3
+		defer pass.Close()
+	} else {
+		defer syscall.Close(fd)
+	}
+	return runHolding(o.argv, pass, sigs, stdout, stderr)
 }
 
 // signalError is a wait stopped by a signal.
@@ -168,10 +199,15 @@ func (e signalError) exit(meterDir string) error {
 }
 
 // runHolding runs the command, passing the signals that arrive on sigs on
-// to it, and maps its exit.
-func runHolding(argv []string, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
+// to it, and maps its exit. A call's descriptor pass, if not nil, becomes the
+// command's fd 3 (and $RLFS_ACQUIRE_FD says so).
+func runHolding(argv []string, pass *os.File, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	if pass != nil {
+		cmd.ExtraFiles = []*os.File{pass}
+		cmd.Env = append(os.Environ(), "RLFS_ACQUIRE_FD=3")
+	}
 	if err := cmd.Start(); err != nil {
 		return &codeError{code: 127, err: fmt.Errorf("run %s: %v", argv[0], err)}
 	}
@@ -200,8 +236,11 @@ func runHolding(argv []string, sigs <-chan os.Signal, stdout, stderr io.Writer) 
 // and takes the waiter out of the queue. After wait, a grant that won the
 // race is kept; after a signal, it is closed (the call completes at once)
 // and the error is a signalError.
-func openAcquire(path string, nonblock bool, wait time.Duration, sigs <-chan os.Signal) (int, error) {
+func openAcquire(path string, rdwr, nonblock bool, wait time.Duration, sigs <-chan os.Signal) (int, error) {
 	flags := syscall.O_RDONLY | syscall.O_CLOEXEC
+	if rdwr {
+		flags = syscall.O_RDWR | syscall.O_CLOEXEC // to set the actual cost
+	}
 	if nonblock {
 		flags |= syscall.O_NONBLOCK
 	}
