@@ -48,6 +48,8 @@ type Store interface {
 	Revoke(name string, id uint64) error
 	// Close flushes pending writes and closes the store.
 	Close() error
+	// Every store keeps the meters' data files (design §8).
+	DataStore
 }
 
 // LocalStore persists what the engine decides, for one daemon. The engine

@@ -16,6 +16,7 @@ import (
 type MemStore struct {
 	mu     sync.Mutex
 	meters map[string]*meter.Stored
+	data   map[string]map[string]memData
 	Fail   error
 }
 
@@ -94,6 +95,7 @@ func (s *MemStore) DeleteMeter(name string) error {
 		return err
 	}
 	delete(s.meters, name)
+	delete(s.data, name)
 	return nil
 }
 
@@ -187,3 +189,111 @@ func (s *MemStore) Settle(name string, id uint64, actual int64, utat time.Time) 
 
 // Close does nothing.
 func (s *MemStore) Close() error { return nil }
+
+// memData is one MemStore meter's data files.
+type memData struct {
+	content []byte
+	mtime   time.Time
+}
+
+func (s *MemStore) dataOf(name string) (map[string]memData, error) {
+	if _, err := s.get(name); err != nil {
+		return nil, err
+	}
+	if s.data == nil {
+		s.data = map[string]map[string]memData{}
+	}
+	d := s.data[name]
+	if d == nil {
+		d = map[string]memData{}
+		s.data[name] = d
+	}
+	return d, nil
+}
+
+// ListData lists a meter's data files, sorted by name.
+func (s *MemStore) ListData(meterName string) ([]meter.DataFile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.dataOf(meterName)
+	if err != nil {
+		return nil, err
+	}
+	var out []meter.DataFile
+	for n, f := range d {
+		out = append(out, meter.DataFile{Name: n, Size: int64(len(f.content)), MTime: f.mtime})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ReadData returns a copy of a data file.
+func (s *MemStore) ReadData(meterName, name string) ([]byte, meter.DataFile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.dataOf(meterName)
+	if err != nil {
+		return nil, meter.DataFile{}, err
+	}
+	f, ok := d[name]
+	if !ok {
+		return nil, meter.DataFile{}, meter.ErrNotExist
+	}
+	return slices.Clone(f.content), meter.DataFile{Name: name, Size: int64(len(f.content)), MTime: f.mtime}, nil
+}
+
+// WriteData replaces a data file, within the meter's bounds.
+func (s *MemStore) WriteData(meterName, name string, content []byte, mtime time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.dataOf(meterName)
+	if err != nil {
+		return err
+	}
+	files, bytes := 0, int64(0)
+	for n, f := range d {
+		if n != name {
+			files++
+			bytes += int64(len(f.content))
+		}
+	}
+	_, exists := d[name]
+	if err := meter.DataFits(files, bytes, int64(len(content)), !exists); err != nil {
+		return err
+	}
+	d[name] = memData{slices.Clone(content), mtime}
+	return nil
+}
+
+// RenameData renames a data file, replacing the target.
+func (s *MemStore) RenameData(meterName, from, to string, mtime time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.dataOf(meterName)
+	if err != nil {
+		return err
+	}
+	f, ok := d[from]
+	if !ok {
+		return meter.ErrNotExist
+	}
+	delete(d, from)
+	f.mtime = mtime
+	d[to] = f
+	return nil
+}
+
+// DeleteData removes a data file.
+func (s *MemStore) DeleteData(meterName, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.dataOf(meterName)
+	if err != nil {
+		return err
+	}
+	if _, ok := d[name]; !ok {
+		return meter.ErrNotExist
+	}
+	delete(d, name)
+	return nil
+}

@@ -38,6 +38,8 @@ func RunRegistryTests(t *testing.T, open OpenRegistry) {
 		{"WideningJudgesHistory", testRegWidening},
 		{"RestartKeepsCounting", testRegRestart},
 		{"Bucket", testRegBucket},
+		{"DataFiles", testRegData},
+		{"DataBounds", testRegDataBounds},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newRegHarness(t, open)) })
 	}
@@ -55,6 +57,7 @@ func RunSharedTests(t *testing.T, open OpenRegistry) {
 		{"ConcurrencyAcrossHosts", testSharedConcurrency},
 		{"RestartKeepsOtherHostsCalls", testSharedRestart},
 		{"RemoveBusyOnOtherHost", testSharedRemoveBusy},
+		{"DataSharedByHosts", testSharedData},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newRegHarness(t, open)) })
 	}

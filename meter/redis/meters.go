@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/redis/rueidis"
 
@@ -187,11 +188,18 @@ func (s *Store) fcallScalar(fn, name string, args ...string) (int64, bool, error
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		n, err := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build()).AsInt64()
-		if re, ok := rueidis.IsRedisErr(err); ok && attempt == 0 && isNoFunction(re) {
-			if lerr := s.loadLibrary(); lerr != nil {
-				return 0, false, s.unavailable(lerr)
+		if re, ok := rueidis.IsRedisErr(err); ok {
+			switch msg := re.Error(); {
+			case attempt == 0 && isNoFunction(re):
+				if lerr := s.loadLibrary(); lerr != nil {
+					return 0, false, s.unavailable(lerr)
+				}
+				continue
+			case strings.HasPrefix(msg, errNoMeter):
+				return 0, false, fmt.Errorf("%w: %q", meter.ErrNotExist, name)
+			case strings.HasPrefix(msg, "RLFS_NOSPACE "):
+				return 0, false, fmt.Errorf("%w: %s", meter.ErrNoSpace, strings.TrimPrefix(msg, "RLFS_NOSPACE "))
 			}
-			continue
 		}
 		if err != nil {
 			return 0, false, s.classify(fn+" "+name, err)

@@ -11,6 +11,7 @@
 --   KEYS[5] h  hash: host -> "lease expiry,incarnation,waiters"
 --   KEYS[6] d  hash: data file name -> content (rmdir deletes it)
 --   KEYS[7] t  hash: "host:inc:ticket" -> seq of a queued waiter
+--   KEYS[8] dm hash: data file name -> "size,mtime" (µs)
 -- and ARGV[1] = the channel prefix, ARGV[2] = "" (the server's TIME) or an
 -- instant in microseconds (tests only: the store sends one only when it was
 -- given a test clock). All times are microseconds since the Unix epoch.
@@ -680,7 +681,7 @@ end
 
 local function create(K, A)
   if redis.call('EXISTS', K[1]) == 1 then return 0 end
-  redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7])
+  redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7], K[8])
   redis.call('HSET', K[1], 'name', A[3], 'next_id', 1, 'grants', 0, 'seq', 0, 'tat', 0, 'utat', 0)
   set_fields(K, A, 4)
   bump(K)
@@ -718,7 +719,7 @@ local function delete(K, A)
   for _, c in ipairs(st.calls) do
     if c.d == 0 and (st.S.mhold == 0 or c.g + st.S.mhold > st.now) then return 0 end
   end
-  redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7])
+  redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8])
   return 1
 end
 
@@ -813,6 +814,68 @@ local function admit_fn(K, A)
   return {ok and 1 or 0, at}
 end
 
+-- Data files ---------------------------------------------------------------
+
+-- data_totals: the files and bytes of the meter's data other than name,
+-- and whether name exists.
+local function data_totals(K, name)
+  local raw = redis.call('HGETALL', K[8])
+  local files, bytes, exists = 0, 0, false
+  for i = 1, #raw, 2 do
+    if raw[i] == name then
+      exists = true
+    else
+      files = files + 1
+      bytes = bytes + num(split(raw[i + 1], ',')[1])
+    end
+  end
+  return files, bytes, exists
+end
+
+-- rlfs1_data_write: ARGV 3 name, 4 content, 5 mtime, 6 max files, 7 max
+-- bytes. Replaces a data file whole, within the meter's bounds. Replies 1,
+-- or an RLFS_NOSPACE error (nothing changed).
+local function data_write(K, A)
+  if redis.call('EXISTS', K[1]) == 0 then return missing() end
+  local files, bytes, exists = data_totals(K, A[3])
+  if not exists and files + 1 > num(A[6]) then
+    return redis.error_reply('RLFS_NOSPACE the meter has ' .. files .. ' data files')
+  end
+  if bytes + #A[4] > num(A[7]) then
+    return redis.error_reply('RLFS_NOSPACE the meter would hold ' .. int(bytes + #A[4]) .. ' bytes of data')
+  end
+  redis.call('HSET', K[6], A[3], A[4])
+  redis.call('HSET', K[8], A[3], int(#A[4]) .. ',' .. A[5])
+  return 1
+end
+
+-- rlfs1_data_read: ARGV 3 name. Replies {content, "size,mtime"}, or {}.
+local function data_read(K, A)
+  local c = redis.call('HGET', K[6], A[3])
+  if not c then return {} end
+  return {c, redis.call('HGET', K[8], A[3]) or ''}
+end
+
+-- rlfs1_data_rename: ARGV 3 from, 4 to, 5 mtime. Replies 1, or 0 if from
+-- does not exist.
+local function data_rename(K, A)
+  local c = redis.call('HGET', K[6], A[3])
+  if not c then return 0 end
+  if A[3] ~= A[4] then
+    redis.call('HDEL', K[6], A[3])
+    redis.call('HDEL', K[8], A[3])
+  end
+  redis.call('HSET', K[6], A[4], c)
+  redis.call('HSET', K[8], A[4], int(#c) .. ',' .. A[5])
+  return 1
+end
+
+-- rlfs1_data_delete: ARGV 3 name. Replies 1, or 0 if it does not exist.
+local function data_delete(K, A)
+  redis.call('HDEL', K[8], A[3])
+  return redis.call('HDEL', K[6], A[3])
+end
+
 redis.register_function('rlfs1_acquire', acquire)
 redis.register_function('rlfs1_cancel', cancel)
 redis.register_function('rlfs1_release', release)
@@ -828,3 +891,7 @@ redis.register_function('rlfs1_delete', delete)
 redis.register_function('rlfs1_view', view)
 redis.register_function('rlfs1_reassert', reassert)
 redis.register_function{function_name = 'rlfs1_admit', callback = admit_fn, flags = {'no-writes'}}
+redis.register_function('rlfs1_data_write', data_write)
+redis.register_function{function_name = 'rlfs1_data_read', callback = data_read, flags = {'no-writes'}}
+redis.register_function('rlfs1_data_rename', data_rename)
+redis.register_function('rlfs1_data_delete', data_delete)

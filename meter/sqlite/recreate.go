@@ -30,6 +30,12 @@ func (s *Store) Recreate(all []meter.Stored) error {
 	if err := s.usable(true); err != nil {
 		return err
 	}
+	// The data files are only in the database: read them from the deleted
+	// file, still open, before letting go of it.
+	data, derr := s.readAllData()
+	if derr != nil {
+		data = nil // a damaged file: the meters and calls are rewritten still
+	}
 	// Let go of the deleted file, and of its WAL and shared memory, which
 	// must not be replayed into the new one.
 	s.st.close()
@@ -63,6 +69,11 @@ func (s *Store) Recreate(all []meter.Stored) error {
 		return fmt.Errorf("sqlite: recreate the grant journal of %s: %w", s.path, err)
 	}
 	return s.txLocked(func() error {
+		for _, r := range data {
+			if _, err := s.conn.ExecContext(s.bg(), "INSERT INTO data (meter, name, content, mtime_ns) VALUES (?, ?, ?, ?)", r.meter, r.name, r.content, r.mtime); err != nil {
+				return fmt.Errorf("sqlite: rewrite data file %q of %q: %w", r.name, r.meter, err)
+			}
+		}
 		for _, m := range all {
 			s.j.setKnown(m.Name, true)
 			if _, err := exec(s.st.create, m.Name, m.Spec.String(), m.Attr.Mode, m.Attr.UID, m.Attr.GID, 0); err != nil {

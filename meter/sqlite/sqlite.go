@@ -14,13 +14,14 @@
 //
 //	meters(name PRIMARY KEY, spec, mode, uid, gid, tat_ns, next_id, grants, created_ns)
 //	calls(meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd, cost, actual; PRIMARY KEY (meter, id))
+//	data(meter, name, content, mtime_ns; PRIMARY KEY (meter, name))   the meters' data files
 //
 // spec is the canonical text of meter.Spec.String. Times are wall-clock Unix
 // nanoseconds; NULL stands for the zero time (a call in progress has a NULL
 // done_ns, a meter without a token bucket a NULL tat_ns). past is the
 // meter's history of retired calls, grouped (past.go); cost is the units a
 // call was granted for, actual its settled cost (NULL: not settled), utat_ns
-// the units bucket's TAT. Schema 1 lacked past, utat_ns, cost and actual:
+// the units bucket's TAT. Schema 1 lacked past, utat_ns, cost, actual and data:
 // the owner adds them when it opens such a database (every call costing 1);
 // a read-only open reads them so.
 //
@@ -88,6 +89,13 @@ CREATE TABLE calls (
 	actual     INTEGER,
 	PRIMARY KEY (meter, id)
 ) STRICT, WITHOUT ROWID;
+CREATE TABLE data (
+	meter      TEXT NOT NULL,
+	name       TEXT NOT NULL,
+	content    BLOB NOT NULL,
+	mtime_ns   INTEGER NOT NULL,
+	PRIMARY KEY (meter, name)
+) STRICT;
 `
 
 // Options configure Open. The zero value is sync "normal" and no mountpoint.
@@ -361,6 +369,8 @@ func (s *Store) upgrade1(ctx context.Context) error {
 		ALTER TABLE meters ADD COLUMN utat_ns INTEGER;
 		ALTER TABLE calls ADD COLUMN cost INTEGER NOT NULL DEFAULT 1;
 		ALTER TABLE calls ADD COLUMN actual INTEGER;
+		CREATE TABLE data (meter TEXT NOT NULL, name TEXT NOT NULL, content BLOB NOT NULL,
+			mtime_ns INTEGER NOT NULL, PRIMARY KEY (meter, name)) STRICT;
 		PRAGMA user_version = %d; COMMIT`, schemaVersion)
 	if _, err := s.conn.ExecContext(ctx, up); err != nil {
 		s.conn.ExecContext(ctx, "ROLLBACK")

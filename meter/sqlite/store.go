@@ -135,6 +135,18 @@ func (s *Store) write(f func() error) error {
 	return f()
 }
 
+// read runs f with the store locked, for a read-only statement.
+func (s *Store) read(f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(false); err != nil {
+		return err
+	}
+	return f()
+}
+
+func (s *Store) bg() context.Context { return context.Background() }
+
 func boolInt(b bool) int64 {
 	if b {
 		return 1
@@ -344,11 +356,14 @@ func (s *Store) DeleteMeter(name string) error {
 			if err := must1(s.st.delMeter, name); err != nil {
 				return err
 			}
-			_, err := exec(s.st.delCalls, name)
-			if err == nil {
-				s.j.setKnown(name, false)
+			if _, err := exec(s.st.delCalls, name); err != nil {
+				return err
 			}
-			return err
+			if _, err := s.conn.ExecContext(s.bg(), "DELETE FROM data WHERE meter = ?", name); err != nil {
+				return err
+			}
+			s.j.setKnown(name, false)
+			return nil
 		})
 	})
 	if err != nil {
