@@ -51,6 +51,7 @@ var children = []child{
 	// status.json is status for programs (rlfs status reads it). Not
 	// listed, so that ls shows the files people use.
 	{"status.json", 6, syscall.S_IFREG, true},
+	{"data", 7, syscall.S_IFDIR, false},
 }
 
 func (d *meterDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -116,8 +117,13 @@ func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			node = &listDir{d: d, waiters: false}
 		case "waiters":
 			node = &listDir{d: d, waiters: true}
+		case "data":
+			node = &dataDir{d: d, inos: map[string]uint64{}}
 		}
 		ch := d.NewInode(ctx, node, fs.StableAttr{Mode: c.mode, Ino: d.ino + c.off})
+		if ch.Operations() != node {
+			node = ch.Operations() // the inode existed: keep its node (data/ keeps its inode numbers)
+		}
 		var a fuse.AttrOut
 		node.(fs.NodeGetattrer).Getattr(ctx, nil, &a)
 		out.Attr = a.Attr

@@ -34,9 +34,10 @@ type Root struct {
 	log    *slog.Logger
 	static time.Duration
 
-	mu   sync.Mutex
-	inos map[*meter.Meter]uint64 // stable inode numbers of meter directories
-	next uint64
+	mu       sync.Mutex
+	inos     map[*meter.Meter]uint64 // stable inode numbers of meter directories
+	next     uint64
+	dataNext uint64 // inode numbers of data files, from dataBase
 
 	inflight    sync.WaitGroup // opens of acquire being handled
 	copyRefused atomic.Bool    // an O_NOFOLLOW open of acquire was refused and logged
@@ -76,12 +77,21 @@ func (r *Root) times(out *fuse.Attr) {
 }
 
 // Inode numbers: 1 is the root; each meter directory takes a block of
-// inoBlock numbers for itself and its files; holders/ and waiters/ entries
-// live above dynamicBase.
+// inoBlock numbers for itself and its files; data files live above
+// dataBase, holders/ and waiters/ entries above dynamicBase.
 const (
 	inoBlock    = 8
+	dataBase    = 1 << 61
 	dynamicBase = 1 << 62
 )
+
+// nextDataIno numbers a data file for its life.
+func (r *Root) nextDataIno() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dataNext++
+	return dataBase + r.dataNext
+}
 
 func (r *Root) inoOf(m *meter.Meter) uint64 {
 	r.mu.Lock()

@@ -64,6 +64,15 @@ func (m *Meter) ListData() ([]DataFile, error) {
 	return fs, nil
 }
 
+// StatData returns a data file's size and time; ErrNotExist if there is none.
+func (m *Meter) StatData(name string) (DataFile, error) {
+	f, err := m.dataStore().StatData(m.name, name)
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		err = fmt.Errorf("%w: stat %q of %q: %w", ErrStore, name, m.name, err)
+	}
+	return f, err
+}
+
 // ReadData returns a data file's content; ErrNotExist if there is none.
 func (m *Meter) ReadData(name string) ([]byte, DataFile, error) {
 	b, f, err := m.dataStore().ReadData(m.name, name)
@@ -126,6 +135,7 @@ func (m *Meter) dataStore() DataStore {
 // checks MaxDataFile and names. Unknown files give ErrNotExist.
 type DataStore interface {
 	ListData(meter string) ([]DataFile, error)
+	StatData(meter, name string) (DataFile, error)
 	ReadData(meter, name string) ([]byte, DataFile, error)
 	WriteData(meter, name string, content []byte, mtime time.Time) error
 	RenameData(meter, from, to string, mtime time.Time) error

@@ -227,6 +227,12 @@ func (s *MemStore) ListData(meterName string) ([]meter.DataFile, error) {
 	return out, nil
 }
 
+// StatData returns a data file's size and time.
+func (s *MemStore) StatData(meterName, name string) (meter.DataFile, error) {
+	_, f, err := s.ReadData(meterName, name)
+	return f, err
+}
+
 // ReadData returns a copy of a data file.
 func (s *MemStore) ReadData(meterName, name string) ([]byte, meter.DataFile, error) {
 	s.mu.Lock()

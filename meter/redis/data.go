@@ -41,6 +41,22 @@ func parseDataMeta(meta string) (int64, time.Time) {
 	return size, time.UnixMicro(us)
 }
 
+// StatData returns a data file's size and time; meter.ErrNotExist if none.
+func (s *Store) StatData(meterName, name string) (meter.DataFile, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := keysOf(s.opt.Prefix, meterName)
+	meta, err := s.c.Do(ctx, s.c.B().Hget().Key(k[7]).Field(name).Build()).ToString()
+	if isNil(err) {
+		return meter.DataFile{Name: name}, meter.ErrNotExist
+	}
+	if err != nil {
+		return meter.DataFile{Name: name}, s.classify("stat "+name+" of "+meterName, err)
+	}
+	size, mtime := parseDataMeta(meta)
+	return meter.DataFile{Name: name, Size: size, MTime: mtime}, nil
+}
+
 // ReadData returns a data file's content; meter.ErrNotExist if none.
 func (s *Store) ReadData(meterName, name string) ([]byte, meter.DataFile, error) {
 	res, _, err := s.fcall("rlfs1_data_read", meterName, name)

@@ -39,6 +39,23 @@ func (s *Store) ListData(meterName string) ([]meter.DataFile, error) {
 	return out, nil
 }
 
+// StatData returns a data file's size and time; meter.ErrNotExist if none.
+func (s *Store) StatData(meterName, name string) (meter.DataFile, error) {
+	f := meter.DataFile{Name: name}
+	var ns int64
+	err := s.read(func() error {
+		return s.conn.QueryRowContext(s.bg(), "SELECT length(content), mtime_ns FROM data WHERE meter = ? AND name = ?", meterName, name).Scan(&f.Size, &ns)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return f, meter.ErrNotExist
+	}
+	if err != nil {
+		return f, fmt.Errorf("sqlite: stat %q of %q: %w", name, meterName, err)
+	}
+	f.MTime = time.Unix(0, ns)
+	return f, nil
+}
+
 // ReadData returns a data file's content; meter.ErrNotExist if none.
 func (s *Store) ReadData(meterName, name string) ([]byte, meter.DataFile, error) {
 	var content []byte

@@ -1,0 +1,275 @@
+package fsnode
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// dataFile is one file of data/. Its name is its place in the tree (a
+// rename moves it), read at each operation.
+type dataFile struct {
+	fs.Inode
+	dir *dataDir
+}
+
+var (
+	_ = (fs.NodeGetattrer)((*dataFile)(nil))
+	_ = (fs.NodeSetattrer)((*dataFile)(nil))
+	_ = (fs.NodeOpener)((*dataFile)(nil))
+)
+
+// name is the file's current name in data/.
+func (n *dataFile) name() string {
+	name, _ := n.Parent()
+	return name
+}
+
+func (n *dataFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if h, ok := f.(*dataHandle); ok && h.writable {
+		h.mu.Lock()
+		st := meter.DataFile{Size: int64(len(h.buf)), MTime: h.mtime}
+		h.mu.Unlock()
+		n.dir.fileAttr(st, &out.Attr)
+		return 0
+	}
+	st, err := n.dir.d.m.StatData(n.name())
+	if err != nil {
+		return dataErrno(err)
+	}
+	n.dir.fileAttr(st, &out.Attr)
+	return 0
+}
+
+// truncOpenWindow bounds how long after an open its O_TRUNC may arrive as
+// a truncate without a file handle (go-fuse does not negotiate atomic
+// O_TRUNC: the kernel opens, then truncates by path).
+const truncOpenWindow = time.Second
+
+// Setattr truncates: through a handle (ftruncate), the writable handle its
+// thread just opened (O_TRUNC), or else the stored file itself, at once and
+// whole (truncate(1)). Times are accepted and ignored (touch works); owner
+// and mode are the meter's.
+func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if _, ok := in.GetMode(); ok {
+		return ToErrno(errNotAllowed)
+	}
+	if _, ok := in.GetUID(); ok {
+		return ToErrno(errNotAllowed)
+	}
+	if _, ok := in.GetGID(); ok {
+		return ToErrno(errNotAllowed)
+	}
+	if size, ok := in.GetSize(); ok {
+		h, _ := f.(*dataHandle)
+		if h == nil {
+			h = n.dir.openedBy(ctx, n)
+		}
+		if err := n.truncate(h, size); err != 0 {
+			return err
+		}
+	}
+	return n.Getattr(ctx, f, out)
+}
+
+// truncate sets the size of h's copy, or of the stored file when h is nil.
+func (n *dataFile) truncate(h *dataHandle, size uint64) syscall.Errno {
+	if size > meter.MaxDataFile {
+		return syscall.EFBIG
+	}
+	if h != nil {
+		if !h.writable {
+			return syscall.EBADF
+		}
+		h.mu.Lock()
+		h.buf = resize(h.buf, int(size))
+		h.changed, h.mtime = true, time.Now()
+		h.mu.Unlock()
+		return 0
+	}
+	m := n.dir.d.m
+	content, _, err := m.ReadData(n.name())
+	if err != nil {
+		return dataErrno(err)
+	}
+	return dataErrno(m.WriteData(n.name(), resize(content, int(size))))
+}
+
+func resize(b []byte, size int) []byte {
+	if size <= len(b) {
+		return b[:size:size]
+	}
+	return append(b, make([]byte, size-len(b))...)
+}
+
+// Open hands out a copy of the file: the reader's snapshot, or the writer's
+// copy that replaces the file at close.
+func (n *dataFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	content, _, err := n.dir.d.m.ReadData(n.name())
+	if err != nil {
+		return nil, 0, dataErrno(err)
+	}
+	h := n.dir.newHandle(n, content, flags)
+	if h.writable {
+		h.pid = callerOf(ctx).PID
+	}
+	return h, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// newHandle makes a handle on node n with content, for flags.
+func (dd *dataDir) newHandle(n *dataFile, content []byte, flags uint32) *dataHandle {
+	h := &dataHandle{node: n, buf: content, mtime: time.Now(),
+		writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY, appending: flags&syscall.O_APPEND != 0}
+	if h.writable {
+		dd.mu.Lock()
+		if dd.writers == nil {
+			dd.writers = map[*dataHandle]time.Time{}
+		}
+		dd.writers[h] = time.Now()
+		dd.mu.Unlock()
+	}
+	return h
+}
+
+// openedBy finds the writable handle on n that the calling thread opened
+// last, within truncOpenWindow: the target of its O_TRUNC.
+func (dd *dataDir) openedBy(ctx context.Context, n *dataFile) *dataHandle {
+	pid := callerOf(ctx).PID
+	dd.mu.Lock()
+	defer dd.mu.Unlock()
+	var best *dataHandle
+	var at time.Time
+	for h, opened := range dd.writers {
+		if h.node == n && h.pid == pid && time.Since(opened) < truncOpenWindow && opened.After(at) {
+			best, at = h, opened
+		}
+	}
+	return best
+}
+
+// dataHandle is an open data file: a snapshot to read, or a copy to write.
+type dataHandle struct {
+	node      *dataFile
+	writable  bool
+	appending bool
+	pid       int // the thread that opened it (writable handles)
+
+	mu sync.Mutex
+	// buf is the copy; changed says it differs from what was stored (a
+	// truncate or a write), wrote that a write changed it: the FLUSH of a
+	// close stores it only then, so that the close of a descriptor dup'd
+	// right after an O_TRUNC open (a shell's `> file`) does not store the
+	// file empty before its content is written.
+	buf     []byte
+	changed bool
+	wrote   bool
+	failed  bool // a write was refused (EFBIG, ENOSPC): the copy is not stored
+	created bool // this open made the file (empty): a refused copy takes it away again
+	mtime  time.Time
+}
+
+var (
+	_ = (fs.FileReader)((*dataHandle)(nil))
+	_ = (fs.FileWriter)((*dataHandle)(nil))
+	_ = (fs.FileFlusher)((*dataHandle)(nil))
+	_ = (fs.FileFsyncer)((*dataHandle)(nil))
+	_ = (fs.FileReleaser)((*dataHandle)(nil))
+)
+
+func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return fuse.ReadResultData(sliceAt(h.buf, off, len(dest))), 0
+}
+
+// Write changes the copy. A file past 1 MiB gets EFBIG and the copy is
+// then not stored: the file keeps its previous content.
+func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if !h.writable {
+		return 0, syscall.EBADF
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.appending {
+		off = int64(len(h.buf))
+	}
+	end := off + int64(len(data))
+	if end > meter.MaxDataFile {
+		h.failed = true
+		return 0, syscall.EFBIG
+	}
+	if end > int64(len(h.buf)) {
+		h.buf = resize(h.buf, int(end))
+	}
+	copy(h.buf[off:], data)
+	h.changed, h.wrote, h.mtime = true, true, time.Now()
+	return uint32(len(data)), 0
+}
+
+// Flush stores the copy, whole, when a write changed it: close(2) returns
+// once the new content is durable, or with the error that kept it out
+// (EFBIG, ENOSPC: the file keeps its previous content).
+func (h *dataHandle) Flush(ctx context.Context) syscall.Errno { return h.commit(false) }
+
+// Fsync stores the copy when it changed.
+func (h *dataHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return h.commit(true) }
+
+// commit stores the copy if a write changed it, or with any it changed at
+// all (a truncate alone is stored at the last close, or at fsync).
+func (h *dataHandle) commit(any bool) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.writable || !h.changed || (!any && !h.wrote) {
+		return 0
+	}
+	m, name := h.node.dir.d.m, h.node.name()
+	if h.failed {
+		h.changed, h.wrote = false, false
+		h.uncreate(m, name)
+		return syscall.EFBIG
+	}
+	err := m.WriteData(name, h.buf)
+	if err != nil {
+		if errors.Is(err, meter.ErrNoSpace) || errors.Is(err, meter.ErrFileTooBig) {
+			h.changed, h.wrote = false, false // refused for good: nothing is stored
+			h.uncreate(m, name)
+		}
+		return dataErrno(err)
+	}
+	h.changed, h.wrote, h.created = false, false, false
+	return 0
+}
+
+// uncreate removes the empty file this open made, when what was written to
+// it is refused: a refused write stores nothing, not even an empty file.
+func (h *dataHandle) uncreate(m *meter.Meter, name string) {
+	if !h.created {
+		return
+	}
+	h.created = false
+	if f, err := m.StatData(name); err == nil && f.Size == 0 {
+		_ = m.DeleteData(name)
+	}
+}
+
+// Release stores a change no FLUSH stored (a truncate without writes:
+// `: > file`), then forgets the handle.
+func (h *dataHandle) Release(ctx context.Context) syscall.Errno {
+	if errno := h.commit(true); errno != 0 && errno != syscall.EFBIG {
+		h.node.dir.d.root.log.Warn("a data file's change was not stored at its last close", "meter", h.node.dir.d.m.Name(), "file", h.node.name(), "err", errno.Error())
+	}
+	if h.writable {
+		dd := h.node.dir
+		dd.mu.Lock()
+		delete(dd.writers, h)
+		dd.mu.Unlock()
+	}
+	return 0
+}
