@@ -172,7 +172,7 @@ type dataHandle struct {
 	wrote   bool
 	failed  bool // a write was refused (EFBIG, ENOSPC): the copy is not stored
 	created bool // this open made the file (empty): a refused copy takes it away again
-	mtime  time.Time
+	mtime   time.Time
 }
 
 var (
