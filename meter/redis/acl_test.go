@@ -1,0 +1,48 @@
+package redis
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/redis/redistest"
+)
+
+// aclRule is the ACL user docs/fleet.md tells operators to make for rlfs:
+// only the commands it sends, only its keys and channels.
+const aclRule = "on >s3cret ~{rlfs* &rlfs:* -@all +fcall +fcall_ro +function|load " +
+	"+hget +hgetall +hset +hdel +hincrby +zadd +zrem +zrange +zcard +exists +del +time " +
+	"+smembers +sadd +srem +get +set +publish +subscribe +ping +hello +client|setname +cluster|slots +cluster|shards"
+
+// The ACL user of docs/fleet.md is enough for everything rlfs does, and
+// the password can come from RLFS_STORE_PASSWORD (Options.Password).
+func TestACLUserIsEnough(t *testing.T) {
+	srv := redistest.Start(t)
+	args := append([]string{"ACL", "SETUSER", "rlfs"}, strings.Fields(aclRule)...)
+	require.Equal(t, "+OK", redistest.Command(srv.Addr(), args...))
+	s, err := Open(Options{URL: "redis://rlfs@" + srv.Addr(), Password: "s3cret", Host: "a"})
+	require.NoError(t, err, "Open as the ACL user")
+	reg, err := meter.Open(s, meter.Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	defer reg.Close()
+	m, err := reg.Create("m", mustSpecT(t, "1/1h,concurrency=1"), meter.DefaultAttr())
+	require.NoError(t, err)
+	c, err := m.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+	require.NoError(t, err)
+	require.Equal(t, 1, m.Status().HoldersN, "status through the view function")
+	require.NoError(t, m.Release(c.ID))
+	require.NoError(t, m.WriteData("f", []byte("x")))
+	got, _, err := m.ReadData("f")
+	require.NoError(t, err)
+	require.Equal(t, "x", string(got))
+	list, err := m.ListData()
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.NoError(t, m.SetSpec(mustSpecT(t, "2/1h")))
+	require.NoError(t, reg.Remove("m"))
+	require.Zero(t, s.Health().Failures, "no call was refused")
+}
