@@ -417,6 +417,9 @@ func (m *Meter) Revoke(id uint64) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// A hold that max_hold ended counts as completed, observed or not: it
+	// is not taken back.
+	m.expireLocked(m.clock.Now())
 	i := m.st.index(id)
 	if i < 0 || !m.st.Calls[i].InProgress() {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)

@@ -570,7 +570,9 @@ local function revoke(K, A)
   lapse(st)
   renew(st, A[3], A[4], num(A[5]))
   local c = find_call(st, tonumber(A[6]))
-  if c and c.d == 0 then
+  -- a call that max_hold ended counts as completed already: it stays
+  local dl = c and done_at(st.S, c)
+  if c and c.d == 0 and (dl == 0 or dl > st.now) then
     redis.call('HDEL', st.K[2], c.id)
     for i, x in ipairs(st.calls) do if x.id == c.id then table.remove(st.calls, i) break end end
     redis.call('HINCRBY', st.K[1], 'grants', -1)

@@ -1,0 +1,77 @@
+package redis
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/metertest"
+	"github.com/rlfs/rlfs/meter/redis/redistest"
+)
+
+// Calls that max_hold ended, as the library must treat them: like the Go
+// engine, they count as completed at grant+max_hold. Each test is a
+// regression found by the differential test (see difftrace_gen_test.go's
+// scripts, which run the same steps through both engines).
+
+// holdRig is one meter "m" on a fresh server, on a fake clock.
+type holdRig struct {
+	t   *testing.T
+	clk *metertest.Clock
+	reg *meter.Registry
+	m   *meter.Meter
+}
+
+func newHoldRig(t *testing.T, spec string, history time.Duration) *holdRig {
+	clk := metertest.NewClock()
+	reg := openReg(t, redistest.Start(t).URL(), "a", Options{Lease: 1000 * time.Hour, History: history, clock: clk})
+	m, err := reg.Create("m", mustParse(t, spec), meter.DefaultAttr())
+	require.NoError(t, err, "Create(%q)", spec)
+	return &holdRig{t: t, clk: clk, reg: reg, m: m}
+}
+
+func (r *holdRig) now() time.Duration { return r.clk.Now().Sub(metertest.Epoch) }
+
+func (r *holdRig) call() meter.Call {
+	r.t.Helper()
+	c, err := r.m.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+	require.NoError(r.t, err, "nonblocking Acquire at +%v", r.now())
+	return c
+}
+
+func (r *holdRig) refused() {
+	r.t.Helper()
+	_, err := r.m.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+	require.ErrorIs(r.t, err, meter.ErrWouldBlock, "nonblocking Acquire at +%v", r.now())
+}
+
+func (r *holdRig) release(c meter.Call) {
+	r.t.Helper()
+	require.NoError(r.t, r.m.Release(c.ID), "Release(%d) at +%v", c.ID, r.now())
+}
+
+// Regression: rlfs1_revoke took back a call that max_hold had ended; it
+// then counted nothing. It counts as completed at grant+max_hold.
+func TestRevokeAfterMaxHoldKeepsCounting(t *testing.T) {
+	r := newHoldRig(t, "1/1s,concurrency=0,max_hold=10ms", 0)
+	c := r.call()
+	r.clk.Advance(15 * time.Millisecond)
+	_ = r.m.Revoke(c.ID) // the store refuses; the engine is not told
+	st := r.m.Status()
+	require.Equal(t, 1, st.Usage[0].Used, "Status at +15ms: the call max_hold ended still counts")
+	require.Equal(t, 1, st.ExpiredN, "Status at +15ms: expired holds")
+	r.refused()
+	r.release(c)
+	r.clk.Advance(995 * time.Millisecond)
+	r.call() // it counted until +1.01s
+}
+
+func mustParse(t *testing.T, spec string) meter.Spec {
+	t.Helper()
+	s, err := meter.ParseSpec(spec)
+	require.NoError(t, err, "ParseSpec(%q)", spec)
+	return s
+}
