@@ -75,3 +75,16 @@ func mustParse(t *testing.T, spec string) meter.Spec {
 	require.NoError(t, err, "ParseSpec(%q)", spec)
 	return s
 }
+
+// Regression: rlfs1_delete removed a meter whose only holder max_hold had
+// ended, where meter.Registry.Remove refuses (docs/semantics.md: rmdir with
+// "expired holds still open" is EBUSY).
+func TestRemoveBusyWithExpiredHold(t *testing.T) {
+	r := newHoldRig(t, "concurrency=1,max_hold=10ms", 0)
+	c := r.call()
+	r.clk.Advance(15 * time.Millisecond)
+	require.Equal(t, 1, r.m.Status().ExpiredN, "Status at +15ms: expired holds")
+	require.ErrorIs(t, r.reg.Remove("m"), meter.ErrBusy, "Remove with an expired hold open")
+	r.release(c)
+	require.NoError(t, r.reg.Remove("m"), "Remove after its release")
+}
