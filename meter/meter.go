@@ -491,6 +491,9 @@ func (m *Meter) SetSpec(spec Spec) error {
 	if err := m.store.SetSpec(m.name, spec); err != nil {
 		return fmt.Errorf("%w: store limits of %q: %w", ErrStore, m.name, err)
 	}
+	// The holds that max_hold ended under the old spec count as completed
+	// then, observed or not: a new max_hold does not make them held again.
+	m.expireLocked(m.clock.Now())
 	m.spec = spec
 	m.dispatchLocked()
 	return nil

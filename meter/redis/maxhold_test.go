@@ -69,6 +69,24 @@ func TestRevokeAfterMaxHoldKeepsCounting(t *testing.T) {
 	r.call() // it counted until +1.01s
 }
 
+// Regression: a limits write that lifted or lengthened max_hold made the
+// library hold again a call that max_hold had ended.
+func TestMaxHoldLiftedKeepsEndedHolds(t *testing.T) {
+	for _, next := range []string{"concurrency=1", "concurrency=1,max_hold=1h"} {
+		r := newHoldRig(t, "concurrency=1,max_hold=10ms", 0)
+		a := r.call()
+		r.clk.Advance(15 * time.Millisecond)
+		require.NoError(t, r.m.SetSpec(mustParse(t, next)), "SetSpec(%q)", next)
+		st := r.m.Status()
+		require.Equal(t, 0, st.HoldersN, "Status after SetSpec(%q): holders", next)
+		require.Equal(t, 1, st.ExpiredN, "Status after SetSpec(%q): expired holds", next)
+		b := r.call() // a counts as completed at +10ms: the slot is free
+		r.release(b)
+		r.release(a)
+		require.Equal(t, 0, r.m.Status().ExpiredN, "Status after a's release: expired holds")
+	}
+}
+
 func mustParse(t *testing.T, spec string) meter.Spec {
 	t.Helper()
 	s, err := meter.ParseSpec(spec)

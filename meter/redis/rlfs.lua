@@ -16,8 +16,11 @@
 -- given a test clock). All times are microseconds since the Unix epoch.
 --
 -- Records (fields separated by commas):
---   call:   granted,done,expired,ticket,cost,actual,host,inc,pid,uid,gid
---           done 0 = in progress; actual -1 = not settled (the cost stands)
+--   call:   granted,done,expired,ticket,cost,actual,host,inc,pid,uid,gid,held
+--           done 0 = in progress; actual -1 = not settled (the cost stands);
+--           held (0: none) = when max_hold ended the call in progress, fixed
+--           when a limits write changes max_hold (meter.Meter.SetSpec
+--           expires the holds first, too)
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
 --   past:   n:first:granted:done;...  (a group of retired calls, oldest first;
 --           n counts calls, u their units)
@@ -69,12 +72,12 @@ local function parse_call(id, v)
   local p = split(v, ',')
   return {id = tonumber(id), g = num(p[1]), d = num(p[2]), e = p[3] == '1', ticket = p[4],
           cost = num(p[5]), actual = num(p[6]), host = p[7], inc = p[8],
-          pid = p[9], uid = p[10], gid = p[11]}
+          pid = p[9], uid = p[10], gid = p[11], x = num(p[12])}
 end
 
 local function call_string(c)
   return table.concat({int(c.g), int(c.d), c.e and 1 or 0, c.ticket, int(c.cost), int(c.actual), c.host, c.inc,
-                       c.pid, c.uid, c.gid}, ',')
+                       c.pid, c.uid, c.gid, int(c.x or 0)}, ',')
 end
 
 -- units of a call: its settled cost if settled, else its estimate.
@@ -114,6 +117,7 @@ end
 -- done_at: when the call completed, or would by max_hold (0: unknown).
 local function done_at(S, c)
   if c.d > 0 then return c.d end
+  if (c.x or 0) > 0 then return c.x end
   if S.mhold > 0 then return c.g + S.mhold end
   return 0
 end
@@ -353,11 +357,13 @@ local function remove_waiter(st, wt)
   waiters_delta(st, wt.host, -1)
 end
 
--- complete marks call c done at t (counted at grant+max_hold if that is earlier).
+-- complete marks call c done at t (counted at grant+max_hold, or when
+-- max_hold ended it, if that is earlier).
 local function complete(st, c, t)
   if c.d > 0 then return false end
   local e = false
-  if st.S.mhold > 0 and c.g + st.S.mhold <= t then t, e = c.g + st.S.mhold, true end
+  local held = done_at(st.S, c)
+  if held > 0 and held <= t then t, e = held, true end
   if t < c.g then t = c.g end
   c.d, c.e = t, e
   redis.call('HSET', st.K[2], c.id, call_string(c))
@@ -691,11 +697,21 @@ end
 
 -- rlfs1_setspec: ARGV 3 name, then field, value pairs. Replies {wake, now}.
 local function setspec(K, A)
-  if redis.call('EXISTS', K[1]) == 0 then return missing() end
+  local old = open(K, A)
+  if not old then return missing() end
+  lapse(old)
+  -- a hold that max_hold ended counts as completed then, whatever the new
+  -- limits say: its end is fixed (held)
+  for _, c in ipairs(old.calls) do
+    local held = done_at(old.S, c)
+    if c.d == 0 and (c.x or 0) == 0 and held > 0 and held <= old.now then
+      c.x = held
+      redis.call('HSET', K[2], c.id, call_string(c))
+    end
+  end
   set_fields(K, A, 4)
   bump(K)
   local st = open(K, A)
-  lapse(st)
   redis.call('PUBLISH', A[1] .. ':ev', 's,' .. A[3])
   return reply_next(st, dispatch(st))
 end
