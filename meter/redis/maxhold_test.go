@@ -87,6 +87,28 @@ func TestMaxHoldLiftedKeepsEndedHolds(t *testing.T) {
 	}
 }
 
+// Regression: the library kept a call that max_hold ended among its calls
+// until its release, where the Go engine retires it like any completed
+// call, and drops it with the history: the history differed, and a
+// widening counted the call on one side only.
+func TestMaxHoldEndedCallRetires(t *testing.T) {
+	r := newHoldRig(t, "1/1ms,concurrency=0,max_hold=2ms", 5*time.Millisecond)
+	c1 := r.call()
+	r.clk.Advance(4 * time.Millisecond)
+	r.release(r.call())
+	st := r.m.Status()
+	require.Equal(t, 1, st.Retired, "Status at +4ms: call 1, ended at +2ms, in the history")
+	require.Equal(t, 1, st.ExpiredN, "Status at +4ms: call 1 still open")
+	r.clk.Advance(6 * time.Millisecond)
+	r.release(r.call()) // the history horizon (5ms) drops calls 1 and 2
+	require.Equal(t, 0, r.m.Status().Retired, "Status at +10ms: the history")
+	require.NoError(t, r.m.SetSpec(mustParse(t, "2/1s,concurrency=0,max_hold=2ms")))
+	r.call()
+	r.refused()
+	r.release(c1)
+	require.Equal(t, 0, r.m.Status().ExpiredN, "Status after call 1's release: expired holds")
+}
+
 func mustParse(t *testing.T, spec string) meter.Spec {
 	t.Helper()
 	s, err := meter.ParseSpec(spec)

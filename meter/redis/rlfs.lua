@@ -20,7 +20,10 @@
 --           done 0 = in progress; actual -1 = not settled (the cost stands);
 --           held (0: none) = when max_hold ended the call in progress, fixed
 --           when a limits write changes max_hold (meter.Meter.SetSpec
---           expires the holds first, too)
+--           expires the holds first, too); done 0 with expired 1 = ended by
+--           max_hold and retired into the history (past) like any completed
+--           call (as meter.State.Retire does), the record kept only to show
+--           the holder until it releases: the rule skips it
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
 --   past:   n:first:granted:done;...  (a group of retired calls, oldest first;
 --           n counts calls, u their units)
@@ -114,6 +117,9 @@ end
 
 -- The rule -----------------------------------------------------------------
 
+-- in_past: the call ended by max_hold, still open, counts in the history.
+local function in_past(c) return c.d == 0 and c.e end
+
 -- done_at: when the call completed, or would by max_hold (0: unknown).
 local function done_at(S, c)
   if c.d > 0 then return c.d end
@@ -159,7 +165,7 @@ local function window_ends(S, w, calls, past, now)
   end
   for _, c in ipairs(calls) do
     local u = counts_until(S, c, w.per)
-    if u == 0 or u > now then
+    if not in_past(c) and (u == 0 or u > now) then
       local wt = w.units and units(c) or 1
       if wt > 0 then ends[#ends + 1] = {u, wt}; n = n + wt end
     end
@@ -179,7 +185,7 @@ local function admit(S, st, now, cost)
     local ends = {}
     for _, c in ipairs(st.calls) do
       local d = done_at(S, c)
-      if d == 0 or d > now then ends[#ends + 1] = {d, 1} end
+      if not in_past(c) and (d == 0 or d > now) then ends[#ends + 1] = {d, 1} end
     end
     if #ends >= S.conc then later(kth(ends, #ends - S.conc)) end
   end
@@ -246,14 +252,22 @@ end
 
 -- retire moves completed calls that count against no window into the
 -- history, drops history older than the horizon and compacts it; it
--- reports whether anything changed.
+-- reports whether anything changed. A call that max_hold ended counts as
+-- completed then (meter.State.Expire): it is retired too, and its record
+-- stays, out of the rule (in_past), until it is released.
 local function retire(S, st, now, horizon)
   local cutoff = now - longest(S)
   local keep, retired = {}, {}
   for _, c in ipairs(st.calls) do
-    local at = S.bygrant and c.g or c.d
-    if c.d > 0 and at <= cutoff then
-      retired[#retired + 1] = {n = 1, first = c.d, g = c.g, d = c.d, u = units(c), id = c.id}
+    local d = c.d
+    if d == 0 and not c.e then
+      d = done_at(S, c)
+      if d > now then d = 0 end
+    end
+    local at = S.bygrant and c.g or d
+    if d > 0 and at <= cutoff then
+      retired[#retired + 1] = {n = 1, first = d, g = c.g, d = d, u = units(c), id = c.id, open = c.d == 0 and c}
+      if c.d == 0 then keep[#keep + 1] = c end
     else
       keep[#keep + 1] = c
     end
@@ -262,8 +276,13 @@ local function retire(S, st, now, horizon)
   if changed then
     table.sort(retired, function(a, b) if a.d ~= b.d then return a.d < b.d end return a.id < b.id end)
     for _, r in ipairs(retired) do
-      redis.call('HDEL', st.K[2], r.id)
-      r.id = nil
+      if r.open then
+        r.open.x, r.open.e = r.d, true
+        redis.call('HSET', st.K[2], r.id, call_string(r.open))
+      else
+        redis.call('HDEL', st.K[2], r.id)
+      end
+      r.id, r.open = nil, nil
       local i = #st.past
       -- keep the history ordered by completion (count=grant may retire out of order)
       while i > 0 and st.past[i].d > r.d do i = i - 1 end
@@ -358,9 +377,17 @@ local function remove_waiter(st, wt)
 end
 
 -- complete marks call c done at t (counted at grant+max_hold, or when
--- max_hold ended it, if that is earlier).
+-- max_hold ended it, if that is earlier). A call in the history already
+-- (in_past) just loses its record.
 local function complete(st, c, t)
   if c.d > 0 then return false end
+  if in_past(c) then
+    redis.call('HDEL', st.K[2], c.id)
+    local rest = {}
+    for _, x in ipairs(st.calls) do if x.id ~= c.id then rest[#rest + 1] = x end end
+    st.calls = rest
+    return true
+  end
   local e = false
   local held = done_at(st.S, c)
   if held > 0 and held <= t then t, e = held, true end
