@@ -318,7 +318,7 @@ local function open(K, A)
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   if A[2] ~= '' then now = tonumber(A[2]) end
   local hwm = num(f.hwm)
-  if now < hwm then now = hwm elseif now > hwm then redis.call('HSET', K[1], 'hwm', now) end
+  if now < hwm then now = hwm elseif now > hwm then redis.call('HSET', K[1], 'hwm', int(now)) end
   -- ops orders what each call tells hosts about the queue: a host applies
   -- a wake instant only if no later call told it another.
   local ops = redis.call('HINCRBY', K[1], 'ops', 1)
@@ -432,11 +432,11 @@ local function grant(st, wt)
   redis.call('HINCRBY', st.K[1], 'grants', 1)
   if st.S.bucket then
     st.tat = math.max(st.tat, st.now) + st.S.bucket.interval
-    redis.call('HSET', st.K[1], 'tat', st.tat)
+    redis.call('HSET', st.K[1], 'tat', int(st.tat))
   end
   if st.S.ubucket and c.cost > 0 then
     st.utat = math.max(st.utat, st.now) + st.S.ubucket.interval * c.cost
-    redis.call('HSET', st.K[1], 'utat', st.utat)
+    redis.call('HSET', st.K[1], 'utat', int(st.utat))
   end
   return c
 end
@@ -612,11 +612,11 @@ local function revoke(K, A)
     redis.call('HINCRBY', st.K[1], 'revoked', 1)
     if st.S.bucket then
       st.tat = st.tat - st.S.bucket.interval
-      redis.call('HSET', st.K[1], 'tat', st.tat)
+      redis.call('HSET', st.K[1], 'tat', int(st.tat))
     end
     if st.S.ubucket and c.cost > 0 then
       st.utat = st.utat - st.S.ubucket.interval * c.cost
-      redis.call('HSET', st.K[1], 'utat', st.utat)
+      redis.call('HSET', st.K[1], 'utat', int(st.utat))
     end
   end
   return reply_next(st, dispatch(st))
@@ -636,7 +636,7 @@ local function settle(K, A)
   redis.call('HSET', st.K[2], c.id, call_string(c))
   if st.S.ubucket then
     st.utat = st.utat + st.S.ubucket.interval * (c.actual - old)
-    redis.call('HSET', st.K[1], 'utat', st.utat)
+    redis.call('HSET', st.K[1], 'utat', int(st.utat))
   end
   return reply_next(st, dispatch(st))
 end
@@ -829,7 +829,7 @@ local function reassert(K, A)
       if cur then
         id = redis.call('HINCRBY', K[1], 'next_id', 1) - 1 -- taken by another call since the loss
       elseif id >= num(redis.call('HGET', K[1], 'next_id')) then
-        redis.call('HSET', K[1], 'next_id', id + 1)
+        redis.call('HSET', K[1], 'next_id', int(id + 1))
       end
       local c = {id = id, g = num(p[2]), d = num(p[3]), e = false, ticket = p[6], cost = num(p[4]),
                  actual = num(p[5]), host = A[3], inc = A[4], pid = p[7], uid = p[8], gid = p[9]}
