@@ -21,7 +21,10 @@ import (
 // The admission rule exists twice: meter.Admit in Go and admit in rlfs.lua.
 // The differential tests feed both the same random input and require the
 // same decisions: TestDifferentialAdmit the rule alone (rlfs1_admit, on
-// states built by the Go engine's own State methods).
+// states built by the Go engine's own State methods), and
+// TestDifferentialTrace whole registries, one on metertest.MemStore and one
+// on this store, driven by the same trace of operations
+// (difftrace_test.go).
 //
 // Every case is generated from its own PCG stream, seeded by (-diff.seed,
 // case number), so a failure names the two numbers that replay it alone:
