@@ -445,6 +445,9 @@ func (m *Meter) Revoke(id uint64) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// A hold that max_hold ended counts as completed, observed or not: it
+	// is not taken back.
+	m.expireLocked(m.clock.Now())
 	i := m.st.index(id)
 	if i < 0 || !m.st.Calls[i].InProgress() {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
@@ -549,6 +552,9 @@ func (m *Meter) SetSpec(spec Spec) error {
 	if err := m.store.SetSpec(m.name, spec); err != nil {
 		return fmt.Errorf("%w: store limits of %q: %w", ErrStore, m.name, err)
 	}
+	// The holds that max_hold ended under the old spec count as completed
+	// then, observed or not: a new max_hold does not make them held again.
+	m.expireLocked(m.clock.Now())
 	m.spec = spec
 	m.dispatchLocked()
 	return nil

@@ -435,6 +435,26 @@ func TestReleaseAfterUnobservedMaxHold(t *testing.T) {
 	require.Equal(t, t0.Add(1*s), stored[0].State.Calls[0].DoneAt, "stored completion of call 1")
 }
 
+// Regression (found by meter/redis's differential test): a limits write
+// that lifted max_hold made a call that max_hold had ended in progress
+// again, unless something had looked at the meter since max_hold ran out
+// (and the library always did). A call held longer than max_hold counts as
+// completed then, whatever the limits say later.
+func TestSetSpecAfterUnobservedMaxHold(t *testing.T) {
+	for _, next := range []string{"concurrency=1", "concurrency=1,max_hold=1h"} {
+		r := newRig(t, "1/10s,concurrency=1,max_hold=1s")
+		a := r.call2()
+		r.at(5 * s) // nobody waits, nothing looks at the meter
+		require.NoError(t, r.m.SetSpec(mustSpec(t, next)), "SetSpec(%q)", next)
+		snap := r.m.Status()
+		require.Equal(t, 0, snap.HoldersN, "after SetSpec(%q): holders", next)
+		require.Equal(t, 1, snap.ExpiredN, "after SetSpec(%q): expired holds", next)
+		b := r.call2() // the slot is free: a counts as completed at +1s
+		r.release(b)
+		r.release(a)
+	}
+}
+
 func TestStoreFailureOnGrant(t *testing.T) {
 	r := newRig(t, "1/1s,count=grant,concurrency=1,rate=1/s")
 	r.call()

@@ -17,8 +17,14 @@
 -- given a test clock). All times are microseconds since the Unix epoch.
 --
 -- Records (fields separated by commas):
---   call:   granted,done,expired,ticket,cost,actual,host,inc,pid,uid,gid
---           done 0 = in progress; actual -1 = not settled (the cost stands)
+--   call:   granted,done,expired,ticket,cost,actual,host,inc,pid,uid,gid,held
+--           done 0 = in progress; actual -1 = not settled (the cost stands);
+--           held (0: none) = when max_hold ended the call in progress, fixed
+--           when a limits write changes max_hold (meter.Meter.SetSpec
+--           expires the holds first, too); done 0 with expired 1 = ended by
+--           max_hold and retired into the history (past) like any completed
+--           call (as meter.State.Retire does), the record kept only to show
+--           the holder until it releases: the rule skips it
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
 --   past:   n:first:granted:done;...  (a group of retired calls, oldest first;
 --           n counts calls, u their units)
@@ -70,12 +76,12 @@ local function parse_call(id, v)
   local p = split(v, ',')
   return {id = tonumber(id), g = num(p[1]), d = num(p[2]), e = p[3] == '1', ticket = p[4],
           cost = num(p[5]), actual = num(p[6]), host = p[7], inc = p[8],
-          pid = p[9], uid = p[10], gid = p[11]}
+          pid = p[9], uid = p[10], gid = p[11], x = num(p[12])}
 end
 
 local function call_string(c)
   return table.concat({int(c.g), int(c.d), c.e and 1 or 0, c.ticket, int(c.cost), int(c.actual), c.host, c.inc,
-                       c.pid, c.uid, c.gid}, ',')
+                       c.pid, c.uid, c.gid, int(c.x or 0)}, ',')
 end
 
 -- units of a call: its settled cost if settled, else its estimate.
@@ -112,9 +118,13 @@ end
 
 -- The rule -----------------------------------------------------------------
 
+-- in_past: the call ended by max_hold, still open, counts in the history.
+local function in_past(c) return c.d == 0 and c.e end
+
 -- done_at: when the call completed, or would by max_hold (0: unknown).
 local function done_at(S, c)
   if c.d > 0 then return c.d end
+  if (c.x or 0) > 0 then return c.x end
   if S.mhold > 0 then return c.g + S.mhold end
   return 0
 end
@@ -156,7 +166,7 @@ local function window_ends(S, w, calls, past, now)
   end
   for _, c in ipairs(calls) do
     local u = counts_until(S, c, w.per)
-    if u == 0 or u > now then
+    if not in_past(c) and (u == 0 or u > now) then
       local wt = w.units and units(c) or 1
       if wt > 0 then ends[#ends + 1] = {u, wt}; n = n + wt end
     end
@@ -176,7 +186,7 @@ local function admit(S, st, now, cost)
     local ends = {}
     for _, c in ipairs(st.calls) do
       local d = done_at(S, c)
-      if d == 0 or d > now then ends[#ends + 1] = {d, 1} end
+      if not in_past(c) and (d == 0 or d > now) then ends[#ends + 1] = {d, 1} end
     end
     if #ends >= S.conc then later(kth(ends, #ends - S.conc)) end
   end
@@ -243,14 +253,22 @@ end
 
 -- retire moves completed calls that count against no window into the
 -- history, drops history older than the horizon and compacts it; it
--- reports whether anything changed.
+-- reports whether anything changed. A call that max_hold ended counts as
+-- completed then (meter.State.Expire): it is retired too, and its record
+-- stays, out of the rule (in_past), until it is released.
 local function retire(S, st, now, horizon)
   local cutoff = now - longest(S)
   local keep, retired = {}, {}
   for _, c in ipairs(st.calls) do
-    local at = S.bygrant and c.g or c.d
-    if c.d > 0 and at <= cutoff then
-      retired[#retired + 1] = {n = 1, first = c.d, g = c.g, d = c.d, u = units(c), id = c.id}
+    local d = c.d
+    if d == 0 and not c.e then
+      d = done_at(S, c)
+      if d > now then d = 0 end
+    end
+    local at = S.bygrant and c.g or d
+    if d > 0 and at <= cutoff then
+      retired[#retired + 1] = {n = 1, first = d, g = c.g, d = d, u = units(c), id = c.id, open = c.d == 0 and c}
+      if c.d == 0 then keep[#keep + 1] = c end
     else
       keep[#keep + 1] = c
     end
@@ -259,8 +277,13 @@ local function retire(S, st, now, horizon)
   if changed then
     table.sort(retired, function(a, b) if a.d ~= b.d then return a.d < b.d end return a.id < b.id end)
     for _, r in ipairs(retired) do
-      redis.call('HDEL', st.K[2], r.id)
-      r.id = nil
+      if r.open then
+        r.open.x, r.open.e = r.d, true
+        redis.call('HSET', st.K[2], r.id, call_string(r.open))
+      else
+        redis.call('HDEL', st.K[2], r.id)
+      end
+      r.id, r.open = nil, nil
       local i = #st.past
       -- keep the history ordered by completion (count=grant may retire out of order)
       while i > 0 and st.past[i].d > r.d do i = i - 1 end
@@ -296,7 +319,7 @@ local function open(K, A)
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   if A[2] ~= '' then now = tonumber(A[2]) end
   local hwm = num(f.hwm)
-  if now < hwm then now = hwm elseif now > hwm then redis.call('HSET', K[1], 'hwm', now) end
+  if now < hwm then now = hwm elseif now > hwm then redis.call('HSET', K[1], 'hwm', int(now)) end
   -- ops orders what each call tells hosts about the queue: a host applies
   -- a wake instant only if no later call told it another.
   local ops = redis.call('HINCRBY', K[1], 'ops', 1)
@@ -354,11 +377,21 @@ local function remove_waiter(st, wt)
   waiters_delta(st, wt.host, -1)
 end
 
--- complete marks call c done at t (counted at grant+max_hold if that is earlier).
+-- complete marks call c done at t (counted at grant+max_hold, or when
+-- max_hold ended it, if that is earlier). A call in the history already
+-- (in_past) just loses its record.
 local function complete(st, c, t)
   if c.d > 0 then return false end
+  if in_past(c) then
+    redis.call('HDEL', st.K[2], c.id)
+    local rest = {}
+    for _, x in ipairs(st.calls) do if x.id ~= c.id then rest[#rest + 1] = x end end
+    st.calls = rest
+    return true
+  end
   local e = false
-  if st.S.mhold > 0 and c.g + st.S.mhold <= t then t, e = c.g + st.S.mhold, true end
+  local held = done_at(st.S, c)
+  if held > 0 and held <= t then t, e = held, true end
   if t < c.g then t = c.g end
   c.d, c.e = t, e
   redis.call('HSET', st.K[2], c.id, call_string(c))
@@ -400,11 +433,11 @@ local function grant(st, wt)
   redis.call('HINCRBY', st.K[1], 'grants', 1)
   if st.S.bucket then
     st.tat = math.max(st.tat, st.now) + st.S.bucket.interval
-    redis.call('HSET', st.K[1], 'tat', st.tat)
+    redis.call('HSET', st.K[1], 'tat', int(st.tat))
   end
   if st.S.ubucket and c.cost > 0 then
     st.utat = math.max(st.utat, st.now) + st.S.ubucket.interval * c.cost
-    redis.call('HSET', st.K[1], 'utat', st.utat)
+    redis.call('HSET', st.K[1], 'utat', int(st.utat))
   end
   return c
 end
@@ -571,18 +604,20 @@ local function revoke(K, A)
   lapse(st)
   renew(st, A[3], A[4], num(A[5]))
   local c = find_call(st, tonumber(A[6]))
-  if c and c.d == 0 then
+  -- a call that max_hold ended counts as completed already: it stays
+  local dl = c and done_at(st.S, c)
+  if c and c.d == 0 and (dl == 0 or dl > st.now) then
     redis.call('HDEL', st.K[2], c.id)
     for i, x in ipairs(st.calls) do if x.id == c.id then table.remove(st.calls, i) break end end
     redis.call('HINCRBY', st.K[1], 'grants', -1)
     redis.call('HINCRBY', st.K[1], 'revoked', 1)
     if st.S.bucket then
       st.tat = st.tat - st.S.bucket.interval
-      redis.call('HSET', st.K[1], 'tat', st.tat)
+      redis.call('HSET', st.K[1], 'tat', int(st.tat))
     end
     if st.S.ubucket and c.cost > 0 then
       st.utat = st.utat - st.S.ubucket.interval * c.cost
-      redis.call('HSET', st.K[1], 'utat', st.utat)
+      redis.call('HSET', st.K[1], 'utat', int(st.utat))
     end
   end
   return reply_next(st, dispatch(st))
@@ -602,7 +637,7 @@ local function settle(K, A)
   redis.call('HSET', st.K[2], c.id, call_string(c))
   if st.S.ubucket then
     st.utat = st.utat + st.S.ubucket.interval * (c.actual - old)
-    redis.call('HSET', st.K[1], 'utat', st.utat)
+    redis.call('HSET', st.K[1], 'utat', int(st.utat))
   end
   return reply_next(st, dispatch(st))
 end
@@ -690,11 +725,21 @@ end
 
 -- rlfs1_setspec: ARGV 3 name, then field, value pairs. Replies {wake, now}.
 local function setspec(K, A)
-  if redis.call('EXISTS', K[1]) == 0 then return missing() end
+  local old = open(K, A)
+  if not old then return missing() end
+  lapse(old)
+  -- a hold that max_hold ended counts as completed then, whatever the new
+  -- limits say: its end is fixed (held)
+  for _, c in ipairs(old.calls) do
+    local held = done_at(old.S, c)
+    if c.d == 0 and (c.x or 0) == 0 and held > 0 and held <= old.now then
+      c.x = held
+      redis.call('HSET', K[2], c.id, call_string(c))
+    end
+  end
   set_fields(K, A, 4)
   bump(K)
   local st = open(K, A)
-  lapse(st)
   redis.call('PUBLISH', A[1] .. ':ev', 's,' .. A[3])
   return reply_next(st, dispatch(st))
 end
@@ -716,8 +761,10 @@ local function delete(K, A)
   if not st then return missing() end
   lapse(st)
   if redis.call('ZCARD', K[3]) > 0 then return 0 end
+  -- busy while a call is open, even one that max_hold ended (as
+  -- meter.Registry.Remove: EBUSY with "expired holds still open")
   for _, c in ipairs(st.calls) do
-    if c.d == 0 and (st.S.mhold == 0 or c.g + st.S.mhold > st.now) then return 0 end
+    if c.d == 0 then return 0 end
   end
   redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8])
   return 1
@@ -783,7 +830,7 @@ local function reassert(K, A)
       if cur then
         id = redis.call('HINCRBY', K[1], 'next_id', 1) - 1 -- taken by another call since the loss
       elseif id >= num(redis.call('HGET', K[1], 'next_id')) then
-        redis.call('HSET', K[1], 'next_id', id + 1)
+        redis.call('HSET', K[1], 'next_id', int(id + 1))
       end
       local c = {id = id, g = num(p[2]), d = num(p[3]), e = false, ticket = p[6], cost = num(p[4]),
                  actual = num(p[5]), host = A[3], inc = A[4], pid = p[7], uid = p[8], gid = p[9]}

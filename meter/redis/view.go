@@ -78,7 +78,7 @@ func (p *viewParser) fields() map[string]string {
 
 func (p *viewParser) local(us int64) time.Time { return localOf(us, p.storeNow, p.at) }
 
-// calls reads "id,granted,done,expired,ticket,cost,actual,host,inc,pid,uid,gid".
+// calls reads "id,granted,done,expired,ticket,cost,actual,host,inc,pid,uid,gid,held".
 func (p *viewParser) calls(v *meter.View, lists bool) {
 	mhold := micros(v.Spec.MaxHold)
 	for _, rec := range p.section() {
@@ -91,7 +91,14 @@ func (p *viewParser) calls(v *meter.View, lists bool) {
 		if actual := atoi(f[6]); actual >= 0 {
 			c.Actual, c.Settled = actual, true
 		}
-		if mhold > 0 && g+mhold <= p.storeNow {
+		held := int64(0) // when max_hold ended it, fixed by a limits write
+		if len(f) > 12 {
+			held = atoi(f[12])
+		}
+		if held == 0 && mhold > 0 {
+			held = g + mhold
+		}
+		if held > 0 && held <= p.storeNow {
 			c.Expired = true
 			v.ExpiredN++
 			if lists {

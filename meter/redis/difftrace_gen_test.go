@@ -1,0 +1,357 @@
+package redis
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/redis/redistest"
+)
+
+// The traces of TestDifferentialTrace: random ones, drawn from a case's
+// PCG stream, and scripted ones that pin the divergences the random ones
+// found.
+
+// newRandomTrace opens random trace i: its scale (typical duration), its
+// history horizon, its first spec and its length.
+func newRandomTrace(t *testing.T, srv *redistest.Server, i int) *trace {
+	r := caseRand(i)
+	scale := []int64{200, 1000, 50_000}[r.IntN(3)]
+	history := us(scale * []int64{5, 40, 1_000_000}[r.IntN(3)])
+	length, churnW := 60+r.IntN(120), 4
+	if i%6 == 5 {
+		// Long, with busy spells and a long history: calls retire, the
+		// history grows (past meter.MaxPast groups in some: compacted),
+		// later widenings count it. (Every call through the library
+		// parses the whole history: a long history makes it slow.)
+		length, churnW, history = 200+r.IntN(100), 10, us(scale*1_000_000)
+	}
+	gen := &trace{r: r, scale: scale, hold: r.IntN(2) == 0}
+	name := fmt.Sprintf("trace -diff.seed=%d -diff.case=%d (go test ./meter/redis/ -run 'TestDifferentialTrace$' -diff.seed=%d -diff.case=%d -v)", *diffSeed, i, *diffSeed, i)
+	tr := openTrace(t, srv, name, fmt.Sprintf("diff%d-%d", *diffSeed, i), gen.genSpec(), history)
+	tr.r, tr.scale, tr.hold, tr.length, tr.churnW = r, scale, gen.hold, length, churnW
+	return tr
+}
+
+func (tr *trace) run() {
+	for tr.step = 1; tr.step <= tr.length; tr.step++ {
+		tr.op()
+		tr.settle()
+	}
+}
+
+// op applies one random operation to both sides.
+func (tr *trace) op() {
+	switch k := tr.r.IntN(100); {
+	case k < 14:
+		tr.nonblocking()
+	case k < 30:
+		tr.blocking()
+	case k < 52 && len(tr.held) > 0:
+		tr.release(tr.pickHeld())
+	case k < 56 && len(tr.held) > 0:
+		tr.revoke(tr.pickHeld())
+	case k < 60 && len(tr.waiters) > 0:
+		if w := tr.waiters[tr.r.IntN(len(tr.waiters))]; !w.left {
+			tr.interrupt(w)
+		}
+	case k < 60: // nothing held, nobody waits
+		tr.advance(tr.randomAdvance())
+	case k < 66:
+		tr.setSpec(tr.mutate())
+	case k < 66+tr.churnW:
+		tr.churn()
+	default:
+		tr.advance(tr.randomAdvance())
+	}
+}
+
+func (tr *trace) pickHeld() uint64 {
+	if tr.r.IntN(2) == 0 {
+		return tr.held[0] // the oldest: later calls queue behind it
+	}
+	return tr.held[tr.r.IntN(len(tr.held))]
+}
+
+// randomAdvance is a few microseconds, around the scale, far (calls stop
+// counting and retire), or up to the Go engine's next wake-up or just
+// before it.
+func (tr *trace) randomAdvance() time.Duration {
+	r := tr.r
+	switch k := r.IntN(10); {
+	case k < 2:
+		return us(1 + r.Int64N(5))
+	case k < 6:
+		return tr.dur(3)
+	case k < 7:
+		return tr.dur(60)
+	default:
+		next, ok := tr.goClk.NextTimer()
+		if !ok {
+			return tr.dur(2)
+		}
+		d := next.Sub(tr.goClk.Now())
+		if k == 9 && d > time.Microsecond {
+			d -= time.Microsecond
+		}
+		return d
+	}
+}
+
+// churn makes short calls one after the other, as a busy meter does: they
+// retire into the history, which grows.
+func (tr *trace) churn() {
+	for range 5 + tr.r.IntN(25) {
+		tr.nonblocking()
+		if n := len(tr.held); n > 0 && tr.r.IntN(4) > 0 {
+			tr.release(tr.held[n-1])
+		}
+		if len(tr.waiters) > 0 {
+			tr.settle() // a release may grant a waiter, and moves the wake instant
+		}
+		tr.advance(us(1 + tr.r.Int64N(tr.scale)))
+	}
+}
+
+// dur draws a duration around the trace's scale, in whole microseconds.
+func (tr *trace) dur(k int64) time.Duration { return us(1 + tr.r.Int64N(k*tr.scale)) }
+
+// genSpec draws a spec: 0-3 windows, concurrency 0-3, maybe a bucket
+// (its PER a multiple of N microseconds, see genSpec in
+// differential_test.go), count=completion or grant, maybe max_hold.
+func (tr *trace) genSpec() meter.Spec {
+	r := tr.r
+	s := meter.Spec{Concurrency: r.IntN(4)}
+	for range r.IntN(4) {
+		s.Windows = append(s.Windows, meter.Window{N: 1 + r.IntN(3), Per: tr.dur(8)})
+	}
+	if r.IntN(4) == 0 {
+		s.Bucket = tr.genBucket()
+	}
+	if r.IntN(3) == 0 {
+		s.Count = meter.CountGrant
+	}
+	if tr.hold && r.IntN(2) == 0 {
+		s.MaxHold = tr.dur(6)
+	}
+	return canonical(s, tr.genSpec)
+}
+
+func (tr *trace) genBucket() *meter.Bucket {
+	n := 1 + tr.r.IntN(3)
+	return &meter.Bucket{N: n, Per: us(int64(n) * (1 + tr.r.Int64N(2*tr.scale))), Burst: 1 + tr.r.IntN(3)}
+}
+
+// canonical is s as a limits write leaves it, or other() if s is invalid.
+func canonical(s meter.Spec, other func() meter.Spec) meter.Spec {
+	spec, err := meter.ParseSpec(strings.ReplaceAll(s.String(), ",", "\n"))
+	if err != nil {
+		return other()
+	}
+	return spec
+}
+
+// mutate changes one item of the spec: a window widened (longer, or more
+// calls) or narrowed, one added or dropped, concurrency, the bucket, the
+// count mode or max_hold; or replaces the spec.
+func (tr *trace) mutate() meter.Spec {
+	r := tr.r
+	s := tr.spec
+	s.Windows = slices.Clone(s.Windows)
+	switch k := r.IntN(10); {
+	case k <= 1 && len(s.Windows) > 0: // widen
+		w := &s.Windows[r.IntN(len(s.Windows))]
+		if r.IntN(3) == 0 {
+			w.N++
+		} else {
+			w.Per = min(w.Per*time.Duration(2+r.IntN(30)), time.Hour) // the lease (1000h) never lapses
+		}
+	case k == 2 && len(s.Windows) > 0: // narrow
+		w := &s.Windows[r.IntN(len(s.Windows))]
+		if w.N > 1 && r.IntN(3) == 0 {
+			w.N--
+		} else {
+			w.Per = max(time.Microsecond, (w.Per / time.Duration(2+r.IntN(4))).Truncate(time.Microsecond))
+		}
+	case k == 3:
+		s.Windows = append(s.Windows, meter.Window{N: 1 + r.IntN(4), Per: tr.dur(100)})
+	case k == 4 && len(s.Windows) > 0:
+		j := r.IntN(len(s.Windows))
+		s.Windows = slices.Delete(s.Windows, j, j+1)
+	case k == 5:
+		s.Concurrency = r.IntN(4)
+	case k == 6:
+		s.Count = 1 - s.Count
+	case k == 7:
+		if s.Bucket != nil && r.IntN(2) == 0 {
+			s.Bucket = nil
+		} else {
+			s.Bucket = tr.genBucket()
+		}
+	case k == 8 && tr.hold:
+		if s.MaxHold > 0 && r.IntN(3) == 0 {
+			s.MaxHold = 0
+		} else {
+			s.MaxHold = tr.dur(6)
+		}
+	default:
+		return tr.genSpec()
+	}
+	return canonical(s, tr.genSpec)
+}
+
+// traceScripts pin what the random traces found, one operation a line:
+// "limits SPEC", "nb" (a nonblocking acquire; "nb refused" or "nb N" also
+// says what the Go side must answer), "wait" (a blocking acquire, waiter
+// wSTEP), "release ID", "revoke ID", "interrupt wSTEP", "advance D", and
+// "churn N D" (N times: a nonblocking acquire, its release, D later).
+var traceScripts = []struct {
+	name    string
+	history time.Duration
+	ops     []string
+}{
+	{
+		// rlfs1_revoke took back a call that max_hold had ended: it then
+		// counted nothing, where the Go engine keeps it counting as
+		// completed (and, unless something had looked at the meter since
+		// max_hold ran out, the Go engine took it back too).
+		name: "RevokeAfterMaxHold", history: meter.DefaultHistory, ops: []string{
+			"limits 1/1s,concurrency=0,max_hold=10ms",
+			"nb 1",
+			"advance 15ms",
+			"revoke 1",
+			"nb refused",
+			"release 1",
+			"advance 995ms",
+			"nb 2",
+		},
+	},
+	{
+		// A limits write that lifted or lengthened max_hold made the
+		// library hold again a call that max_hold had ended (its end was
+		// computed from the spec in force); the Go engine had counted it
+		// completed when it was held longer than max_hold (if something
+		// looked at the meter then: now always, SetSpec expires first).
+		name: "MaxHoldLiftedAfterItEndedAHold", history: meter.DefaultHistory, ops: []string{
+			"limits concurrency=1,max_hold=10ms",
+			"nb 1",
+			"advance 15ms",
+			"limits concurrency=1",
+			"nb 2",
+			"wait",
+			"limits concurrency=1,max_hold=1h",
+			"release 2",
+			"limits concurrency=1,max_hold=5ms",
+			"advance 1ms",
+			"nb refused",
+			"release 1",
+		},
+	},
+	{
+		// The Go engine retires a call that max_hold ended before it is
+		// released, like any completed call, and drops it with the history;
+		// the library kept it among its calls: a widening then counted it
+		// there, and the history (status: retired) differed.
+		name: "MaxHoldEndedCallRetires", history: 5 * time.Millisecond, ops: []string{
+			"limits 1/1ms,concurrency=0,max_hold=2ms",
+			"nb 1",
+			"advance 4ms",
+			"nb 2",
+			"release 2",
+			"advance 6ms",
+			"nb 3",
+			"release 3",
+			"limits 2/1s,concurrency=0,max_hold=2ms",
+			"nb 4",
+			"nb refused",
+			"release 1",
+			"release 4",
+		},
+	},
+	{
+		// Coverage: the history grows past meter.MaxPast groups and both
+		// compact it alike; a widening then judges the merged groups.
+		name: "CompactedHistoryWidened", history: meter.DefaultHistory, ops: []string{
+			"limits 1/100us,concurrency=0",
+			"churn 300 150us",
+			"limits 300/100ms,concurrency=0",
+			"nb refused",
+			"wait",
+			"advance 1ms",
+			"limits 300/50ms,concurrency=0",
+		},
+	},
+}
+
+func TestDifferentialTraceScripts(t *testing.T) {
+	srv := redistest.Start(t)
+	for i, sc := range traceScripts {
+		t.Run(sc.name, func(t *testing.T) {
+			spec, ok := strings.CutPrefix(sc.ops[0], "limits ")
+			require.True(t, ok, "a script starts with limits")
+			tr := openTrace(t, srv, "script "+sc.name, fmt.Sprintf("script%d", i), mustParse(t, spec), sc.history)
+			defer tr.close()
+			for tr.step = 1; tr.step < len(sc.ops); tr.step++ {
+				tr.script(sc.ops[tr.step])
+				tr.settle()
+			}
+		})
+	}
+}
+
+// script applies one operation of a script.
+func (tr *trace) script(op string) {
+	t := tr.t
+	f := strings.Fields(op)
+	id := func(i int) uint64 {
+		n, err := strconv.ParseUint(f[i], 10, 64)
+		require.NoError(t, err, "%q: a call id", op)
+		return n
+	}
+	dur := func(i int) time.Duration {
+		d, err := meter.ParseDuration(f[i])
+		require.NoError(t, err, "%q: a duration", op)
+		return d
+	}
+	switch f[0] {
+	case "limits":
+		tr.setSpec(mustParse(t, strings.TrimPrefix(op, "limits ")))
+	case "nb":
+		got := tr.nonblocking()
+		if len(f) > 1 && f[1] == "refused" && got != "refused" {
+			tr.fail("nonblocking Acquire = %s, want refused", got)
+		}
+		if len(f) > 1 && f[1] != "refused" && !strings.HasPrefix(got, "call "+f[1]+" ") {
+			tr.fail("nonblocking Acquire = %s, want call %s", got, f[1])
+		}
+	case "wait":
+		tr.blocking()
+	case "release":
+		tr.release(id(1))
+	case "revoke":
+		tr.revoke(id(1))
+	case "interrupt":
+		i := slices.IndexFunc(tr.waiters, func(w *traceWaiter) bool { return w.name == f[1] })
+		require.GreaterOrEqual(t, i, 0, "%q: no such waiter", op)
+		tr.interrupt(tr.waiters[i])
+	case "advance":
+		tr.advance(dur(1))
+	case "churn":
+		n, err := strconv.Atoi(f[1])
+		require.NoError(t, err, "%q: a count", op)
+		for range n {
+			if out := tr.nonblocking(); out != "refused" {
+				tr.release(tr.held[len(tr.held)-1])
+			}
+			tr.advance(dur(2))
+		}
+	default:
+		t.Fatalf("%q: unknown operation", op)
+	}
+}
