@@ -158,9 +158,9 @@ func (s *Store) fcallScalar(fn, name string, args ...string) (int64, bool, error
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		n, err := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build()).AsInt64()
-		if re, ok := rueidis.IsRedisErr(err); ok && attempt == 0 && isNoFunction(re) {
-			if lerr := s.loadLibrary(); lerr != nil {
-				return 0, false, s.unavailable(lerr)
+		if re, ok := rueidis.IsRedisErr(err); ok && isNoFunction(re) {
+			if lerr := s.reloadLibrary(attempt, err); lerr != nil {
+				return 0, false, lerr
 			}
 			continue
 		}

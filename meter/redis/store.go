@@ -285,11 +285,9 @@ func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, 
 		if re, ok := rueidis.IsRedisErr(err); ok {
 			msg := re.Error()
 			switch {
-			case strings.Contains(msg, "Function not found") && attempt == 0:
-				// FUNCTION FLUSH, a restart without persistence, a failover:
-				// load the library again and retry once.
-				if lerr := s.loadLibrary(); lerr != nil {
-					return nil, sent, s.unavailable(lerr)
+			case isNoFunction(re):
+				if lerr := s.reloadLibrary(attempt, err); lerr != nil {
+					return nil, sent, lerr
 				}
 				continue
 			case strings.HasPrefix(msg, errNoMeter):
@@ -301,6 +299,26 @@ func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, 
 		}
 		return nil, sent, s.unavailable(err)
 	}
+}
+
+// maxReloads is how many times one call loads the library again after
+// "Function not found" before it counts the store as unreachable.
+const maxReloads = 3
+
+// reloadLibrary loads the library again after the store answered the
+// attempt-th try of a call with err, "Function not found" (FUNCTION FLUSH,
+// a restart without persistence, a failover). A store that loses it again
+// and again (flushes in a row) is treated as unreachable, not as failing:
+// opens wait for it, completions are kept in the outbox, and the recovery
+// loop tries again.
+func (s *Store) reloadLibrary(attempt int, err error) error {
+	if attempt >= maxReloads {
+		return s.unavailable(err)
+	}
+	if lerr := s.loadLibrary(); lerr != nil {
+		return s.unavailable(lerr)
+	}
+	return nil
 }
 
 // Close stops renewing leases and closes the connection. This host's calls
