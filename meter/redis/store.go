@@ -75,6 +75,8 @@ type Store struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
+	epochMu sync.Mutex // one checkEpoch at a time
+
 	mu     sync.Mutex
 	events meter.SharedEvents
 	down   time.Time // unreachable since (zero: reachable)
@@ -84,7 +86,9 @@ type Store struct {
 	outbox []outOp                          // completions made while the store was unreachable
 	sync   struct{ store, local time.Time } // a store instant and the local instant it was read
 	remap  map[string]map[uint64]uint64     // call ids the store changed when this host put them back
-	closed bool
+	// reasserts counts the times this host put back what the store lost.
+	reasserts uint64
+	closed    bool
 
 	failures, outages uint64 // see Health
 }
@@ -271,10 +275,18 @@ const errNoMeter = "RLFS_NOMETER"
 // that does not answer gives meter.ErrUnavailable; an unknown meter
 // meter.ErrNotExist.
 func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, time.Time, error) {
+	return s.fcallOf(fn, name, true, args...)
+}
+
+// fcallOf is fcall; with recheck, a meter this host knows that the store
+// does not is looked for again if the store lost its data and this host
+// put it back meanwhile (a caller that puts it back itself passes false).
+func (s *Store) fcallOf(fn, name string, recheck bool, args ...string) ([]rueidis.RedisMessage, time.Time, error) {
 	k := keysOf(s.opt.Prefix, name)
 	a := append([]string{s.opt.Prefix, s.nowArg()}, args...)
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := s.ctx()
+		gen := s.putBacks()
 		sent := s.clock.Now()
 		res := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build())
 		cancel()
@@ -291,6 +303,15 @@ func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, 
 				}
 				continue
 			case strings.HasPrefix(msg, errNoMeter):
+				if recheck && s.knows(name) {
+					switch s.lostData(gen) {
+					case epochPutBack:
+						recheck = false
+						continue // the store lost its data; the meter is back
+					case epochUnsure:
+						return nil, sent, s.unavailable(err) // lost, not yet put back: wait
+					}
+				}
 				return nil, sent, fmt.Errorf("%w: %q", meter.ErrNotExist, name)
 			case re.IsLoading(), re.IsClusterDown(), re.IsTryAgain(), strings.HasPrefix(msg, "MASTERDOWN"), strings.HasPrefix(msg, "READONLY"):
 				return nil, sent, s.unavailable(err)
