@@ -51,6 +51,7 @@ func sharedDir(t *testing.T) string {
 func TestFleetFaultContainerSlaveMount(t *testing.T) {
 	t.Parallel()
 	requireFUSE(t)
+	requireTools(t, "unshare", "mount", "umount")
 	dir := sharedDir(t)
 	mnt := filepath.Join(dir, "mnt")
 	container := startProc(t, "unshare", "--mount", "--propagation", "slave", "sh", "-c", containerScript, "sh",

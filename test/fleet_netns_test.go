@@ -27,14 +27,7 @@ type netLink struct {
 // newNetLink makes the namespace and the link, up.
 func newNetLink(t *testing.T) *netLink {
 	t.Helper()
-	for _, bin := range []string{"ip", "nsenter"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is missing (apt-get install iproute2 util-linux); CI is set, so this is a failure", bin)
-			}
-			t.Skipf("%s is missing (apt-get install iproute2 util-linux)", bin)
-		}
-	}
+	requireTools(t, "ip", "nsenter")
 	n := rand.IntN(100000)
 	// 169.254.1.0–169.254.168.255: clear of 169.254.169.254 and its /24.
 	third, fourth := 1+rand.IntN(168), 4*rand.IntN(64)
@@ -53,6 +46,20 @@ func newNetLink(t *testing.T) *netLink {
 	ipCmd(t, "-n", l.name, "link", "set", l.nsIf, "up")
 	l.up(t)
 	return l
+}
+
+// requireTools skips a test when one of the programs it runs is missing,
+// or fails it under CI.
+func requireTools(t *testing.T, bins ...string) {
+	t.Helper()
+	for _, bin := range bins {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is missing (apt-get install iproute2 util-linux); CI is set, so this is a failure", bin)
+			}
+			t.Skipf("%s is missing (apt-get install iproute2 util-linux)", bin)
+		}
+	}
 }
 
 // wrap runs a command in the namespace.
