@@ -153,6 +153,7 @@ func TestFleetFaultHostCutOff(t *testing.T) {
 	counted := append([]call(nil), c...)
 	counted[0].release = expiry // the store counted h1's call completed at the lapse
 	checkCalls(t, counted, parseLimits(t, "concurrency=1"))
+	require.Empty(t, fifoViolation(c, []string{"A@h1", "B@h2", "C@h1"}), "c's queue across the hosts and the cut")
 	require.NotEmpty(t, concurrencyViolation(c, 1), "h1's holder released after h2's grant: the partition's known effect")
 	t.Logf("FIGURE fleet-cut: lease 3s; h1's O_NONBLOCK open got EAGAIN %s after the cut; h1's status said unreachable %s after it; "+
 		"h1's lease on c lapsed %s after the cut; h2's waiter granted %s after the lapse; h1 reachable again %s after the link came back, "+
