@@ -67,7 +67,10 @@ type SharedEvents interface {
 	Wake(meter string, at time.Time, head bool, order uint64)
 	// Changed: meter was created, removed, or its spec or attr changed.
 	Changed(meter string)
-	// Reachable: the store answers again after an outage.
+	// Reachable: the store answers again after an outage, or it lost its
+	// data (or this host's lease lapsed): the host asks again for each of
+	// its waiters, in order (the store keeps the place of those it still
+	// has), then for the opens that came meanwhile.
 	Reachable()
 }
 

@@ -1,9 +1,11 @@
 package meter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -351,15 +353,28 @@ func (m *Meter) markDownLocked(now time.Time) {
 	}
 }
 
-// sharedReachable is the store back after an outage: the opens that came
-// meanwhile join its queue, in the order they came.
+// sharedReachable is the store back after an outage, or having lost its
+// data: this host's waiters join its queue again. First those it had
+// queued, in their order: the store keeps the place of those it still has
+// (asked again, a ticket keeps its place, or gets its grant), but a lapse
+// of this host's lease, or the loss of the store's data, dropped the
+// others. Then the opens that came meanwhile, in the order they came.
 func (m *Meter) sharedReachable() {
 	m.mu.Lock()
 	m.sh.down = time.Time{}
+	var queued []*Ticket
+	for _, t := range m.sh.tickets {
+		// Seq 0: its Enqueue is under way (an O_NONBLOCK open, or one
+		// that will be kept pending if the store does not answer).
+		if t.Seq != 0 && !t.pending && !t.phantom && !t.finished() {
+			queued = append(queued, t)
+		}
+	}
+	slices.SortFunc(queued, func(a, b *Ticket) int { return cmp.Compare(a.Seq, b.Seq) })
 	pending := m.sh.pending
 	m.sh.pending = nil
 	m.mu.Unlock()
-	for _, t := range pending {
+	for _, t := range append(queued, pending...) {
 		m.mu.Lock()
 		if t.finished() || m.sh.tickets[t.id] != t {
 			m.mu.Unlock()
@@ -370,13 +385,37 @@ func (m *Meter) sharedReachable() {
 		adm, err := m.sh.store.Enqueue(m.name, Request{Ticket: t.id, Holder: t.Holder, Cost: t.Cost})
 		m.mu.Lock()
 		if !t.finished() {
-			if err := m.enqueuedLocked(t, adm, err, false, m.clock.Now()); err != nil {
-				m.finishLocked(t, Call{}, err)
-			}
+			m.requeuedLocked(t, adm, err)
 		}
 		m.mu.Unlock()
 	}
 	m.dispatchShared()
+}
+
+// requeuedLocked applies the store's answer to a waiter asked for again;
+// its max_wait timer runs since its open.
+func (m *Meter) requeuedLocked(t *Ticket, adm Admission, err error) {
+	sh := m.sh
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		m.markDownLocked(m.clock.Now())
+		t.pending = true
+		sh.pending = append(sh.pending, t)
+	case errors.Is(err, ErrTooManyWaiters):
+		delete(sh.tickets, t.id)
+		m.stats.Rejected++
+		m.finishLocked(t, Call{}, err)
+	case err != nil:
+		delete(sh.tickets, t.id)
+		m.stats.StoreErrs++
+		m.finishLocked(t, Call{}, fmt.Errorf("%w: ask again for a call of %q: %w", ErrStore, m.name, err))
+	case adm.Granted:
+		delete(sh.tickets, t.id)
+		m.grantedLocked(t, adm.Call)
+	default:
+		t.Seq = adm.Seq
+		m.armWakeLocked(adm.Wake, adm.Head, adm.Order)
+	}
 }
 
 // releaseShared completes call id.

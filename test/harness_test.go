@@ -177,6 +177,7 @@ type daemon struct {
 	mnt    string
 	meters []string // NAME=SPEC
 	extra  []string // more flags for rlfs mount
+	wrap   []string // a command that runs rlfs, such as nsenter --net=…; none if empty
 	log    syncBuffer
 	run    *run // the current (or last) process
 	runs   int
@@ -228,7 +229,8 @@ func (d *daemon) start(t *testing.T) {
 	args = append(append(args, d.extra...), d.mnt)
 	d.runs++
 	fmt.Fprintf(&d.log, "--- run %d: rlfs %s\n", d.runs, strings.Join(args, " "))
-	cmd := exec.Command(rlfsBin, args...)
+	argv := append(append([]string(nil), d.wrap...), rlfsBin)
+	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
 	cmd.Stdout, cmd.Stderr = &d.log, &d.log
 	// Should the test binary die, the daemon unmounts and exits too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

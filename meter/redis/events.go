@@ -181,7 +181,9 @@ func (s *Store) renewLoop() {
 		if down {
 			continue // the recovery loop takes over
 		}
-		s.checkEpoch()
+		if s.checkEpoch() == epochPutBack {
+			s.tell(func(ev meter.SharedEvents) { ev.Reachable() })
+		}
 		s.reconcile(false)
 		s.tidy(s.storeNowEstimate())
 	}

@@ -83,14 +83,30 @@ func (s *Store) meterNames() ([]string, error) {
 
 // LoadMeter returns one meter's definition; ok is false if it does not exist.
 func (s *Store) LoadMeter(name string) (meter.Stored, bool, error) {
+	return s.loadMeter(name, true)
+}
+
+// loadMeter is LoadMeter; with recheck, a meter this host knows that the
+// store does not is looked for again if the store lost its data and this
+// host put it back, and kept while that is unsure.
+func (s *Store) loadMeter(name string, recheck bool) (meter.Stored, bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	k := keysOf(s.opt.Prefix, name)
+	gen := s.putBacks()
 	f, err := s.c.Do(ctx, s.c.B().Hgetall().Key(k[0]).Build()).AsStrMap()
 	if err != nil {
 		return meter.Stored{}, false, s.classify("read meter "+name, err)
 	}
 	if len(f) == 0 {
+		if recheck && s.knows(name) {
+			switch s.lostData(gen) {
+			case epochPutBack:
+				return s.loadMeter(name, false) // put back, unless removed since
+			case epochUnsure:
+				return meter.Stored{}, false, s.unavailable(fmt.Errorf("meter %q is missing and the store lost its data", name))
+			}
+		}
 		s.forget(name)
 		return meter.Stored{}, false, nil
 	}
@@ -184,15 +200,15 @@ func (s *Store) DeleteMeter(name string) error {
 func (s *Store) fcallScalar(fn, name string, args ...string) (int64, bool, error) {
 	k := keysOf(s.opt.Prefix, name)
 	a := append([]string{s.opt.Prefix, s.nowArg()}, args...)
-	ctx, cancel := s.ctx()
-	defer cancel()
 	for attempt := 0; ; attempt++ {
+		ctx, cancel := s.ctx()
 		n, err := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build()).AsInt64()
+		cancel()
 		if re, ok := rueidis.IsRedisErr(err); ok {
 			switch msg := re.Error(); {
-			case attempt == 0 && isNoFunction(re):
-				if lerr := s.loadLibrary(); lerr != nil {
-					return 0, false, s.unavailable(lerr)
+			case isNoFunction(re):
+				if lerr := s.reloadLibrary(attempt, err); lerr != nil {
+					return 0, false, lerr
 				}
 				continue
 			case strings.HasPrefix(msg, errNoMeter):
@@ -228,6 +244,14 @@ func (s *Store) setDef(name string, f func(*meter.Stored)) {
 		s.defs[name] = m
 		s.journalLocked(defRec(m))
 	}
+}
+
+// knows reports whether this host knows meter name's definition.
+func (s *Store) knows(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.defs[name]
+	return ok
 }
 
 func (s *Store) forget(name string) {

@@ -58,7 +58,7 @@ func (s *Store) recover() {
 		if !s.ping() {
 			continue
 		}
-		s.checkEpoch()
+		s.checkEpoch() // the engine's waiters are presented again below, by Reachable
 		n, err := s.flushOutbox()
 		if err != nil {
 			continue
@@ -112,20 +112,4 @@ func (s *Store) flushOutbox() (int, error) {
 		s.mu.Unlock()
 	}
 	return len(out), nil
-}
-
-// checkEpoch notices a store that lost its data (restarted without
-// persistence, or a replica that had not caught up took over) and puts
-// back this host's meters and calls.
-func (s *Store) checkEpoch() {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	e, err := s.c.Do(ctx, s.c.B().Get().Key(epochKey(s.opt.Prefix)).Build()).ToString()
-	s.mu.Lock()
-	same := err == nil && e == s.epoch
-	s.mu.Unlock()
-	if same || (err != nil && !isNil(err)) {
-		return
-	}
-	s.reassert()
 }

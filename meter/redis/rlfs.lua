@@ -4,7 +4,9 @@
 --
 -- Every function takes the keys of one meter (they share one hash tag, so
 -- the library works on Redis Cluster):
---   KEYS[1] m  hash: spec fields, owner, counters, time high-water mark, history
+--   KEYS[1] m  hash: spec fields, owner, counters, time high-water mark, history,
+--              quiet (nothing is granted before it: a meter put back after the
+--              store lost its data waits for every live host to put back its calls)
 --   KEYS[2] c  hash: call id -> call record (in progress, or still counting)
 --   KEYS[3] q  sorted set: the queue, score and member = arrival number (seq)
 --   KEYS[4] w  hash: seq -> waiter record
@@ -325,7 +327,7 @@ local function open(K, A)
   local ops = redis.call('HINCRBY', K[1], 'ops', 1)
   local st = {K = K, f = f, S = spec_of(f), now = now, prefix = A[1], name = f.name, ops = ops,
               tat = num(f.tat), utat = num(f.utat), past = parse_past(f.past),
-              horizon = num(f.horizon)}
+              horizon = num(f.horizon), quiet = num(f.quiet)}
   st.calls = load_calls(K)
   return st
 end
@@ -464,6 +466,14 @@ local function head(st)
   return parse_waiter(h[1], v)
 end
 
+-- next_at is when to try the head of the queue (of cost `cost`) again:
+-- the end of the quiet time, else the rule's instant (wake).
+local function next_at(st, cost)
+  if st.now < st.quiet then return st.quiet end
+  local _, a = admit(st.S, st, st.now, cost)
+  return wake(st, a)
+end
+
 -- notify_next tells every host with waiters when to try the head again.
 local function notify_next(st, at, hd)
   local raw = redis.call('HGETALL', st.K[5])
@@ -485,6 +495,7 @@ local function dispatch(st)
       return 0
     end
     local ok, at = admit(st.S, st, st.now, hd.cost)
+    if st.now < st.quiet then ok, at = false, st.quiet end
     if not ok then
       local w = wake(st, at)
       notify_next(st, w, hd)
@@ -527,15 +538,14 @@ local function acquire(K, A)
   local seq = redis.call('HGET', K[7], tkey(host, inc, A[6]))
   if seq then
     local hd = head(st)
-    local _, a = admit(st.S, st, st.now, hd.cost)
-    return {2, tonumber(seq), wake(st, a), st.now, hd.host, st.ops}
+    return {2, tonumber(seq), next_at(st, hd.cost), st.now, hd.host, st.ops}
   end
   for _, c in ipairs(st.calls) do
     if c.host == host and c.inc == inc and c.ticket == A[6] and c.d == 0 then return {1, c.id, c.g, st.now} end
   end
   local me = {host = host, inc = inc, ticket = A[6], cost = cost, pid = A[9], uid = A[10], gid = A[11], since = st.now}
   local empty = redis.call('ZCARD', st.K[3]) == 0
-  if empty and admit(st.S, st, st.now, cost) then
+  if empty and st.now >= st.quiet and admit(st.S, st, st.now, cost) then
     local c = grant(st, me)
     return {1, c.id, c.g, st.now}
   end
@@ -547,8 +557,7 @@ local function acquire(K, A)
   redis.call('HSET', st.K[7], tkey(host, inc, me.ticket), seq)
   waiters_delta(st, host, 1)
   local hd = head(st)
-  local _, a = admit(st.S, st, st.now, hd.cost)
-  return {2, seq, wake(st, a), st.now, hd.host, st.ops}
+  return {2, seq, next_at(st, hd.cost), st.now, hd.host, st.ops}
 end
 
 -- rlfs1_cancel: ARGV 3 host, 4 inc, 5 lease, 6 seq, 7 ticket. Takes the
@@ -699,8 +708,8 @@ local function set_fields(K, A, from)
   for i = from, #A, 2 do redis.call('HSET', K[1], A[i], A[i + 1]) end
 end
 
--- rlfs1_create: ARGV 3 name, then field, value pairs. Replies 1, or 0 if
--- the meter exists. The host then lists it in the set of meters and tells
+-- rlfs1_create: ARGV 3 name, then field, value pairs (quiet_for: see
+-- below). Replies 1, or 0 if the meter exists. The host then lists it in the set of meters and tells
 -- the others ("c,NAME" on the event channel), in that order, so that a host
 -- that subscribes meanwhile finds it in one or the other.
 -- bump sets the meter's version, which orders its definitions for the
@@ -719,6 +728,16 @@ local function create(K, A)
   redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7], K[8])
   redis.call('HSET', K[1], 'name', A[3], 'next_id', 1, 'grants', 0, 'seq', 0, 'tat', 0, 'utat', 0)
   set_fields(K, A, 4)
+  -- quiet_for (µs): a host putting the meter back after the store lost its
+  -- data; nothing is granted for that long (quiet, an instant).
+  local q = num(redis.call('HGET', K[1], 'quiet_for'))
+  if q > 0 then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    if A[2] ~= '' then now = tonumber(A[2]) end
+    redis.call('HSET', K[1], 'quiet', int(now + q))
+    redis.call('HDEL', K[1], 'quiet_for')
+  end
   bump(K)
   return 1
 end
@@ -802,6 +821,7 @@ local function view(K, A)
   local hd = head(st)
   local ok, at = admit(st.S, st, st.now, hd and hd.cost or 1)
   if hd and ok then ok, at = false, st.now end
+  if st.now < st.quiet then ok, at = false, st.quiet end
   out[#out + 1] = ok and 1 or 0
   out[#out + 1] = at
   out[#out + 1] = wake(st, at)

@@ -82,6 +82,8 @@ type Store struct {
 	base   context.Context // every call's parent; Close cancels it
 	cancel context.CancelFunc
 
+	epochMu sync.Mutex // one checkEpoch at a time
+
 	mu     sync.Mutex
 	events meter.SharedEvents
 	down   time.Time // unreachable since (zero: reachable)
@@ -91,8 +93,10 @@ type Store struct {
 	outbox []outOp                          // completions made while the store was unreachable
 	sync   struct{ store, local time.Time } // a store instant and the local instant it was read
 	remap  map[string]map[uint64]uint64     // call ids the store changed when this host put them back
-	closed bool
-	jl     *journal // nil without Options.Journal
+	// reasserts counts the times this host put back what the store lost.
+	reasserts uint64
+	closed    bool
+	jl        *journal // nil without Options.Journal
 	// lostWhileDown: the journal's epoch differs from the store's, which
 	// lost its data while this host's daemon was stopped.
 	lostWhileDown bool
@@ -310,10 +314,18 @@ const errNoMeter = "RLFS_NOMETER"
 // that does not answer gives meter.ErrUnavailable; an unknown meter
 // meter.ErrNotExist.
 func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, time.Time, error) {
+	return s.fcallOf(fn, name, true, args...)
+}
+
+// fcallOf is fcall; with recheck, a meter this host knows that the store
+// does not is looked for again if the store lost its data and this host
+// put it back meanwhile (a caller that puts it back itself passes false).
+func (s *Store) fcallOf(fn, name string, recheck bool, args ...string) ([]rueidis.RedisMessage, time.Time, error) {
 	k := keysOf(s.opt.Prefix, name)
 	a := append([]string{s.opt.Prefix, s.nowArg()}, args...)
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := s.ctx()
+		gen := s.putBacks()
 		sent := s.clock.Now()
 		res := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build())
 		cancel()
@@ -324,14 +336,21 @@ func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, 
 		if re, ok := rueidis.IsRedisErr(err); ok {
 			msg := re.Error()
 			switch {
-			case strings.Contains(msg, "Function not found") && attempt == 0:
-				// FUNCTION FLUSH, a restart without persistence, a failover:
-				// load the library again and retry once.
-				if lerr := s.loadLibrary(); lerr != nil {
-					return nil, sent, s.unavailable(lerr)
+			case isNoFunction(re):
+				if lerr := s.reloadLibrary(attempt, err); lerr != nil {
+					return nil, sent, lerr
 				}
 				continue
 			case strings.HasPrefix(msg, errNoMeter):
+				if recheck && s.knows(name) {
+					switch s.lostData(gen) {
+					case epochPutBack:
+						recheck = false
+						continue // the store lost its data; the meter is back
+					case epochUnsure:
+						return nil, sent, s.unavailable(err) // lost, not yet put back: wait
+					}
+				}
 				return nil, sent, fmt.Errorf("%w: %q", meter.ErrNotExist, name)
 			case re.IsLoading(), re.IsClusterDown(), re.IsTryAgain(), strings.HasPrefix(msg, "MASTERDOWN"), strings.HasPrefix(msg, "READONLY"):
 				return nil, sent, s.unavailable(err)
@@ -340,6 +359,26 @@ func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, 
 		}
 		return nil, sent, s.unavailable(err)
 	}
+}
+
+// maxReloads is how many times one call loads the library again after
+// "Function not found" before it counts the store as unreachable.
+const maxReloads = 3
+
+// reloadLibrary loads the library again after the store answered the
+// attempt-th try of a call with err, "Function not found" (FUNCTION FLUSH,
+// a restart without persistence, a failover). A store that loses it again
+// and again (flushes in a row) is treated as unreachable, not as failing:
+// opens wait for it, completions are kept in the outbox, and the recovery
+// loop tries again.
+func (s *Store) reloadLibrary(attempt int, err error) error {
+	if attempt >= maxReloads {
+		return s.unavailable(err)
+	}
+	if lerr := s.loadLibrary(); lerr != nil {
+		return s.unavailable(lerr)
+	}
+	return nil
 }
 
 // Close stops renewing leases and closes the connection. This host's calls
