@@ -1,0 +1,148 @@
+package test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The fleet's must-show on shared definitions: mkdir, a limits write,
+// chmod, chown and rmdir made on one host show on every other host within
+// fleetVisible. data/ files (design §8) do not exist yet, so they are not
+// part of this test.
+func TestFleetVisibility(t *testing.T) {
+	t.Parallel()
+	_, ds := fleet(t, 3, nil, "base=1/1s")
+	others := func(i int) []*daemon {
+		var out []*daemon
+		for j, d := range ds {
+			if j != i {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	var figures []string
+	report := func(what string, took []time.Duration) {
+		figures = append(figures, what+": "+fmtDurations(took))
+	}
+
+	since := time.Now()
+	require.NoError(t, os.Mkdir(ds[0].path("v"), 0o755), "mkdir on h1")
+	report("mkdir on h1 -> h2, h3", visibleOn(t, others(0), since, "meter v", func(d *daemon) bool {
+		_, err := os.Stat(d.path("v", "acquire"))
+		return err == nil
+	}))
+
+	since = time.Now()
+	require.NoError(t, os.WriteFile(ds[1].path("v", "limits"), []byte("3/1s,concurrency=2\n"), 0o644), "limits write on h2")
+	want, err := os.ReadFile(ds[1].path("v", "limits"))
+	require.NoError(t, err)
+	require.Contains(t, string(want), "3/1s")
+	report("limits write on h2 -> h1, h3", visibleOn(t, others(1), since, "the new limits of v", func(d *daemon) bool {
+		b, err := os.ReadFile(d.path("v", "limits"))
+		return err == nil && string(b) == string(want)
+	}))
+	for _, d := range ds {
+		require.Contains(t, d.status(t, "v")["limits"], "3/1s", "status of v on %s", d.host())
+	}
+
+	since = time.Now()
+	require.NoError(t, os.Chmod(ds[2].path("v"), 0o710), "chmod on h3")
+	report("chmod on h3 -> h1, h2", visibleOn(t, others(2), since, "mode 0710 of v", func(d *daemon) bool {
+		fi, err := os.Stat(d.path("v"))
+		return err == nil && fi.Mode().Perm() == 0o710
+	}))
+
+	since = time.Now()
+	require.NoError(t, os.Chown(ds[0].path("v"), 1234, 2345), "chown on h1")
+	report("chown on h1 -> h2, h3", visibleOn(t, others(0), since, "owner 1234:2345 of v", func(d *daemon) bool {
+		var st syscall.Stat_t
+		return syscall.Stat(d.path("v"), &st) == nil && st.Uid == 1234 && st.Gid == 2345
+	}))
+
+	since = time.Now()
+	require.NoError(t, os.Remove(ds[2].path("v")), "rmdir on h3")
+	report("rmdir on h3 -> h1, h2", visibleOn(t, others(2), since, "v removed", func(d *daemon) bool {
+		_, err := os.Stat(d.path("v"))
+		return errors.Is(err, fs.ErrNotExist)
+	}))
+	for _, d := range ds {
+		out, err := exec.Command("ls", d.mnt).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Equal(t, "base\n", string(out), "ls on %s", d.host())
+	}
+	t.Logf("FIGURE fleet visibility (per other host, within %v):\n  %s", fleetVisible, strings.Join(figures, "\n  "))
+}
+
+// The fleet's must-show on listings: holders/ and waiters/ on any host list
+// the calls and waiters of every host, named SEQ.PID@HOST and saying
+// host:, and the status file and rlfs status count calls in progress and
+// waiters fleet-wide.
+func TestFleetListings(t *testing.T) {
+	t.Parallel()
+	_, ds := fleet(t, 3, nil, "m=concurrency=2")
+	h1, h2, h3 := ds[0], ds[1], ds[2]
+	a := shHold(t, h1.path("m", "acquire"))
+	b := shHold(t, h2.path("m", "acquire"))
+	w := startProc(t, "sh", "-c", `exec 3<"$1" && echo held`, "sh", h3.path("m", "acquire"))
+	h1.waitStatus(t, "m", "waiting", "1")
+
+	for _, d := range ds {
+		holders := d.waitEntries(t, "m", "holders", 2)
+		requireEntry(t, d, "holders", holders[0], a.pid(), "h1", "holding")
+		requireEntry(t, d, "holders", holders[1], b.pid(), "h2", "holding")
+		waiters := d.entries(t, "m", "waiters")
+		require.Len(t, waiters, 1, "waiters/ on %s", d.host())
+		requireEntry(t, d, "waiters", waiters[0], w.pid(), "h3", "waiting")
+
+		st := d.status(t, "m")
+		require.Equal(t, "2 of 2", st["in_progress"], "status on %s", d.host())
+		require.Equal(t, "1", st["waiting"], "status on %s", d.host())
+		require.Equal(t, d.host(), st["host"], "status on %s", d.host())
+		require.Equal(t, "ok", st["store"], "status on %s", d.host())
+		for _, h := range []string{"h1", "h2", "h3"} {
+			require.Contains(t, strings.Split(st["hosts"], ","), h, "hosts: in status on %s", d.host())
+		}
+
+		out, err := exec.Command(rlfsBin, "status", d.mnt).CombinedOutput()
+		require.NoError(t, err, "rlfs status %s: %s", d.mnt, out)
+		require.Regexp(t, `(?m)^m\s+concurrency=2\s+-\s+2 of 2\s+1\s+after a release\s*$`, string(out), "rlfs status on %s", d.host())
+	}
+
+	require.NoError(t, a.stdin.Close())
+	a.requireSuccess(t, pollTimeout)
+	w.requireSuccess(t, pollTimeout)
+	for _, d := range ds {
+		d.waitEntries(t, "m", "waiters", 0)
+		holders := d.waitEntries(t, "m", "holders", 1)
+		requireEntry(t, d, "holders", holders[0], b.pid(), "h2", "holding")
+	}
+}
+
+// requireEntry requires that entry name of d's meter m dir (holders or
+// waiters) is SEQ.PID@HOST of the process pid on host, and that its text
+// says so.
+func requireEntry(t *testing.T, d *daemon, dir, name string, pid int, host, state string) {
+	t.Helper()
+	require.Regexp(t, `^[0-9]{6}\.`+strconv.Itoa(pid)+`@`+host+`$`, name, "%s/ entry on %s", dir, d.host())
+	b, err := os.ReadFile(d.path("m", dir, name))
+	require.NoError(t, err, "read %s/%s on %s", dir, name, d.host())
+	kv := parseStatus(string(b))
+	require.Equal(t, host, kv["host"], "%s/%s on %s:\n%s", dir, name, d.host(), b)
+	require.Equal(t, strconv.Itoa(pid), kv["pid"], "%s/%s on %s:\n%s", dir, name, d.host(), b)
+	require.Equal(t, state, kv["state"], "%s/%s on %s:\n%s", dir, name, d.host(), b)
+	if host == d.host() {
+		require.NotEqual(t, "-", kv["cmd"], "a local process's command line is known:\n%s", b)
+	} else {
+		require.Equal(t, "-", kv["cmd"], "another host's process's command line is not known here:\n%s", b)
+	}
+}
