@@ -2,6 +2,7 @@ package test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -145,4 +146,43 @@ func requireEntry(t *testing.T, d *daemon, dir, name string, pid int, host, stat
 	} else {
 		require.Equal(t, "-", kv["cmd"], "another host's process's command line is not known here:\n%s", b)
 	}
+}
+
+// Regression: chmod, chown and rmdir of a meter on one host showed on
+// another only once that host's kernel dropped its cached entry and
+// attributes of the meter (the 1 s StaticTimeout), up to 1 s later and, by
+// a few ms, beyond the contract's 1 s. The other host now invalidates them
+// when the store tells it of the change. Each change here is made right
+// after the other host cached the meter afresh, so a host that waited for
+// its cache would show it only about 1 s later; half of that rules it out.
+func TestFleetChangesBypassKernelCache(t *testing.T) {
+	t.Parallel()
+	_, ds := fleet(t, 2, nil, "base=1/1s")
+	h1, h2 := ds[0], ds[1]
+	const bound = 500 * time.Millisecond
+	var figures []string
+	change := func(what string, do func() error, shows func() bool) {
+		t.Helper()
+		since := time.Now()
+		require.NoError(t, do(), "%s on h1", what)
+		waitWithin(t, fleetVisible, what+" shows on h2", shows, nil)
+		took := time.Since(since)
+		figures = append(figures, fmt.Sprintf("%s %s", what, fmtMS(took)))
+		require.Less(t, took, bound, "%s on h1 showed on h2 only after %s: h2 waited for its kernel cache", what, fmtMS(took))
+	}
+	require.NoError(t, os.Mkdir(h1.path("v"), 0o755))
+	waitWithin(t, fleetVisible, "v shows on h2", func() bool { _, err := os.Stat(h2.path("v")); return err == nil }, nil)
+	change("chmod", func() error { return os.Chmod(h1.path("v"), 0o710) }, func() bool {
+		fi, err := os.Stat(h2.path("v"))
+		return err == nil && fi.Mode().Perm() == 0o710
+	})
+	change("chown", func() error { return os.Chown(h1.path("v"), 1234, 2345) }, func() bool {
+		var st syscall.Stat_t
+		return syscall.Stat(h2.path("v"), &st) == nil && st.Uid == 1234 && st.Gid == 2345
+	})
+	change("rmdir", func() error { return os.Remove(h1.path("v")) }, func() bool {
+		_, err := os.Stat(h2.path("v"))
+		return errors.Is(err, fs.ErrNotExist)
+	})
+	t.Logf("FIGURE fleet changes on h1 shown on h2: %s", strings.Join(figures, ", "))
 }
