@@ -186,3 +186,30 @@ func TestFleetChangesBypassKernelCache(t *testing.T) {
 	})
 	t.Logf("FIGURE fleet changes on h1 shown on h2: %s", strings.Join(figures, ", "))
 }
+
+// A limits write on one host applies on every host at once: a waiter on
+// another host, blocked by the old window (1/1h: it would wait an hour),
+// is granted when a third host loosens it, and the new window then counts
+// the calls of every host.
+func TestFleetLimitsApplyEverywhere(t *testing.T) {
+	t.Parallel()
+	_, ds := fleet(t, 3, nil, "w=1/1h")
+	h1, h2, h3 := ds[0], ds[1], ds[2]
+	require.NoError(t, openNonblock(h1.path("w", "acquire")))
+	require.ErrorIs(t, openNonblock(h2.path("w", "acquire")), syscall.EAGAIN, "a second call in the hour, on h2")
+	logs := t.TempDir()
+	waiter := startClient(t, h2.path("w", "acquire"), logs, client{kind: "go", id: "h2-waiter", calls: 1})
+	h3.waitStatus(t, "w", "waiting", "1")
+	written := time.Now()
+	require.NoError(t, os.WriteFile(h3.path("w", "limits"), []byte("3/1h\n"), 0o644), "limits write on h3")
+	waiter.requireSuccess(t, pollTimeout)
+	calls := readCalls(t, logs)
+	require.Len(t, calls, 1)
+	t.Logf("FIGURE fleet limits write: h2's waiter granted %s after h3 loosened the window", fmtMS(calls[0].grant.Sub(written)))
+	require.Less(t, calls[0].grant.Sub(written), loaded(0), "h2's waiter granted long after the window was loosened")
+	require.NoError(t, openNonblock(h3.path("w", "acquire")), "the third call of the hour, on h3")
+	for _, d := range ds {
+		d.waitStatus(t, "w", "window 3/1h", "3 used, 0 free")
+		require.ErrorIs(t, openNonblock(d.path("w", "acquire")), syscall.EAGAIN, "a fourth call in the hour, on %s", d.host())
+	}
+}
