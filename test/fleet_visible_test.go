@@ -86,8 +86,8 @@ func TestFleetVisibility(t *testing.T) {
 
 // The fleet's must-show on listings: holders/ and waiters/ on any host list
 // the calls and waiters of every host, named SEQ.PID@HOST and saying
-// host:, and the status file and rlfs status count calls in progress and
-// waiters fleet-wide.
+// host:, the status file and rlfs status count calls in progress and
+// waiters fleet-wide, and rmdir on any host is EBUSY.
 func TestFleetListings(t *testing.T) {
 	t.Parallel()
 	_, ds := fleet(t, 3, nil, "m=concurrency=2")
@@ -117,6 +117,7 @@ func TestFleetListings(t *testing.T) {
 		out, err := exec.Command(rlfsBin, "status", d.mnt).CombinedOutput()
 		require.NoError(t, err, "rlfs status %s: %s", d.mnt, out)
 		require.Regexp(t, `(?m)^m\s+concurrency=2\s+-\s+2 of 2\s+1\s+after a release\s*$`, string(out), "rlfs status on %s", d.host())
+		require.ErrorIs(t, os.Remove(d.path("m")), syscall.EBUSY, "rmdir on %s of a meter other hosts hold", d.host())
 	}
 
 	require.NoError(t, a.stdin.Close())
