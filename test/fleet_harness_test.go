@@ -3,6 +3,8 @@ package test
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,21 +70,36 @@ func (d *daemon) host() string {
 	return ""
 }
 
-// crash kills the daemon with SIGKILL (kill9: the dead mount is detached)
-// and returns when the signal was sent.
+// crash kills the daemon with SIGKILL, waits until it is gone and returns
+// when the signal was sent. Its dead mount stays until restartCrashed (or
+// cleanup) detaches it, so that the test can look at the store first.
 func (d *daemon) crash(t *testing.T) time.Time {
 	t.Helper()
 	at := time.Now()
-	d.kill9(t)
+	require.NoError(t, d.run.cmd.Process.Kill())
+	<-d.run.done
 	return at
 }
 
-// restartCrashed starts a daemon that crash ended again, on the same
-// mountpoint, store and host name.
+// restartCrashed detaches the dead mount of a daemon that crash ended and
+// starts it again on the same mountpoint, store and host name.
 func (d *daemon) restartCrashed(t *testing.T) {
 	t.Helper()
 	require.False(t, d.alive(), "restartCrashed: %s still runs", d.mnt)
+	detach(t, d.mnt, d.run.dev)
 	d.start(t)
+}
+
+// storeCalls is how many library functions (FCALL) srv has run: what the
+// fleet's daemons asked of the store.
+func storeCalls(t *testing.T, srv *redistest.Server) int {
+	t.Helper()
+	info := redistest.Command(srv.Addr(), "INFO", "commandstats")
+	m := regexp.MustCompile(`cmdstat_fcall:calls=(\d+)`).FindStringSubmatch(info)
+	require.NotNil(t, m, "no FCALL in INFO commandstats:\n%s", info)
+	n, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	return n
 }
 
 // visibleOn polls every daemon of ds until cond holds on it, and returns
