@@ -7,22 +7,26 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter/redis/redistest"
 )
 
 // The fleet's FIFO must-show: nine waiters queued alternately on three
 // hosts behind one holder (concurrency=1) are granted strictly in arrival
-// order, and each handoff, every one from one host to another, takes
-// milliseconds: the releasing host's store call wakes the next host's
-// waiter, nobody polls. A handoff is measured from the clients' own logs,
-// the next grant minus the previous release (taken right before its close,
-// so it includes the close itself). The median is a few ms on an idle
-// machine; a daemon that polled or waited for a timer would take hundreds
-// of ms at every handoff, so the median must stay under 50 ms and no
-// handoff may take a second, margins load cannot eat.
+// order, and each handoff, every one from one host to another, is pushed:
+// the releasing host's store call wakes the next host's waiter, nobody
+// polls. That is proven by counting the store's calls while the nine wait
+// for 2 s: nothing but each host's lease renewal (every lease/3, 3.3 s) may
+// reach it, where a daemon polling even every 500 ms would make a dozen.
+// A handoff is measured from the clients' own logs, the next grant minus
+// the previous release (taken right before its close, so it includes the
+// close itself): a few ms on an idle machine, logged, and asserted only
+// with margins that load cannot eat, against a daemon that found grants at
+// its lease renewals: the median under 500 ms, none waiting 5 s.
 func TestFleetFIFOHandoff(t *testing.T) {
 	t.Parallel()
 	const spec = "concurrency=1"
-	_, ds := fleet(t, 3, nil, "q="+spec)
+	srv, ds := fleet(t, 3, nil, "q="+spec)
 	holder := pyHold(t, ds[0].path("q", "acquire"))
 	holder.waitOutput(t, "held ")
 	logs := t.TempDir()
@@ -39,6 +43,7 @@ func TestFleetFIFOHandoff(t *testing.T) {
 		arrival = append(arrival, id)
 		ds[0].waitStatus(t, "q", "waiting", strconv.Itoa(i+1))
 	}
+	requireQuietStore(t, srv, 2*time.Second, 3)
 	released := holder.release(t)
 	for _, p := range procs {
 		p.requireSuccess(t, pollTimeout)
@@ -63,8 +68,20 @@ func TestFleetFIFOHandoff(t *testing.T) {
 	p50, worst := percentile(all, 50), percentile(all, 100)
 	t.Logf("FIGURE fleet handoff: 9 cross-host handoffs p50 %s, max %s (each: %s)\ncalls:\n%s",
 		fmtMS(p50), fmtMS(worst), fmtDurations(handoffs), formatCalls(calls))
-	require.Less(t, p50, 50*time.Millisecond, "median cross-host handoff (%s)", fmtDurations(handoffs))
-	require.Less(t, worst, time.Second, "slowest cross-host handoff (%s)", fmtDurations(handoffs))
+	require.Less(t, p50, 500*time.Millisecond, "median cross-host handoff (%s)", fmtDurations(handoffs))
+	require.Less(t, worst, loaded(0), "slowest cross-host handoff (%s)", fmtDurations(handoffs))
+}
+
+// requireQuietStore requires that, over the next interval (the length of
+// what is measured, not a synchronization), the store runs at most two
+// calls per host of a fleet of n: their lease renewals, every lease/3.
+func requireQuietStore(t *testing.T, srv *redistest.Server, interval time.Duration, n int) {
+	t.Helper()
+	before := storeCalls(t, srv)
+	time.Sleep(interval)
+	got := storeCalls(t, srv) - before
+	t.Logf("FIGURE fleet idle waiters: %d store calls in %v from %d hosts with waiters", got, interval, n)
+	require.LessOrEqual(t, got, 2*n, "store calls in %v while every waiter waits for a release: the daemons poll", interval)
 }
 
 // On a window meter the store, not a release, decides when the head may
@@ -73,10 +90,10 @@ func TestFleetFIFOHandoff(t *testing.T) {
 // rule), each close to the instant its window frees: the head's host sleeps
 // until that instant, nobody polls. Lateness (grant minus the earliest
 // instant the window allowed it, from the clients' logs) is a few ms on
-// an idle machine; a daemon that missed the instant and waited for its
-// lease renewal (every lease/3, 3.3 s by default) to try again would be
-// late by seconds, so the median must stay under 50 ms and none may be a
-// second late.
+// an idle machine (logged); a daemon that missed the instant and waited
+// for its lease renewal (every lease/3, 3.3 s by default) to try again
+// would be late by seconds, so the median must stay under 500 ms, a margin
+// load cannot eat, and none may be late by loaded(0).
 func TestFleetFIFOWindow(t *testing.T) {
 	t.Parallel()
 	const spec = "1/200ms"
@@ -112,6 +129,6 @@ func TestFleetFIFOWindow(t *testing.T) {
 	p50, worst := percentile(sorted, 50), percentile(sorted, 100)
 	t.Logf("FIGURE fleet window handoff: 9 cross-host grants on %s, lateness p50 %s, max %s (each: %s)\ncalls:\n%s",
 		spec, fmtMS(p50), fmtMS(worst), fmtDurations(late), formatCalls(calls))
-	require.Less(t, p50, 50*time.Millisecond, "median lateness (%s)", fmtDurations(late))
-	require.Less(t, worst, time.Second, "latest grant (%s)", fmtDurations(late))
+	require.Less(t, p50, 500*time.Millisecond, "median lateness (%s)", fmtDurations(late))
+	require.Less(t, worst, loaded(0), "latest grant (%s)", fmtDurations(late))
 }
