@@ -58,3 +58,22 @@ func TestOutageLongerThanLeaseKeepsCallsAndWaiters(t *testing.T) {
 		t.Fatalf("b's waiter was not granted after a's release; status on b:\n%s", b.Get("m").Status().Text())
 	}
 }
+
+// The library reads the server's run id with INFO (see resume in
+// rlfs.lua); an ACL user without INFO still gets grants and releases, only
+// without that protection.
+func TestWithoutInfoPermission(t *testing.T) {
+	srv := redistest.Start(t)
+	r := redistest.Command(srv.Addr(), "ACL", "SETUSER", "rl", "on", ">pw", "~*", "&*", "+@all", "-info")
+	require.Equal(t, "+OK", r)
+	url := "redis://rl:pw@" + srv.Addr()
+	a := openReg(t, url, "a", Options{})
+	m, err := a.Create("m", meter.DefaultSpec(), meter.DefaultAttr())
+	require.NoError(t, err)
+	for range 2 {
+		c, err := m.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+		require.NoError(t, err)
+		require.NoError(t, m.Release(c.ID))
+	}
+	require.Equal(t, 0, m.Status().HoldersN)
+}
