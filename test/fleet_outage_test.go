@@ -37,8 +37,8 @@ func TestFleetRedisOutage(t *testing.T) {
 	w1 := startClient(t, h2.path("m", "acquire"), logs, client{kind: "go", id: "w1-h2", calls: 1})
 	h1.waitStatus(t, "m", "waiting", "1")
 
+	down := time.Now() // before the kill: a daemon may notice it while it happens
 	srv.Kill()
-	down := time.Now()
 	for _, d := range ds {
 		err := openNonblock(d.path("idle", "acquire"))
 		require.ErrorIs(t, err, syscall.EAGAIN, "O_NONBLOCK open of a free meter on %s while the store is down: %s", d.host(), errString(err))
