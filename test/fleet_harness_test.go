@@ -94,9 +94,13 @@ func (d *daemon) restartCrashed(t *testing.T) {
 // fleet's daemons asked of the store.
 func storeCalls(t *testing.T, srv *redistest.Server) int {
 	t.Helper()
-	info := redistest.Command(srv.Addr(), "INFO", "commandstats")
-	m := regexp.MustCompile(`cmdstat_fcall:calls=(\d+)`).FindStringSubmatch(info)
-	require.NotNil(t, m, "no FCALL in INFO commandstats:\n%s", info)
+	var info string
+	var m []string
+	waitFor(t, "redis-server answers INFO commandstats", func() bool {
+		info = redistest.Command(srv.Addr(), "INFO", "commandstats")
+		m = regexp.MustCompile(`cmdstat_fcall:calls=(\d+)`).FindStringSubmatch(info)
+		return m != nil
+	}, func() string { return "last answer:\n" + info })
 	n, err := strconv.Atoi(m[1])
 	require.NoError(t, err)
 	return n
@@ -125,6 +129,9 @@ func visibleOn(t *testing.T, ds []*daemon, since time.Time, what string, cond fu
 			t.Fatalf("%s did not show within %v on %s", what, fleetVisible, strings.Join(missing, ", "))
 		}
 		time.Sleep(pollEvery)
+	}
+	for i, d := range ds {
+		require.LessOrEqual(t, took[i], fleetVisible, "%s showed on %s only after %s", what, d.host(), fmtMS(took[i]))
 	}
 	return took
 }
