@@ -155,8 +155,9 @@ func requireEntry(t *testing.T, d *daemon, dir, name string, pid int, host, stat
 // when the store tells it of the change. Each change here is made right
 // after the other host cached the meter afresh (its stat that saw the
 // change before), so a host that waited for its cache would show each
-// about 1 s later; the median of six changes under half of that rules it
-// out, and a median is not moved by a moment of load.
+// about 1 s later. The fastest of six changes showing in under half of
+// that rules it out: load delays some changes, but cannot make a host
+// that waits for its cache show any of them sooner.
 func TestFleetChangesBypassKernelCache(t *testing.T) {
 	t.Parallel()
 	_, ds := fleet(t, 2, nil, "base=1/1s")
@@ -190,8 +191,8 @@ func TestFleetChangesBypassKernelCache(t *testing.T) {
 		})
 	}
 	t.Logf("FIGURE fleet changes on h1 shown on h2: %s", strings.Join(figures, ", "))
-	median := percentile(append([]time.Duration(nil), took...), 50)
-	require.Less(t, median, 500*time.Millisecond, "median time for a change on h1 to show on h2 (%s): h2 waited for its kernel cache",
+	fastest := percentile(append([]time.Duration(nil), took...), 0)
+	require.Less(t, fastest, 500*time.Millisecond, "the fastest change on h1 to show on h2 (%s): h2 waited for its kernel cache",
 		strings.Join(figures, ", "))
 }
 
