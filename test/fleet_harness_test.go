@@ -90,17 +90,25 @@ func (d *daemon) restartCrashed(t *testing.T) {
 	d.start(t)
 }
 
+// storeCommand sends one command to srv (redistest.Command) until it
+// answers: a loaded machine may make one attempt time out.
+func storeCommand(t *testing.T, srv *redistest.Server, args ...string) string {
+	t.Helper()
+	var v string
+	waitFor(t, fmt.Sprintf("redis-server answers %q", args), func() bool {
+		v = redistest.Command(srv.Addr(), args...)
+		return v != ""
+	}, nil)
+	return v
+}
+
 // storeCalls is how many library functions (FCALL) srv has run: what the
 // fleet's daemons asked of the store.
 func storeCalls(t *testing.T, srv *redistest.Server) int {
 	t.Helper()
-	var info string
-	var m []string
-	waitFor(t, "redis-server answers INFO commandstats", func() bool {
-		info = redistest.Command(srv.Addr(), "INFO", "commandstats")
-		m = regexp.MustCompile(`cmdstat_fcall:calls=(\d+)`).FindStringSubmatch(info)
-		return m != nil
-	}, func() string { return "last answer:\n" + info })
+	info := storeCommand(t, srv, "INFO", "commandstats")
+	m := regexp.MustCompile(`cmdstat_fcall:calls=(\d+)`).FindStringSubmatch(info)
+	require.NotNil(t, m, "no FCALL in INFO commandstats:\n%s", info)
 	n, err := strconv.Atoi(m[1])
 	require.NoError(t, err)
 	return n

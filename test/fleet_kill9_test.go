@@ -63,7 +63,7 @@ func TestFleetKill9Lease(t *testing.T) {
 // it (the store's clock is this machine's).
 func leaseExpiry(t *testing.T, srv *redistest.Server, meterName, host string) time.Time {
 	t.Helper()
-	v := redistest.Command(srv.Addr(), "HGET", "{rlfs:"+meterName+"}:h", host)
+	v := storeCommand(t, srv, "HGET", "{rlfs:"+meterName+"}:h", host)
 	exp, _, ok := strings.Cut(v, ",")
 	require.True(t, ok, "lease of %s on %s in the store: %q", host, meterName, v)
 	us, err := strconv.ParseInt(exp, 10, 64)

@@ -122,7 +122,7 @@ func callOf(t *testing.T, line string) uint64 {
 // storedDone is when call id of meterName completed, as the store has it.
 func storedDone(t *testing.T, srv *redistest.Server, meterName string, id uint64) time.Time {
 	t.Helper()
-	v := redistest.Command(srv.Addr(), "HGET", "{rlfs:"+meterName+"}:c", strconv.FormatUint(id, 10))
+	v := storeCommand(t, srv, "HGET", "{rlfs:"+meterName+"}:c", strconv.FormatUint(id, 10))
 	f := strings.Split(v, ",")
 	require.Greater(t, len(f), 2, "call %d of %s in the store: %q", id, meterName, v)
 	us, err := strconv.ParseInt(f[1], 10, 64)
