@@ -51,6 +51,9 @@ func NewMount(dir string, root *Root, opt MountOptions) (*Mount, error) {
 		return nil, fmt.Errorf("fsnode: mount %s: %w", dir, err)
 	}
 	m := &Mount{Dir: dir, root: root, server: server, direct: opt.Direct, done: make(chan struct{})}
+	if root.reg.Shared() {
+		root.reg.OnChange(root.invalidate) // mounted: the kernel can be told now
+	}
 	go func() {
 		server.Wait()
 		close(m.done)

@@ -111,6 +111,25 @@ func (r *Root) forget(m *meter.Meter) {
 	delete(r.inos, m)
 }
 
+// invalidate makes the kernel forget what it caches of meter name (its
+// entry in the root, the attributes of its directory and files), so that a
+// change made on another host of a fleet shows at once rather than when
+// the cache times out (StaticTimeout). It does not wait: the kernel may
+// first finish an operation on the root that is being answered.
+func (r *Root) invalidate(name string) {
+	go func() {
+		_ = r.NotifyEntry(name)
+		ch := r.GetChild(name)
+		if ch == nil {
+			return
+		}
+		_ = ch.NotifyContent(0, 0)
+		for _, c := range ch.Children() {
+			_ = c.NotifyContent(0, 0)
+		}
+	}()
+}
+
 // Getattr reports the root as a world-readable directory.
 func (r *Root) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = syscall.S_IFDIR | 0o755

@@ -27,9 +27,10 @@ type Registry struct {
 	retryGrace time.Duration
 	history    time.Duration
 
-	local   LocalStore    // the store, when the engine decides
-	shared  SharedStore   // the store, when it decides
-	tickets atomic.Uint64 // ticket ids for a SharedStore
+	local    LocalStore                   // the store, when the engine decides
+	shared   SharedStore                  // the store, when it decides
+	tickets  atomic.Uint64                // ticket ids for a SharedStore
+	onChange atomic.Pointer[func(string)] // see OnChange
 }
 
 // Options configure Open.

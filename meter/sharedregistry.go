@@ -42,6 +42,13 @@ func (r *Registry) Host() string {
 // Shared reports whether the meters live in a SharedStore.
 func (r *Registry) Shared() bool { return r.shared != nil }
 
+// OnChange registers f, called with the name of each meter that the
+// SharedStore says was created, removed or changed (by any host, this one
+// too), once the registry applied the change; a later call replaces f. f
+// runs on the store's event goroutine and must not block. Without a
+// SharedStore it is never called.
+func (r *Registry) OnChange(f func(meter string)) { r.onChange.Store(&f) }
+
 // closeShared fails every waiter and takes them out of the store's queue,
 // waiting at most closeWait for the store.
 func (r *Registry) closeShared(ms []*Meter) {
@@ -108,7 +115,12 @@ func (e sharedEvents) Wake(meter string, at time.Time, head bool, order uint64) 
 	}
 }
 
-func (e sharedEvents) Changed(meter string) { e.r.refresh(meter) }
+func (e sharedEvents) Changed(meter string) {
+	e.r.refresh(meter)
+	if f := e.r.onChange.Load(); f != nil {
+		(*f)(meter)
+	}
+}
 
 func (e sharedEvents) Reachable() {
 	for _, name := range e.r.Names() {

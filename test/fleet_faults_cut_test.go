@@ -16,16 +16,6 @@ import (
 	"github.com/rlfs/rlfs/meter/redis/redistest"
 )
 
-// leaseExpiry reads host's lease expiry on meter name from the store
-// (rlfs.lua: the h hash, "expiry µs,incarnation,waiters").
-func leaseExpiry(t *testing.T, srv *redistest.Server, name, host string) time.Time {
-	t.Helper()
-	v := redistest.Command(srv.Addr(), "HGET", "{rlfs:"+name+"}:h", host)
-	us, err := strconv.ParseInt(strings.Split(v, ",")[0], 10, 64)
-	require.NoError(t, err, "%s's lease on %s in the store: %q", host, name, v)
-	return time.UnixMicro(us)
-}
-
 // heldLineRE is a whole "held GRANT-LINE" line of a pyHold process (it
 // may be written in pieces: the suite's Python runs unbuffered).
 var heldLineRE = regexp.MustCompile(`held granted \S+ .*\n`)

@@ -140,13 +140,3 @@ func startWaiters(t *testing.T, acq string, n int) *proc {
 	p.waitOutput(t, "ready")
 	return p
 }
-
-// host is the daemon's --host.
-func (d *daemon) host() string {
-	for i, a := range d.extra {
-		if a == "--host" && i+1 < len(d.extra) {
-			return d.extra[i+1]
-		}
-	}
-	return ""
-}

@@ -6,7 +6,8 @@
 -- the library works on Redis Cluster):
 --   KEYS[1] m  hash: spec fields, owner, counters, time high-water mark, history,
 --              quiet (nothing is granted before it: a meter put back after the
---              store lost its data waits for every live host to put back its calls)
+--              store lost its data waits for every live host to put back its calls),
+--              and the run id of the server that served the meter last (run)
 --   KEYS[2] c  hash: call id -> call record (in progress, or still counting)
 --   KEYS[3] q  sorted set: the queue, score and member = arrival number (seq)
 --   KEYS[4] w  hash: seq -> waiter record
@@ -325,7 +326,7 @@ local function open(K, A)
   -- ops orders what each call tells hosts about the queue: a host applies
   -- a wake instant only if no later call told it another.
   local ops = redis.call('HINCRBY', K[1], 'ops', 1)
-  local st = {K = K, f = f, S = spec_of(f), now = now, prefix = A[1], name = f.name, ops = ops,
+  local st = {K = K, f = f, S = spec_of(f), now = now, prev = hwm, prefix = A[1], name = f.name, ops = ops,
               tat = num(f.tat), utat = num(f.utat), past = parse_past(f.past),
               horizon = num(f.horizon), quiet = num(f.quiet)}
   st.calls = load_calls(K)
@@ -400,9 +401,36 @@ local function complete(st, c, t)
   return true
 end
 
+-- resume keeps the store's own downtime out of the leases. A lease counts
+-- the time the server serves: when a call finds that the server restarted
+-- (or a replica took over) since the meter's previous call, every lease is
+-- extended by the time since that call, so that no live host's calls end,
+-- and none of its waiters leave, because the store was down (a host that
+-- died meanwhile lapses a lease later than it would have). The server's
+-- run id tells; reading it (INFO) costs a few µs, so it is read only after
+-- the meter was left alone for RESUME_CHECK, which any restart takes. A
+-- server that refuses INFO (an ACL without it) leaves leases as they are.
+local RESUME_CHECK = 100000
+local function resume(st)
+  if st.f.run and st.now - st.prev < RESUME_CHECK then return end
+  local info = redis.pcall('INFO', 'server')
+  local run = type(info) == 'string' and string.match(info, 'run_id:(%x+)')
+  if not run or run == st.f.run then return end
+  redis.call('HSET', st.K[1], 'run', run)
+  if not st.f.run or st.prev == 0 then return end
+  local gap = st.now - st.prev
+  local raw = redis.call('HGETALL', st.K[5])
+  for i = 1, #raw, 2 do
+    local e = host_entry(st, raw[i])
+    e.exp = e.exp + gap
+    set_host(st, raw[i], e)
+  end
+end
+
 -- lapse ends the leases that ran out: their hosts' calls in progress count
 -- as completed at the lapse, their waiters leave the queue.
 local function lapse(st)
+  resume(st)
   local raw = redis.call('HGETALL', st.K[5])
   for i = 1, #raw, 2 do
     local host = raw[i]

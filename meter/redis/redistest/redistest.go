@@ -57,13 +57,27 @@ func binary(t testing.TB) string {
 // args are more redis-server options, such as "--appendonly", "yes".
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, Dir: t.TempDir(), Port: FreePort(t), Args: args}
-	s.start()
+	s := &Server{t: t, Dir: t.TempDir(), Args: args}
+	for attempt := 1; ; attempt++ {
+		s.Port = FreePort(t)
+		if s.start() {
+			break
+		}
+		if attempt == startAttempts {
+			t.Fatalf("redis-server: another server took each of %d free ports first; its log:\n%s", attempt, s.Log())
+		}
+	}
 	t.Cleanup(s.Kill)
 	return s
 }
 
-func (s *Server) start() {
+// startAttempts is how many free ports Start tries: between FreePort and
+// the server's bind, a test running in parallel may take the same port.
+const startAttempts = 5
+
+// start runs the server on s.Port and waits until it answers. It reports
+// false, with the process gone, when another server holds the port.
+func (s *Server) start() bool {
 	s.t.Helper()
 	args := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "redis.log", "--protected-mode", "no"}
@@ -76,25 +90,38 @@ func (s *Server) start() {
 	}
 	s.done = make(chan struct{})
 	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(s.cmd, s.done)
-	s.waitReady()
+	return s.waitReady()
 }
 
-// waitReady waits until the server answers PING.
-func (s *Server) waitReady() {
+// waitReady waits until this server (not another one on its port) answers
+// PING; it reports false, with the process gone, if another one holds the
+// port.
+func (s *Server) waitReady() bool {
 	s.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
+			if strings.Contains(s.Log(), "Address already in use") {
+				return false
+			}
 			s.t.Fatalf("redis-server on port %d exited at start; its log:\n%s", s.Port, s.Log())
 		default:
 		}
 		if Ping(s.Addr()) {
-			return
+			pid := Command(s.Addr(), "INFO", "server")
+			if strings.Contains(pid, "process_id:"+strconv.Itoa(s.cmd.Process.Pid)+"\r\n") {
+				return true
+			}
+			if pid != "" { // another server answers on the port
+				s.Kill()
+				return false
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.t.Fatalf("redis-server on port %d did not answer within 30s; its log:\n%s", s.Port, s.Log())
+	return false
 }
 
 // Kill stops the server at once (SIGKILL) and waits for it.
@@ -117,7 +144,9 @@ func (s *Server) Kill() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
-	s.start()
+	if !s.start() {
+		s.t.Fatalf("redis-server: another server took port %d while this one was down", s.Port)
+	}
 }
 
 // Log returns the server's log file.
