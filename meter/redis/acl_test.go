@@ -15,7 +15,7 @@ import (
 // only the commands it sends, only its keys and channels.
 const aclRule = "on >s3cret ~{rlfs* &rlfs:* -@all +fcall +fcall_ro +function|load " +
 	"+hget +hgetall +hset +hdel +hincrby +zadd +zrem +zrange +zcard +exists +del +time " +
-	"+smembers +sadd +srem +get +set +publish +subscribe +ping +hello +client|setname +cluster|slots +cluster|shards"
+	"+smembers +sadd +srem +get +set +publish +subscribe +ping +hello +client|setname +cluster|slots +cluster|shards +info"
 
 // The ACL user of docs/fleet.md is enough for everything rlfs does, and
 // the password can come from RLFS_STORE_PASSWORD (Options.Password).
