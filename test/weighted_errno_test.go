@@ -2,6 +2,7 @@ package test
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -185,4 +186,36 @@ func TestWeightedMaxHoldAndInterrupt(t *testing.T) {
 	require.Equal(t, "100", st["units_granted_since_start"])
 	holder.settle(t, 50)
 	require.NoError(t, openNonblock(d.path("int", "acquire@50")), "50 units free: the interrupted call counted nothing")
+}
+
+// TestWeightedPermissions: acquire@N is writable where it is readable, so
+// that a user who may acquire may also open it O_RDWR to settle (exec 3<>),
+// and one who may not acquire may not do that either (EACCES).
+func TestWeightedPermissions(t *testing.T) {
+	t.Parallel()
+	user, _, _ := testUser(t)
+	d := startDaemonFlags(t, []string{"--allow-other"}, "m=units:100/1h,concurrency=0")
+	makeReachable(t, filepath.Dir(d.mnt))
+	acq := d.path("m", "acquire@5")
+	script := "exec 3<>" + acq + " && echo 2 >&3 && echo settled"
+
+	require.NoError(t, os.Chmod(d.path("m"), 0o750))
+	fi, err := os.Stat(acq)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o660), fi.Mode().Perm(), "acquire@5 of a 0750 meter")
+	out, code := asUser(t, user, script)
+	require.NotEqual(t, 0, code, "exec 3<>acquire@5 of a 0750 meter of root's as %s: %s", user, out)
+	require.Contains(t, out, "Permission denied")
+
+	require.NoError(t, os.Chmod(d.path("m"), 0o755))
+	fi, err = os.Stat(acq)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o666), fi.Mode().Perm(), "acquire@5 of a 0755 meter")
+	out, code = asUser(t, user, script)
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "settled")
+	d.waitStatus(t, "m", "in_progress", "0 of unlimited")
+	st := d.status(t, "m")
+	require.Equal(t, "1", st["grants_total"])
+	require.Equal(t, "2 used, 98 free", st["window units:100/1h"])
 }
