@@ -219,3 +219,23 @@ func TestWeightedPermissions(t *testing.T) {
 	require.Equal(t, "1", st["grants_total"])
 	require.Equal(t, "2 used, 98 free", st["window units:100/1h"])
 }
+
+// TestWeightedShrinkFailsWaiter: a limits write that makes a units window
+// smaller than a waiting call's cost fails that open with E2BIG at once
+// (cat: "Argument list too long"), rather than leaving it waiting forever;
+// the call in progress keeps its units.
+func TestWeightedShrinkFailsWaiter(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "m=units:100/1h,concurrency=0")
+	holder := unitsHold(t, d.path("m", "acquire@100"))
+	waiter := startProc(t, "cat", d.path("m", "acquire@80"))
+	d.waitStatus(t, "m", "waiting", "1")
+	require.NoError(t, os.WriteFile(d.path("m", "limits"), []byte("units:50/1h,concurrency=0\n"), 0o644))
+	waiter.wait(t, pollTimeout)
+	require.Equal(t, 1, waiter.exitCode())
+	require.Contains(t, waiter.stderr.String(), "Argument list too long")
+	st := d.status(t, "m")
+	require.Equal(t, "0", st["waiting"])
+	require.Equal(t, "100 used, 0 free", st["window units:50/1h"])
+	require.False(t, holder.p.exited())
+}
