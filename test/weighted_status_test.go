@@ -96,6 +96,8 @@ func TestWeightedStatus(t *testing.T) {
 	require.Equal(t, 1.0, metrics[`rlfs_settlements_total{meter="w"}`])
 	require.Equal(t, 15.0, metrics[`rlfs_units_settled_total{meter="w"}`])
 	require.Equal(t, 0.0, metrics[`rlfs_settlements_total{meter="b"}`])
+	require.Equal(t, 45.0, metrics[`rlfs_window_calls{meter="w",window="units:100/1h"}`], "a units window's series counts units")
+	require.Equal(t, 100.0, metrics[`rlfs_window_limit_calls{meter="w",window="units:100/1h"}`])
 	require.False(t, waiter.isGranted())
 }
 
