@@ -142,7 +142,7 @@ func TestWeightedRefund(t *testing.T) {
 		d.waitStatus(t, "wait", "waiting", "1")
 		released, closed := first.release(t)
 		second.granted(t)
-		t.Logf("FIGURE acquire@80 granted %s after acquire@90 released", fmtMS(second.grant.Sub(released)))
+		t.Logf("FIGURE acquire@80 granted %s after acquire@90 released (%s after its close returned)", fmtMS(second.grant.Sub(released)), fmtMS(second.grant.Sub(closed)))
 		require.GreaterOrEqual(t, second.grant.Sub(released), time.Second-tolerance(time.Second), "90 units count until 1 s after their call completed")
 		require.Less(t, second.grant.Sub(closed), loaded(time.Second))
 		second.release(t)
