@@ -181,11 +181,12 @@ func holderHas(t *testing.T, d *daemon, m string, pid int, want ...string) {
 	}
 }
 
-// holderEntry is the content of meter m's holders/ entry of pid.
+// holderEntry is the content of meter m's holders/ entry of pid (named
+// SEQ.PID, or SEQ.PID@HOST in a fleet).
 func holderEntry(t *testing.T, d *daemon, m string, pid int) string {
 	t.Helper()
 	for _, name := range d.entries(t, m, "holders") {
-		if strings.HasSuffix(name, fmt.Sprintf(".%d", pid)) {
+		if id := fmt.Sprintf(".%d", pid); strings.HasSuffix(name, id) || strings.Contains(name, id+"@") {
 			b, err := os.ReadFile(d.path(m, "holders", name))
 			require.NoError(t, err)
 			return string(b)
