@@ -149,16 +149,24 @@ func (p *proc) waitLineFields(t *testing.T, word string, n int) []string {
 	return found[n-1]
 }
 
-// linesStarting returns the fields of each line of stdout whose first
-// field is word.
+// linesStarting returns the fields of each complete line of stdout (one
+// that ends in a newline: a process's line may arrive in pieces) whose
+// first field is word.
 func (p *proc) linesStarting(word string) [][]string {
 	var found [][]string
-	for _, line := range strings.Split(p.stdout.String(), "\n") {
+	for _, line := range p.completeLines() {
 		if f := strings.Fields(line); len(f) > 0 && f[0] == word {
 			found = append(found, f)
 		}
 	}
 	return found
+}
+
+// completeLines are the lines of stdout that end in a newline.
+func (p *proc) completeLines() []string {
+	out := p.stdout.String()
+	lines := strings.Split(out, "\n")
+	return lines[:len(lines)-1] // the text after the last newline, if any, is incomplete
 }
 
 // pyWrites starts client.py writes: it opens acq with mode (rdwr, rdonly,
@@ -182,7 +190,7 @@ func (p *proc) write(t *testing.T, data string) string {
 	var last string
 	waitWithin(t, startTimeout, fmt.Sprintf("%s answers the write of %q", p.name, data), func() bool {
 		if answers() > before {
-			lines := strings.Split(strings.TrimSpace(p.stdout.String()), "\n")
+			lines := p.completeLines()
 			last = lines[len(lines)-1]
 			return true
 		}
