@@ -66,16 +66,7 @@ echo 7 >&3 && echo "7: ok"`, "bad-write", acq)
 	shell.requireSuccess(t, pollTimeout)
 	d.waitUnitsUsed(t, "m", "units:100/1h", 11)
 
-	ro := pyWrites(t, acq, "rdonly")
-	ro.waitOutput(t, "held ")
-	require.Equal(t, "err 9 EBADF", ro.write(t, "5"), "a write to an O_RDONLY acquire@30")
-	wo := pyWrites(t, acq, "wronly")
-	wo.requireSuccess(t, pollTimeout)
-	require.Equal(t, "open-err 1 EPERM\n", wo.stdout.String(), "O_WRONLY open of acquire@30")
-	out, code := sh(t, "echo 5 > "+acq)
-	require.NotEqual(t, 0, code)
-	require.Contains(t, out, "Operation not permitted", "echo 5 > acquire@30")
-
+	ro := requireWriteRefused(t, acq)
 	require.NoError(t, py.stdin.Close())
 	require.NoError(t, ro.stdin.Close())
 	py.waitOutput(t, "closed")
@@ -85,6 +76,23 @@ echo 7 >&3 && echo "7: ok"`, "bad-write", acq)
 	require.Equal(t, "3", st["grants_total"], "the shell, the O_RDWR and the O_RDONLY opens; not the O_WRONLY ones")
 	require.Equal(t, int64(7+4+30), unitsUsed(t, st, "units:100/1h"))
 	require.Equal(t, "3", st["settled_since_start"])
+}
+
+// requireWriteRefused: a write to acq opened O_RDONLY is EBADF, an
+// O_WRONLY open (Python, and the shell's >) is EPERM. It returns the
+// O_RDONLY holder, still holding.
+func requireWriteRefused(t *testing.T, acq string) *proc {
+	t.Helper()
+	ro := pyWrites(t, acq, "rdonly")
+	ro.waitOutput(t, "held ")
+	require.Equal(t, "err 9 EBADF", ro.write(t, "5"), "a write to an O_RDONLY %s", acq)
+	wo := pyWrites(t, acq, "wronly")
+	wo.requireSuccess(t, pollTimeout)
+	require.Equal(t, "open-err 1 EPERM\n", wo.stdout.String(), "O_WRONLY open of %s", acq)
+	out, code := sh(t, "echo 5 > "+acq)
+	require.NotEqual(t, 0, code)
+	require.Contains(t, out, "Operation not permitted", "echo 5 > %s", acq)
+	return ro
 }
 
 // TestWeightedNonblockAndMaxWait: O_NONBLOCK with acquire@N is granted when

@@ -65,25 +65,8 @@ func TestWeightedStatus(t *testing.T) {
 	require.Equal(t, "40 of 100 free", bst["bucket units:rate=100/1h"])
 	require.Equal(t, "concurrency=0,units:rate=100/1h,units:burst=100", bst["limits"], "the units bucket's burst defaults to its rate's N")
 
-	byFile := map[string]weightedReport{}
-	for _, m := range []string{"w", "b"} {
-		var r weightedReport
-		raw, err := os.ReadFile(d.path(m, "status.json"))
-		require.NoError(t, err)
-		require.NoError(t, json.Unmarshal(raw, &r), "%s/status.json: %s", m, raw)
-		byFile[m] = r
-	}
+	byFile, byCmd := weightedReports(t, d)
 	requireWeightedReports(t, byFile)
-	out, err := exec.Command(rlfsBin, "status", "--json", d.mnt).Output()
-	require.NoError(t, err)
-	var all struct {
-		Meters []weightedReport `json:"meters"`
-	}
-	require.NoError(t, json.Unmarshal(out, &all), "rlfs status --json: %s", out)
-	byCmd := map[string]weightedReport{}
-	for _, r := range all.Meters {
-		byCmd[r.Meter] = r
-	}
 	requireWeightedReports(t, byCmd)
 	table, err := exec.Command(rlfsBin, "status", d.mnt).Output()
 	require.NoError(t, err)
@@ -99,6 +82,30 @@ func TestWeightedStatus(t *testing.T) {
 	require.Equal(t, 45.0, metrics[`rlfs_window_calls{meter="w",window="units:100/1h"}`], "a units window's series counts units")
 	require.Equal(t, 100.0, metrics[`rlfs_window_limit_calls{meter="w",window="units:100/1h"}`])
 	require.False(t, waiter.isGranted())
+}
+
+// weightedReports reads meters w and b as their status.json files say and
+// as rlfs status --json says.
+func weightedReports(t *testing.T, d *daemon) (byFile, byCmd map[string]weightedReport) {
+	t.Helper()
+	byFile, byCmd = map[string]weightedReport{}, map[string]weightedReport{}
+	for _, m := range []string{"w", "b"} {
+		var r weightedReport
+		raw, err := os.ReadFile(d.path(m, "status.json"))
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(raw, &r), "%s/status.json: %s", m, raw)
+		byFile[m] = r
+	}
+	out, err := exec.Command(rlfsBin, "status", "--json", d.mnt).Output()
+	require.NoError(t, err)
+	var all struct {
+		Meters []weightedReport `json:"meters"`
+	}
+	require.NoError(t, json.Unmarshal(out, &all), "rlfs status --json: %s", out)
+	for _, r := range all.Meters {
+		byCmd[r.Meter] = r
+	}
+	return byFile, byCmd
 }
 
 // requireWeightedReports checks the reports of meters w and b of
