@@ -292,3 +292,21 @@ func (s *served) stop(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestChmodReachesAcquireAtN pins a bug: chmod of a meter told the kernel
+// about its named files only, so an acquire@N looked up before kept its old
+// mode in the kernel's attribute cache for up to a second, and, with
+// default_permissions, its old access: a user refused by chmod 0700 could
+// still open acquire@N meanwhile.
+func TestChmodReachesAcquireAtN(t *testing.T) {
+	f := mount(t, map[string]string{"m": "units:100/1h,concurrency=0"})
+	m := filepath.Join(f.dir, "m")
+	acq := filepath.Join(m, "acquire@5")
+	for _, mode := range []os.FileMode{0o750, 0o755, 0o700} {
+		require.NoError(t, os.Chmod(m, mode))
+		st, err := os.Stat(acq)
+		require.NoError(t, err)
+		want := mode & 0o444
+		require.Equal(t, want|want>>1, st.Mode().Perm(), "mode of acquire@5 right after chmod %o of its meter", mode)
+	}
+}

@@ -82,11 +82,10 @@ func (d *meterDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 			return ToErrno(err)
 		}
 		d.root.log.Info("meter owner/mode changed", "meter", d.m.Name(), "mode", a.Mode, "uid", a.UID, "gid", a.GID)
-		// The files' modes and owners derive from the directory's.
-		for _, c := range children {
-			if ch := d.GetChild(c.name); ch != nil {
-				_ = ch.NotifyContent(0, 0)
-			}
+		// The files' modes and owners derive from the directory's: those
+		// the kernel knows, acquire@N ones included, must be looked at again.
+		for _, ch := range d.Children() {
+			_ = ch.NotifyContent(0, 0)
 		}
 	}
 	dirAttr(a, &out.Attr)

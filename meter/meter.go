@@ -189,14 +189,14 @@ func (m *Meter) EnqueueCost(h Holder, cost int64, nonblock bool) (*Ticket, error
 		m.grantLocked(t, now)
 		return t, t.err
 	}
-	if i := m.phantomOf(h); i >= 0 {
+	if i := m.phantomOf(h, cost); i >= 0 {
 		// The same thread again, just after an interrupted open (a Go
 		// program's runtime signals interrupt blocked opens, and os.Open
 		// retries): it takes back its place.
 		old := m.queue[i]
 		old.timer.Stop()
 		m.phantoms--
-		t.Seq, t.Since, t.Cost = old.Seq, old.Since, old.Cost
+		t.Seq, t.Since = old.Seq, old.Since
 		m.seq--
 		m.queue[i] = t
 		m.startWaitTimer(t, now)
@@ -231,13 +231,15 @@ func (m *Meter) startWaitTimer(t *Ticket, now time.Time) {
 	t.timer = m.clock.AfterFunc(d, func() { m.leave(t, ErrTimeout) })
 }
 
-// phantomOf finds the place an interrupted open of h's thread keeps.
-func (m *Meter) phantomOf(h Holder) int {
+// phantomOf finds the place an interrupted open of h's thread keeps for a
+// retry of the same open: the same cost (an open of another cost is a new
+// arrival).
+func (m *Meter) phantomOf(h Holder, cost int64) int {
 	if m.phantoms == 0 {
 		return -1
 	}
 	return slices.IndexFunc(m.queue, func(t *Ticket) bool {
-		return t.phantom && t.Holder.PID == h.PID && t.Holder.UID == h.UID
+		return t.phantom && t.Holder.PID == h.PID && t.Holder.UID == h.UID && t.Cost == cost
 	})
 }
 

@@ -103,3 +103,32 @@ func TestKeptPlacesDoNotCountAgainstMaxWaiters(t *testing.T) {
 	_, err = m.Enqueue(meter.Holder{PID: 30}, false)
 	require.ErrorIs(t, err, meter.ErrTooManyWaiters)
 }
+
+// TestRetryOfAnotherCostIsANewOpen pins a bug: an interrupted open of
+// acquire@50 kept its place for a retry, and an open of acquire@10 by the
+// same thread within the grace took that place with the cost 50, so the
+// call it was granted counted 50 units instead of the 10 it asked for. Only
+// a retry of the same cost takes the place back; another cost is a new
+// arrival.
+func TestRetryOfAnotherCostIsANewOpen(t *testing.T) {
+	m, _ := graceMeter(t, "units:100/1h,concurrency=0")
+	holder, err := m.EnqueueCost(meter.Holder{PID: 1}, 60, false)
+	require.NoError(t, err)
+	require.True(t, done(holder))
+	a, err := m.EnqueueCost(meter.Holder{PID: 10}, 50, false)
+	require.NoError(t, err)
+	_, err = m.Cancel(a)
+	require.ErrorIs(t, err, meter.ErrInterrupted)
+
+	b, err := m.EnqueueCost(meter.Holder{PID: 10}, 10, false)
+	require.NoError(t, err)
+	require.NotEqual(t, a.Seq, b.Seq, "another cost does not take the interrupted open's place")
+	require.Equal(t, int64(10), b.Cost)
+
+	same, err := m.EnqueueCost(meter.Holder{PID: 20}, 50, false)
+	require.NoError(t, err)
+	_, _ = m.Cancel(same)
+	again, err := m.EnqueueCost(meter.Holder{PID: 20}, 50, false)
+	require.NoError(t, err)
+	require.Equal(t, same.Seq, again.Seq, "a retry of the same cost takes its place back")
+}

@@ -61,7 +61,7 @@ func (m *Meter) enqueueShared(h Holder, cost int64, nonblock bool) (*Ticket, err
 		return nil, err
 	}
 	now := m.clock.Now()
-	if t := m.reattachLocked(h, now); t != nil {
+	if t := m.reattachLocked(h, cost, now); t != nil {
 		m.mu.Unlock()
 		return t, nil
 	}
@@ -129,11 +129,11 @@ func (m *Meter) pendLocked(t *Ticket, now time.Time) error {
 	return nil
 }
 
-// reattachLocked gives h's thread back the place its interrupted open kept
-// (see Options.RetryGrace), or returns nil.
-func (m *Meter) reattachLocked(h Holder, now time.Time) *Ticket {
+// reattachLocked gives h's thread back the place its interrupted open of
+// the same cost kept (see Options.RetryGrace), or returns nil.
+func (m *Meter) reattachLocked(h Holder, cost int64, now time.Time) *Ticket {
 	for _, old := range m.sh.tickets {
-		if !old.phantom || old.Holder.PID != h.PID || old.Holder.UID != h.UID {
+		if !old.phantom || old.Holder.PID != h.PID || old.Holder.UID != h.UID || old.Cost != cost {
 			continue
 		}
 		old.timer.Stop()

@@ -37,11 +37,15 @@ type limits struct {
 }
 
 // parseLimits reads the N/PER and concurrency=K items of a spec such as
-// "3/1s,concurrency=2"; the other items do not matter to the checker.
+// "3/1s,concurrency=2"; the other items do not matter to the checker (units
+// items are unitWindows' business).
 func parseLimits(t *testing.T, spec string) limits {
 	t.Helper()
 	lim := limits{concurrency: 1}
 	for _, item := range strings.Split(spec, ",") {
+		if strings.HasPrefix(item, "units:") {
+			continue
+		}
 		if k, ok := strings.CutPrefix(item, "concurrency="); ok {
 			n, err := strconv.Atoi(k)
 			require.NoError(t, err, "spec item %q", item)

@@ -30,7 +30,7 @@ var (
 	descTimeouts   = prometheus.NewDesc("rlfs_timeouts_total", "Opens that failed with ETIMEDOUT after max_wait.", []string{"meter"}, nil)
 	descInterrupts = prometheus.NewDesc("rlfs_interrupts_total", "Opens interrupted by a signal while waiting (EINTR).", []string{"meter"}, nil)
 	descExpired    = prometheus.NewDesc("rlfs_max_hold_expirations_total", "Calls counted completed because they were held longer than max_hold.", []string{"meter"}, nil)
-	descRejected   = prometheus.NewDesc("rlfs_rejections_total", "Opens refused with EAGAIN (O_NONBLOCK or max_waiters).", []string{"meter"}, nil)
+	descRejected   = prometheus.NewDesc("rlfs_rejections_total", "Opens refused at once: EAGAIN (O_NONBLOCK or max_waiters) or E2BIG (a cost no units limit can admit).", []string{"meter"}, nil)
 	descRevoked    = prometheus.NewDesc("rlfs_revocations_total", "Grants taken back because their open failed afterwards (an O_TRUNC open of acquire); rlfs_grants_total still counts them.", []string{"meter"}, nil)
 	descUnits      = prometheus.NewDesc("rlfs_units_granted_total", "Units of cost granted (acquire@N: N; acquire: 1), by their estimates.", []string{"meter"}, nil)
 	descSettled    = prometheus.NewDesc("rlfs_settlements_total", "Calls whose actual cost was written to their descriptor.", []string{"meter"}, nil)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -166,7 +167,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case errors.Is(err, syscall.ENOENT):
 		return fmt.Errorf("%s: no such meter; check the path (ls the mountpoint) or create it with mkdir", o.meterDir)
 	case errors.Is(err, syscall.E2BIG):
-		return fmt.Errorf("%s can never admit a call of %d units (a units limit of its is smaller); lower --cost or raise the limit", o.meterDir, o.cost)
+		return fmt.Errorf("%s can never admit a call of %d units (%s); lower --cost or raise the limit", o.meterDir, o.cost, unitLimits(o.meterDir))
 	case err != nil:
 		return fmt.Errorf("acquire %s: %w", acquire, err)
 	}
@@ -185,6 +186,27 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		defer syscall.Close(fd)
 	}
 	return runHolding(o.argv, pass, sigs, stdout, stderr)
+}
+
+// unitLimits says what bounds the cost of one call of the meter at
+// meterDir, from its limits file: "its limits allow at most 100 units a
+// call: units:100/1h".
+func unitLimits(meterDir string) string {
+	b, err := os.ReadFile(filepath.Join(meterDir, "limits"))
+	if err != nil {
+		return "a units limit of the meter is smaller"
+	}
+	spec, err := meter.ParseSpec(string(b))
+	if err != nil || spec.MaxCost() < 0 {
+		return "a units limit of the meter is smaller"
+	}
+	var items []string
+	for _, item := range strings.Split(spec.String(), ",") {
+		if strings.HasPrefix(item, "units:") {
+			items = append(items, item)
+		}
+	}
+	return fmt.Sprintf("its limits allow at most %d units a call: %s", spec.MaxCost(), strings.Join(items, ","))
 }
 
 // signalError is a wait stopped by a signal.

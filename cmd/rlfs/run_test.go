@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,5 +49,21 @@ func TestRunFlags(t *testing.T) {
 		var stderr bytes.Buffer
 		require.Equal(t, 2, exitCode(err, &stderr), "exit code of rlfs run %q", tc.args)
 		require.Contains(t, stderr.String(), "Try: rlfs", "rlfs run %q gives a hint", tc.args)
+	}
+}
+
+// TestRunCostTooBigMessage: rlfs run --cost beyond a units limit names the
+// limits that bound one call's cost (read from the meter's limits file),
+// where it once said only "a units limit of its is smaller".
+func TestRunCostTooBigMessage(t *testing.T) {
+	dir := t.TempDir()
+	require.Equal(t, "a units limit of the meter is smaller", unitLimits(dir), "no limits file")
+	for _, tc := range []struct{ limits, want string }{
+		{"3/1s\nunits:100/1s\nconcurrency=1\n", "its limits allow at most 100 units a call: units:100/1s"},
+		{"units:90000/1m\nunits:rate=1000/1s\nunits:burst=5000\n", "its limits allow at most 5000 units a call: units:90000/1m,units:rate=1000/1s,units:burst=5000"},
+		{"concurrency=1\n", "a units limit of the meter is smaller"},
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "limits"), []byte(tc.limits), 0o644))
+		require.Equal(t, tc.want, unitLimits(dir), "limits %q", tc.limits)
 	}
 }

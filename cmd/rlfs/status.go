@@ -85,6 +85,9 @@ func printTable(w io.Writer, reports []meter.Report) error {
 		for _, w := range r.Windows {
 			usage = append(usage, fmt.Sprintf("%d of %s", w.Used, w.Limit))
 		}
+		for _, b := range r.Buckets {
+			usage = append(usage, bucketCell(b))
+		}
 		if usage == nil {
 			usage = []string{"-"}
 		}
@@ -99,6 +102,14 @@ func printTable(w io.Writer, reports []meter.Report) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", shorten(r.Name, nameColumn), r.Limits, strings.Join(usage, ", "), r.InProgress, conc, waiting, r.NextGrant)
 	}
 	return tw.Flush()
+}
+
+// bucketCell shows a token bucket in the USAGE column as the tokens taken
+// of its burst, as windows show calls of their limit: "60 of
+// units:burst=100" (the LIMITS column has its rate).
+func bucketCell(b meter.BucketUsage) string {
+	prefix, _, _ := strings.Cut(b.Item, "rate=")
+	return fmt.Sprintf("%d of %sburst=%d", b.Burst-b.Free, prefix, b.Burst)
 }
 
 // printFleet says, above the table of a fleet's daemon, which host it is,

@@ -40,3 +40,20 @@ func TestStatusTableShortensLongNames(t *testing.T) {
 	require.Equal(t, 40, utf8.RuneCountInString(shorten(wide, 40)))
 	require.True(t, utf8.ValidString(shorten(wide, 40)), "shortened in the middle of a character")
 }
+
+// TestStatusTableShowsBuckets: the table's USAGE column shows token
+// buckets, the call bucket and the units bucket of weighted calls, as the
+// tokens taken of their burst (it showed "-" for a meter with buckets only).
+func TestStatusTableShowsBuckets(t *testing.T) {
+	reports := []meter.Report{{
+		Name: "llm", Limits: "60/1m,rate=10/1s,burst=20,units:rate=100/1h,units:burst=100", NextGrant: "now",
+		Windows: []meter.WindowReport{{Limit: "60/1m", Used: 3, Free: 57}},
+		Buckets: []meter.BucketUsage{{Item: "rate=10/1s", Free: 20, Burst: 20}, {Item: "units:rate=100/1h", Free: 40, Burst: 100}},
+	}, {Name: "tokens", Limits: "units:rate=100/1h,units:burst=100", NextGrant: "now",
+		Buckets: []meter.BucketUsage{{Item: "units:rate=100/1h", Free: 100, Burst: 100}},
+	}}
+	var out bytes.Buffer
+	require.NoError(t, printTable(&out, reports))
+	require.Contains(t, out.String(), "  3 of 60/1m, 0 of burst=20, 60 of units:burst=100  ", "table:\n%s", out.String())
+	require.Contains(t, out.String(), "  0 of units:burst=100  ", "table:\n%s", out.String())
+}

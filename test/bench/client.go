@@ -19,7 +19,7 @@ import (
 // The client subcommands run in their own processes and only ever open files
 // of mounts that other processes serve:
 //
-//	bench client cycle -path P -n N -warm W -api raw|os    → "NS_PER_CYCLE ERRORS"
+//	bench client cycle -path P -n N -warm W -api raw|os|settle → "NS_PER_CYCLE ERRORS"
 //	bench client loop -path P -start UNIXNS -dur D          → "CYCLES ERRORS"
 //	bench client late -path P -threads T                    → "ARRIVE GRANT CLOSE" per call
 //	bench client fifo -path P -status S -n N                → see clientFIFO
@@ -126,6 +126,8 @@ func cycler(api, path string, errs *errCount) (func() error, error) {
 			}
 			return syscall.Close(fd)
 		}, nil
+	case "settle":
+		return settleCycle(path, errs), nil
 	case "os":
 		return func() error {
 			f, err := os.Open(path)
@@ -135,7 +137,7 @@ func cycler(api, path string, errs *errCount) (func() error, error) {
 			return f.Close()
 		}, nil
 	}
-	return nil, fmt.Errorf("client: -api %q: want raw or os", api)
+	return nil, fmt.Errorf("client: -api %q: want raw, os or settle", api)
 }
 
 func clientCycle(args []string) error {
@@ -143,7 +145,7 @@ func clientCycle(args []string) error {
 	path := fs.String("path", "", "file to open and close")
 	n := fs.Int("n", 10000, "timed cycles")
 	warm := fs.Int("warm", 1000, "untimed cycles first")
-	api := fs.String("api", "raw", "raw (syscall.Open/Close) or os (os.Open/Close)")
+	api := fs.String("api", "raw", "raw (syscall.Open/Close), os (os.Open/Close) or settle (O_RDWR, write a cost, Close)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

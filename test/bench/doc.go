@@ -74,6 +74,7 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("  second daemon started with `--sync full`, against the normal daemon in the same round. Group commit")
 	p("  would show as 4 clients paying much less per grant than 1; the profile notes count the daemon's")
 	p("  fdatasync calls per grant under that load.")
+	b.unitsDoc(p)
 	p("- **Daemon CPU per cycle** (b4, cpu.*): user+system time of the serving process from /proc/PID/stat over")
 	p("  a throughput run, divided by the cycles.")
 	p("")

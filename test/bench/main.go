@@ -152,7 +152,7 @@ func parseRun(args []string) (config, error) {
 	fs.IntVar(&c.waiters, "waiters", 10000, "blocked waiters on one meter")
 	fs.IntVar(&c.meters, "meters", 10000, "meters for the many-meters measurement")
 	fs.IntVar(&c.meterStarts, "meter-starts", 3, "daemon starts timed on the many-meters database")
-	only := fs.String("only", "", "comma-separated steps to run (rounds,late,waiters,meters,profile); default all")
+	only := fs.String("only", "", "comma-separated steps to run (rounds,late,waiters,meters,units,profile); default all")
 	godebug := fs.String("client-godebug", "asyncpreemptoff=1", "GODEBUG of the Go client processes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -192,6 +192,9 @@ func (b *bench) runSteps() {
 	}
 	if c.runs("meters") {
 		b.step("10k meters", b.meters)
+	}
+	if c.runs("units") {
+		b.step("weighted calls", b.units)
 	}
 	if c.runs("profile") {
 		b.step("profile", b.profile)

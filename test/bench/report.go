@@ -42,7 +42,8 @@ func x(v float64) string    { return fmt.Sprintf("%.2f×", v) }
 func (b *bench) rows() []row {
 	rs := b.floorRows()
 	rs = append(rs, b.onceRows()...)
-	return append(rs, b.syncRows()...)
+	rs = append(rs, b.syncRows()...)
+	return append(rs, b.unitsRows()...)
 }
 
 // floorRows are the measurements made against the floors (a, b).

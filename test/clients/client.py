@@ -8,6 +8,20 @@
         (unix ns, taken right after open returns, right before close, right
         after close and right before open; CALL and DAEMON_GRANT_NS, with ms
         precision, are the call id and grant time printed by the daemon).
+    client.py units ACQUIRE ID THREADS CALLS HOLD LOG COSTS ACTUALS
+        weighted calls (acquire@N): as calls, but call i of each thread
+        opens ACQUIRE@COST with open(p, "r+"), holds HOLD seconds, writes
+        its actual cost (f.write, f.flush) and closes; COSTS and ACTUALS are
+        comma-separated lists used in turn, an ACTUAL of - writes nothing.
+        The log line adds "COST ACTUAL SETTLE_FROM_NS SETTLE_TO_NS" (taken
+        right before the write and right after the flush returned; - when
+        nothing was written) to the fields above.
+    client.py writes ACQUIRE MODE
+        opens ACQUIRE with MODE (rdwr, rdonly or wronly), prints "open-err
+        ERRNO NAME" and exits if that fails, else "held GRANT-LINE"; then for
+        each line of stdin, a JSON string, writes it to the descriptor with
+        one os.write and prints "ok N" or "err ERRNO NAME"; at EOF closes
+        and prints "closed".
     client.py open ACQUIRE THREADS [nonblock]
         THREADS threads each open ACQUIRE once (with O_NONBLOCK if asked)
         and close it at once; prints one line per thread when all are done:
@@ -18,6 +32,7 @@
 """
 import datetime
 import errno
+import json
 import os
 import re
 import sys
@@ -70,6 +85,65 @@ def calls(acq, cid, threads, n, hold, log):
         sys.exit(1)
 
 
+def units(acq, cid, threads, n, hold, log, costs, actuals):
+    lock = threading.Lock()
+    out = open(log, "a", buffering=1)
+    failures = []
+
+    def worker(k):
+        try:
+            for i in range(n):
+                cost, actual = costs[i % len(costs)], actuals[i % len(actuals)]
+                a = time.time_ns()
+                f = open(f"{acq}@{cost}", "r+")
+                g = time.time_ns()
+                line = f.readline()
+                if hold > 0:
+                    time.sleep(hold)
+                settled = "- - -"
+                if actual != "-":
+                    s0 = time.time_ns()
+                    f.write(f"{actual}\n")
+                    f.flush()
+                    settled = f"{actual} {s0} {time.time_ns()}"
+                r = time.time_ns()
+                f.close()
+                c = time.time_ns()
+                with lock:
+                    out.write(f"{cid}-t{k} {g} {r} {call_of(line)} {c} - {a} {cost} {settled}\n")
+        except BaseException as e:  # report, do not hang the others
+            failures.append(f"thread {k}: {e!r}")
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if failures:
+        print("\n".join(failures), file=sys.stderr)
+        sys.exit(1)
+
+
+def writes(acq, mode):
+    flags = {"rdwr": os.O_RDWR, "rdonly": os.O_RDONLY, "wronly": os.O_WRONLY}[mode]
+    try:
+        fd = os.open(acq, flags)
+    except OSError as e:
+        print("open-err", e.errno, errno.errorcode.get(e.errno, "?"), flush=True)
+        return
+    line = os.read(fd, 512).decode().strip()
+    print("held", line, flush=True)
+    for cmd in sys.stdin:
+        data = json.loads(cmd).encode()
+        try:
+            n = os.write(fd, data)
+            print("ok", n, flush=True)
+        except OSError as e:
+            print("err", e.errno, errno.errorcode.get(e.errno, "?"), flush=True)
+    os.close(fd)
+    print("closed", flush=True)
+
+
 def open_once(acq, threads, nonblock):
     flags = os.O_RDONLY | (os.O_NONBLOCK if nonblock else 0)
     results = [None] * threads
@@ -109,6 +183,11 @@ def main(argv):
     if cmd == "calls":
         acq, cid, threads, n, hold_s, log = argv[2:8]
         calls(acq, cid, int(threads), int(n), float(hold_s), log)
+    elif cmd == "units":
+        acq, cid, threads, n, hold_s, log, costs, actuals = argv[2:10]
+        units(acq, cid, int(threads), int(n), float(hold_s), log, costs.split(","), actuals.split(","))
+    elif cmd == "writes":
+        writes(argv[2], argv[3])
     elif cmd == "open":
         open_once(argv[2], int(argv[3]), len(argv) > 4 and argv[4] == "nonblock")
     elif cmd == "hold":

@@ -22,9 +22,27 @@
 #                                         is the one the daemon printed, and its
 #                                         release is logged at that same instant
 #                                         (never after the true release)
+#
+# Weighted calls (acquire@N, design §7) have their own mode:
+#
+#   client.sh units ACQUIRE ID CALLS HOLD LOG COSTS ACTUALS
+#
+# call i opens ACQUIRE@COST with exec 3<> (read and write), holds HOLD
+# seconds, writes its actual cost with echo ACTUAL >&3 and closes; COSTS and
+# ACTUALS are comma-separated lists used in turn, an ACTUAL of - writes
+# nothing (the estimate stands). Its log line adds four fields to the above:
+#
+#   ... COST ACTUAL SETTLE_FROM_NS SETTLE_TO_NS
+#
+# the times taken right before the write and right after it returned
+# (ACTUAL and both times are - when nothing was written).
 set -u
 export LC_ALL=C
 mode=$1 acq=$2 id=$3 calls=$4 hold=$5 log=$6
+if [[ $mode == units ]]; then
+	IFS=, read -r -a costs <<<"$7"
+	IFS=, read -r -a actuals <<<"$8"
+fi
 
 call_of() { # call_of LINE: the call id in a grant line, or -
 	if [[ $1 =~ \ call\ ([0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; else echo -; fi
@@ -50,6 +68,23 @@ for ((i = 0; i < calls; i++)); do
 			echo "${g}000 ${EPOCHREALTIME/./}000"' flock-call "$hold") || exit 1
 		c=${EPOCHREALTIME/./}
 		echo "$id $times - ${c}000 - ${a}000" >>"$log"
+		;;
+	units)
+		cost=${costs[i % ${#costs[@]}]} actual=${actuals[i % ${#actuals[@]}]}
+		exec 3<>"$acq@$cost" || exit 1
+		g=${EPOCHREALTIME/./}
+		IFS= read -r line <&3
+		[[ $hold == 0.000 ]] || sleep "$hold"
+		settled="- - -"
+		if [[ $actual != - ]]; then
+			s0=${EPOCHREALTIME/./}
+			echo "$actual" >&3 || exit 1
+			settled="$actual ${s0}000 ${EPOCHREALTIME/./}000"
+		fi
+		r=${EPOCHREALTIME/./}
+		exec 3>&-
+		c=${EPOCHREALTIME/./}
+		echo "$id ${g}000 ${r}000 $(call_of "$line") ${c}000 - ${a}000 $cost $settled" >>"$log"
 		;;
 	cat)
 		line=$(cat "$acq") || exit 1
