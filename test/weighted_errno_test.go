@@ -3,8 +3,6 @@ package test
 import (
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,16 +160,6 @@ func TestWeightedHeadOfLine(t *testing.T) {
 	bigCall, smallCall := callOf(t, big.line), callOf(t, small.line)
 	require.Less(t, bigCall, smallCall, "granted in queue order: the daemon's call numbers")
 	require.Equal(t, "60 used, 40 free", d.status(t, "m")["window units:100/1h"], "0 + 50 + 10")
-}
-
-// callOf is the call number in a grant line.
-func callOf(t *testing.T, line string) int {
-	t.Helper()
-	m := regexp.MustCompile(` call (\d+) `).FindStringSubmatch(line)
-	require.NotNil(t, m, "no call number in %q", line)
-	n, err := strconv.Atoi(m[1])
-	require.NoError(t, err)
-	return n
 }
 
 // TestWeightedMaxHoldAndInterrupt: max_hold and interrupts behave as for
