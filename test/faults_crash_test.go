@@ -289,7 +289,7 @@ func checkLoopErrors(t *testing.T, dir string, downs [][2]time.Time) map[string]
 // full (2 of 2), so an O_NONBLOCK open gets EAGAIN.
 func TestFaultKill9Holder(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t, "m=2/10s")
+	d := startDaemon(t, "m=2/1h")
 	acq := d.path("m", "acquire")
 	h := startProc(t, bash.need(t), "-c", `exec sleep 1000 3<"$0"`, acq)
 	d.waitEntries(t, "m", "holders", 1)
@@ -309,8 +309,8 @@ func TestFaultKill9Holder(t *testing.T) {
 	d.waitEntries(t, "m", "holders", 0)
 	st := d.status(t, "m")
 	require.Equal(t, "2", st["grants_total"])
-	require.Equal(t, "2 used, 0 free", st["window 2/10s"], "the killed holder's call counts in the window")
+	require.Equal(t, "2 used, 0 free", st["window 2/1h"], "the killed holder's call counts in the window")
 	_, err := syscall.Open(acq, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	require.ErrorIs(t, err, syscall.EAGAIN, "O_NONBLOCK open while 2/10s is full (the killed call and the next one)")
-	t.Logf("FIGURE kill9-holder: next waiter granted %s after kill -9 of the holder; window 2/10s shows 2 used", fmtMS(wait))
+	require.ErrorIs(t, err, syscall.EAGAIN, "O_NONBLOCK open while 2/1h is full (the killed call and the next one)")
+	t.Logf("FIGURE kill9-holder: next waiter granted %s after kill -9 of the holder; window 2/1h shows 2 used", fmtMS(wait))
 }

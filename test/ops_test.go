@@ -52,7 +52,7 @@ func TestMeterAsFiles(t *testing.T) {
 	out, code = sh(t, fmt.Sprintf("bash -c \"echo 'zero/s' > %s/limits\"", api)) // dash says only "I/O error"
 	require.NotEqual(t, 0, code)
 	require.Contains(t, out, "Invalid argument")
-	require.Contains(t, d.log.String(), `zero/s`, "the daemon logs why the write was refused")
+	d.waitLog(t, `zero/s`) // the daemon logs why the write was refused
 	limits, err := os.ReadFile(filepath.Join(api, "limits"))
 	require.NoError(t, err)
 	require.Equal(t, "2/1s\nconcurrency=1\n", string(limits))
