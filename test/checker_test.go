@@ -86,23 +86,30 @@ func tolerance(per time.Duration) time.Duration {
 // readCalls reads every *.log in dir, sorted by grant time.
 func readCalls(t *testing.T, dir string) []call {
 	t.Helper()
+	var calls []call
+	forLogLines(t, dir, func(f, line string) {
+		c, err := parseCall(line)
+		require.NoError(t, err, "%s: %q", f, line)
+		calls = append(calls, c)
+	})
+	sortCalls(calls)
+	return calls
+}
+
+// forLogLines calls each with every non-empty line of every *.log in dir.
+func forLogLines(t *testing.T, dir string, each func(file, line string)) {
+	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.log"))
 	require.NoError(t, err)
-	var calls []call
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
 		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if line == "" {
-				continue
+			if line != "" {
+				each(f, line)
 			}
-			c, err := parseCall(line)
-			require.NoError(t, err, "%s: %q", f, line)
-			calls = append(calls, c)
 		}
 	}
-	sortCalls(calls)
-	return calls
 }
 
 // parseCall parses "<client-id> <grant_ns> <release_ns>", optionally

@@ -2,8 +2,6 @@ package test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,21 +76,12 @@ func parseUnitCall(line string) (unitCall, error) {
 // readUnitCalls reads every *.log in dir, sorted by grant time.
 func readUnitCalls(t *testing.T, dir string) []unitCall {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.log"))
-	require.NoError(t, err)
 	var calls []unitCall
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if line == "" {
-				continue
-			}
-			c, err := parseUnitCall(line)
-			require.NoError(t, err, "%s: %q", f, line)
-			calls = append(calls, c)
-		}
-	}
+	forLogLines(t, dir, func(f, line string) {
+		c, err := parseUnitCall(line)
+		require.NoError(t, err, "%s: %q", f, line)
+		calls = append(calls, c)
+	})
 	sortUnitCalls(calls)
 	return calls
 }
