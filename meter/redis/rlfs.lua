@@ -119,6 +119,22 @@ local function past_string(past)
   return table.concat(parts, ';')
 end
 
+-- The history is kept as a string (past_string) and parsed only when
+-- needed: by a meter with windows, or when retire must drop or compact it.
+-- A retirement that only appends (the usual case: calls complete in order)
+-- appends to the string, so that a call's cost does not grow with the
+-- history kept (up to 256 groups within the horizon).
+local function get_past(st)
+  if not st.past then st.past = parse_past(st.pastraw) end
+  return st.past
+end
+
+-- past_group parses the group of the history string s between i and j.
+local function past_group(s, i, j)
+  local p = split(string.sub(s, i, j), ':')
+  return {n = num(p[1]), first = num(p[2]), g = num(p[3]), d = num(p[4]), u = num(p[5])}
+end
+
 -- The rule -----------------------------------------------------------------
 
 -- in_past: the call ended by max_hold, still open, counts in the history.
@@ -194,7 +210,7 @@ local function admit(S, st, now, cost)
     if #ends >= S.conc then later(kth(ends, #ends - S.conc)) end
   end
   for _, w in ipairs(S.windows) do
-    local ends, n = window_ends(S, w, st.calls, st.past, now)
+    local ends, n = window_ends(S, w, st.calls, get_past(st), now)
     local need = w.units and cost or 1
     if n + need > w.n then later(kth(ends, n + need - w.n - 1)) end
   end
@@ -213,7 +229,7 @@ end
 
 -- Retirement (meter.State.Retire) --------------------------------------------
 
-local PASTDIV, MAXPAST = 16, 256
+local PASTDIV, MAXPAST, PASTTAIL = 16, 256, 256
 
 local function merge_past(past, now, div)
   local out = {}
@@ -254,6 +270,59 @@ local function longest(S)
   return l
 end
 
+-- past_count is the number of groups of the history string, from the
+-- field pastn ("COUNT:LENGTH", written with past): nil when pastn is
+-- missing or was written for another string (counting the groups of a long
+-- string in Lua costs more than the rest of a call).
+local function past_count(st)
+  if st.pastraw == '' then return 0 end
+  local p = split(st.f.pastn or '', ':')
+  if num(p[2]) ~= #st.pastraw then return nil end
+  return num(p[1])
+end
+
+-- set_past writes the history string st.pastraw, of count groups.
+local function set_past(st, count)
+  st.f.pastn = int(count) .. ':' .. int(#st.pastraw)
+  redis.call('HSET', st.K[1], 'past', st.pastraw, 'pastn', st.f.pastn)
+end
+
+-- append_past appends the retired groups (sorted by completion) to the
+-- unparsed history when that is all retire has to do: none completed
+-- before the history's last group, nothing is older than the horizon
+-- (drop) and no compaction is due. It reports whether it did.
+local function append_past(st, retired, dropBefore)
+  local s = st.pastraw or ''
+  if s == '' then
+    if #retired > MAXPAST then return false end
+  else
+    local fj = string.find(s, ';', 1, true)
+    if past_group(s, 1, (fj or #s + 1) - 1).d <= dropBefore then return false end
+    if #retired == 0 then return true end
+    local count = past_count(st)
+    if not count or count + #retired > MAXPAST then return false end
+    -- the last group: after the last ';' (a group is far shorter than
+    -- PASTTAIL characters; a pattern anchored at the end would scan it all)
+    local tail = string.reverse(string.sub(s, -PASTTAIL))
+    local k = string.find(tail, ';', 1, true)
+    local from = k and #s - k + 2 or 1
+    if past_group(s, from, #s).d > retired[1].d then return false end
+  end
+  if #retired == 0 then return true end
+  for _, r in ipairs(retired) do
+    if r.d <= dropBefore then return false end
+  end
+  local count = past_count(st)
+  local parts = {}
+  if s ~= '' then parts[1] = s end
+  for _, r in ipairs(retired) do
+    parts[#parts + 1] = table.concat({int(r.n), int(r.first), int(r.g), int(r.d), int(r.u)}, ':')
+  end
+  st.pastraw = table.concat(parts, ';')
+  set_past(st, count + #retired)
+  return true
+end
+
 -- retire moves completed calls that count against no window into the
 -- history, drops history older than the horizon and compacts it; it
 -- reports whether anything changed. A call that max_hold ended counts as
@@ -287,25 +356,32 @@ local function retire(S, st, now, horizon)
         redis.call('HDEL', st.K[2], r.id)
       end
       r.id, r.open = nil, nil
-      local i = #st.past
-      -- keep the history ordered by completion (count=grant may retire out of order)
-      while i > 0 and st.past[i].d > r.d do i = i - 1 end
-      table.insert(st.past, i + 1, r)
     end
     st.calls = keep
   end
   local h = horizon
   if longest(S) > h then h = longest(S) end
+  if not st.past and append_past(st, retired, now - h) then return changed end
+  local past = get_past(st)
+  for _, r in ipairs(retired) do
+    local i = #past
+    -- keep the history ordered by completion (count=grant may retire out of order)
+    while i > 0 and past[i].d > r.d do i = i - 1 end
+    table.insert(past, i + 1, r)
+  end
   local drop = 0
-  while drop < #st.past and st.past[drop + 1].d <= now - h do drop = drop + 1 end
+  while drop < #past and past[drop + 1].d <= now - h do drop = drop + 1 end
   if drop > 0 then
     local rest = {}
-    for i = drop + 1, #st.past do rest[#rest + 1] = st.past[i] end
+    for i = drop + 1, #past do rest[#rest + 1] = past[i] end
     st.past = rest
     changed = true
   end
   if #st.past > MAXPAST then st.past = compact_past(st.past, now) end
-  if changed then redis.call('HSET', st.K[1], 'past', past_string(st.past)) end
+  if changed or not past_count(st) then
+    st.pastraw = past_string(st.past)
+    set_past(st, #st.past)
+  end
   return changed
 end
 
@@ -327,7 +403,7 @@ local function open(K, A)
   -- a wake instant only if no later call told it another.
   local ops = redis.call('HINCRBY', K[1], 'ops', 1)
   local st = {K = K, f = f, S = spec_of(f), now = now, prev = hwm, prefix = A[1], name = f.name, ops = ops,
-              tat = num(f.tat), utat = num(f.utat), past = parse_past(f.past),
+              tat = num(f.tat), utat = num(f.utat), pastraw = f.past or '',
               horizon = num(f.horizon), quiet = num(f.quiet)}
   st.calls = load_calls(K)
   return st
@@ -842,7 +918,7 @@ local function view(K, A)
   end
   out[#out + 1] = '|usage'
   for _, w in ipairs(st.S.windows) do
-    local _, n = window_ends(st.S, w, st.calls, st.past, st.now)
+    local _, n = window_ends(st.S, w, st.calls, get_past(st), st.now)
     out[#out + 1] = n
   end
   out[#out + 1] = '|next'
