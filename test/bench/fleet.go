@@ -1,0 +1,282 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Fleet rows (issue 9): rlfs with --store redis:// against the SQLite
+// daemon of the same run (r, measured round by round with the floors), and
+// a fleet of 3 hosts on one Redis (x, step "fleet").
+
+// startRedisMain starts the Redis of the rounds and a daemon on it, host
+// "bench-r", with the same idle meter as the SQLite daemon.
+func (b *bench) startRedisMain() error {
+	r, err := b.startRedis("redis-main")
+	if err != nil {
+		return err
+	}
+	b.redis = r
+	p, err := b.startRlfsRedis("bench-r", b.cfg.rlfs, r, nil, "--meter", "idle=concurrency=0")
+	if err != nil {
+		return err
+	}
+	b.onRedis = &target{"redis", filepath.Join(p.mnt, "idle", "acquire"), p.pid()}
+	return nil
+}
+
+// rttPings is how many PINGs one RTT figure is the median of.
+const rttPings = 2000
+
+// redisRound measures, in round r, the Redis round trip and the idle cycle
+// of the daemon on Redis and of the SQLite daemon, one after the other in
+// an order that rotates from round to round.
+func (b *bench) redisRound(r int) error {
+	if b.onRedis == nil {
+		return nil
+	}
+	v, err := rtt(b.redis.addr, rttPings)
+	if err != nil {
+		return fmt.Errorf("redis round trip: %w", err)
+	}
+	b.s.add("r.rtt", v)
+	sq := b.targets[0]
+	sq.name = "sqlite"
+	for _, t := range rotated([]target{sq, *b.onRedis}, r) {
+		us, err := b.cycle("raw", t.path)
+		if err != nil {
+			return fmt.Errorf("idle cycle on %s: %w", t.name, err)
+		}
+		b.s.add("r."+t.name, us)
+	}
+	// the cost above the SQLite cycle, in round trips of the same round
+	n := len(b.s["r.rtt"]) - 1
+	b.s.add("r.extra", (b.s["r.redis"][n]-b.s["r.sqlite"][n])/b.s["r.rtt"][n])
+	return nil
+}
+
+// fleetHosts are the host names of the fleet step.
+var fleetHosts = []string{"host-a", "host-b", "host-c"}
+
+// fleetResult holds what the fleet step measured once.
+type fleetResult struct {
+	perHost  [][]float64 // round → host → grants/s
+	handoffs []float64   // µs, in the order made
+	dirs     [2][]float64
+	// commands counted over grants sequential grants on host-a
+	grants  int
+	client  map[string]int // MONITOR: commands clients sent, by name
+	inside  cmdStats       // INFO commandstats delta (functions' commands included)
+	fcallUs float64        // server time per FCALL (commandstats)
+	load    cmdStats       // INFO commandstats delta over the last throughput round
+	loadN   float64        // grants of that round
+}
+
+// fleet runs 3 daemons on one Redis: throughput of fleetProcs processes per
+// host on a concurrency=0 meter (cfg.rounds rounds), cross-host handoffs on
+// a concurrency=1 meter, and the Redis commands per grant.
+func (b *bench) fleet() error {
+	c := b.cfg
+	b.progress("fleet: 3 hosts on one Redis")
+	r, err := b.startRedis("redis-fleet")
+	if err != nil {
+		return err
+	}
+	var mnts []string
+	for _, h := range fleetHosts {
+		p, err := b.startRlfsRedis(h, c.rlfs, r, nil, "--meter", "thr=concurrency=0", "--meter", "hand=concurrency=1")
+		if err != nil {
+			return err
+		}
+		mnts = append(mnts, p.mnt)
+	}
+	fr := &fleetResult{}
+	b.fl = fr
+	for round := range c.rounds {
+		b.progress("fleet throughput round %d/%d: %d × %d processes for %s", round+1, c.rounds, len(mnts), c.fleetProcs, c.fleetDur)
+		before, err := commandStats(r.addr)
+		if err != nil {
+			return err
+		}
+		rates, err := b.fleetThroughput(mnts)
+		if err != nil {
+			return err
+		}
+		after, err := commandStats(r.addr)
+		if err != nil {
+			return err
+		}
+		fr.perHost = append(fr.perHost, rates)
+		total := 0.0
+		for _, v := range rates {
+			total += v
+		}
+		b.s.add("x.total", total)
+		fr.load, fr.loadN = after.minus(before), total*c.fleetDur.Seconds()
+	}
+	b.progress("fleet: %d cross-host handoffs", c.handoffs)
+	if err := b.handoffs(mnts, fr); err != nil {
+		return err
+	}
+	b.progress("fleet: Redis commands over %d grants", c.grants)
+	return b.countCommands(r, mnts[0], fr)
+}
+
+// fleetThroughput runs fleetProcs looping clients on each host's thr meter,
+// all starting at one instant, and returns each host's grants per second
+// (cycles whose open returned within the duration).
+func (b *bench) fleetThroughput(mnts []string) ([]float64, error) {
+	c := b.cfg
+	n := c.fleetProcs * len(mnts)
+	start := time.Now().Add(300*time.Millisecond + time.Duration(n)*10*time.Millisecond)
+	rates := make([]float64, len(mnts))
+	errs := make([]error, len(mnts))
+	var wg sync.WaitGroup
+	for i, m := range mnts {
+		wg.Go(func() {
+			outs, err := runClients(c.fleetProcs, b.self, "client", "loop", "-path", filepath.Join(m, "thr", "acquire"),
+				"-start", strconv.FormatInt(start.UnixNano(), 10), "-dur", c.fleetDur.String())
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			for _, o := range outs {
+				f := strings.Fields(o)
+				if len(f) != 2 {
+					errs[i] = fmt.Errorf("client said %q", o)
+					return
+				}
+				b.clientErrors("fleet throughput", f[1])
+				v, _ := strconv.ParseFloat(f[0], 64)
+				rates[i] += v / c.fleetDur.Seconds()
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rates, nil
+}
+
+// handoffs runs one client that passes the hand meter back and forth
+// between host A and host B (see clientHandoff).
+func (b *bench) handoffs(mnts []string, fr *fleetResult) error {
+	a, bb := filepath.Join(mnts[0], "hand"), filepath.Join(mnts[1], "hand")
+	outs, err := runClients(1, b.self, "client", "handoff", "-a", filepath.Join(a, "acquire"), "-b", filepath.Join(bb, "acquire"),
+		"-status", filepath.Join(a, "status"), "-n", strconv.Itoa(b.cfg.handoffs))
+	if err != nil {
+		return err
+	}
+	for i, line := range strings.Split(outs[0], "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "errors" {
+			b.clientErrors("handoff", f[1])
+			continue
+		}
+		ns, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
+		if err != nil {
+			return fmt.Errorf("handoff client said %q", line)
+		}
+		fr.handoffs = append(fr.handoffs, ns/1e3)
+		fr.dirs[i%2] = append(fr.dirs[i%2], ns/1e3)
+	}
+	if len(fr.handoffs) == 0 {
+		return fmt.Errorf("no handoff measured")
+	}
+	return nil
+}
+
+// countCommands runs cfg.grants idle cycles, one after the other, on host
+// A's thr meter, with hosts B and C mounted and idle, and counts the
+// commands the hosts send to Redis (MONITOR) and those Redis runs,
+// functions' own commands included (INFO commandstats).
+func (b *bench) countCommands(r *redisServer, mnt string, fr *fleetResult) error {
+	time.Sleep(500 * time.Millisecond) // the handoff client's last release
+	before, err := commandStats(r.addr)
+	if err != nil {
+		return err
+	}
+	mon, err := startMonitor(r.addr)
+	if err != nil {
+		return err
+	}
+	outs, err := runClients(1, b.self, "client", "cycle", "-api", "raw", "-path", filepath.Join(mnt, "thr", "acquire"),
+		"-n", strconv.Itoa(b.cfg.grants), "-warm", "0")
+	fr.client = mon.stop()
+	if err != nil {
+		return err
+	}
+	if f := strings.Fields(outs[0]); len(f) == 2 {
+		b.clientErrors("commands per grant", f[1])
+	}
+	after, err := commandStats(r.addr)
+	if err != nil {
+		return err
+	}
+	fr.grants = b.cfg.grants
+	fr.inside = after.minus(before)
+	delete(fr.inside, "monitor")
+	if f := fr.inside["fcall"]; f.calls > 0 {
+		fr.fcallUs = f.usec / f.calls
+	}
+	return nil
+}
+
+// clientCommands is the number of commands the hosts sent.
+func (fr *fleetResult) clientCommands() int {
+	n := 0
+	for _, v := range fr.client {
+		n += v
+	}
+	return n
+}
+
+// fleetRows are rows r (Redis against SQLite, by rounds) and x (fleet).
+func (b *bench) fleetRows() []row {
+	var rs []row
+	s := b.s
+	if len(s["r.redis"]) > 0 {
+		extra := s.med("r.extra")
+		rs = append(rs,
+			row{id: "r1", what: "Redis round trip (PING from Go, loopback, median of " + strconv.Itoa(rttPings) + ")", rlfs: us(s.med("r.rtt"))},
+			row{id: "r2", what: "idle cycle on Redis (Go syscall.Open+Close); SQLite daemon in ()",
+				rlfs:   fmt.Sprintf("%s (%s)", us(s.med("r.redis")), us(s.med("r.sqlite"))),
+				ratio:  fmt.Sprintf("%s SQLite; +%.2f RTT", x(s.ratio("r.redis", "r.sqlite")), extra),
+				target: "≤ SQLite + 1.5 RTT", result: verdict(extra <= 1.5)})
+	}
+	fr := b.fl
+	if fr == nil {
+		return rs
+	}
+	if len(fr.perHost) > 0 {
+		mid := medianIndex(s["x.total"])
+		var hs []string
+		for i, v := range fr.perHost[mid] {
+			hs = append(hs, fmt.Sprintf("%s %s", fleetHosts[i], rate(v)))
+		}
+		rs = append(rs, row{id: "x1", what: fmt.Sprintf("fleet throughput: 3 hosts × %d processes, concurrency=0, grants/s", b.cfg.fleetProcs),
+			rlfs: fmt.Sprintf("%s (%s)", rate(s.med("x.total")), strings.Join(hs, ", "))})
+	}
+	if len(fr.handoffs) > 0 {
+		sorted := slices.Sorted(slices.Values(fr.handoffs))
+		rs = append(rs,
+			row{id: "x2", what: fmt.Sprintf("cross-host handoff on concurrency=1, p50 (%d handoffs, A→B and B→A)", len(sorted)), rlfs: us(quantile(sorted, 0.5))},
+			row{id: "x3", what: fmt.Sprintf("cross-host handoff p99 (max %s)", us(sorted[len(sorted)-1])), rlfs: us(quantile(sorted, 0.99))})
+	}
+	if fr.grants > 0 {
+		per := float64(fr.clientCommands()) / float64(fr.grants)
+		rs = append(rs,
+			row{id: "x4", what: fmt.Sprintf("Redis commands sent per grant (%d grants, idle cycle, 3 hosts up)", fr.grants),
+				rlfs:   fmt.Sprintf("%.2f (run inside functions: %.1f)", per, (fr.inside.total()-float64(fr.clientCommands()))/float64(fr.grants)),
+				target: "≤ 2 amortized", result: verdict(per <= 2)})
+	}
+	return rs
+}
