@@ -15,6 +15,10 @@
 --   KEYS[6] d  hash: data file name -> content (rmdir deletes it)
 --   KEYS[7] t  hash: "host:inc:ticket" -> seq of a queued waiter
 --   KEYS[8] dm hash: data file name -> "size,mtime" (µs)
+--   KEYS[9] p  sorted set: the history, one group of retired calls per
+--              member "seq:n:first:granted:done:units" of score seq, oldest
+--              first (a sorted set rather than a list: the ACL of
+--              docs/fleet.md allows its commands already)
 -- and ARGV[1] = the channel prefix, ARGV[2] = "" (the server's TIME) or an
 -- instant in microseconds (tests only: the store sends one only when it was
 -- given a test clock). All times are microseconds since the Unix epoch.
@@ -29,8 +33,9 @@
 --           call (as meter.State.Retire does), the record kept only to show
 --           the holder until it releases: the rule skips it
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
---   past:   n:first:granted:done;...  (a group of retired calls, oldest first;
---           n counts calls, u their units)
+--   past:   n:first:granted:done:units  (a group of n retired calls, kept in
+--           p; the meter hash held them as one string "g;g;..." before,
+--           which open moves to p)
 -- The rule mirrors meter.Admit, meter.State.Retire and meter.Meter's queue;
 -- meter/redis's differential test keeps the two equal.
 
@@ -111,28 +116,50 @@ local function parse_past(s)
   return out
 end
 
-local function past_string(past)
-  local parts = {}
-  for k, p in ipairs(past) do
-    parts[k] = table.concat({int(p.n), int(p.first), int(p.g), int(p.d), int(p.u)}, ':')
-  end
-  return table.concat(parts, ';')
+-- The history is parsed only when needed: by a meter with windows, or
+-- when retire must drop, compact or insert out of order. A retirement that
+-- only appends (the usual case: calls complete in order) adds to p, so
+-- that a call's cost does not grow with the history kept (up to 256
+-- groups within the horizon). Bringing the history into Lua as one string
+-- cost ~12 µs per copy (Lua's collector pays for the allocation).
+
+-- parse_member parses a member of p: its group and its seq.
+local function parse_member(it)
+  local p = split(it, ':')
+  return {n = num(p[2]), first = num(p[3]), g = num(p[4]), d = num(p[5]), u = num(p[6])}, num(p[1])
 end
 
--- The history is kept as a string (past_string) and parsed only when
--- needed: by a meter with windows, or when retire must drop or compact it.
--- A retirement that only appends (the usual case: calls complete in order)
--- appends to the string, so that a call's cost does not grow with the
--- history kept (up to 256 groups within the horizon).
+local function group_string(p)
+  return table.concat({int(p.n), int(p.first), int(p.g), int(p.d), int(p.u)}, ':')
+end
+
 local function get_past(st)
-  if not st.past then st.past = parse_past(st.pastraw) end
+  if not st.past then
+    st.past = {}
+    for _, it in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do st.past[#st.past + 1] = parse_member(it) end
+  end
   return st.past
 end
 
--- past_group parses the group of the history string s between i and j.
-local function past_group(s, i, j)
-  local p = split(string.sub(s, i, j), ':')
-  return {n = num(p[1]), first = num(p[2]), g = num(p[3]), d = num(p[4]), u = num(p[5])}
+-- push_groups adds groups to p after its last member, of seq last.
+local function push_groups(K, groups, last)
+  local args = {}
+  for _, p in ipairs(groups) do
+    last = last + 1
+    args[#args + 1] = int(last)
+    args[#args + 1] = int(last) .. ':' .. group_string(p)
+    if #args == 2000 then redis.call('ZADD', K[9], unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call('ZADD', K[9], unpack(args)) end
+end
+
+-- past_text is the history as one string, "g;g;...", for the view.
+local function past_text(K)
+  local out = {}
+  for _, it in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do
+    out[#out + 1] = string.sub(it, (string.find(it, ':', 1, true) or 0) + 1)
+  end
+  return table.concat(out, ';')
 end
 
 -- The rule -----------------------------------------------------------------
@@ -229,7 +256,7 @@ end
 
 -- Retirement (meter.State.Retire) --------------------------------------------
 
-local PASTDIV, MAXPAST, PASTTAIL = 16, 256, 256
+local PASTDIV, MAXPAST = 16, 256
 
 local function merge_past(past, now, div)
   local out = {}
@@ -270,56 +297,26 @@ local function longest(S)
   return l
 end
 
--- past_count is the number of groups of the history string, from the
--- field pastn ("COUNT:LENGTH", written with past): nil when pastn is
--- missing or was written for another string (counting the groups of a long
--- string in Lua costs more than the rest of a call).
-local function past_count(st)
-  if st.pastraw == '' then return 0 end
-  local p = split(st.f.pastn or '', ':')
-  if num(p[2]) ~= #st.pastraw then return nil end
-  return num(p[1])
-end
-
--- set_past writes the history string st.pastraw, of count groups.
-local function set_past(st, count)
-  st.f.pastn = int(count) .. ':' .. int(#st.pastraw)
-  redis.call('HSET', st.K[1], 'past', st.pastraw, 'pastn', st.f.pastn)
-end
-
--- append_past appends the retired groups (sorted by completion) to the
--- unparsed history when that is all retire has to do: none completed
--- before the history's last group, nothing is older than the horizon
--- (drop) and no compaction is due. It reports whether it did.
+-- append_past pushes the retired groups (sorted by completion) to the
+-- history when that is all retire has to do: none completed before the
+-- history's last group, nothing is older than the horizon (drop) and no
+-- compaction is due. It reports whether it did.
 local function append_past(st, retired, dropBefore)
-  local s = st.pastraw or ''
-  if s == '' then
-    if #retired > MAXPAST then return false end
-  else
-    local fj = string.find(s, ';', 1, true)
-    if past_group(s, 1, (fj or #s + 1) - 1).d <= dropBefore then return false end
+  local n, last = redis.call('ZCARD', st.K[9]), 0
+  if n > 0 then
+    if parse_member(redis.call('ZRANGE', st.K[9], 0, 0)[1]).d <= dropBefore then return false end
     if #retired == 0 then return true end
-    local count = past_count(st)
-    if not count or count + #retired > MAXPAST then return false end
-    -- the last group: after the last ';' (a group is far shorter than
-    -- PASTTAIL characters; a pattern anchored at the end would scan it all)
-    local tail = string.reverse(string.sub(s, -PASTTAIL))
-    local k = string.find(tail, ';', 1, true)
-    local from = k and #s - k + 2 or 1
-    if past_group(s, from, #s).d > retired[1].d then return false end
+    if n + #retired > MAXPAST then return false end
+    local lg
+    lg, last = parse_member(redis.call('ZRANGE', st.K[9], -1, -1)[1])
+    if lg.d > retired[1].d then return false end
+  elseif #retired > MAXPAST then
+    return false
   end
-  if #retired == 0 then return true end
   for _, r in ipairs(retired) do
     if r.d <= dropBefore then return false end
   end
-  local count = past_count(st)
-  local parts = {}
-  if s ~= '' then parts[1] = s end
-  for _, r in ipairs(retired) do
-    parts[#parts + 1] = table.concat({int(r.n), int(r.first), int(r.g), int(r.d), int(r.u)}, ':')
-  end
-  st.pastraw = table.concat(parts, ';')
-  set_past(st, count + #retired)
+  push_groups(st.K, retired, last)
   return true
 end
 
@@ -378,9 +375,9 @@ local function retire(S, st, now, horizon)
     changed = true
   end
   if #st.past > MAXPAST then st.past = compact_past(st.past, now) end
-  if changed or not past_count(st) then
-    st.pastraw = past_string(st.past)
-    set_past(st, #st.past)
+  if changed then
+    redis.call('DEL', st.K[9])
+    push_groups(st.K, st.past, 0)
   end
   return changed
 end
@@ -403,8 +400,14 @@ local function open(K, A)
   -- a wake instant only if no later call told it another.
   local ops = redis.call('HINCRBY', K[1], 'ops', 1)
   local st = {K = K, f = f, S = spec_of(f), now = now, prev = hwm, prefix = A[1], name = f.name, ops = ops,
-              tat = num(f.tat), utat = num(f.utat), pastraw = f.past or '',
+              tat = num(f.tat), utat = num(f.utat),
               horizon = num(f.horizon), quiet = num(f.quiet)}
+  if f.past then -- a meter of an earlier library: its history moves to p
+    redis.call('DEL', K[9])
+    push_groups(K, parse_past(f.past), 0)
+    redis.call('HDEL', K[1], 'past', 'pastn')
+    f.past, f.pastn = nil, nil
+  end
   st.calls = load_calls(K)
   return st
 end
@@ -829,7 +832,7 @@ end
 
 local function create(K, A)
   if redis.call('EXISTS', K[1]) == 1 then return 0 end
-  redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7], K[8])
+  redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9])
   redis.call('HSET', K[1], 'name', A[3], 'next_id', 1, 'grants', 0, 'seq', 0, 'tat', 0, 'utat', 0)
   set_fields(K, A, 4)
   -- quiet_for (µs): a host putting the meter back after the store lost its
@@ -889,7 +892,7 @@ local function delete(K, A)
   for _, c in ipairs(st.calls) do
     if c.d == 0 then return 0 end
   end
-  redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8])
+  redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9])
   return 1
 end
 
@@ -903,6 +906,8 @@ local function view(K, A)
   local out = {st.now}
   local raw = redis.call('HGETALL', K[1])
   for i = 1, #raw do out[#out + 1] = raw[i] end
+  out[#out + 1] = 'past'
+  out[#out + 1] = past_text(K)
   out[#out + 1] = '|calls'
   for _, c in ipairs(st.calls) do
     if c.d == 0 or A[3] == '1' then out[#out + 1] = int(c.id) .. ',' .. call_string(c) end
