@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -279,4 +280,74 @@ func (b *bench) fleetRows() []row {
 				target: "≤ 2 amortized", result: verdict(per <= 2)})
 	}
 	return rs
+}
+
+// fleetDoc describes rows r and x in the report.
+func (b *bench) fleetDoc(p func(string, ...any)) {
+	c := b.cfg
+	p("- **Redis**: `redis-server` (%s) started by the bench on a free loopback port, configured as", redisVersion(c.redisServer))
+	p("  docs/fleet.md recommends (`--appendonly yes --appendfsync everysec`, no RDB snapshots); each step has its own.")
+	p("- **r** Redis against SQLite: a second daemon of the rounds, `--store redis://…` (host `bench-r`), serves the same")
+	p("  `idle=concurrency=0` meter. Each round measures the Redis round trip (r1: median of %d PINGs from the bench", rttPings)
+	p("  process, one connection, after %d untimed) and the idle cycle of both daemons one after the other, as in a1", rttPings/10)
+	p("  (r2). The target is issue 9's: the Redis cycle ≤ the SQLite cycle + 1.5 × the round trip, judged on the")
+	p("  median over rounds of (Redis cycle − SQLite cycle) / RTT, all three from the same round.")
+	p("- **x** fleet: 3 daemons (hosts %s) on one Redis, each with `thr=concurrency=0` and", strings.Join(fleetHosts, ", "))
+	p("  `hand=concurrency=1`. x1: %d client processes per host loop raw open+close on their host's `thr` for %s,", c.fleetProcs, c.fleetDur)
+	p("  all starting at one instant (%d rounds; the median round, and its split by host). x2, x3: one client", c.rounds)
+	p("  process holds `hand` through host-a; a thread opens it through host-b and blocks; once `status` shows it")
+	p("  waiting, the holder closes; the latency is from just before `close()` to the waiter's open returning")
+	p("  (the RELEASE's trip to host-a, its FCALL, the message to host-b, host-b's grant, the waking of the")
+	p("  client). The waiter then holds, and the next waiter opens through the other host: %d handoffs,", c.handoffs)
+	p("  alternating A→B and B→A. x4: %d idle cycles one after the other on host-a's `thr`, hosts b and c up and", c.grants)
+	p("  idle; Redis's MONITOR counts the commands the hosts send (those the functions run show as `lua` and are")
+	p("  left out) and INFO commandstats those Redis runs, functions' own included; the bench's own INFO and")
+	p("  MONITOR are not counted. Lease renewals and other background commands of the 3 hosts count.")
+}
+
+// fleetDetails writes the fleet's figures that the table leaves out.
+func (b *bench) fleetDetails(p func(string, ...any)) {
+	fr := b.fl
+	if fr == nil {
+		return
+	}
+	if len(fr.handoffs) > 0 {
+		for i, dir := range []string{"A→B", "B→A"} {
+			d := slices.Sorted(slices.Values(fr.dirs[i]))
+			if len(d) > 0 {
+				p("- Handoffs %s: %d, p50 %s, p99 %s, max %s.", dir, len(d), us(quantile(d, 0.5)), us(quantile(d, 0.99)), us(d[len(d)-1]))
+			}
+		}
+	}
+	if fr.grants > 0 {
+		p("- Commands over %d grants: sent by the hosts (MONITOR) %s; run by Redis (commandstats) %s.", fr.grants, countsString(fr.client), fr.inside)
+		p("  Server time per FCALL %s.", us(fr.fcallUs))
+	}
+	if fr.loadN > 0 {
+		fcalls := fr.load["fcall"].calls
+		p("- Under the load of x1 (last round, %.0f grants): %.2f FCALL per grant, %s of server time per FCALL; commands run: %s.",
+			fr.loadN, fcalls/fr.loadN, us(fr.load["fcall"].usec/max(fcalls, 1)), fr.load)
+	}
+}
+
+func countsString(m map[string]int) string {
+	st := cmdStats{}
+	for k, v := range m {
+		st[k] = struct{ calls, usec float64 }{float64(v), 0}
+	}
+	return st.String()
+}
+
+// redisVersion is redis-server's version, from --version.
+func redisVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "version unknown"
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "v="); ok {
+			return "Redis " + v
+		}
+	}
+	return strings.TrimSpace(string(out))
 }
