@@ -273,11 +273,14 @@ func (b *bench) fleetRows() []row {
 			row{id: "x3", what: fmt.Sprintf("cross-host handoff p99 (max %s)", us(sorted[len(sorted)-1])), rlfs: us(quantile(sorted, 0.99))})
 	}
 	if fr.grants > 0 {
-		per := float64(fr.clientCommands()) / float64(fr.grants)
+		n := float64(fr.grants)
+		all := float64(fr.clientCommands())
+		own := float64(fr.client["rlfs1_acquire"] + fr.client["rlfs1_release"])
 		rs = append(rs,
 			row{id: "x4", what: fmt.Sprintf("Redis commands sent per grant (%d grants, idle cycle, 3 hosts up)", fr.grants),
-				rlfs:   fmt.Sprintf("%.2f (run inside functions: %.1f)", per, (fr.inside.total()-float64(fr.clientCommands()))/float64(fr.grants)),
-				target: "≤ 2 amortized", result: verdict(per <= 2)})
+				rlfs: fmt.Sprintf("%.3f: %.3f acquire+release FCALL, %.3f background (run inside functions: %.1f)",
+					all/n, own/n, (all-own)/n, (fr.inside.total()-all)/n),
+				target: "≤ 2 amortized", result: verdict(all/n <= 2)})
 	}
 	return rs
 }
