@@ -1052,20 +1052,36 @@ local function data_delete(K, A)
   return redis.call('HDEL', K[6], A[3])
 end
 
-redis.register_function('rlfs1_acquire', acquire)
-redis.register_function('rlfs1_cancel', cancel)
-redis.register_function('rlfs1_release', release)
-redis.register_function('rlfs1_revoke', revoke)
-redis.register_function('rlfs1_settle', settle)
-redis.register_function('rlfs1_dispatch', dispatch_fn)
-redis.register_function('rlfs1_renew', renew_fn)
-redis.register_function('rlfs1_start', start)
-redis.register_function('rlfs1_create', create)
-redis.register_function('rlfs1_setspec', setspec)
-redis.register_function('rlfs1_setattr', setattr)
-redis.register_function('rlfs1_delete', delete)
-redis.register_function('rlfs1_view', view)
-redis.register_function('rlfs1_reassert', reassert)
+-- meter_fn adapts a function to callers that pass 8 keys, without p: the
+-- daemons of the previous library, which one daemon's FUNCTION LOAD
+-- REPLACE can leave calling this one during a rolling upgrade. p is then
+-- derived from m (same hash tag, so the same Cluster slot).
+local function meter_fn(f)
+  return function(K, A)
+    if not K[9] and K[1] then
+      local k = {}
+      for i = 1, 8 do k[i] = K[i] end
+      k[9] = string.sub(K[1], 1, -2) .. 'p'
+      K = k
+    end
+    return f(K, A)
+  end
+end
+
+redis.register_function('rlfs1_acquire', meter_fn(acquire))
+redis.register_function('rlfs1_cancel', meter_fn(cancel))
+redis.register_function('rlfs1_release', meter_fn(release))
+redis.register_function('rlfs1_revoke', meter_fn(revoke))
+redis.register_function('rlfs1_settle', meter_fn(settle))
+redis.register_function('rlfs1_dispatch', meter_fn(dispatch_fn))
+redis.register_function('rlfs1_renew', meter_fn(renew_fn))
+redis.register_function('rlfs1_start', meter_fn(start))
+redis.register_function('rlfs1_create', meter_fn(create))
+redis.register_function('rlfs1_setspec', meter_fn(setspec))
+redis.register_function('rlfs1_setattr', meter_fn(setattr))
+redis.register_function('rlfs1_delete', meter_fn(delete))
+redis.register_function('rlfs1_view', meter_fn(view))
+redis.register_function('rlfs1_reassert', meter_fn(reassert))
 redis.register_function{function_name = 'rlfs1_admit', callback = admit_fn, flags = {'no-writes'}}
 redis.register_function('rlfs1_data_write', data_write)
 redis.register_function{function_name = 'rlfs1_data_read', callback = data_read, flags = {'no-writes'}}
