@@ -15,6 +15,10 @@
 --   KEYS[6] d  hash: data file name -> content (rmdir deletes it)
 --   KEYS[7] t  hash: "host:inc:ticket" -> seq of a queued waiter
 --   KEYS[8] dm hash: data file name -> "size,mtime" (µs)
+--   KEYS[9] p  sorted set: the history, one group of retired calls per
+--              member "seq:n:first:granted:done:units" of score seq, oldest
+--              first (a sorted set rather than a list: the ACL of
+--              docs/fleet.md allows its commands already)
 -- and ARGV[1] = the channel prefix, ARGV[2] = "" (the server's TIME) or an
 -- instant in microseconds (tests only: the store sends one only when it was
 -- given a test clock). All times are microseconds since the Unix epoch.
@@ -29,8 +33,9 @@
 --           call (as meter.State.Retire does), the record kept only to show
 --           the holder until it releases: the rule skips it
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
---   past:   n:first:granted:done;...  (a group of retired calls, oldest first;
---           n counts calls, u their units)
+--   past:   n:first:granted:done:units  (a group of n retired calls, kept in
+--           p; the meter hash held them as one string "g;g;..." before,
+--           which open moves to p)
 -- The rule mirrors meter.Admit, meter.State.Retire and meter.Meter's queue;
 -- meter/redis's differential test keeps the two equal.
 
@@ -111,12 +116,50 @@ local function parse_past(s)
   return out
 end
 
-local function past_string(past)
-  local parts = {}
-  for k, p in ipairs(past) do
-    parts[k] = table.concat({int(p.n), int(p.first), int(p.g), int(p.d), int(p.u)}, ':')
+-- The history is parsed only when needed: by a meter with windows, or
+-- when retire must drop, compact or insert out of order. A retirement that
+-- only appends (the usual case: calls complete in order) adds to p, so
+-- that a call's cost does not grow with the history kept (up to 256
+-- groups within the horizon). Bringing the history into Lua as one string
+-- cost ~12 µs per copy (Lua's collector pays for the allocation).
+
+-- parse_member parses a member of p: its group and its seq.
+local function parse_member(it)
+  local p = split(it, ':')
+  return {n = num(p[2]), first = num(p[3]), g = num(p[4]), d = num(p[5]), u = num(p[6])}, num(p[1])
+end
+
+local function group_string(p)
+  return table.concat({int(p.n), int(p.first), int(p.g), int(p.d), int(p.u)}, ':')
+end
+
+local function get_past(st)
+  if not st.past then
+    st.past = {}
+    for _, it in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do st.past[#st.past + 1] = parse_member(it) end
   end
-  return table.concat(parts, ';')
+  return st.past
+end
+
+-- push_groups adds groups to p after its last member, of seq last.
+local function push_groups(K, groups, last)
+  local args = {}
+  for _, p in ipairs(groups) do
+    last = last + 1
+    args[#args + 1] = int(last)
+    args[#args + 1] = int(last) .. ':' .. group_string(p)
+    if #args == 2000 then redis.call('ZADD', K[9], unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call('ZADD', K[9], unpack(args)) end
+end
+
+-- past_text is the history as one string, "g;g;...", for the view.
+local function past_text(K)
+  local out = {}
+  for _, it in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do
+    out[#out + 1] = string.sub(it, (string.find(it, ':', 1, true) or 0) + 1)
+  end
+  return table.concat(out, ';')
 end
 
 -- The rule -----------------------------------------------------------------
@@ -194,7 +237,7 @@ local function admit(S, st, now, cost)
     if #ends >= S.conc then later(kth(ends, #ends - S.conc)) end
   end
   for _, w in ipairs(S.windows) do
-    local ends, n = window_ends(S, w, st.calls, st.past, now)
+    local ends, n = window_ends(S, w, st.calls, get_past(st), now)
     local need = w.units and cost or 1
     if n + need > w.n then later(kth(ends, n + need - w.n - 1)) end
   end
@@ -254,6 +297,29 @@ local function longest(S)
   return l
 end
 
+-- append_past pushes the retired groups (sorted by completion) to the
+-- history when that is all retire has to do: none completed before the
+-- history's last group, nothing is older than the horizon (drop) and no
+-- compaction is due. It reports whether it did.
+local function append_past(st, retired, dropBefore)
+  local n, last = redis.call('ZCARD', st.K[9]), 0
+  if n > 0 then
+    if parse_member(redis.call('ZRANGE', st.K[9], 0, 0)[1]).d <= dropBefore then return false end
+    if #retired == 0 then return true end
+    if n + #retired > MAXPAST then return false end
+    local lg
+    lg, last = parse_member(redis.call('ZRANGE', st.K[9], -1, -1)[1])
+    if lg.d > retired[1].d then return false end
+  elseif #retired > MAXPAST then
+    return false
+  end
+  for _, r in ipairs(retired) do
+    if r.d <= dropBefore then return false end
+  end
+  push_groups(st.K, retired, last)
+  return true
+end
+
 -- retire moves completed calls that count against no window into the
 -- history, drops history older than the horizon and compacts it; it
 -- reports whether anything changed. A call that max_hold ended counts as
@@ -287,25 +353,32 @@ local function retire(S, st, now, horizon)
         redis.call('HDEL', st.K[2], r.id)
       end
       r.id, r.open = nil, nil
-      local i = #st.past
-      -- keep the history ordered by completion (count=grant may retire out of order)
-      while i > 0 and st.past[i].d > r.d do i = i - 1 end
-      table.insert(st.past, i + 1, r)
     end
     st.calls = keep
   end
   local h = horizon
   if longest(S) > h then h = longest(S) end
+  if not st.past and append_past(st, retired, now - h) then return changed end
+  local past = get_past(st)
+  for _, r in ipairs(retired) do
+    local i = #past
+    -- keep the history ordered by completion (count=grant may retire out of order)
+    while i > 0 and past[i].d > r.d do i = i - 1 end
+    table.insert(past, i + 1, r)
+  end
   local drop = 0
-  while drop < #st.past and st.past[drop + 1].d <= now - h do drop = drop + 1 end
+  while drop < #past and past[drop + 1].d <= now - h do drop = drop + 1 end
   if drop > 0 then
     local rest = {}
-    for i = drop + 1, #st.past do rest[#rest + 1] = st.past[i] end
+    for i = drop + 1, #past do rest[#rest + 1] = past[i] end
     st.past = rest
     changed = true
   end
   if #st.past > MAXPAST then st.past = compact_past(st.past, now) end
-  if changed then redis.call('HSET', st.K[1], 'past', past_string(st.past)) end
+  if changed then
+    redis.call('DEL', st.K[9])
+    push_groups(st.K, st.past, 0)
+  end
   return changed
 end
 
@@ -327,8 +400,14 @@ local function open(K, A)
   -- a wake instant only if no later call told it another.
   local ops = redis.call('HINCRBY', K[1], 'ops', 1)
   local st = {K = K, f = f, S = spec_of(f), now = now, prev = hwm, prefix = A[1], name = f.name, ops = ops,
-              tat = num(f.tat), utat = num(f.utat), past = parse_past(f.past),
+              tat = num(f.tat), utat = num(f.utat),
               horizon = num(f.horizon), quiet = num(f.quiet)}
+  if f.past then -- a meter of an earlier library: its history moves to p
+    redis.call('DEL', K[9])
+    push_groups(K, parse_past(f.past), 0)
+    redis.call('HDEL', K[1], 'past', 'pastn')
+    f.past, f.pastn = nil, nil
+  end
   st.calls = load_calls(K)
   return st
 end
@@ -753,7 +832,7 @@ end
 
 local function create(K, A)
   if redis.call('EXISTS', K[1]) == 1 then return 0 end
-  redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7], K[8])
+  redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9])
   redis.call('HSET', K[1], 'name', A[3], 'next_id', 1, 'grants', 0, 'seq', 0, 'tat', 0, 'utat', 0)
   set_fields(K, A, 4)
   -- quiet_for (µs): a host putting the meter back after the store lost its
@@ -813,7 +892,7 @@ local function delete(K, A)
   for _, c in ipairs(st.calls) do
     if c.d == 0 then return 0 end
   end
-  redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8])
+  redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9])
   return 1
 end
 
@@ -827,6 +906,8 @@ local function view(K, A)
   local out = {st.now}
   local raw = redis.call('HGETALL', K[1])
   for i = 1, #raw do out[#out + 1] = raw[i] end
+  out[#out + 1] = 'past'
+  out[#out + 1] = past_text(K)
   out[#out + 1] = '|calls'
   for _, c in ipairs(st.calls) do
     if c.d == 0 or A[3] == '1' then out[#out + 1] = int(c.id) .. ',' .. call_string(c) end
@@ -842,7 +923,7 @@ local function view(K, A)
   end
   out[#out + 1] = '|usage'
   for _, w in ipairs(st.S.windows) do
-    local _, n = window_ends(st.S, w, st.calls, st.past, st.now)
+    local _, n = window_ends(st.S, w, st.calls, get_past(st), st.now)
     out[#out + 1] = n
   end
   out[#out + 1] = '|next'
@@ -971,20 +1052,36 @@ local function data_delete(K, A)
   return redis.call('HDEL', K[6], A[3])
 end
 
-redis.register_function('rlfs1_acquire', acquire)
-redis.register_function('rlfs1_cancel', cancel)
-redis.register_function('rlfs1_release', release)
-redis.register_function('rlfs1_revoke', revoke)
-redis.register_function('rlfs1_settle', settle)
-redis.register_function('rlfs1_dispatch', dispatch_fn)
-redis.register_function('rlfs1_renew', renew_fn)
-redis.register_function('rlfs1_start', start)
-redis.register_function('rlfs1_create', create)
-redis.register_function('rlfs1_setspec', setspec)
-redis.register_function('rlfs1_setattr', setattr)
-redis.register_function('rlfs1_delete', delete)
-redis.register_function('rlfs1_view', view)
-redis.register_function('rlfs1_reassert', reassert)
+-- meter_fn adapts a function to callers that pass 8 keys, without p: the
+-- daemons of the previous library, which one daemon's FUNCTION LOAD
+-- REPLACE can leave calling this one during a rolling upgrade. p is then
+-- derived from m (same hash tag, so the same Cluster slot).
+local function meter_fn(f)
+  return function(K, A)
+    if not K[9] and K[1] then
+      local k = {}
+      for i = 1, 8 do k[i] = K[i] end
+      k[9] = string.sub(K[1], 1, -2) .. 'p'
+      K = k
+    end
+    return f(K, A)
+  end
+end
+
+redis.register_function('rlfs1_acquire', meter_fn(acquire))
+redis.register_function('rlfs1_cancel', meter_fn(cancel))
+redis.register_function('rlfs1_release', meter_fn(release))
+redis.register_function('rlfs1_revoke', meter_fn(revoke))
+redis.register_function('rlfs1_settle', meter_fn(settle))
+redis.register_function('rlfs1_dispatch', meter_fn(dispatch_fn))
+redis.register_function('rlfs1_renew', meter_fn(renew_fn))
+redis.register_function('rlfs1_start', meter_fn(start))
+redis.register_function('rlfs1_create', meter_fn(create))
+redis.register_function('rlfs1_setspec', meter_fn(setspec))
+redis.register_function('rlfs1_setattr', meter_fn(setattr))
+redis.register_function('rlfs1_delete', meter_fn(delete))
+redis.register_function('rlfs1_view', meter_fn(view))
+redis.register_function('rlfs1_reassert', meter_fn(reassert))
 redis.register_function{function_name = 'rlfs1_admit', callback = admit_fn, flags = {'no-writes'}}
 redis.register_function('rlfs1_data_write', data_write)
 redis.register_function{function_name = 'rlfs1_data_read', callback = data_read, flags = {'no-writes'}}

@@ -23,12 +23,13 @@ import (
 //	bench client loop -path P -start UNIXNS -dur D          → "CYCLES ERRORS"
 //	bench client late -path P -threads T                    → "ARRIVE GRANT CLOSE" per call
 //	bench client fifo -path P -status S -n N                → see clientFIFO
+//	bench client handoff -a P -b P -status S -n N           → see clientHandoff
 //
 // ERRORS is "none" or a list such as "EAGAIN=3,EINTR=1". An EINTR is retried
 // (and counted): a blocked FUSE open is interrupted only by a signal.
 func clientMain(args []string) error {
 	if len(args) == 0 {
-		return errors.New("client: want a mode: cycle, loop, late or fifo")
+		return errors.New("client: want a mode: cycle, loop, late, fifo or handoff")
 	}
 	switch args[0] {
 	case "cycle":
@@ -39,6 +40,8 @@ func clientMain(args []string) error {
 		return clientLate(args[1:])
 	case "fifo":
 		return clientFIFO(args[1:])
+	case "handoff":
+		return clientHandoff(args[1:])
 	}
 	return fmt.Errorf("client: unknown mode %q", args[0])
 }

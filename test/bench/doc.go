@@ -30,7 +30,7 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("")
 	p("Medians over %d rounds; within each round rlfs and the floors are measured alternately (the order rotates", c.rounds)
 	p("from round to round), and each ratio is the median of the ratios measured in the same round. Lateness,")
-	p("waiters, meters and the profile are measured once. Targets are those of issue 5.")
+	p("waiters, meters, the fleet's handoffs and commands, and the profile are measured once. Targets are those of issues 5 and 9.")
 	p("")
 	fmt.Fprint(w, table)
 	p("")
@@ -75,6 +75,7 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("  would show as 4 clients paying much less per grant than 1; the profile notes count the daemon's")
 	p("  fdatasync calls per grant under that load.")
 	b.unitsDoc(p)
+	b.fleetDoc(p)
 	p("- **Daemon CPU per cycle** (b4, cpu.*): user+system time of the serving process from /proc/PID/stat over")
 	p("  a throughput run, divided by the cycles.")
 	p("")
@@ -86,7 +87,8 @@ func (b *bench) writeDetails(p func(string, ...any)) {
 	p("## Details")
 	p("")
 	if len(b.s) > 0 {
-		p("Per-round values (a: µs per cycle, b: cycles/s, cpu: daemon CPU µs per cycle in b, g: µs per grant, c: max/min):")
+		p("Per-round values (a: µs per cycle, b: cycles/s, cpu: daemon CPU µs per cycle in b, g: µs per grant, c: max/min,")
+		p("r: µs (r.extra: the Redis cycle's excess over the SQLite cycle, in RTTs of the round), x: grants/s):")
 		p("")
 		p("```")
 		for _, k := range sortedKeys(b.s) {
@@ -132,6 +134,7 @@ func (b *bench) writeDetails(p func(string, ...any)) {
 			m.n, m.create.Round(time.Millisecond), floats(m.starts, 0), floats(m.lsCold, 1))
 		p("  repeated `ls` %s ms; RSS after start %s KiB, after ls %s KiB.", floats(m.lsWarm, 1), floats(m.rssStart, 0), floats(m.rssLs, 0))
 	}
+	b.fleetDetails(p)
 	p("")
 	p("### Problems seen during the run")
 	p("")
@@ -162,6 +165,9 @@ var profileMarks = []struct{ label, fn string }{
 	{"    RELEASE of acquire (rlfs)", "fsnode.(*grantHandle).Release"},
 	{"      meter Release", "meter.(*Meter).Release"},
 	{"        store Complete", "sqlite.(*Store).Complete"},
+	{"Redis store: Enqueue (the acquire FCALL)", "redis.(*Store).Enqueue"},
+	{"Redis store: Release (the release FCALL)", "redis.(*Store).Release"},
+	{"rueidis (the Redis client: pipelining, reading replies)", "rueidis."},
 	{"database/sql (SQLite statements, wherever run)", "database/sql."},
 	{"fdatasync (golang.org/x/sys/unix)", "unix.Fdatasync"},
 	{"fsync (os.File.Sync)", "os.(*File).Sync"},
@@ -188,6 +194,10 @@ func (b *bench) writeProfile(p func(string, ...any)) {
 		p("daemon CPU %s per cycle (compare the cpu.* rows of the details for the floors).", us(r.cpuUs))
 		if len(r.perCycle) > 0 {
 			p("Daemon system calls per cycle: %s.", strings.Join(r.perCycle, ", "))
+		}
+		if r.redis {
+			p("Redis (INFO commandstats over the same run): %.2f FCALL per cycle, %s of server time per FCALL,", r.fcalls, us(r.fcallUs))
+			p("%s of server time per cycle in all (commands run by functions included).", us(r.redisUs))
 		}
 		p("")
 		p("Where the time goes (cumulative share of the daemon's sampled CPU time; shares nest and overlap,")

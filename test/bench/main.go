@@ -58,6 +58,9 @@ type config struct {
 	dur, fairDur, profileDur          time.Duration
 	lateWaiters, lateThreads, waiters int
 	meters, meterStarts               int
+	redisServer                       string
+	fleetDur                          time.Duration
+	fleetProcs, handoffs, grants      int
 	only                              map[string]bool // empty: every step
 }
 
@@ -74,6 +77,9 @@ type bench struct {
 
 	main, full *proc
 	targets    []target // rlfs idle meter, typical floor, minimal floor
+	redis      *redisServer
+	onRedis    *target // the idle meter of rlfs on redis (rows r)
+	fl         *fleetResult
 
 	s          samples
 	fairCounts [][]float64
@@ -152,7 +158,12 @@ func parseRun(args []string) (config, error) {
 	fs.IntVar(&c.waiters, "waiters", 10000, "blocked waiters on one meter")
 	fs.IntVar(&c.meters, "meters", 10000, "meters for the many-meters measurement")
 	fs.IntVar(&c.meterStarts, "meter-starts", 3, "daemon starts timed on the many-meters database")
-	only := fs.String("only", "", "comma-separated steps to run (rounds,late,waiters,meters,units,profile); default all")
+	fs.StringVar(&c.redisServer, "redis-server", "redis-server", "the redis-server binary of the fleet rows")
+	fs.DurationVar(&c.fleetDur, "fleet-dur", 2*time.Second, "duration of each fleet throughput measurement")
+	fs.IntVar(&c.fleetProcs, "fleet-procs", 8, "client processes per host of the fleet throughput")
+	fs.IntVar(&c.handoffs, "handoffs", 400, "cross-host handoffs timed")
+	fs.IntVar(&c.grants, "grants", 2000, "grants over which Redis commands are counted")
+	only := fs.String("only", "", "comma-separated steps to run (rounds,late,fleet,waiters,meters,units,profile); default all")
 	godebug := fs.String("client-godebug", "asyncpreemptoff=1", "GODEBUG of the Go client processes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -178,6 +189,9 @@ func (b *bench) runSteps() {
 	if c.runs("rounds") || c.runs("late") {
 		b.step("start rlfs and the floors", b.startMain)
 	}
+	if c.runs("rounds") && len(b.failed) == 0 {
+		b.step("start Redis and rlfs on it", b.startRedisMain)
+	}
 	if len(b.failed) == 0 && b.main != nil {
 		if c.runs("rounds") {
 			b.step("repeated rounds (idle cycle, throughput, sync, fairness)", b.rounds)
@@ -187,6 +201,10 @@ func (b *bench) runSteps() {
 		}
 	}
 	b.stopAll()
+	if c.runs("fleet") {
+		b.step("fleet of 3 hosts on Redis", b.fleet)
+		b.stopAll()
+	}
 	if c.runs("waiters") {
 		b.step("10k waiters", b.waiters)
 	}

@@ -89,6 +89,9 @@ func (b *bench) rounds() error {
 				b.s.add("a."+api+"."+t.name, us)
 			}
 		}
+		if err := b.redisRound(r); err != nil {
+			return err
+		}
 		for _, n := range []int{1, 4, 16} {
 			for _, t := range rotated(b.targets, r) {
 				rate, cpu, err := b.throughput(n, t, b.cfg.dur)

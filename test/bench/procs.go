@@ -129,11 +129,16 @@ func (d *daemons) start(p *proc, env []string, argv []string, ready func(line st
 	}
 }
 
-// startRlfs runs `BIN mount --db DB ARGS... MNT` and waits for its
-// "msg=mounted" line; it returns the time from exec to that line.
+// startRlfs runs `BIN mount --db DB ARGS... MNT` (without --db when db is
+// "", as for a daemon of a fleet) and waits for its "msg=mounted" line; it
+// returns the time from exec to that line.
 func (d *daemons) startRlfs(name, bin, db, mnt, logDir string, env []string, args ...string) (*proc, time.Duration, error) {
 	p := &proc{name: name, mnt: mnt, log: filepath.Join(logDir, name+".log")}
-	argv := append([]string{bin, "mount", "--db", db}, args...)
+	argv := []string{bin, "mount"}
+	if db != "" {
+		argv = append(argv, "--db", db)
+	}
+	argv = append(argv, args...)
 	argv = append(argv, mnt)
 	took, err := d.start(p, env, argv, func(l string) bool { return strings.Contains(l, "msg=mounted") })
 	if err != nil {

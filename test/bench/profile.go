@@ -17,11 +17,13 @@ type profileCase struct {
 	what    string
 	args    []string // rlfs mount flags
 	clients int
+	redis   bool // on a Redis of its own (--store) rather than SQLite
 }
 
 var profileCases = []profileCase{
-	{"idle", "idle-meter cycle, 1 client process, --sync normal", []string{"--meter", "idle=concurrency=0"}, 1},
-	{"full", "idle-meter cycle, 4 client processes, --sync full", []string{"--sync", "full", "--meter", "idle=concurrency=0"}, 4},
+	{"idle", "idle-meter cycle, 1 client process, --sync normal", []string{"--meter", "idle=concurrency=0"}, 1, false},
+	{"full", "idle-meter cycle, 4 client processes, --sync full", []string{"--sync", "full", "--meter", "idle=concurrency=0"}, 4, false},
+	{"redis", "idle-meter cycle, 1 client process, --store redis://", []string{"--meter", "idle=concurrency=0"}, 1, true},
 }
 
 type profResult struct {
@@ -32,6 +34,8 @@ type profResult struct {
 	// empty when perf is not available.
 	perCycle []string
 	tops     []string // -top, -top -cum, -top -cum (long, for the breakdown)
+	// redis: what Redis ran meanwhile (INFO commandstats), per cycle
+	fcalls, fcallUs, redisUs float64
 }
 
 // profile runs each profileCase against the profiling build of rlfs
@@ -56,12 +60,30 @@ func (b *bench) profileOne(c profileCase) (profResult, error) {
 	r := profResult{profileCase: c}
 	b.progress("profile: %s, %s", c.what, b.cfg.profileDur)
 	out := filepath.Join(b.work, "rlfs-"+c.name+".pprof")
-	p, _, err := b.d.startRlfs("rlfs-profile-"+c.name, b.cfg.rlfsProf, filepath.Join(b.work, "profile-"+c.name+".db"),
-		filepath.Join(b.work, "mnt-profile-"+c.name), b.work, []string{"RLFS_BENCH_CPUPROFILE=" + out}, c.args...)
+	env := []string{"RLFS_BENCH_CPUPROFILE=" + out}
+	var p *proc
+	var srv *redisServer
+	var err error
+	if c.redis {
+		if srv, err = b.startRedis("redis-profile"); err != nil {
+			return r, err
+		}
+		defer b.stopDaemon(srv.proc)
+		p, err = b.startRlfsRedis("rlfs-profile-"+c.name, b.cfg.rlfsProf, srv, env, c.args...)
+	} else {
+		p, _, err = b.d.startRlfs("rlfs-profile-"+c.name, b.cfg.rlfsProf, filepath.Join(b.work, "profile-"+c.name+".db"),
+			filepath.Join(b.work, "mnt-profile-"+c.name), b.work, env, c.args...)
+	}
 	if err != nil {
 		return r, err
 	}
 	defer b.stopDaemon(p)
+	var before cmdStats
+	if srv != nil {
+		if before, err = commandStats(srv.addr); err != nil {
+			return r, err
+		}
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		return r, err
 	}
@@ -79,6 +101,21 @@ func (b *bench) profileOne(c profileCase) (profResult, error) {
 	}
 	r.cycleUs, r.cpuUs = 1e6/rate, cpu
 	cycles := rate * b.cfg.profileDur.Seconds()
+	if srv != nil {
+		after, err := commandStats(srv.addr)
+		if err != nil {
+			return r, err
+		}
+		d := after.minus(before)
+		total := 0.0
+		for _, v := range d {
+			total += v.usec
+		}
+		r.fcalls, r.redisUs = d["fcall"].calls/cycles, total/cycles
+		if f := d["fcall"]; f.calls > 0 {
+			r.fcallUs = f.usec / f.calls
+		}
+	}
 	for _, name := range syscallNames {
 		if n, ok := counts[name]; ok {
 			r.perCycle = append(r.perCycle, fmt.Sprintf("%s %.2f", name, n/cycles))

@@ -43,7 +43,8 @@ func (b *bench) rows() []row {
 	rs := b.floorRows()
 	rs = append(rs, b.onceRows()...)
 	rs = append(rs, b.syncRows()...)
-	return append(rs, b.unitsRows()...)
+	rs = append(rs, b.unitsRows()...)
+	return append(rs, b.fleetRows()...)
 }
 
 // floorRows are the measurements made against the floors (a, b).

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds rlfs, a profiling build of rlfs and the bench program, runs every
-# benchmark (about 4 minutes on 2 cores), prints the table on stdout and
+# benchmark (about 5 minutes on 2 cores), prints the table on stdout and
 # regenerates docs/benchmarks.md. Extra arguments go to `bench run`, e.g.
 #   bash test/bench/run.sh -rounds 3 -waiters 2000
-# Run as root (the daemons mount with mount(2)); needs /dev/fuse and python3.
+# Run as root (the daemons mount with mount(2)); needs /dev/fuse, python3
+# and, for the fleet rows (r, x), redis-server 7 on PATH (the bench starts
+# its own on a free loopback port; -redis-server PATH names another binary).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin"

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Fleet rows (issue 9): rlfs with --store redis:// against the SQLite
+// daemon of the same run (r, measured round by round with the floors), and
+// a fleet of 3 hosts on one Redis (x, step "fleet").
+
+// startRedisMain starts the Redis of the rounds and a daemon on it, host
+// "bench-r", with the same idle meter as the SQLite daemon.
+func (b *bench) startRedisMain() error {
+	r, err := b.startRedis("redis-main")
+	if err != nil {
+		return err
+	}
+	b.redis = r
+	p, err := b.startRlfsRedis("bench-r", b.cfg.rlfs, r, nil, "--meter", "idle=concurrency=0")
+	if err != nil {
+		return err
+	}
+	b.onRedis = &target{"redis", filepath.Join(p.mnt, "idle", "acquire"), p.pid()}
+	return nil
+}
+
+// rttPings is how many PINGs one RTT figure is the median of.
+const rttPings = 2000
+
+// redisRound measures, in round r, the Redis round trip and the idle cycle
+// of the daemon on Redis and of the SQLite daemon, one after the other in
+// an order that rotates from round to round.
+func (b *bench) redisRound(r int) error {
+	if b.onRedis == nil {
+		return nil
+	}
+	v, err := rtt(b.redis.addr, rttPings)
+	if err != nil {
+		return fmt.Errorf("redis round trip: %w", err)
+	}
+	b.s.add("r.rtt", v)
+	sq := b.targets[0]
+	sq.name = "sqlite"
+	for _, t := range rotated([]target{sq, *b.onRedis}, r) {
+		us, err := b.cycle("raw", t.path)
+		if err != nil {
+			return fmt.Errorf("idle cycle on %s: %w", t.name, err)
+		}
+		b.s.add("r."+t.name, us)
+	}
+	// the cost above the SQLite cycle, in round trips of the same round
+	n := len(b.s["r.rtt"]) - 1
+	b.s.add("r.extra", (b.s["r.redis"][n]-b.s["r.sqlite"][n])/b.s["r.rtt"][n])
+	return nil
+}
+
+// fleetHosts are the host names of the fleet step.
+var fleetHosts = []string{"host-a", "host-b", "host-c"}
+
+// fleetResult holds what the fleet step measured once.
+type fleetResult struct {
+	perHost  [][]float64 // round → host → grants/s
+	handoffs []float64   // µs, in the order made
+	dirs     [2][]float64
+	// commands counted over grants sequential grants on host-a
+	grants  int
+	client  map[string]int // MONITOR: commands clients sent, by name
+	inside  cmdStats       // INFO commandstats delta (functions' commands included)
+	fcallUs float64        // server time per FCALL (commandstats)
+	load    cmdStats       // INFO commandstats delta over the last throughput round
+	loadN   float64        // grants of that round
+}
+
+// fleet runs 3 daemons on one Redis: throughput of fleetProcs processes per
+// host on a concurrency=0 meter (cfg.rounds rounds), cross-host handoffs on
+// a concurrency=1 meter, and the Redis commands per grant.
+func (b *bench) fleet() error {
+	c := b.cfg
+	b.progress("fleet: 3 hosts on one Redis")
+	r, err := b.startRedis("redis-fleet")
+	if err != nil {
+		return err
+	}
+	var mnts []string
+	for _, h := range fleetHosts {
+		p, err := b.startRlfsRedis(h, c.rlfs, r, nil, "--meter", "thr=concurrency=0", "--meter", "hand=concurrency=1")
+		if err != nil {
+			return err
+		}
+		mnts = append(mnts, p.mnt)
+	}
+	fr := &fleetResult{}
+	b.fl = fr
+	for round := range c.rounds {
+		b.progress("fleet throughput round %d/%d: %d × %d processes for %s", round+1, c.rounds, len(mnts), c.fleetProcs, c.fleetDur)
+		before, err := commandStats(r.addr)
+		if err != nil {
+			return err
+		}
+		rates, err := b.fleetThroughput(mnts)
+		if err != nil {
+			return err
+		}
+		after, err := commandStats(r.addr)
+		if err != nil {
+			return err
+		}
+		fr.perHost = append(fr.perHost, rates)
+		total := 0.0
+		for _, v := range rates {
+			total += v
+		}
+		b.s.add("x.total", total)
+		fr.load, fr.loadN = after.minus(before), total*c.fleetDur.Seconds()
+	}
+	b.progress("fleet: %d cross-host handoffs", c.handoffs)
+	if err := b.handoffs(mnts, fr); err != nil {
+		return err
+	}
+	b.progress("fleet: Redis commands over %d grants", c.grants)
+	return b.countCommands(r, mnts[0], fr)
+}
+
+// fleetThroughput runs fleetProcs looping clients on each host's thr meter,
+// all starting at one instant, and returns each host's grants per second
+// (cycles whose open returned within the duration).
+func (b *bench) fleetThroughput(mnts []string) ([]float64, error) {
+	c := b.cfg
+	n := c.fleetProcs * len(mnts)
+	start := time.Now().Add(300*time.Millisecond + time.Duration(n)*10*time.Millisecond)
+	rates := make([]float64, len(mnts))
+	errs := make([]error, len(mnts))
+	var wg sync.WaitGroup
+	for i, m := range mnts {
+		wg.Go(func() {
+			outs, err := runClients(c.fleetProcs, b.self, "client", "loop", "-path", filepath.Join(m, "thr", "acquire"),
+				"-start", strconv.FormatInt(start.UnixNano(), 10), "-dur", c.fleetDur.String())
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			for _, o := range outs {
+				f := strings.Fields(o)
+				if len(f) != 2 {
+					errs[i] = fmt.Errorf("client said %q", o)
+					return
+				}
+				b.clientErrors("fleet throughput", f[1])
+				v, _ := strconv.ParseFloat(f[0], 64)
+				rates[i] += v / c.fleetDur.Seconds()
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rates, nil
+}
+
+// handoffs runs one client that passes the hand meter back and forth
+// between host A and host B (see clientHandoff).
+func (b *bench) handoffs(mnts []string, fr *fleetResult) error {
+	a, bb := filepath.Join(mnts[0], "hand"), filepath.Join(mnts[1], "hand")
+	outs, err := runClients(1, b.self, "client", "handoff", "-a", filepath.Join(a, "acquire"), "-b", filepath.Join(bb, "acquire"),
+		"-status", filepath.Join(a, "status"), "-n", strconv.Itoa(b.cfg.handoffs))
+	if err != nil {
+		return err
+	}
+	for i, line := range strings.Split(outs[0], "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "errors" {
+			b.clientErrors("handoff", f[1])
+			continue
+		}
+		ns, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
+		if err != nil {
+			return fmt.Errorf("handoff client said %q", line)
+		}
+		fr.handoffs = append(fr.handoffs, ns/1e3)
+		fr.dirs[i%2] = append(fr.dirs[i%2], ns/1e3)
+	}
+	if len(fr.handoffs) == 0 {
+		return fmt.Errorf("no handoff measured")
+	}
+	return nil
+}
+
+// countCommands runs cfg.grants idle cycles, one after the other, on host
+// A's thr meter, with hosts B and C mounted and idle, and counts the
+// commands the hosts send to Redis (MONITOR) and those Redis runs,
+// functions' own commands included (INFO commandstats).
+func (b *bench) countCommands(r *redisServer, mnt string, fr *fleetResult) error {
+	time.Sleep(500 * time.Millisecond) // the handoff client's last release
+	before, err := commandStats(r.addr)
+	if err != nil {
+		return err
+	}
+	mon, err := startMonitor(r.addr)
+	if err != nil {
+		return err
+	}
+	outs, err := runClients(1, b.self, "client", "cycle", "-api", "raw", "-path", filepath.Join(mnt, "thr", "acquire"),
+		"-n", strconv.Itoa(b.cfg.grants), "-warm", "0")
+	fr.client = mon.stop()
+	if err != nil {
+		return err
+	}
+	if f := strings.Fields(outs[0]); len(f) == 2 {
+		b.clientErrors("commands per grant", f[1])
+	}
+	after, err := commandStats(r.addr)
+	if err != nil {
+		return err
+	}
+	fr.grants = b.cfg.grants
+	fr.inside = after.minus(before)
+	delete(fr.inside, "monitor")
+	if f := fr.inside["fcall"]; f.calls > 0 {
+		fr.fcallUs = f.usec / f.calls
+	}
+	return nil
+}
+
+// clientCommands is the number of commands the hosts sent.
+func (fr *fleetResult) clientCommands() int {
+	n := 0
+	for _, v := range fr.client {
+		n += v
+	}
+	return n
+}
+
+// fleetRows are rows r (Redis against SQLite, by rounds) and x (fleet).
+func (b *bench) fleetRows() []row {
+	var rs []row
+	s := b.s
+	if len(s["r.redis"]) > 0 {
+		extra := s.med("r.extra")
+		rs = append(rs,
+			row{id: "r1", what: "Redis round trip (PING from Go, loopback, median of " + strconv.Itoa(rttPings) + ")", rlfs: us(s.med("r.rtt"))},
+			row{id: "r2", what: "idle cycle on Redis (Go syscall.Open+Close); SQLite daemon in ()",
+				rlfs:   fmt.Sprintf("%s (%s)", us(s.med("r.redis")), us(s.med("r.sqlite"))),
+				ratio:  fmt.Sprintf("%s SQLite; +%.2f RTT", x(s.ratio("r.redis", "r.sqlite")), extra),
+				target: "≤ SQLite + 1.5 RTT", result: verdict(extra <= 1.5)})
+	}
+	fr := b.fl
+	if fr == nil {
+		return rs
+	}
+	if len(fr.perHost) > 0 {
+		mid := medianIndex(s["x.total"])
+		var hs []string
+		for i, v := range fr.perHost[mid] {
+			hs = append(hs, fmt.Sprintf("%s %s", fleetHosts[i], rate(v)))
+		}
+		rs = append(rs, row{id: "x1", what: fmt.Sprintf("fleet throughput: 3 hosts × %d processes, concurrency=0, grants/s", b.cfg.fleetProcs),
+			rlfs: fmt.Sprintf("%s (%s)", rate(s.med("x.total")), strings.Join(hs, ", "))})
+	}
+	if len(fr.handoffs) > 0 {
+		sorted := slices.Sorted(slices.Values(fr.handoffs))
+		rs = append(rs,
+			row{id: "x2", what: fmt.Sprintf("cross-host handoff on concurrency=1, p50 (%d handoffs, A→B and B→A)", len(sorted)), rlfs: us(quantile(sorted, 0.5))},
+			row{id: "x3", what: fmt.Sprintf("cross-host handoff p99 (max %s)", us(sorted[len(sorted)-1])), rlfs: us(quantile(sorted, 0.99))})
+	}
+	if fr.grants > 0 {
+		n := float64(fr.grants)
+		all := float64(fr.clientCommands())
+		own := float64(fr.client["rlfs1_acquire"] + fr.client["rlfs1_release"])
+		rs = append(rs,
+			row{id: "x4", what: fmt.Sprintf("Redis commands sent per grant (%d grants, idle cycle, 3 hosts up)", fr.grants),
+				rlfs: fmt.Sprintf("%.3f: %.3f acquire+release FCALL, %.3f background (run inside functions: %.1f)",
+					all/n, own/n, (all-own)/n, (fr.inside.total()-all)/n),
+				target: "≤ 2 amortized", result: verdict(all/n <= 2)})
+	}
+	return rs
+}
+
+// fleetDoc describes rows r and x in the report.
+func (b *bench) fleetDoc(p func(string, ...any)) {
+	c := b.cfg
+	p("- **Redis**: `redis-server` (%s) started by the bench on a free loopback port, configured as", redisVersion(c.redisServer))
+	p("  docs/fleet.md recommends (`--appendonly yes --appendfsync everysec`, no RDB snapshots); each step has its own.")
+	p("- **r** Redis against SQLite: a second daemon of the rounds, `--store redis://…` (host `bench-r`), serves the same")
+	p("  `idle=concurrency=0` meter. Each round measures the Redis round trip (r1: median of %d PINGs from the bench", rttPings)
+	p("  process, one connection, after %d untimed) and the idle cycle of both daemons one after the other, as in a1", rttPings/10)
+	p("  (r2). The target is issue 9's: the Redis cycle ≤ the SQLite cycle + 1.5 × the round trip, judged on the")
+	p("  median over rounds of (Redis cycle − SQLite cycle) / RTT, all three from the same round.")
+	p("- **x** fleet: 3 daemons (hosts %s) on one Redis, each with `thr=concurrency=0` and", strings.Join(fleetHosts, ", "))
+	p("  `hand=concurrency=1`. x1: %d client processes per host loop raw open+close on their host's `thr` for %s,", c.fleetProcs, c.fleetDur)
+	p("  all starting at one instant (%d rounds; the median round, and its split by host). x2, x3: one client", c.rounds)
+	p("  process holds `hand` through host-a; a thread opens it through host-b and blocks; once `status` shows it")
+	p("  waiting, the holder closes; the latency is from just before `close()` to the waiter's open returning")
+	p("  (the RELEASE's trip to host-a, its FCALL, the message to host-b, host-b's grant, the waking of the")
+	p("  client). The waiter then holds, and the next waiter opens through the other host: %d handoffs,", c.handoffs)
+	p("  alternating A→B and B→A. x4: %d idle cycles one after the other on host-a's `thr`, hosts b and c up and", c.grants)
+	p("  idle; Redis's MONITOR counts the commands the hosts send (those the functions run show as `lua` and are")
+	p("  left out) and INFO commandstats those Redis runs, functions' own included; the bench's own INFO and")
+	p("  MONITOR are not counted. Lease renewals and other background commands of the 3 hosts count.")
+}
+
+// fleetDetails writes the fleet's figures that the table leaves out.
+func (b *bench) fleetDetails(p func(string, ...any)) {
+	fr := b.fl
+	if fr == nil {
+		return
+	}
+	if len(fr.handoffs) > 0 {
+		for i, dir := range []string{"A→B", "B→A"} {
+			d := slices.Sorted(slices.Values(fr.dirs[i]))
+			if len(d) > 0 {
+				p("- Handoffs %s: %d, p50 %s, p99 %s, max %s.", dir, len(d), us(quantile(d, 0.5)), us(quantile(d, 0.99)), us(d[len(d)-1]))
+			}
+		}
+	}
+	if fr.grants > 0 {
+		p("- Commands over %d grants: sent by the hosts (MONITOR) %s; run by Redis (commandstats) %s.", fr.grants, countsString(fr.client), fr.inside)
+		p("  Server time per FCALL %s.", us(fr.fcallUs))
+	}
+	if fr.loadN > 0 {
+		fcalls := fr.load["fcall"].calls
+		p("- Under the load of x1 (last round, %.0f grants): %.2f FCALL per grant, %s of server time per FCALL; commands run: %s.",
+			fr.loadN, fcalls/fr.loadN, us(fr.load["fcall"].usec/max(fcalls, 1)), fr.load)
+	}
+}
+
+func countsString(m map[string]int) string {
+	st := cmdStats{}
+	for k, v := range m {
+		st[k] = struct{ calls, usec float64 }{float64(v), 0}
+	}
+	return st.String()
+}
+
+// redisVersion is redis-server's version, from --version.
+func redisVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "version unknown"
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "v="); ok {
+			return "Redis " + v
+		}
+	}
+	return strings.TrimSpace(string(out))
+}
