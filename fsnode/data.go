@@ -2,7 +2,6 @@ package fsnode
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"sync"
 	"syscall"
@@ -45,6 +44,7 @@ var (
 	_ = (fs.NodeSymlinker)((*dataDir)(nil))
 	_ = (fs.NodeLinker)((*dataDir)(nil))
 	_ = (fs.NodeMknoder)((*dataDir)(nil))
+	_ = (fs.NodeSetxattrer)((*dataDir)(nil))
 )
 
 // dataIno is the inode number of data file name, kept for its life.
@@ -90,7 +90,7 @@ func (dd *dataDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 func (dd *dataDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	f, err := dd.d.m.StatData(name)
 	if err != nil {
-		return nil, dataErrno(err)
+		return nil, ToErrno(err)
 	}
 	return dd.fileInode(ctx, name, f, out), 0
 }
@@ -121,7 +121,7 @@ func (dd *dataDir) fileAttr(f meter.DataFile, out *fuse.Attr) {
 func (dd *dataDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	m := dd.d.m
 	if err := m.WriteData(name, nil); err != nil {
-		return nil, nil, 0, dataErrno(err)
+		return nil, nil, 0, ToErrno(err)
 	}
 	f := meter.DataFile{Name: name, MTime: time.Now()}
 	ch := dd.fileInode(ctx, name, f, out)
@@ -132,7 +132,7 @@ func (dd *dataDir) Create(ctx context.Context, name string, flags uint32, mode u
 
 func (dd *dataDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := dd.d.m.DeleteData(name); err != nil {
-		return dataErrno(err)
+		return ToErrno(err)
 	}
 	dd.mu.Lock()
 	delete(dd.inos, name)
@@ -154,7 +154,7 @@ func (dd *dataDir) Rename(ctx context.Context, name string, newParent fs.InodeEm
 		}
 	}
 	if err := dd.d.m.RenameData(name, newName); err != nil {
-		return dataErrno(err)
+		return ToErrno(err)
 	}
 	dd.mu.Lock()
 	if ino, ok := dd.inos[name]; ok {
@@ -163,6 +163,11 @@ func (dd *dataDir) Rename(ctx context.Context, name string, newParent fs.InodeEm
 	}
 	dd.mu.Unlock()
 	return 0
+}
+
+// Setxattr: data/ holds no extended attributes (ENOTSUP).
+func (dd *dataDir) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return ToErrno(errNoXattr)
 }
 
 // data/ holds regular files only.
@@ -182,18 +187,4 @@ func (dd *dataDir) Link(ctx context.Context, target fs.InodeEmbedder, name strin
 
 func (dd *dataDir) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	return nil, ToErrno(errNotAllowed)
-}
-
-// dataErrno maps a data file error: the bounds to EFBIG and ENOSPC, a bad
-// name to EINVAL, the rest as ToErrno does.
-func dataErrno(err error) syscall.Errno {
-	switch {
-	case errors.Is(err, meter.ErrFileTooBig):
-		return syscall.EFBIG
-	case errors.Is(err, meter.ErrNoSpace):
-		return syscall.ENOSPC
-	case errors.Is(err, meter.ErrBadData):
-		return syscall.EINVAL
-	}
-	return ToErrno(err)
 }

@@ -24,12 +24,19 @@ var (
 	_ = (fs.NodeGetattrer)((*dataFile)(nil))
 	_ = (fs.NodeSetattrer)((*dataFile)(nil))
 	_ = (fs.NodeOpener)((*dataFile)(nil))
+	_ = (fs.NodeSetxattrer)((*dataFile)(nil))
 )
 
-// name is the file's current name in data/.
+// name is the file's current name in data/; "" once it was unlinked.
 func (n *dataFile) name() string {
 	name, _ := n.Parent()
 	return name
+}
+
+// Setxattr: a data file holds content only (ENOTSUP), so that tools that
+// copy attributes (cp -a, rsync -X) go on without them.
+func (n *dataFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return ToErrno(errNoXattr)
 }
 
 func (n *dataFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -42,7 +49,7 @@ func (n *dataFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrO
 	}
 	st, err := n.dir.d.m.StatData(n.name())
 	if err != nil {
-		return dataErrno(err)
+		return ToErrno(err)
 	}
 	n.dir.fileAttr(st, &out.Attr)
 	return 0
@@ -89,17 +96,22 @@ func (n *dataFile) truncate(h *dataHandle, size uint64) syscall.Errno {
 			return syscall.EBADF
 		}
 		h.mu.Lock()
+		defer h.mu.Unlock()
+		if int(size) > len(h.buf) {
+			if errno := h.fitsLocked(int64(size)); errno != 0 {
+				return errno // the copy is unchanged, and may still be stored
+			}
+		}
 		h.buf = resize(h.buf, int(size))
 		h.changed, h.mtime = true, time.Now()
-		h.mu.Unlock()
 		return 0
 	}
 	m := n.dir.d.m
 	content, _, err := m.ReadData(n.name())
 	if err != nil {
-		return dataErrno(err)
+		return ToErrno(err)
 	}
-	return dataErrno(m.WriteData(n.name(), resize(content, int(size))))
+	return ToErrno(m.WriteData(n.name(), resize(content, int(size))))
 }
 
 func resize(b []byte, size int) []byte {
@@ -114,7 +126,7 @@ func resize(b []byte, size int) []byte {
 func (n *dataFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	content, _, err := n.dir.d.m.ReadData(n.name())
 	if err != nil {
-		return nil, 0, dataErrno(err)
+		return nil, 0, ToErrno(err)
 	}
 	h := n.dir.newHandle(n, content, flags)
 	if h.writable {
@@ -125,7 +137,7 @@ func (n *dataFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 
 // newHandle makes a handle on node n with content, for flags.
 func (dd *dataDir) newHandle(n *dataFile, content []byte, flags uint32) *dataHandle {
-	h := &dataHandle{node: n, buf: content, mtime: time.Now(),
+	h := &dataHandle{node: n, buf: content, mtime: time.Now(), room: -1,
 		writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY, appending: flags&syscall.O_APPEND != 0}
 	if h.writable {
 		dd.mu.Lock()
@@ -170,9 +182,10 @@ type dataHandle struct {
 	buf     []byte
 	changed bool
 	wrote   bool
-	failed  bool // a write was refused (EFBIG, ENOSPC): the copy is not stored
-	created bool // this open made the file (empty): a refused copy takes it away again
+	refused syscall.Errno // a write was refused (EFBIG, ENOSPC): the copy is not stored
+	created bool          // this open made the file (empty): a refused copy takes it away again
 	mtime   time.Time
+	room    int64 // bytes the copy may hold within the meter's bounds, as last asked; -1: not asked yet
 }
 
 var (
@@ -189,8 +202,10 @@ func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	return fuse.ReadResultData(sliceAt(h.buf, off, len(dest))), 0
 }
 
-// Write changes the copy. A file past 1 MiB gets EFBIG and the copy is
-// then not stored: the file keeps its previous content.
+// Write changes the copy. A file past 1 MiB gets EFBIG, and one that
+// would take the meter's files past 16 MiB ENOSPC, at the write that
+// crosses the bound; the copy is then not stored: the file keeps its
+// previous content.
 func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	if !h.writable {
 		return 0, syscall.EBADF
@@ -201,9 +216,11 @@ func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 		off = int64(len(h.buf))
 	}
 	end := off + int64(len(data))
-	if end > meter.MaxDataFile {
-		h.failed = true
-		return 0, syscall.EFBIG
+	if end > int64(len(h.buf)) {
+		if errno := h.fitsLocked(end); errno != 0 {
+			h.refused = errno
+			return 0, errno
+		}
 	}
 	if end > int64(len(h.buf)) {
 		h.buf = resize(h.buf, int(end))
@@ -211,6 +228,27 @@ func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	copy(h.buf[off:], data)
 	h.changed, h.wrote, h.mtime = true, true, time.Now()
 	return uint32(len(data)), 0
+}
+
+// fitsLocked checks that the copy may grow to size bytes: EFBIG past
+// MaxDataFile, ENOSPC past the room the meter's other files leave (asked
+// of the store again only when the last answer is too small, since other
+// files may have shrunk meanwhile).
+func (h *dataHandle) fitsLocked(size int64) syscall.Errno {
+	if size > meter.MaxDataFile {
+		return syscall.EFBIG
+	}
+	if size <= h.room {
+		return 0
+	}
+	room, err := h.node.dir.d.m.DataRoom(h.node.name())
+	if err != nil {
+		return ToErrno(err)
+	}
+	if h.room = room; size > room {
+		return syscall.ENOSPC
+	}
+	return 0
 }
 
 // Flush stores the copy, whole, when a write changed it: close(2) returns
@@ -230,10 +268,14 @@ func (h *dataHandle) commit(any bool) syscall.Errno {
 		return 0
 	}
 	m, name := h.node.dir.d.m, h.node.name()
-	if h.failed {
+	if name == "" {
+		h.changed, h.wrote = false, false // unlinked meanwhile: its content goes with it
+		return 0
+	}
+	if h.refused != 0 {
 		h.changed, h.wrote = false, false
 		h.uncreate(m, name)
-		return syscall.EFBIG
+		return h.refused
 	}
 	err := m.WriteData(name, h.buf)
 	if err != nil {
@@ -241,7 +283,7 @@ func (h *dataHandle) commit(any bool) syscall.Errno {
 			h.changed, h.wrote = false, false // refused for good: nothing is stored
 			h.uncreate(m, name)
 		}
-		return dataErrno(err)
+		return ToErrno(err)
 	}
 	h.changed, h.wrote, h.created = false, false, false
 	return 0
@@ -262,7 +304,7 @@ func (h *dataHandle) uncreate(m *meter.Meter, name string) {
 // Release stores a change no FLUSH stored (a truncate without writes:
 // `: > file`), then forgets the handle.
 func (h *dataHandle) Release(ctx context.Context) syscall.Errno {
-	if errno := h.commit(true); errno != 0 && errno != syscall.EFBIG {
+	if errno := h.commit(true); errno != 0 && errno != syscall.EFBIG && errno != syscall.ENOSPC {
 		h.node.dir.d.root.log.Warn("a data file's change was not stored at its last close", "meter", h.node.dir.d.m.Name(), "file", h.node.name(), "err", errno.Error())
 	}
 	if h.writable {
