@@ -63,15 +63,9 @@ const truncOpenWindow = time.Second
 // Setattr truncates: through a handle (ftruncate), the writable handle its
 // thread just opened (O_TRUNC), or else the stored file itself, at once and
 // whole (truncate(1)). Times are accepted and ignored (touch works); owner
-// and mode are the meter's.
+// and mode are the meter's (see sameOwnerMode).
 func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if _, ok := in.GetMode(); ok {
-		return ToErrno(errNotAllowed)
-	}
-	if _, ok := in.GetUID(); ok {
-		return ToErrno(errNotAllowed)
-	}
-	if _, ok := in.GetGID(); ok {
+	if !n.dir.sameOwnerMode(in) {
 		return ToErrno(errNotAllowed)
 	}
 	if size, ok := in.GetSize(); ok {
@@ -84,6 +78,25 @@ func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 		}
 	}
 	return n.Getattr(ctx, f, out)
+}
+
+// sameOwnerMode reports whether in changes no owner, group or mode of a
+// file from what data/ shows (the meter's): such a chmod or chown is
+// accepted as the no-op it is, so that `sed -i`, `cp -p` and editors,
+// which copy a file's owner and mode onto their temporary file, work.
+// Any real change is EPERM: chmod or chown the meter instead.
+func (dd *dataDir) sameOwnerMode(in *fuse.SetAttrIn) bool {
+	a := dd.d.m.Attr()
+	if mode, ok := in.GetMode(); ok && mode&0o7777 != a.Mode&0o666 {
+		return false
+	}
+	if uid, ok := in.GetUID(); ok && uid != a.UID {
+		return false
+	}
+	if gid, ok := in.GetGID(); ok && gid != a.GID {
+		return false
+	}
+	return true
 }
 
 // truncate sets the size of h's copy, or of the stored file when h is nil.
