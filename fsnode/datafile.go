@@ -192,14 +192,13 @@ type dataHandle struct {
 	// close stores it only then, so that the close of a descriptor dup'd
 	// right after an O_TRUNC open (a shell's `> file`) does not store the
 	// file empty before its content is written.
-	buf      []byte
-	changed  bool
-	wrote    bool
-	refused  syscall.Errno // a write was refused (EFBIG, ENOSPC): the copy is never stored
-	reported bool          // a close said so already
-	created  bool          // this open made the file (empty): a refused copy takes it away again
-	mtime    time.Time
-	room     int64 // bytes the copy may hold within the meter's bounds, as last asked; -1: not asked yet
+	buf     []byte
+	changed bool
+	wrote   bool
+	refused syscall.Errno // a write was refused (EFBIG, ENOSPC): the copy is never stored
+	created bool          // this open made the file (empty): a refused copy takes it away again
+	mtime   time.Time
+	room    int64 // bytes the copy may hold within the meter's bounds, as last asked; -1: not asked yet
 }
 
 var (
@@ -283,15 +282,15 @@ func (h *dataHandle) commit(any bool) syscall.Errno {
 	}
 	m, name := h.node.dir.d.m, h.node.name()
 	if h.refused != 0 {
-		// Once: the first close after the refusal says so; the copy,
-		// which may hold part of the refused write, is never stored.
-		errno := h.refused
-		if h.reported || name == "" {
-			errno = 0
-		}
-		h.changed, h.wrote, h.reported = false, false, true
+		// Every close says so (that of a child that inherited the
+		// descriptor as well as the writer's own); the copy, which may
+		// hold part of the refused write, is never stored.
+		h.changed, h.wrote = false, false
 		h.uncreate(m, name)
-		return errno
+		if name == "" {
+			return 0
+		}
+		return h.refused
 	}
 	if !h.changed || (!any && !h.wrote) {
 		return 0

@@ -112,6 +112,10 @@ func requireData(t *testing.T, file, want string) {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	require.NoError(t, err, "read %s", file)
+	if len(want) > 200 || len(b) > 200 { // say how they differ, briefly
+		require.True(t, string(b) == want, "content of %s: %d bytes %q…, want %d bytes %q…", file, len(b), b[:min(len(b), 20)], len(want), want[:min(len(want), 20)])
+		return
+	}
 	require.Equal(t, want, string(b), "content of %s", file)
 }
 
