@@ -149,3 +149,38 @@ func kill9AfterClose(t *testing.T, d *daemon) {
 	require.Equal(t, []string{"f.old"}, d.dataNames(t, "m"), "a rename and an unlink survive kill -9")
 	requireData(t, f+".old", "value 3\n")
 }
+
+// dataForkScript writes a data file in two parts and, between them, forks
+// a child that exits at once: the child's exit closes its inherited copy
+// of the descriptor (a FLUSH from a process that wrote nothing). It prints
+// what a reader sees then, and after the writer's close.
+const dataForkScript = `
+import os, sys, subprocess
+f = sys.argv[1]
+fd = os.open(f, os.O_WRONLY | os.O_TRUNC)
+os.write(fd, b"half")
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+subprocess.run(["true"], check=True)  # fork and exec: the exec closes it too (O_CLOEXEC)
+print("during", open(f).read())
+os.write(fd, b" and whole")
+os.close(fd)
+print("after", open(f).read())
+`
+
+// TestDataForkedChildStoresNothing: a child that inherits a writer's
+// descriptor and closes it without writing (at its exit, or at exec for a
+// close-on-exec descriptor) does not store the writer's half-written copy
+// (regression: every FLUSH of a writable descriptor stored the copy, so a
+// program that started a subprocess mid-write published half a file).
+func TestDataForkedChildStoresNothing(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "m=concurrency=1")
+	f := d.path("m", "data", "f")
+	require.NoError(t, os.WriteFile(f, []byte("old"), 0o644))
+	p := startProc(t, python3.need(t), "-c", dataForkScript, f)
+	p.requireSuccess(t, pollTimeout)
+	require.Equal(t, "during old\nafter half and whole\n", p.stdout.String())
+}

@@ -19,11 +19,9 @@ const mib = 1 << 20
 
 // TestDataFileTooBig: a file may hold exactly 1 MiB; one byte more gets
 // EFBIG at the write, the close says so too, and the file keeps its
-// previous content. truncate(2) past 1 MiB is EFBIG as well. Not
-// parallel: see TestDataGoClient (here a FLUSH at a forked child's exec,
-// between the accepted part of the write and the refused one, would store
-// the accepted part).
+// previous content. truncate(2) past 1 MiB is EFBIG as well.
 func TestDataFileTooBig(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, "m=concurrency=1")
 	f := d.path("m", "data", "f")
 	require.NoError(t, writeData(f, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, repeat('a', mib)))

@@ -104,13 +104,12 @@ func TestDataPythonOpen(t *testing.T) {
 
 // TestDataGoClient: Go's os package: WriteFile, O_APPEND, WriteAt, and
 // what another descriptor reads while a writer has the file open (the old
-// content, until the writer's close).
-//
-// Not parallel, as every test that keeps a data file open for writing in
-// the test process across an assertion: a process that a parallel test
-// forks inherits the descriptor until its exec, and the close at exec is a
-// FLUSH that stores the copy (design §8: every close of a writer stores).
+// content, until the writer's close). The processes that parallel tests
+// fork meanwhile inherit the test's descriptors until they exec, and close
+// them then: they wrote nothing, so they store nothing (see
+// TestDataForkedChildStoresNothing).
 func TestDataGoClient(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, "m=concurrency=1")
 	f := d.path("m", "data", "f")
 	require.NoError(t, os.WriteFile(f, []byte("0123456789"), 0o644))
@@ -147,8 +146,9 @@ func TestDataGoClient(t *testing.T) {
 // with O_TRUNC does not empty the stored file (readers see the old content
 // until the writer's close, which stores what it wrote); an O_TRUNC open
 // with no write, and an ftruncate, are stored at the last close; a
-// truncate(2) by path is stored at once. Not parallel: see TestDataGoClient.
+// truncate(2) by path is stored at once.
 func TestDataTruncateAtClose(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, "m=concurrency=1")
 	f := d.path("m", "data", "f")
 	require.NoError(t, os.WriteFile(f, []byte("old content"), 0o644))
