@@ -2,6 +2,7 @@ package fsnode
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"syscall"
@@ -117,9 +118,18 @@ func (dd *dataDir) fileAttr(f meter.DataFile, out *fuse.Attr) {
 }
 
 // Create makes an empty file at once (as open(O_CREAT) does), then hands a
-// writable copy to the caller; its content replaces it at close.
+// writable copy to the caller; its content replaces it at close. The kernel
+// creates only after a lookup found nothing (holding data/'s lock, so no
+// two creates of one host race), but in a fleet another host may have made
+// the file since: then it is opened as it is (EEXIST with O_EXCL), not
+// emptied.
 func (dd *dataDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	m := dd.d.m
+	if st, err := m.StatData(name); err == nil {
+		return dd.createExisting(ctx, name, st, flags, out)
+	} else if !errors.Is(err, meter.ErrNotExist) {
+		return nil, nil, 0, ToErrno(err)
+	}
 	if err := m.WriteData(name, nil); err != nil {
 		return nil, nil, 0, ToErrno(err)
 	}
@@ -128,6 +138,24 @@ func (dd *dataDir) Create(ctx context.Context, name string, flags uint32, mode u
 	h := dd.newHandle(ch.Operations().(*dataFile), nil, flags)
 	h.created, h.pid = true, callerOf(ctx).PID
 	return ch, h, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// createExisting answers a create of a file that exists: as an open, with
+// O_TRUNC applied to the copy (the kernel does not truncate what it thinks
+// it created).
+func (dd *dataDir) createExisting(ctx context.Context, name string, st meter.DataFile, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_EXCL != 0 {
+		return nil, nil, 0, syscall.EEXIST
+	}
+	ch := dd.fileInode(ctx, name, st, out)
+	fh, fuseFlags, errno := ch.Operations().(*dataFile).Open(ctx, flags)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	if h := fh.(*dataHandle); h.writable && flags&syscall.O_TRUNC != 0 {
+		h.buf, h.changed = nil, true
+	}
+	return ch, fh, fuseFlags, 0
 }
 
 func (dd *dataDir) Unlink(ctx context.Context, name string) syscall.Errno {
