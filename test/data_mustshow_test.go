@@ -3,7 +3,6 @@ package test
 import (
 	"errors"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,13 +144,3 @@ func writeData(file string, flags int, content []byte) error {
 
 // repeat is n bytes of c.
 func repeat(c byte, n int) []byte { return []byte(strings.Repeat(string(c), n)) }
-
-// atoiData reads file as a decimal (with a trailing newline).
-func atoiData(t *testing.T, file string) int {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	require.NoError(t, err)
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	require.NoError(t, err, "content of %s: %q", file, b)
-	return n
-}
