@@ -70,7 +70,7 @@ func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 	}
 	if size, ok := in.GetSize(); ok {
 		h, _ := f.(*dataHandle)
-		if h == nil {
+		if h == nil && size == 0 {
 			h = n.dir.openedBy(ctx, n)
 		}
 		if err := n.truncate(h, size); err != 0 {
@@ -110,6 +110,7 @@ func (n *dataFile) truncate(h *dataHandle, size uint64) syscall.Errno {
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		h.touched = true
 		if int(size) > len(h.buf) {
 			if errno := h.fitsLocked(int64(size)); errno != 0 {
 				return errno // the copy is unchanged, and may still be stored
@@ -164,7 +165,11 @@ func (dd *dataDir) newHandle(n *dataFile, content []byte, flags uint32) *dataHan
 }
 
 // openedBy finds the writable handle on n that the calling thread opened
-// last, within truncOpenWindow: the target of its O_TRUNC.
+// last, within truncOpenWindow, and has not written or truncated since:
+// the target of its O_TRUNC, which the kernel sends as a truncation to 0
+// without a file handle. (A truncate(2) to 0 by path in that instant, by
+// that thread, cannot be told from it; to any other size it is stored at
+// once.)
 func (dd *dataDir) openedBy(ctx context.Context, n *dataFile) *dataHandle {
 	pid := callerOf(ctx).PID
 	dd.mu.Lock()
@@ -172,7 +177,7 @@ func (dd *dataDir) openedBy(ctx context.Context, n *dataFile) *dataHandle {
 	var best *dataHandle
 	var at time.Time
 	for h, opened := range dd.writers {
-		if h.node == n && h.pid == pid && time.Since(opened) < truncOpenWindow && opened.After(at) {
+		if h.node == n && h.pid == pid && time.Since(opened) < truncOpenWindow && opened.After(at) && h.fresh() {
 			best, at = h, opened
 		}
 	}
@@ -196,6 +201,7 @@ type dataHandle struct {
 	changed bool
 	wrote   bool
 	refused syscall.Errno // a write was refused (EFBIG, ENOSPC): the copy is never stored
+	touched bool          // a write or a truncation came through it, ever
 	created bool          // this open made the file (empty): a refused copy takes it away again
 	mtime   time.Time
 	room    int64 // bytes the copy may hold within the meter's bounds, as last asked; -1: not asked yet
@@ -208,6 +214,13 @@ var (
 	_ = (fs.FileFsyncer)((*dataHandle)(nil))
 	_ = (fs.FileReleaser)((*dataHandle)(nil))
 )
+
+// fresh reports whether nothing changed the copy since the open.
+func (h *dataHandle) fresh() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.touched
+}
 
 func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h.mu.Lock()
@@ -225,6 +238,7 @@ func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.touched = true
 	if h.appending {
 		off = int64(len(h.buf))
 	}

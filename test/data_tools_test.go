@@ -197,3 +197,30 @@ func dataFileList(dir string) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// dataTruncateScript: a process with the file open for writing (its
+// descriptor fresh: nothing written) truncates it by path to 2 bytes; a
+// reader sees that at once. The writer's close then stores nothing more.
+const dataTruncateScript = `
+import os, sys, time
+f = sys.argv[1]
+fd = os.open(f, os.O_RDWR)
+os.truncate(f, 2)
+print(open(f).read())
+os.close(fd)
+`
+
+// TestDataTruncatePathWhileOpen: truncate(2) by path is stored at once even
+// by the thread that just opened the file for writing (regression: within
+// a second of the open it truncated that descriptor's copy instead, taken
+// for the truncation of an O_TRUNC open, and was stored at its close).
+func TestDataTruncatePathWhileOpen(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "m=concurrency=1")
+	f := d.path("m", "data", "f")
+	require.NoError(t, os.WriteFile(f, []byte("0123456789"), 0o644))
+	p := startProc(t, python3.need(t), "-c", dataTruncateScript, f)
+	p.requireSuccess(t, pollTimeout)
+	require.Equal(t, "01\n", p.stdout.String())
+	requireData(t, f, "01")
+}
