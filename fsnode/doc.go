@@ -81,8 +81,12 @@
 // writes (O_TRUNC alone, `: > f`, ftruncate) is stored at the last close
 // (RELEASE, after close(2) returned) or at fsync. O_TRUNC does not empty the
 // stored file at open: the truncation is part of the new content.
-// truncate(2) by path stores at once. open(O_CREAT) of a new file stores
-// it empty at once.
+// truncate(2) by path stores at once, with one exception the kernel
+// forces (go-fuse does not negotiate atomic O_TRUNC, so an O_TRUNC open
+// arrives as an open and then a truncation to 0 by path): a truncation to
+// 0 by the thread that opened the file for writing less than a second
+// before, and has not written or truncated through it since, is taken for
+// that open's O_TRUNC. open(O_CREAT) of a new file stores it empty at once.
 //
 // Bounds, checked as writes arrive: past 1 MiB a write gets EFBIG; past
 // 16 MiB for all the meter's files, ENOSPC; the 1,001st file's create
