@@ -45,6 +45,7 @@ var (
 	_ = (fs.NodeSymlinker)((*dataDir)(nil))
 	_ = (fs.NodeLinker)((*dataDir)(nil))
 	_ = (fs.NodeMknoder)((*dataDir)(nil))
+	_ = (fs.NodeSetxattrer)((*dataDir)(nil))
 )
 
 // dataIno is the inode number of data file name, kept for its life.
@@ -90,7 +91,7 @@ func (dd *dataDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 func (dd *dataDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	f, err := dd.d.m.StatData(name)
 	if err != nil {
-		return nil, dataErrno(err)
+		return nil, ToErrno(err)
 	}
 	return dd.fileInode(ctx, name, f, out), 0
 }
@@ -117,11 +118,20 @@ func (dd *dataDir) fileAttr(f meter.DataFile, out *fuse.Attr) {
 }
 
 // Create makes an empty file at once (as open(O_CREAT) does), then hands a
-// writable copy to the caller; its content replaces it at close.
+// writable copy to the caller; its content replaces it at close. The kernel
+// creates only after a lookup found nothing (holding data/'s lock, so no
+// two creates of one host race), but in a fleet another host may have made
+// the file since: then it is opened as it is (EEXIST with O_EXCL), not
+// emptied.
 func (dd *dataDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	m := dd.d.m
+	if st, err := m.StatData(name); err == nil {
+		return dd.createExisting(ctx, name, st, flags, out)
+	} else if !errors.Is(err, meter.ErrNotExist) {
+		return nil, nil, 0, ToErrno(err)
+	}
 	if err := m.WriteData(name, nil); err != nil {
-		return nil, nil, 0, dataErrno(err)
+		return nil, nil, 0, ToErrno(err)
 	}
 	f := meter.DataFile{Name: name, MTime: time.Now()}
 	ch := dd.fileInode(ctx, name, f, out)
@@ -130,9 +140,27 @@ func (dd *dataDir) Create(ctx context.Context, name string, flags uint32, mode u
 	return ch, h, fuse.FOPEN_DIRECT_IO, 0
 }
 
+// createExisting answers a create of a file that exists: as an open, with
+// O_TRUNC applied to the copy (the kernel does not truncate what it thinks
+// it created).
+func (dd *dataDir) createExisting(ctx context.Context, name string, st meter.DataFile, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_EXCL != 0 {
+		return nil, nil, 0, syscall.EEXIST
+	}
+	ch := dd.fileInode(ctx, name, st, out)
+	fh, fuseFlags, errno := ch.Operations().(*dataFile).Open(ctx, flags)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	if h := fh.(*dataHandle); h.writable && flags&syscall.O_TRUNC != 0 {
+		h.buf, h.changed = nil, true
+	}
+	return ch, fh, fuseFlags, 0
+}
+
 func (dd *dataDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	if err := dd.d.m.DeleteData(name); err != nil {
-		return dataErrno(err)
+		return ToErrno(err)
 	}
 	dd.mu.Lock()
 	delete(dd.inos, name)
@@ -154,7 +182,7 @@ func (dd *dataDir) Rename(ctx context.Context, name string, newParent fs.InodeEm
 		}
 	}
 	if err := dd.d.m.RenameData(name, newName); err != nil {
-		return dataErrno(err)
+		return ToErrno(err)
 	}
 	dd.mu.Lock()
 	if ino, ok := dd.inos[name]; ok {
@@ -163,6 +191,11 @@ func (dd *dataDir) Rename(ctx context.Context, name string, newParent fs.InodeEm
 	}
 	dd.mu.Unlock()
 	return 0
+}
+
+// Setxattr: data/ holds no extended attributes (ENOTSUP).
+func (dd *dataDir) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return ToErrno(errNoXattr)
 }
 
 // data/ holds regular files only.
@@ -182,18 +215,4 @@ func (dd *dataDir) Link(ctx context.Context, target fs.InodeEmbedder, name strin
 
 func (dd *dataDir) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	return nil, ToErrno(errNotAllowed)
-}
-
-// dataErrno maps a data file error: the bounds to EFBIG and ENOSPC, a bad
-// name to EINVAL, the rest as ToErrno does.
-func dataErrno(err error) syscall.Errno {
-	switch {
-	case errors.Is(err, meter.ErrFileTooBig):
-		return syscall.EFBIG
-	case errors.Is(err, meter.ErrNoSpace):
-		return syscall.ENOSPC
-	case errors.Is(err, meter.ErrBadData):
-		return syscall.EINVAL
-	}
-	return ToErrno(err)
 }

@@ -24,12 +24,19 @@ var (
 	_ = (fs.NodeGetattrer)((*dataFile)(nil))
 	_ = (fs.NodeSetattrer)((*dataFile)(nil))
 	_ = (fs.NodeOpener)((*dataFile)(nil))
+	_ = (fs.NodeSetxattrer)((*dataFile)(nil))
 )
 
-// name is the file's current name in data/.
+// name is the file's current name in data/; "" once it was unlinked.
 func (n *dataFile) name() string {
 	name, _ := n.Parent()
 	return name
+}
+
+// Setxattr: a data file holds content only (ENOTSUP), so that tools that
+// copy attributes (cp -a, rsync -X) go on without them.
+func (n *dataFile) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return ToErrno(errNoXattr)
 }
 
 func (n *dataFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -42,7 +49,7 @@ func (n *dataFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrO
 	}
 	st, err := n.dir.d.m.StatData(n.name())
 	if err != nil {
-		return dataErrno(err)
+		return ToErrno(err)
 	}
 	n.dir.fileAttr(st, &out.Attr)
 	return 0
@@ -56,20 +63,14 @@ const truncOpenWindow = time.Second
 // Setattr truncates: through a handle (ftruncate), the writable handle its
 // thread just opened (O_TRUNC), or else the stored file itself, at once and
 // whole (truncate(1)). Times are accepted and ignored (touch works); owner
-// and mode are the meter's.
+// and mode are the meter's (see sameOwnerMode).
 func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if _, ok := in.GetMode(); ok {
-		return ToErrno(errNotAllowed)
-	}
-	if _, ok := in.GetUID(); ok {
-		return ToErrno(errNotAllowed)
-	}
-	if _, ok := in.GetGID(); ok {
+	if !n.dir.sameOwnerMode(in) {
 		return ToErrno(errNotAllowed)
 	}
 	if size, ok := in.GetSize(); ok {
 		h, _ := f.(*dataHandle)
-		if h == nil {
+		if h == nil && size == 0 {
 			h = n.dir.openedBy(ctx, n)
 		}
 		if err := n.truncate(h, size); err != 0 {
@@ -77,6 +78,25 @@ func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 		}
 	}
 	return n.Getattr(ctx, f, out)
+}
+
+// sameOwnerMode reports whether in changes no owner, group or mode of a
+// file from what data/ shows (the meter's): such a chmod or chown is
+// accepted as the no-op it is, so that `sed -i`, `cp -p` and editors,
+// which copy a file's owner and mode onto their temporary file, work.
+// Any real change is EPERM: chmod or chown the meter instead.
+func (dd *dataDir) sameOwnerMode(in *fuse.SetAttrIn) bool {
+	a := dd.d.m.Attr()
+	if mode, ok := in.GetMode(); ok && mode&0o7777 != a.Mode&0o666 {
+		return false
+	}
+	if uid, ok := in.GetUID(); ok && uid != a.UID {
+		return false
+	}
+	if gid, ok := in.GetGID(); ok && gid != a.GID {
+		return false
+	}
+	return true
 }
 
 // truncate sets the size of h's copy, or of the stored file when h is nil.
@@ -89,17 +109,23 @@ func (n *dataFile) truncate(h *dataHandle, size uint64) syscall.Errno {
 			return syscall.EBADF
 		}
 		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.touched = true
+		if int(size) > len(h.buf) {
+			if errno := h.fitsLocked(int64(size)); errno != 0 {
+				return errno // the copy is unchanged, and may still be stored
+			}
+		}
 		h.buf = resize(h.buf, int(size))
 		h.changed, h.mtime = true, time.Now()
-		h.mu.Unlock()
 		return 0
 	}
 	m := n.dir.d.m
 	content, _, err := m.ReadData(n.name())
 	if err != nil {
-		return dataErrno(err)
+		return ToErrno(err)
 	}
-	return dataErrno(m.WriteData(n.name(), resize(content, int(size))))
+	return ToErrno(m.WriteData(n.name(), resize(content, int(size))))
 }
 
 func resize(b []byte, size int) []byte {
@@ -114,7 +140,7 @@ func resize(b []byte, size int) []byte {
 func (n *dataFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	content, _, err := n.dir.d.m.ReadData(n.name())
 	if err != nil {
-		return nil, 0, dataErrno(err)
+		return nil, 0, ToErrno(err)
 	}
 	h := n.dir.newHandle(n, content, flags)
 	if h.writable {
@@ -125,7 +151,7 @@ func (n *dataFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 
 // newHandle makes a handle on node n with content, for flags.
 func (dd *dataDir) newHandle(n *dataFile, content []byte, flags uint32) *dataHandle {
-	h := &dataHandle{node: n, buf: content, mtime: time.Now(),
+	h := &dataHandle{node: n, buf: content, mtime: time.Now(), room: -1,
 		writable: flags&syscall.O_ACCMODE != syscall.O_RDONLY, appending: flags&syscall.O_APPEND != 0}
 	if h.writable {
 		dd.mu.Lock()
@@ -139,7 +165,11 @@ func (dd *dataDir) newHandle(n *dataFile, content []byte, flags uint32) *dataHan
 }
 
 // openedBy finds the writable handle on n that the calling thread opened
-// last, within truncOpenWindow: the target of its O_TRUNC.
+// last, within truncOpenWindow, and has not written or truncated since:
+// the target of its O_TRUNC, which the kernel sends as a truncation to 0
+// without a file handle. (A truncate(2) to 0 by path in that instant, by
+// that thread, cannot be told from it; to any other size it is stored at
+// once.)
 func (dd *dataDir) openedBy(ctx context.Context, n *dataFile) *dataHandle {
 	pid := callerOf(ctx).PID
 	dd.mu.Lock()
@@ -147,7 +177,7 @@ func (dd *dataDir) openedBy(ctx context.Context, n *dataFile) *dataHandle {
 	var best *dataHandle
 	var at time.Time
 	for h, opened := range dd.writers {
-		if h.node == n && h.pid == pid && time.Since(opened) < truncOpenWindow && opened.After(at) {
+		if h.node == n && h.pid == pid && time.Since(opened) < truncOpenWindow && opened.After(at) && h.fresh() {
 			best, at = h, opened
 		}
 	}
@@ -170,9 +200,11 @@ type dataHandle struct {
 	buf     []byte
 	changed bool
 	wrote   bool
-	failed  bool // a write was refused (EFBIG, ENOSPC): the copy is not stored
-	created bool // this open made the file (empty): a refused copy takes it away again
+	refused syscall.Errno // a write was refused (EFBIG, ENOSPC): the copy is never stored
+	touched bool          // a write or a truncation came through it, ever
+	created bool          // this open made the file (empty): a refused copy takes it away again
 	mtime   time.Time
+	room    int64 // bytes the copy may hold within the meter's bounds, as last asked; -1: not asked yet
 }
 
 var (
@@ -183,27 +215,39 @@ var (
 	_ = (fs.FileReleaser)((*dataHandle)(nil))
 )
 
+// fresh reports whether nothing changed the copy since the open.
+func (h *dataHandle) fresh() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.touched
+}
+
 func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return fuse.ReadResultData(sliceAt(h.buf, off, len(dest))), 0
 }
 
-// Write changes the copy. A file past 1 MiB gets EFBIG and the copy is
-// then not stored: the file keeps its previous content.
+// Write changes the copy. A file past 1 MiB gets EFBIG, and one that
+// would take the meter's files past 16 MiB ENOSPC, at the write that
+// crosses the bound; the copy is then not stored: the file keeps its
+// previous content.
 func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	if !h.writable {
 		return 0, syscall.EBADF
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.touched = true
 	if h.appending {
 		off = int64(len(h.buf))
 	}
 	end := off + int64(len(data))
-	if end > meter.MaxDataFile {
-		h.failed = true
-		return 0, syscall.EFBIG
+	if end > int64(len(h.buf)) {
+		if errno := h.fitsLocked(end); errno != 0 {
+			h.refused = errno
+			return 0, errno
+		}
 	}
 	if end > int64(len(h.buf)) {
 		h.buf = resize(h.buf, int(end))
@@ -211,6 +255,27 @@ func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	copy(h.buf[off:], data)
 	h.changed, h.wrote, h.mtime = true, true, time.Now()
 	return uint32(len(data)), 0
+}
+
+// fitsLocked checks that the copy may grow to size bytes: EFBIG past
+// MaxDataFile, ENOSPC past the room the meter's other files leave (asked
+// of the store again only when the last answer is too small, since other
+// files may have shrunk meanwhile).
+func (h *dataHandle) fitsLocked(size int64) syscall.Errno {
+	if size > meter.MaxDataFile {
+		return syscall.EFBIG
+	}
+	if size <= h.room {
+		return 0
+	}
+	room, err := h.node.dir.d.m.DataRoom(h.node.name())
+	if err != nil {
+		return ToErrno(err)
+	}
+	if h.room = room; size > room {
+		return syscall.ENOSPC
+	}
+	return 0
 }
 
 // Flush stores the copy, whole, when a write changed it: close(2) returns
@@ -226,14 +291,27 @@ func (h *dataHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno { re
 func (h *dataHandle) commit(any bool) syscall.Errno {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.writable || !h.changed || (!any && !h.wrote) {
+	if !h.writable {
 		return 0
 	}
 	m, name := h.node.dir.d.m, h.node.name()
-	if h.failed {
+	if h.refused != 0 {
+		// Every close says so (that of a child that inherited the
+		// descriptor as well as the writer's own); the copy, which may
+		// hold part of the refused write, is never stored.
 		h.changed, h.wrote = false, false
 		h.uncreate(m, name)
-		return syscall.EFBIG
+		if name == "" {
+			return 0
+		}
+		return h.refused
+	}
+	if !h.changed || (!any && !h.wrote) {
+		return 0
+	}
+	if name == "" {
+		h.changed, h.wrote = false, false // unlinked meanwhile: its content goes with it
+		return 0
 	}
 	err := m.WriteData(name, h.buf)
 	if err != nil {
@@ -241,7 +319,7 @@ func (h *dataHandle) commit(any bool) syscall.Errno {
 			h.changed, h.wrote = false, false // refused for good: nothing is stored
 			h.uncreate(m, name)
 		}
-		return dataErrno(err)
+		return ToErrno(err)
 	}
 	h.changed, h.wrote, h.created = false, false, false
 	return 0
@@ -262,7 +340,7 @@ func (h *dataHandle) uncreate(m *meter.Meter, name string) {
 // Release stores a change no FLUSH stored (a truncate without writes:
 // `: > file`), then forgets the handle.
 func (h *dataHandle) Release(ctx context.Context) syscall.Errno {
-	if errno := h.commit(true); errno != 0 && errno != syscall.EFBIG {
+	if errno := h.commit(true); errno != 0 && errno != syscall.EFBIG && errno != syscall.ENOSPC {
 		h.node.dir.d.root.log.Warn("a data file's change was not stored at its last close", "meter", h.node.dir.d.m.Name(), "file", h.node.name(), "err", errno.Error())
 	}
 	if h.writable {

@@ -12,6 +12,7 @@
 //	    status.json read: the same snapshot as JSON (a meter.Report); looked up, not listed
 //	    holders/    SEQ.PID per call in progress (owner = holder's uid, mtime = grant)
 //	    waiters/    SEQ.PID per blocked open, in queue order
+//	    data/       small regular files kept in the store with the meter
 //
 // # ls MOUNT, mkdir, rmdir
 //
@@ -37,8 +38,9 @@
 // # close(acquire)
 //
 // The last close of the open file description (FUSE RELEASE) completes the
-// call. It arrives asynchronously, after close(2) has returned. FLUSH is
-// answered with ENOSYS, so the kernel stops sending it.
+// call. It arrives asynchronously, after close(2) has returned. acquire is
+// opened with FOPEN_NOFLUSH, so its close sends no FLUSH (answering one with
+// ENOSYS would stop FLUSH for every file of the mount, data/ files too).
 //
 // # cat status, cat limits, holders/, waiters/
 //
@@ -53,8 +55,52 @@
 // invalid one fails with EINVAL and changes nothing. The truncation the shell
 // sends first is accepted.
 //
+// # data/
+//
+// Regular files only: create, read, write, append, truncate, rename within
+// data/ (replacing the target; RENAME_NOREPLACE gives EEXIST,
+// RENAME_EXCHANGE EINVAL) and unlink. mkdir, symlink, link and mknod give
+// EPERM, rmdir of a file ENOTDIR, a rename out of data/ EXDEV, setxattr
+// ENOTSUP. A name is 1 to 255 bytes of UTF-8 without control characters:
+// longer gives ENAMETOOLONG, otherwise bad EINVAL, and nothing is stored.
+// Files show the meter's owner and mode (less the execute bits); read needs
+// the meter's read permission, every change its write permission (the
+// kernel checks, default_permissions). A chmod or chown of a file that
+// changes nothing succeeds (sed -i, cp -p); one that changes something
+// gives EPERM: chmod or chown the meter.
+//
+// Nothing is cached: every open, stat and listing asks the store, so
+// another process, or another host of a fleet, sees a change at once.
+//
+// An open hands out a copy. A reader's is a snapshot. A writer's replaces
+// the stored file whole at the close of a process that wrote through the
+// descriptor (FLUSH, which close(2) waits for): readers see the old content
+// or the new, never a mix, and the new survives kill -9 once close
+// returned. A process that wrote nothing through it (a forked child closing
+// its inherited copy at exit or exec) stores nothing; a truncation without
+// writes (O_TRUNC alone, `: > f`, ftruncate) is stored at the last close
+// (RELEASE, after close(2) returned) or at fsync. O_TRUNC does not empty the
+// stored file at open: the truncation is part of the new content.
+// truncate(2) by path stores at once, with one exception the kernel
+// forces (go-fuse does not negotiate atomic O_TRUNC, so an O_TRUNC open
+// arrives as an open and then a truncation to 0 by path): a truncation to
+// 0 by the thread that opened the file for writing less than a second
+// before, and has not written or truncated through it since, is taken for
+// that open's O_TRUNC. open(O_CREAT) of a new file stores it empty at once.
+//
+// Bounds, checked as writes arrive: past 1 MiB a write gets EFBIG; past
+// 16 MiB for all the meter's files, ENOSPC; the 1,001st file's create
+// gets ENOSPC. After a refused write every close of the descriptor returns
+// the same errno and the copy is never stored: the file keeps its previous
+// content, and a file this open created is taken away again.
+//
+// A meter's data goes with it at rmdir (EBUSY while it has holders or
+// waiters, however many files it has). A descriptor or directory still
+// open on a removed meter's data/ gets ENOENT, and never reaches a meter
+// made again under the same name.
+//
 // # Everything else
 //
-// Creating files, unlink, rename, truncating or chmod of a meter's files fail
-// with EPERM.
+// Creating files, unlink, rename, truncating or chmod of a meter's files
+// (other than in data/) fail with EPERM.
 package fsnode

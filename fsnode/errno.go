@@ -27,12 +27,20 @@ func ToErrno(err error) syscall.Errno {
 		return syscall.EEXIST
 	case errors.Is(err, meter.ErrNotExist):
 		return syscall.ENOENT
-	case errors.Is(err, errBadInput):
+	case errors.Is(err, meter.ErrFileTooBig):
+		return syscall.EFBIG
+	case errors.Is(err, meter.ErrNoSpace):
+		return syscall.ENOSPC
+	case errors.Is(err, meter.ErrDataNameTooLong):
+		return syscall.ENAMETOOLONG
+	case errors.Is(err, errBadInput), errors.Is(err, meter.ErrBadData):
 		return syscall.EINVAL
 	case errors.Is(err, errNameTooLong):
 		return syscall.ENAMETOOLONG
 	case errors.Is(err, errNotAllowed):
 		return syscall.EPERM
+	case errors.Is(err, errNoXattr):
+		return syscall.ENOTSUP
 	default: // ErrClosed, ErrStore and anything unforeseen
 		return syscall.EIO
 	}
@@ -42,4 +50,5 @@ var (
 	errBadInput    = errors.New("fsnode: invalid input")
 	errNameTooLong = errors.New("fsnode: name too long")
 	errNotAllowed  = errors.New("fsnode: operation not allowed on a meter file")
+	errNoXattr     = errors.New("fsnode: data files have no extended attributes")
 )

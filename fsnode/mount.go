@@ -46,8 +46,12 @@ func NewMount(dir string, root *Root, opt MountOptions) (*Mount, error) {
 	if opt.Debug {
 		mo.Logger = log.Default()
 	}
-	server, err := fs.Mount(dir, root, &fs.Options{MountOptions: mo})
+	server, err := fuse.NewServer(newFlushFilter(fs.NewNodeFS(root, &fs.Options{MountOptions: mo})), dir, &mo)
 	if err != nil {
+		return nil, fmt.Errorf("fsnode: mount %s: %w", dir, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return nil, fmt.Errorf("fsnode: mount %s: %w", dir, err)
 	}
 	m := &Mount{Dir: dir, root: root, server: server, direct: opt.Direct, done: make(chan struct{})}

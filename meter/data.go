@@ -25,6 +25,9 @@ var (
 	ErrFileTooBig = errors.New("meter: a data file may hold at most 1 MiB")
 	ErrNoSpace    = errors.New("meter: a meter's data files may hold at most 16 MiB in 1,000 files")
 	ErrBadData    = errors.New("meter: bad data file name")
+	// ErrDataNameTooLong is a data file name over 255 bytes (not ErrBadData:
+	// it has an errno of its own, ENAMETOOLONG).
+	ErrDataNameTooLong = errors.New("meter: data file name longer than 255 bytes")
 )
 
 // DataFile is one data file as listed: its name, size and when it last
@@ -44,7 +47,7 @@ func ValidDataName(name string) error {
 	case name == "" || name == "." || name == "..":
 		return bad("give the file a name")
 	case len(name) > MaxNameLen:
-		return bad("longer than 255 bytes")
+		return fmt.Errorf("%w: %d bytes; use a shorter name", ErrDataNameTooLong, len(name))
 	case !utf8.ValidString(name):
 		return bad("not valid UTF-8")
 	case strings.ContainsRune(name, '/'):
@@ -55,8 +58,24 @@ func ValidDataName(name string) error {
 	return nil
 }
 
+// errRemoved is the error of a data operation on a meter removed (by
+// rmdir, here or on another host of a fleet) while a descriptor or a
+// directory of its data/ was still open: its files are gone, and a meter
+// made again under its name is another meter whose files it must not reach.
+func (m *Meter) errRemoved() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.removed {
+		return fmt.Errorf("%w: %q was removed", ErrNotExist, m.name)
+	}
+	return nil
+}
+
 // ListData lists the meter's data files, sorted by name.
 func (m *Meter) ListData() ([]DataFile, error) {
+	if err := m.errRemoved(); err != nil {
+		return nil, err
+	}
 	fs, err := m.dataStore().ListData(m.name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list the data of %q: %w", ErrStore, m.name, err)
@@ -66,6 +85,9 @@ func (m *Meter) ListData() ([]DataFile, error) {
 
 // StatData returns a data file's size and time; ErrNotExist if there is none.
 func (m *Meter) StatData(name string) (DataFile, error) {
+	if err := m.errRemoved(); err != nil {
+		return DataFile{Name: name}, err
+	}
 	f, err := m.dataStore().StatData(m.name, name)
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		err = fmt.Errorf("%w: stat %q of %q: %w", ErrStore, name, m.name, err)
@@ -75,6 +97,9 @@ func (m *Meter) StatData(name string) (DataFile, error) {
 
 // ReadData returns a data file's content; ErrNotExist if there is none.
 func (m *Meter) ReadData(name string) ([]byte, DataFile, error) {
+	if err := m.errRemoved(); err != nil {
+		return nil, DataFile{}, err
+	}
 	b, f, err := m.dataStore().ReadData(m.name, name)
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		err = fmt.Errorf("%w: read %q of %q: %w", ErrStore, name, m.name, err)
@@ -93,6 +118,9 @@ func (m *Meter) WriteData(name string, content []byte) error {
 	if len(content) > MaxDataFile {
 		return fmt.Errorf("%w: %q would hold %d bytes", ErrFileTooBig, name, len(content))
 	}
+	if err := m.errRemoved(); err != nil {
+		return err
+	}
 	err := m.dataStore().WriteData(m.name, name, content, m.clock.Now())
 	if err != nil && !errors.Is(err, ErrNoSpace) && !errors.Is(err, ErrNotExist) {
 		err = fmt.Errorf("%w: write %q of %q: %w", ErrStore, name, m.name, err)
@@ -106,6 +134,9 @@ func (m *Meter) RenameData(from, to string) error {
 	if err := ValidDataName(to); err != nil {
 		return err
 	}
+	if err := m.errRemoved(); err != nil {
+		return err
+	}
 	err := m.dataStore().RenameData(m.name, from, to, m.clock.Now())
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		err = fmt.Errorf("%w: rename %q to %q in %q: %w", ErrStore, from, to, m.name, err)
@@ -115,11 +146,34 @@ func (m *Meter) RenameData(from, to string) error {
 
 // DeleteData removes a data file; ErrNotExist if there is none.
 func (m *Meter) DeleteData(name string) error {
+	if err := m.errRemoved(); err != nil {
+		return err
+	}
 	err := m.dataStore().DeleteData(m.name, name)
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		err = fmt.Errorf("%w: delete %q of %q: %w", ErrStore, name, m.name, err)
 	}
 	return err
+}
+
+// DataRoom returns how many bytes data file name may hold within the
+// meter's bound on all its files (MaxDataTotal less what the others hold;
+// MaxDataFile bounds one file apart). A writer checks its copy against it
+// as writes arrive, so that ENOSPC comes at the write that overflows, not
+// only at close; the store checks again, atomically, when the copy is
+// stored.
+func (m *Meter) DataRoom(name string) (int64, error) {
+	files, err := m.ListData()
+	if err != nil {
+		return 0, err
+	}
+	var others int64
+	for _, f := range files {
+		if f.Name != name {
+			others += f.Size
+		}
+	}
+	return max(MaxDataTotal-others, 0), nil
 }
 
 func (m *Meter) dataStore() DataStore {

@@ -55,6 +55,7 @@ type Meter struct {
 	timer       Timer
 	timerAt     time.Time
 	closed      bool
+	removed     bool // by Registry.Remove, or on another host: its data files are gone
 	stats       Stats
 	seq         uint64
 	expiredOpen map[uint64]Call // holds ended by max_hold, not released yet
@@ -450,6 +451,13 @@ func (m *Meter) setShared(store func() error, what string) error {
 	}
 	m.reg.refresh(m.name)
 	return nil
+}
+
+// markRemoved says the meter was removed: its data files are gone.
+func (m *Meter) markRemoved() {
+	m.mu.Lock()
+	m.removed = true
+	m.mu.Unlock()
 }
 
 // close fails every waiter with ErrClosed and refuses new ones.

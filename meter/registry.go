@@ -239,6 +239,7 @@ func (r *Registry) Remove(name string) error {
 	} else if err != nil {
 		return fmt.Errorf("%w: delete %q: %w", ErrStore, name, err)
 	}
+	m.markRemoved()
 	m.close()
 	delete(r.meters, name)
 	return nil

@@ -84,6 +84,7 @@ func (r *Registry) refresh(name string) {
 	switch {
 	case !ok && m != nil:
 		delete(r.meters, name)
+		m.markRemoved()
 		m.closeShared()()
 	case ok && m == nil:
 		m = r.newMeter(name, s.Spec, s.Attr)

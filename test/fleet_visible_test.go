@@ -16,8 +16,7 @@ import (
 
 // The fleet's must-show on shared definitions: mkdir, a limits write,
 // chmod, chown and rmdir made on one host show on every other host within
-// fleetVisible. data/ files (design §8) do not exist yet, so they are not
-// part of this test.
+// fleetVisible. data/ files (design §8) are data_fleet_test.go's.
 func TestFleetVisibility(t *testing.T) {
 	t.Parallel()
 	_, ds := fleet(t, 3, nil, "base=1/1s")

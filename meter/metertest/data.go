@@ -3,6 +3,7 @@ package metertest
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -35,6 +36,12 @@ func testRegData(t *testing.T, h *regHarness) {
 	require.ErrorIs(t, err, meter.ErrNotExist)
 	require.ErrorIs(t, m.WriteData("a/b", nil), meter.ErrBadData)
 	require.ErrorIs(t, m.WriteData("..", nil), meter.ErrBadData)
+	require.ErrorIs(t, m.WriteData("bad\xff", nil), meter.ErrBadData)
+	require.NoError(t, m.WriteData(strings.Repeat("l", 255), nil), "a name of 255 bytes")
+	err = m.WriteData(strings.Repeat("l", 256), nil)
+	require.ErrorIs(t, err, meter.ErrDataNameTooLong, "a name of 256 bytes")
+	require.NotErrorIs(t, err, meter.ErrBadData, "too long has an errno of its own")
+	require.NoError(t, m.DeleteData(strings.Repeat("l", 255)))
 
 	require.NoError(t, m.WriteData("n", []byte("20")))
 	m = h.restart("a").Get("m")
@@ -46,6 +53,45 @@ func testRegData(t *testing.T, h *regHarness) {
 	list, err = m.ListData()
 	require.NoError(t, err)
 	require.Empty(t, list, "a meter made again has no data files")
+}
+
+// testRegDataRemoved: a meter removed while its files were open (the
+// *Meter still held) reaches no file any more, not even those of a meter
+// made again under its name (regression: an open data/ of the removed
+// meter listed, and a late close wrote into, the new meter's files).
+func testRegDataRemoved(t *testing.T, h *regHarness) {
+	old := h.create("a", "m", "")
+	require.NoError(t, old.WriteData("f", []byte("old")))
+	require.NoError(t, h.reg("a").Remove("m"))
+	m := h.create("a", "m", "")
+	require.NoError(t, m.WriteData("g", []byte("new")))
+	_, err := old.ListData()
+	require.ErrorIs(t, err, meter.ErrNotExist)
+	_, _, err = old.ReadData("g")
+	require.ErrorIs(t, err, meter.ErrNotExist)
+	_, err = old.StatData("g")
+	require.ErrorIs(t, err, meter.ErrNotExist)
+	require.ErrorIs(t, old.WriteData("f", []byte("late")), meter.ErrNotExist)
+	require.ErrorIs(t, old.RenameData("g", "h"), meter.ErrNotExist)
+	require.ErrorIs(t, old.DeleteData("g"), meter.ErrNotExist)
+	_, err = old.DataRoom("f")
+	require.ErrorIs(t, err, meter.ErrNotExist)
+	list, err := m.ListData()
+	require.NoError(t, err)
+	require.Equal(t, []string{"g"}, dataNames(list), "the removed meter reached nothing of the new one")
+}
+
+// testRegDataRoom: DataRoom is what the other files leave of 16 MiB.
+func testRegDataRoom(t *testing.T, h *regHarness) {
+	m := h.create("a", "m", "")
+	room, err := m.DataRoom("f")
+	require.NoError(t, err)
+	require.Equal(t, int64(meter.MaxDataTotal), room, "an empty meter")
+	require.NoError(t, m.WriteData("f", []byte("12345")))
+	require.NoError(t, m.WriteData("g", []byte("123")))
+	room, err = m.DataRoom("f")
+	require.NoError(t, err)
+	require.Equal(t, int64(meter.MaxDataTotal-3), room, "f's own bytes are not counted against it")
 }
 
 func testRegDataBounds(t *testing.T, h *regHarness) {

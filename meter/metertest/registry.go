@@ -40,6 +40,8 @@ func RunRegistryTests(t *testing.T, open OpenRegistry) {
 		{"Bucket", testRegBucket},
 		{"DataFiles", testRegData},
 		{"DataBounds", testRegDataBounds},
+		{"DataRemoved", testRegDataRemoved},
+		{"DataRoom", testRegDataRoom},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newRegHarness(t, open)) })
 	}
