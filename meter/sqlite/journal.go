@@ -76,6 +76,7 @@ type journal struct {
 	active  int
 	seq     uint64
 	pending []op
+	spare   []op // a flushed batch's array, emptied, for pending to reuse
 	buf     []byte
 	out     *outage // counts and logs failed writes (the store's, set by startJournal)
 	kick    chan struct{}
@@ -293,7 +294,7 @@ func (j *journal) take() ([]op, int) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	ops := j.pending
-	j.pending = nil
+	j.pending, j.spare = j.spare, nil
 	other := 1 - j.active
 	if len(ops) == 0 || j.size[other] != 0 {
 		return ops, -1
@@ -301,6 +302,22 @@ func (j *journal) take() ([]op, int) {
 	old := j.active
 	j.active = other
 	return ops, old
+}
+
+// recycle gives the array of a flushed batch back for appends to reuse, so
+// that the hot path does not grow a new one (ops are a few hundred bytes
+// each) after every flush. Its elements are cleared first: they hold meter
+// names and history slices.
+func (j *journal) recycle(ops []op) {
+	if cap(ops) > 2*flushAt {
+		return // a burst's array: let it go
+	}
+	clear(ops)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.spare == nil {
+		j.spare = ops[:0]
+	}
 }
 
 // untake puts operations whose flush failed back in front of the queue.

@@ -445,6 +445,7 @@ func (s *Store) flushLocked() error {
 		return fmt.Errorf("sqlite: write %d queued grants and completions into %s: %w", len(ops), s.path, err)
 	}
 	s.sqliteOut.ok()
+	s.j.recycle(ops)
 	if err := s.j.truncateInactive(); err != nil {
 		return fmt.Errorf("sqlite: empty the grant journal of %s: %w", s.path, err)
 	}
