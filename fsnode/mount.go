@@ -50,10 +50,16 @@ func NewMount(dir string, root *Root, opt MountOptions) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsnode: mount %s: %w", dir, err)
 	}
+	// NewServer returns once the kernel's INIT is answered: the mount
+	// serves. server.WaitMount is not called: besides waiting for that, it
+	// opens and closes a file in the mount (go-fuse's poll hack), and a
+	// daemon must never call into its own mount: a kill -9 while that
+	// close's FLUSH is being answered leaves the process unkillable (the
+	// kernel waits for an answer its dead threads cannot give) and the
+	// mount dead until its connection is aborted. The hack only teaches
+	// the kernel that POLL is not implemented, which rlfs answers to any
+	// caller (ENOSYS) anyway.
 	go server.Serve()
-	if err := server.WaitMount(); err != nil {
-		return nil, fmt.Errorf("fsnode: mount %s: %w", dir, err)
-	}
 	m := &Mount{Dir: dir, root: root, server: server, direct: opt.Direct, done: make(chan struct{})}
 	if root.reg.Shared() {
 		root.reg.OnChange(root.invalidate) // mounted: the kernel can be told now
