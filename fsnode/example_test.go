@@ -38,7 +38,7 @@ func Example() {
 		return
 	}
 	defer os.RemoveAll(dir)
-	mnt, err := fsnode.NewMount(dir, fsnode.NewRoot(fsnode.Options{Registry: reg}), fsnode.MountOptions{Direct: os.Geteuid() == 0})
+	mnt, err := fsnode.NewMount(dir, fsnode.NewRoot(fsnode.Options{Registry: reg}), fsnode.MountOptions{Direct: os.Geteuid() == 0, SelfAccess: true})
 	if err != nil {
 		fmt.Println(err)
 		return

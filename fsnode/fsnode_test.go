@@ -57,7 +57,7 @@ func mount(t *testing.T, meters map[string]string) *fixture {
 	}
 	dir := filepath.Join(t.TempDir(), "mnt")
 	require.NoError(t, os.Mkdir(dir, 0o755))
-	mnt, err := NewMount(dir, NewRoot(Options{Registry: reg}), MountOptions{Direct: true, Debug: testing.Verbose() && os.Getenv("RLFS_DEBUG") != ""})
+	mnt, err := NewMount(dir, NewRoot(Options{Registry: reg}), MountOptions{Direct: true, SelfAccess: true, Debug: testing.Verbose() && os.Getenv("RLFS_DEBUG") != ""})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		reg.Close()
@@ -272,7 +272,7 @@ func serveStore(t *testing.T, store meter.Store, dir string, meters map[string]s
 		_, err = reg.Create(name, spec, meter.DefaultAttr())
 		require.NoError(t, err)
 	}
-	mnt, err := NewMount(dir, NewRoot(Options{Registry: reg, Logger: discard()}), MountOptions{Direct: true})
+	mnt, err := NewMount(dir, NewRoot(Options{Registry: reg, Logger: discard()}), MountOptions{Direct: true, SelfAccess: true})
 	require.NoError(t, err)
 	s := &served{reg: reg, mnt: mnt}
 	t.Cleanup(func() { s.stop(t) })

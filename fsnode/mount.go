@@ -20,6 +20,13 @@ type MountOptions struct {
 	AllowOther bool
 	// Debug logs every FUSE request.
 	Debug bool
+	// SelfAccess is for a process that opens files in its own mount (tests
+	// of this package, the Example): it runs go-fuse's poll hack at mount,
+	// without which Go's netpoller can deadlock registering such a file
+	// (the kernel's POLL request then waits for a thread that is not
+	// there). The daemon never opens its own files, and must not: see
+	// NewMount.
+	SelfAccess bool
 }
 
 // Mount is a mounted rlfs filesystem. Safe for concurrent use.
@@ -51,15 +58,21 @@ func NewMount(dir string, root *Root, opt MountOptions) (*Mount, error) {
 		return nil, fmt.Errorf("fsnode: mount %s: %w", dir, err)
 	}
 	// NewServer returns once the kernel's INIT is answered: the mount
-	// serves. server.WaitMount is not called: besides waiting for that, it
-	// opens and closes a file in the mount (go-fuse's poll hack), and a
-	// daemon must never call into its own mount: a kill -9 while that
-	// close's FLUSH is being answered leaves the process unkillable (the
-	// kernel waits for an answer its dead threads cannot give) and the
-	// mount dead until its connection is aborted. The hack only teaches
-	// the kernel that POLL is not implemented, which rlfs answers to any
-	// caller (ENOSYS) anyway.
+	// serves. server.WaitMount is called only with SelfAccess: besides
+	// waiting for that, it opens and closes a file in the mount (go-fuse's
+	// poll hack), and a daemon must never call into its own mount: a
+	// kill -9 while that close's FLUSH is being answered leaves the
+	// process unkillable (the kernel waits for an answer its dead threads
+	// cannot give) and the mount dead until its connection is aborted. The
+	// hack teaches the kernel that POLL is not implemented, which matters
+	// only to a process that polls its own files; rlfs answers POLL from
+	// anyone else with ENOSYS anyway.
 	go server.Serve()
+	if opt.SelfAccess {
+		if err := server.WaitMount(); err != nil {
+			return nil, fmt.Errorf("fsnode: mount %s: %w", dir, err)
+		}
+	}
 	m := &Mount{Dir: dir, root: root, server: server, direct: opt.Direct, done: make(chan struct{})}
 	if root.reg.Shared() {
 		root.reg.OnChange(root.invalidate) // mounted: the kernel can be told now
