@@ -69,11 +69,13 @@ func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 		return ToErrno(errNotAllowed)
 	}
 	if size, ok := in.GetSize(); ok {
-		h, _ := f.(*dataHandle)
+		// ftruncate(2) comes with its file handle; the kernel sends an
+		// O_TRUNC open's truncation without one.
+		h, explicit := f.(*dataHandle)
 		if h == nil && size == 0 {
 			h = n.dir.openedBy(ctx, n)
 		}
-		if err := n.truncate(h, size); err != 0 {
+		if err := n.truncate(h, size, explicit); err != 0 {
 			return err
 		}
 	}
@@ -100,7 +102,7 @@ func (dd *dataDir) sameOwnerMode(in *fuse.SetAttrIn) bool {
 }
 
 // truncate sets the size of h's copy, or of the stored file when h is nil.
-func (n *dataFile) truncate(h *dataHandle, size uint64) syscall.Errno {
+func (n *dataFile) truncate(h *dataHandle, size uint64, explicit bool) syscall.Errno {
 	if size > meter.MaxDataFile {
 		return syscall.EFBIG
 	}
@@ -118,6 +120,11 @@ func (n *dataFile) truncate(h *dataHandle, size uint64) syscall.Errno {
 		}
 		h.buf = resize(h.buf, int(size))
 		h.changed, h.mtime = true, time.Now()
+		// An ftruncate is stored at the close, as a write is (truncate(1)
+		// opens and ftruncates); an O_TRUNC alone waits for the last close,
+		// so that a shell's `> file` is not stored empty at the close of
+		// a dup before its content is written.
+		h.wrote = h.wrote || explicit
 		return 0
 	}
 	m := n.dir.d.m

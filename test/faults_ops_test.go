@@ -356,7 +356,10 @@ func TestFaultOpenCloseCycles(t *testing.T) {
 	sysGrowth := max(end.sys-base.sys, 0)
 	rssAllowed := 16*mib + sysGrowth
 	if raceEnabled {
-		rssAllowed += 2*sysGrowth + 32*mib
+		// the race detector's shadow memory follows the heap's peaks, not
+		// its live size: 99.6 MiB against 96.75 allowed once in CI under
+		// GOMAXPROCS=1 (Go sys +16.2 MiB, live heap +0.4 MiB)
+		rssAllowed += 3*sysGrowth + 48*mib
 	}
 	require.Less(t, end.rss-base.rss, rssAllowed, "RSS growth over 100,000 cycles (Go sys grew %.1f MiB)", sysGrowth/mib)
 	require.Equal(t, strconv.Itoa(warmup+cycles), d.status(t, "m")["grants_total"])
