@@ -280,19 +280,19 @@ func errnoName(e syscall.Errno) string {
 // of 4,000 cycles the idle daemon's goroutines, open fds and memory (from
 // its /metrics) are the baseline; after the 100,000 cycles:
 //
-//   - goroutines and fds return to at most the baseline (polled, within
+//   - goroutines return to at most the baseline and 4 (go-fuse keeps a
+//     few idle readers), fds to at most the baseline (polled, within
 //     pollTimeout; in practice within a second);
-//   - the live Go heap grows by less than 4 MiB (a leak of 40 bytes a cycle
-//     would show). Live heap is the lowest go_memstats_heap_alloc_bytes
+//   - the live Go heap grows by less than 8 MiB (a leak of 80 bytes a cycle
+//     would show; the journal's last batches may still be counted). Live heap is the lowest go_memstats_heap_alloc_bytes
 //     seen while the test's own scrapes make the idle daemon collect
 //     garbage twice;
 //   - RSS is stable: its growth, less what the Go runtime still holds from
 //     the peak of 16 busy clients (go_memstats_sys_bytes grows only with
 //     peaks; measured +8 MiB, +44 MiB with GOMAXPROCS=1, then flat), is
-//     under 16 MiB. Under -race the race detector's shadow of that peak
-//     memory (×2 more) and its own bookkeeping, which grows with every
-//     request served (about 200 bytes a cycle, measured with the Go heap
-//     flat: 32 MiB allowed), come on top.
+//     under 16 MiB. The daemon is built without -race even when the
+//     tests are: the race detector's shadow memory and bookkeeping grow
+//     with every request served and would be measured instead.
 //
 // Every cycle is one grant.
 //
@@ -300,7 +300,15 @@ func errnoName(e syscall.Errno) string {
 func TestFaultOpenCloseCycles(t *testing.T) {
 	const procs, cycles, warmup = 16, 100_000, 4_000
 	addr := freePort(t)
-	d := startDaemonFlags(t, []string{"--metrics", addr}, "m=concurrency=0")
+	// The daemon without -race: the race detector's own memory grows with
+	// every request served (about 900 bytes a cycle with GOMAXPROCS=1),
+	// which would hide what rlfs itself does.
+	requireFUSE(t)
+	dir := t.TempDir()
+	d := &daemon{db: filepath.Join(dir, "meters.db"), mnt: filepath.Join(dir, "mnt"), meters: []string{"m=concurrency=0"},
+		extra: []string{"--metrics", addr}, bin: rlfsPlain}
+	t.Cleanup(func() { d.cleanup(t) })
+	d.start(t)
 	acq := d.path("m", "acquire")
 	run := func(n int) time.Duration {
 		start := time.Now()
@@ -346,26 +354,26 @@ func TestFaultOpenCloseCycles(t *testing.T) {
 	settled := time.Now()
 	waitFor(t, "goroutines and fds return to the baseline", func() bool {
 		after = scrape(t, addr)
-		return after["go_goroutines"] <= base.goroutines && after["process_open_fds"] <= base.fds
+		// go-fuse keeps from one to a few idle reader goroutines: a margin of
+		// 4, where a leak of one per cycle would show 100,000
+		return after["go_goroutines"] <= base.goroutines+4 && after["process_open_fds"] <= base.fds
 	}, func() string {
 		return fmt.Sprintf("baseline %.0f goroutines, %.0f fds; now %.0f, %.0f", base.goroutines, base.fds, after["go_goroutines"], after["process_open_fds"])
 	})
 	back := time.Since(settled)
 	end := idle("after 100,000 cycles")
-	require.Less(t, end.heap-base.heap, 4.0*mib, "live heap growth over 100,000 cycles")
+	// heap_alloc counts garbage until the next GC: at 40,000 grants/s the
+	// journal's last batches (up to 8,192 queued operations of ~300 bytes
+	// each, two arrays) may still be in it. 8 MiB catches a leak of 80
+	// bytes a cycle.
+	require.Less(t, end.heap-base.heap, 8.0*mib, "live heap growth over 100,000 cycles")
 	sysGrowth := max(end.sys-base.sys, 0)
 	rssAllowed := 16*mib + sysGrowth
-	if raceEnabled {
-		// the race detector's shadow memory follows the heap's peaks, not
-		// its live size: 99.6 MiB against 96.75 allowed once in CI under
-		// GOMAXPROCS=1 (Go sys +16.2 MiB, live heap +0.4 MiB)
-		rssAllowed += 3*sysGrowth + 48*mib
-	}
 	require.Less(t, end.rss-base.rss, rssAllowed, "RSS growth over 100,000 cycles (Go sys grew %.1f MiB)", sysGrowth/mib)
 	require.Equal(t, strconv.Itoa(warmup+cycles), d.status(t, "m")["grants_total"])
 	require.Empty(t, d.entries(t, "m", "holders"))
 	t.Logf("FIGURE cycles: %d cycles from %d processes in %.1f s (%.0f/s); goroutines %.0f→%.0f and fds %.0f→%.0f within %s; "+
-		"live heap %.1f→%.1f MiB, Go sys %.1f→%.1f MiB, RSS %.1f→%.1f MiB (race: %v)",
+		"live heap %.1f→%.1f MiB, Go sys %.1f→%.1f MiB, RSS %.1f→%.1f MiB (the daemon built without -race)",
 		cycles, procs, took.Seconds(), cycles/took.Seconds(), base.goroutines, after["go_goroutines"], base.fds, after["process_open_fds"], fmtMS(back),
-		base.heap/mib, end.heap/mib, base.sys/mib, end.sys/mib, base.rss/mib, end.rss/mib, raceEnabled)
+		base.heap/mib, end.heap/mib, base.sys/mib, end.sys/mib, base.rss/mib, end.rss/mib)
 }

@@ -30,6 +30,7 @@ import (
 
 var (
 	rlfsBin     string // the daemon, built by TestMain (with -race when the tests are)
+	rlfsPlain   string // the daemon without -race, for measuring its memory
 	goClientBin string // clients/goclient, built by TestMain
 	clientsDir  string // absolute path of clients/ (client.sh, client.py, client.js)
 )
@@ -75,6 +76,11 @@ func runMain(m *testing.M) int {
 	builds := [][]string{
 		append(daemonBuild, "github.com/rlfs/rlfs/cmd/rlfs"),
 		{"build", "-o", goClientBin, "github.com/rlfs/rlfs/test/clients/goclient"},
+	}
+	rlfsPlain = rlfsBin
+	if raceEnabled {
+		rlfsPlain = filepath.Join(dir, "rlfs-plain")
+		builds = append(builds, []string{"build", "-o", rlfsPlain, "github.com/rlfs/rlfs/cmd/rlfs"})
 	}
 	for _, args := range builds {
 		out, err := exec.Command(goTool(), args...).CombinedOutput()
@@ -178,6 +184,7 @@ type daemon struct {
 	meters []string // NAME=SPEC
 	extra  []string // more flags for rlfs mount
 	wrap   []string // a command that runs rlfs, such as nsenter --net=…; none if empty
+	bin    string   // the rlfs binary; rlfsBin if empty
 	log    syncBuffer
 	run    *run // the current (or last) process
 	runs   int
@@ -229,7 +236,11 @@ func (d *daemon) start(t *testing.T) {
 	args = append(append(args, d.extra...), d.mnt)
 	d.runs++
 	fmt.Fprintf(&d.log, "--- run %d: rlfs %s\n", d.runs, strings.Join(args, " "))
-	argv := append(append([]string(nil), d.wrap...), rlfsBin)
+	bin := d.bin
+	if bin == "" {
+		bin = rlfsBin
+	}
+	argv := append(append([]string(nil), d.wrap...), bin)
 	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
 	cmd.Stdout, cmd.Stderr = &d.log, &d.log
 	// Should the test binary die, the daemon unmounts and exits too.
