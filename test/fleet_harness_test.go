@@ -84,7 +84,7 @@ func (d *daemon) crash(t *testing.T) time.Time {
 	t.Helper()
 	at := time.Now()
 	require.NoError(t, d.run.cmd.Process.Kill())
-	<-d.run.done
+	d.run.awaitKilled(t)
 	return at
 }
 

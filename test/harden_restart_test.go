@@ -29,7 +29,7 @@ func TestRestartAfterKill9(t *testing.T) {
 	baseline := waitGrant(t, d.path("m", "acquire")).Sub(begin)
 	holder := shHold(t, d.path("m", "acquire"))
 	require.NoError(t, d.run.cmd.Process.Kill())
-	<-d.run.done
+	d.run.awaitKilled(t)
 	_, err := os.ReadDir(d.mnt)
 	require.True(t, errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED), "kill -9 leaves a dead mount: ls gives %v", err)
 

@@ -305,8 +305,27 @@ func (d *daemon) kill9(t *testing.T) {
 	t.Helper()
 	r := d.run
 	require.NoError(t, r.cmd.Process.Kill())
-	<-r.done
+	r.awaitKilled(t)
 	detach(t, d.mnt, r.dev)
+}
+
+// awaitKilled waits for a process sent SIGKILL to be gone. One that is not
+// gone within stopTimeout is stuck in the kernel on a FUSE request of its
+// own mount (a daemon that called into its own mount: the kernel waits
+// uninterruptibly for an answer only its dead threads could give): that is
+// a failure, and aborting the mount's connection frees it, so that the
+// test neither hangs nor leaves a connection behind.
+func (r *run) awaitKilled(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.done:
+		return
+	case <-time.After(stopTimeout):
+	}
+	t.Errorf("rlfs pid %d is still there %v after SIGKILL: stuck on a request to its own mount; aborting its FUSE connection %s",
+		r.cmd.Process.Pid, stopTimeout, r.dev)
+	abortConnection(t, r.dev)
+	<-r.done
 }
 
 // cleanup stops whatever is still running and removes whatever is still
@@ -323,7 +342,7 @@ func (d *daemon) cleanup(t *testing.T) {
 			case <-time.After(stopTimeout):
 				t.Errorf("rlfs pid %d ignored SIGTERM for %v; killing it", r.cmd.Process.Pid, stopTimeout)
 				_ = r.cmd.Process.Kill()
-				<-r.done
+				r.awaitKilled(t)
 			}
 		}
 		detach(t, d.mnt, r.dev)
