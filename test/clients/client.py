@@ -53,25 +53,21 @@ def daemon_grant_ns(line):
     return str(round(dt.timestamp() * 1000) * 1000000)
 
 
-def calls(acq, cid, threads, n, hold, log):
+def run_threads(threads, log, one):
+    """Runs threads workers; worker k calls one(k, write) for each of its
+    calls, write appending a line to log. A worker that fails is reported
+    and the others go on; then the process exits 1."""
     lock = threading.Lock()
     out = open(log, "a", buffering=1)
     failures = []
 
+    def write(line):
+        with lock:
+            out.write(line + "\n")
+
     def worker(k):
         try:
-            for _ in range(n):
-                a = time.time_ns()
-                fd = os.open(acq, os.O_RDONLY)
-                g = time.time_ns()
-                line = os.read(fd, 512).decode()
-                if hold > 0:
-                    time.sleep(hold)
-                r = time.time_ns()
-                os.close(fd)
-                c = time.time_ns()
-                with lock:
-                    out.write(f"{cid}-t{k} {g} {r} {call_of(line)} {c} {daemon_grant_ns(line)} {a}\n")
+            one(k, write)
         except BaseException as e:  # report, do not hang the others
             failures.append(f"thread {k}: {e!r}")
 
@@ -83,45 +79,47 @@ def calls(acq, cid, threads, n, hold, log):
     if failures:
         print("\n".join(failures), file=sys.stderr)
         sys.exit(1)
+
+
+def calls(acq, cid, threads, n, hold, log):
+    def one(k, write):
+        for _ in range(n):
+            a = time.time_ns()
+            fd = os.open(acq, os.O_RDONLY)
+            g = time.time_ns()
+            line = os.read(fd, 512).decode()
+            if hold > 0:
+                time.sleep(hold)
+            r = time.time_ns()
+            os.close(fd)
+            c = time.time_ns()
+            write(f"{cid}-t{k} {g} {r} {call_of(line)} {c} {daemon_grant_ns(line)} {a}")
+
+    run_threads(threads, log, one)
 
 
 def units(acq, cid, threads, n, hold, log, costs, actuals):
-    lock = threading.Lock()
-    out = open(log, "a", buffering=1)
-    failures = []
+    def one(k, write):
+        for i in range(n):
+            cost, actual = costs[i % len(costs)], actuals[i % len(actuals)]
+            a = time.time_ns()
+            f = open(f"{acq}@{cost}", "r+")
+            g = time.time_ns()
+            line = f.readline()
+            if hold > 0:
+                time.sleep(hold)
+            settled = "- - -"
+            if actual != "-":
+                s0 = time.time_ns()
+                f.write(f"{actual}\n")
+                f.flush()
+                settled = f"{actual} {s0} {time.time_ns()}"
+            r = time.time_ns()
+            f.close()
+            c = time.time_ns()
+            write(f"{cid}-t{k} {g} {r} {call_of(line)} {c} - {a} {cost} {settled}")
 
-    def worker(k):
-        try:
-            for i in range(n):
-                cost, actual = costs[i % len(costs)], actuals[i % len(actuals)]
-                a = time.time_ns()
-                f = open(f"{acq}@{cost}", "r+")
-                g = time.time_ns()
-                line = f.readline()
-                if hold > 0:
-                    time.sleep(hold)
-                settled = "- - -"
-                if actual != "-":
-                    s0 = time.time_ns()
-                    f.write(f"{actual}\n")
-                    f.flush()
-                    settled = f"{actual} {s0} {time.time_ns()}"
-                r = time.time_ns()
-                f.close()
-                c = time.time_ns()
-                with lock:
-                    out.write(f"{cid}-t{k} {g} {r} {call_of(line)} {c} - {a} {cost} {settled}\n")
-        except BaseException as e:  # report, do not hang the others
-            failures.append(f"thread {k}: {e!r}")
-
-    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    if failures:
-        print("\n".join(failures), file=sys.stderr)
-        sys.exit(1)
+    run_threads(threads, log, one)
 
 
 def writes(acq, mode):
