@@ -153,7 +153,8 @@ func kill9AfterClose(t *testing.T, d *daemon) {
 // dataForkScript writes a data file in two parts and, between them, forks
 // a child that exits at once: the child's exit closes its inherited copy
 // of the descriptor (a FLUSH from a process that wrote nothing). It prints
-// what a reader sees then, and after the writer's close.
+// what a reader sees then, and after the writer's close; then the same
+// for an ftruncate.
 const dataForkScript = `
 import os, sys, subprocess
 f = sys.argv[1]
@@ -168,13 +169,20 @@ print("during", open(f).read())
 os.write(fd, b" and whole")
 os.close(fd)
 print("after", open(f).read())
+fd = os.open(f, os.O_RDWR)
+os.ftruncate(fd, 4)  # a change without a write
+subprocess.run(["true"], check=True)
+print("truncated", open(f).read())
+os.close(fd)
+print("closed", open(f).read())
 `
 
 // TestDataForkedChildStoresNothing: a child that inherits a writer's
 // descriptor and closes it without writing (at its exit, or at exec for a
 // close-on-exec descriptor) does not store the writer's half-written copy
 // (regression: every FLUSH of a writable descriptor stored the copy, so a
-// program that started a subprocess mid-write published half a file).
+// program that started a subprocess mid-write published half a file). The
+// same for an ftruncate, stored by the writer's close, not the child's.
 func TestDataForkedChildStoresNothing(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "m=concurrency=1")
@@ -182,5 +190,5 @@ func TestDataForkedChildStoresNothing(t *testing.T) {
 	require.NoError(t, os.WriteFile(f, []byte("old"), 0o644))
 	p := startProc(t, python3.need(t), "-c", dataForkScript, f)
 	p.requireSuccess(t, pollTimeout)
-	require.Equal(t, "during old\nafter half and whole\n", p.stdout.String())
+	require.Equal(t, "during old\nafter half and whole\ntruncated half and whole\nclosed half\n", p.stdout.String())
 }
