@@ -55,7 +55,7 @@ func (m *Meter) Revoke(id uint64) error {
 	if i < 0 || !m.st.Calls[i].InProgress() {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
 	}
-	units := m.st.Calls[i].Units()
+	units := m.st.Calls[i].Units() - m.st.Calls[i].Absorbed
 	m.st.Calls = slices.Delete(m.st.Calls, i, i+1)
 	if b := m.spec.Bucket; b != nil {
 		m.st.TAT = m.st.TAT.Add(-b.Interval())
@@ -91,8 +91,8 @@ func (m *Meter) Settle(id uint64, actual int64) error {
 	if i < 0 || (!expired && !m.st.Calls[i].InProgress()) {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
 	}
-	m.st.Settle(m.spec, id, actual)
-	m.stats.UnitsSettled += actual
+	m.st.Settle(m.spec, id, actual, m.clock.Now())
+	m.stats.UnitsSettled = addCounter(m.stats.UnitsSettled, actual)
 	err := m.store.Settle(m.name, id, actual, m.st.UTAT)
 	if err != nil {
 		m.stats.StoreErrs++

@@ -330,7 +330,7 @@ func (m *Meter) grantLocked(t *Ticket, now time.Time) {
 	}
 	m.grants++
 	m.stats.Grants++
-	m.stats.Units += c.Cost
+	m.stats.Units = addCounter(m.stats.Units, c.Cost)
 	waited := now.Sub(t.Since)
 	m.stats.WaitTotal += waited
 	if m.onGrant != nil {
@@ -423,7 +423,13 @@ func (m *Meter) SetSpec(spec Spec) error {
 	}
 	// The holds that max_hold ended under the old spec count as completed
 	// then, observed or not: a new max_hold does not make them held again.
-	m.expireLocked(m.clock.Now())
+	now := m.clock.Now()
+	m.expireLocked(now)
+	// The buckets' debt is owed in tokens under the new limits, at most
+	// their capacity (a TAT written back by the next grant or settlement;
+	// a restart clamps it to the capacity again).
+	m.st.TAT = rejudgeTAT(m.spec.Bucket, spec.Bucket, m.st.TAT, now)
+	m.st.UTAT = rejudgeTAT(m.spec.UnitBucket, spec.UnitBucket, m.st.UTAT, now)
 	m.spec = spec
 	m.dispatchLocked()
 	return nil

@@ -144,7 +144,7 @@ func mergePast(past []Past, now time.Time, div time.Duration) []Past {
 		p := past[i]
 		if div == 0 || cur.Done.Sub(p.First) <= now.Sub(cur.Done)/div {
 			cur.N += p.N
-			cur.U += p.U
+			cur.U = addSat(cur.U, p.U, MaxUsage)
 			cur.First = p.First
 			cur.Granted = later(cur.Granted, p.Granted)
 			continue

@@ -65,6 +65,10 @@ type SharedEvents interface {
 	// a release); head says whether it is a waiter of this host. order
 	// orders what the store tells about the queue (see Admission.Order).
 	Wake(meter string, at time.Time, head bool, order uint64)
+	// Refused: the store took ticket of this host, queued on meter, out of
+	// the queue with err (ErrTooBig: a limits write left no units item that
+	// can ever admit its cost).
+	Refused(meter string, ticket uint64, err error)
 	// Changed: meter was created, removed, or its spec or attr changed.
 	Changed(meter string)
 	// Reachable: the store answers again after an outage, or it lost its

@@ -65,7 +65,7 @@ func (m *Meter) requeuedLocked(t *Ticket, adm Admission, err error) {
 		m.markDownLocked(m.clock.Now())
 		t.pending = true
 		sh.pending = append(sh.pending, t)
-	case errors.Is(err, ErrTooManyWaiters):
+	case errors.Is(err, ErrTooManyWaiters), errors.Is(err, ErrTooBig):
 		delete(sh.tickets, t.id)
 		m.stats.Rejected++
 		m.finishLocked(t, Call{}, err)
@@ -115,7 +115,7 @@ func (m *Meter) settleShared(id uint64, actual int64) error {
 	}
 	m.mu.Lock()
 	m.stats.Settled++
-	m.stats.UnitsSettled += actual
+	m.stats.UnitsSettled = addCounter(m.stats.UnitsSettled, actual)
 	c.Actual, c.Settled = actual, true
 	m.sh.held[id] = c
 	m.mu.Unlock()

@@ -93,7 +93,7 @@ func (m *Meter) enqueuedLocked(t *Ticket, adm Admission, err error, nonblock boo
 			return ErrWouldBlock
 		}
 		return m.pendLocked(t, now)
-	case errors.Is(err, ErrWouldBlock), errors.Is(err, ErrTooManyWaiters):
+	case errors.Is(err, ErrWouldBlock), errors.Is(err, ErrTooManyWaiters), errors.Is(err, ErrTooBig):
 		delete(sh.tickets, t.id)
 		m.stats.Rejected++
 		return err
@@ -156,7 +156,7 @@ func (m *Meter) grantedLocked(t *Ticket, c Call) {
 	c.Cost = t.Cost
 	m.sh.held[c.ID] = c
 	m.stats.Grants++
-	m.stats.Units += c.Cost
+	m.stats.Units = addCounter(m.stats.Units, c.Cost)
 	waited := max(0, m.clock.Now().Sub(t.Since))
 	m.stats.WaitTotal += waited
 	if m.onGrant != nil {
@@ -187,6 +187,21 @@ func (m *Meter) sharedGranted(ticket uint64, c Call) {
 		m.mu.Lock()
 		m.stats.StoreErrs++
 		m.mu.Unlock()
+	}
+}
+
+// sharedRefused is the store's refusal of a queued ticket of this host.
+func (m *Meter) sharedRefused(ticket uint64, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.sh.tickets[ticket]
+	if t == nil {
+		return
+	}
+	delete(m.sh.tickets, ticket)
+	m.stats.Rejected++
+	if !t.finished() {
+		m.finishLocked(t, Call{}, fmt.Errorf("%w: a call of %d units", err, t.Cost))
 	}
 }
 

@@ -110,6 +110,12 @@ func (e sharedEvents) Granted(meter string, ticket uint64, c Call) {
 	_ = e.r.shared.Revoke(meter, c.ID) // nobody here waits for it
 }
 
+func (e sharedEvents) Refused(meter string, ticket uint64, err error) {
+	if m := e.r.Get(meter); m != nil {
+		m.sharedRefused(ticket, err)
+	}
+}
+
 func (e sharedEvents) Wake(meter string, at time.Time, head bool, order uint64) {
 	if m := e.r.Get(meter); m != nil {
 		m.sharedWake(at, head, order)

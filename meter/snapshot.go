@@ -121,7 +121,7 @@ func (m *Meter) snapshot(lists bool) Snapshot {
 	s.usage(&m.st)
 	if len(m.queue) > 0 {
 		// A newcomer waits behind the queue: report when the head may go.
-		s.Next = Admit(m.spec, &m.st, now)
+		s.Next = AdmitCost(m.spec, &m.st, now, m.queue[0].Cost)
 		if s.Next.OK {
 			s.Next = Decision{At: now}
 		}

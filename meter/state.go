@@ -29,6 +29,11 @@ type Call struct {
 	Cost    int64
 	Actual  int64
 	Settled bool
+	// Absorbed is how many of its units the units bucket forgave: debt
+	// beyond the bucket's capacity (see Settle). A later settlement to
+	// less takes them back first, so that settling high and then low
+	// never refunds what was not charged.
+	Absorbed int64
 }
 
 // Units is what the call counts against units windows and the units
@@ -163,10 +168,7 @@ func countsUntil(spec Spec, c Call, per time.Duration) time.Time {
 // for one call, a units window for cost units).
 func windowAdmits(spec Spec, w Window, st *State, now time.Time, cost int64) (time.Time, bool) {
 	ends, n := windowEnds(spec, w, st, now)
-	need := int64(1)
-	if w.Units {
-		need = cost
-	}
+	need := weightIn(w, 1, cost)
 	if n+need <= int64(w.N) {
 		return now, true
 	}
@@ -180,23 +182,17 @@ func windowEnds(spec Spec, w Window, st *State, now time.Time) ([]weighted, int6
 	var ends []weighted
 	var n int64
 	for _, p := range recentPast(st.Past, now.Add(-w.Per)) {
-		wt := int64(p.N)
-		if w.Units {
-			wt = p.U
-		}
+		wt := weightIn(w, p.N, p.U)
 		if u := p.end(spec, w.Per); u.After(now) && wt > 0 {
 			ends = append(ends, weighted{u, wt})
-			n += wt
+			n = addSat(n, wt, MaxUsage)
 		}
 	}
 	for _, c := range st.Calls {
-		wt := int64(1)
-		if w.Units {
-			wt = c.Units()
-		}
+		wt := weightIn(w, 1, c.Units())
 		if u := countsUntil(spec, c, w.Per); (u.IsZero() || u.After(now)) && wt > 0 {
 			ends = append(ends, weighted{u, wt})
-			n += wt
+			n = addSat(n, wt, MaxUsage)
 		}
 	}
 	return ends, n
@@ -223,10 +219,11 @@ func (st *State) GrantCost(spec Spec, now time.Time, h Holder, cost int64) Call 
 	return c
 }
 
-// Settle sets the actual cost of call id, not yet retired: less than its
-// estimate frees units at once, more is debt that later calls wait for.
-// It returns the call and false if the call is unknown.
-func (st *State) Settle(spec Spec, id uint64, actual int64) (Call, bool) {
+// Settle sets the actual cost of call id, not yet retired, at now: less
+// than its estimate frees units at once, more is debt that later calls wait
+// for. The units bucket owes at most its capacity (see chargeBucket). It
+// returns the call and false if the call is unknown.
+func (st *State) Settle(spec Spec, id uint64, actual int64, now time.Time) (Call, bool) {
 	i := st.index(id)
 	if i < 0 {
 		return Call{}, false
@@ -234,10 +231,37 @@ func (st *State) Settle(spec Spec, id uint64, actual int64) (Call, bool) {
 	c := &st.Calls[i]
 	old := c.Units()
 	c.Actual, c.Settled = actual, true
-	if b := spec.UnitBucket; b != nil && !st.UTAT.IsZero() {
-		st.UTAT = st.UTAT.Add(b.Interval() * time.Duration(actual-old))
+	if b := spec.UnitBucket; b != nil {
+		st.UTAT, c.Absorbed = chargeBucket(b, st.UTAT, c.GrantedAt, now, c.Absorbed, actual-old)
 	}
 	return *c, true
+}
+
+// chargeBucket moves a bucket's TAT by delta tokens of one call granted at
+// granted, of which the bucket forgave absorbed already. Debt (delta > 0)
+// is owed as of the grant, up to the bucket's capacity at now (bucketCap):
+// the rest is absorbed, forgiven. A refund (delta < 0) first takes back
+// what was absorbed, then gives tokens back. It returns the new TAT and
+// absorbed.
+func chargeBucket(b *Bucket, tat, granted, now time.Time, absorbed, delta int64) (time.Time, int64) {
+	iv := b.Interval()
+	if delta >= 0 {
+		base := later(tat, granted)
+		room := int64(0)
+		if limit := bucketCap(b, now); limit.After(base) {
+			room = int64(limit.Sub(base) / iv)
+		}
+		take := min(delta, room)
+		if take == 0 {
+			return tat, absorbed + delta
+		}
+		return base.Add(iv * time.Duration(take)), absorbed + delta - take
+	}
+	back := min(-delta, absorbed)
+	if refund := -delta - back; refund > 0 && !tat.IsZero() {
+		tat = tat.Add(-iv * time.Duration(refund))
+	}
+	return tat, absorbed - back
 }
 
 // Complete records that call id completed at now. It returns the call and

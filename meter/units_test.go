@@ -78,7 +78,7 @@ func runUnitSteps(t *testing.T, specText string, steps []unitStep) {
 			st.Complete(id, now)
 		}
 		for id, actual := range sp.settle {
-			_, ok := st.Settle(spec, id, actual)
+			_, ok := st.Settle(spec, id, actual, now)
 			require.True(t, ok, "Settle(%d) at t%d", id, i)
 		}
 		got := describe(meter.AdmitCost(spec, st, now, sp.cost))

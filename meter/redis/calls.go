@@ -2,6 +2,7 @@ package redis
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -42,8 +43,11 @@ func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
 		return meter.Admission{Granted: true, Call: c}, nil
 	case 0:
 		s.queued(name, r.Ticket, false, sent)
-		if intAt(res, 1) == 2 {
+		switch intAt(res, 1) {
+		case 2:
 			return meter.Admission{}, meter.ErrTooManyWaiters
+		case 3:
+			return meter.Admission{}, fmt.Errorf("%w: a call of %d units", meter.ErrTooBig, r.Cost)
 		}
 		return meter.Admission{}, meter.ErrWouldBlock
 	}

@@ -210,12 +210,68 @@ func (tr *trace) mutate() meter.Spec {
 // "limits SPEC", "nb" (a nonblocking acquire; "nb refused" or "nb N" also
 // says what the Go side must answer), "wait" (a blocking acquire, waiter
 // wSTEP), "release ID", "revoke ID", "interrupt wSTEP", "advance D", and
-// "churn N D" (N times: a nonblocking acquire, its release, D later).
+// "churn N D" (N times: a nonblocking acquire, its release, D later);
+// "nb@C" and "wait@C" acquire a call of cost C, "settle ID N" sets call
+// ID's actual cost.
 var traceScripts = []struct {
 	name    string
 	history time.Duration
 	ops     []string
 }{
+	{
+		// Issue 15: 8,200 settlements of 2^50 on a units window of 2^50
+		// wrapped its sum (Go int64) and granted everything. Usage
+		// saturates at 2^53 on both sides (a call counts at most N+1), and
+		// the window stays closed, to acquire@0 too.
+		name: "UnitsSumSaturates", history: meter.DefaultHistory, ops: append(append([]string{
+			"limits units:1125899906842624/1h,concurrency=0",
+			"nb@0 1", "nb@0 2", "nb@0 3", "nb@0 4", "nb@0 5", "nb@0 6", "nb@0 7", "nb@0 8", "nb@0 9", "nb@0 10",
+		}, repeatOps(10, "settle %d 1125899906842624")...),
+			"nb@1125899906842624 refused", "nb@0 refused", "release 1", "release 2", "advance 30m", "nb@1 refused",
+		),
+	},
+	{
+		// Issue 15: one settlement of 2^50 on units:rate=100/1s put the
+		// bucket's next grant in the year 2232 (Go), and a TAT above
+		// int64 in Redis. Debt stops one full period beyond empty; a
+		// settlement back down refunds only what was charged; a limits
+		// write owes the debt in tokens under the new rate.
+		name: "UnitsBucketDebtBounded", history: meter.DefaultHistory, ops: []string{
+			"limits units:rate=100/1s,concurrency=0",
+			"nb@10 1",
+			"settle 1 1125899906842624",
+			"nb@1 refused",
+			"settle 1 0",
+			"nb@100 2",
+			"settle 2 1125899906842624",
+			"limits units:rate=10/1s,concurrency=0",
+			"advance 1s",
+			"nb@1 refused",
+			"limits units:rate=1000/1s,units:burst=10,concurrency=0",
+			"nb@1 refused",
+			"advance 1ms",
+			"nb@1 3",
+			"revoke 3",
+			"settle 2 5",
+			"nb@10 4",
+		},
+	},
+	{
+		// Issue 15: a limits write that shrank a units item below a
+		// waiter's cost left it in the store's queue for good (the Go
+		// engine fails it with E2BIG), and every call behind it waited.
+		name: "ShrunkUnitsRefusesWaiter", history: meter.DefaultHistory, ops: []string{
+			"limits units:10/1s,concurrency=0",
+			"nb@5 1",
+			"wait@8",
+			"wait@1",
+			"limits units:6/1s,concurrency=0",
+			"release 1",
+			"advance 1s",
+			"nb@1 3",
+			"nb@5 refused",
+		},
+	},
 	{
 		// rlfs1_revoke took back a call that max_hold had ended: it then
 		// counted nothing, where the Go engine keeps it counting as
@@ -319,11 +375,21 @@ func (tr *trace) script(op string) {
 		require.NoError(t, err, "%q: a duration", op)
 		return d
 	}
+	cost := int64(1)
+	if op, c, ok := strings.Cut(f[0], "@"); ok {
+		n, err := strconv.ParseInt(c, 10, 64)
+		require.NoError(t, err, "%q: a cost", f[0])
+		f[0], cost = op, n
+	}
 	switch f[0] {
+	case "settle":
+		n, err := strconv.ParseInt(f[2], 10, 64)
+		require.NoError(t, err, "%q: an actual cost", op)
+		tr.settleCall(id(1), n)
 	case "limits":
 		tr.setSpec(mustParse(t, strings.TrimPrefix(op, "limits ")))
 	case "nb":
-		got := tr.nonblocking()
+		got := tr.nonblockingCost(cost)
 		if len(f) > 1 && f[1] == "refused" && got != "refused" {
 			tr.fail("nonblocking Acquire = %s, want refused", got)
 		}
@@ -331,7 +397,7 @@ func (tr *trace) script(op string) {
 			tr.fail("nonblocking Acquire = %s, want call %s", got, f[1])
 		}
 	case "wait":
-		tr.blocking()
+		tr.blockingCost(cost)
 	case "release":
 		tr.release(id(1))
 	case "revoke":
@@ -354,4 +420,13 @@ func (tr *trace) script(op string) {
 	default:
 		t.Fatalf("%q: unknown operation", op)
 	}
+}
+
+// repeatOps formats op with 1…n.
+func repeatOps(n int, op string) []string {
+	var out []string
+	for i := 1; i <= n; i++ {
+		out = append(out, fmt.Sprintf(op, i))
+	}
+	return out
 }

@@ -161,6 +161,8 @@ func outcome(c meter.Call, err error) string {
 		return "refused"
 	case errors.Is(err, meter.ErrInterrupted):
 		return "interrupted"
+	case errors.Is(err, meter.ErrTooBig):
+		return "too big"
 	}
 	return "error " + err.Error()
 }
@@ -173,6 +175,7 @@ type picture struct {
 	ExpiredN int
 	WaitersN int
 	Usage    []int
+	Buckets  []meter.BucketUsage
 	Next     string
 	Retired  string // how many calls the history holds, since when
 }
@@ -214,6 +217,7 @@ func (tr *trace) status(p *picture, s meter.Snapshot) {
 	for _, u := range s.Usage {
 		p.Usage = append(p.Usage, u.Used)
 	}
+	p.Buckets = s.Buckets
 	switch {
 	case s.Next.OK:
 		p.Next = "now"
@@ -305,12 +309,15 @@ func holder(pid int) meter.Holder { return meter.Holder{PID: pid, UID: 1000} }
 
 // nonblocking acquires on both sides, requires the same outcome and
 // returns it.
-func (tr *trace) nonblocking() string {
+func (tr *trace) nonblocking() string { return tr.nonblockingCost(1) }
+
+// nonblockingCost is nonblocking for a call of cost units.
+func (tr *trace) nonblockingCost(cost int64) string {
 	pid := 10_000 + tr.step
-	gc, gerr := tr.goM.Acquire(context.Background(), holder(pid), true)
-	rc, rerr := tr.rdM.Acquire(context.Background(), holder(pid), true)
+	gc, gerr := tr.goM.AcquireCost(context.Background(), holder(pid), cost, true)
+	rc, rerr := tr.rdM.AcquireCost(context.Background(), holder(pid), cost, true)
 	g := outcome(gc, gerr)
-	tr.logf("nonblocking acquire: %s", g)
+	tr.logf("nonblocking acquire@%d: %s", cost, g)
 	if d := outcome(rc, rerr); d != g {
 		tr.fail("nonblocking Acquire on Redis = %s, want %s (MemStore)", d, g)
 	}
@@ -321,20 +328,33 @@ func (tr *trace) nonblocking() string {
 }
 
 // blocking queues an acquire on both sides, as waiter wSTEP.
-func (tr *trace) blocking() {
+func (tr *trace) blocking() { tr.blockingCost(1) }
+
+// blockingCost is blocking for a call of cost units.
+func (tr *trace) blockingCost(cost int64) {
 	pid := 10_000 + tr.step
 	w := &traceWaiter{name: fmt.Sprintf("w%d", tr.step), done: make(chan struct{})}
 	var err error
-	w.goT, err = tr.goM.Enqueue(holder(pid), false)
+	w.goT, err = tr.goM.EnqueueCost(holder(pid), cost, false)
 	require.NoError(tr.t, err, "Enqueue on MemStore")
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	go func() {
 		defer close(w.done)
-		w.call, w.err = tr.rdM.Acquire(ctx, holder(pid), false)
+		w.call, w.err = tr.rdM.AcquireCost(ctx, holder(pid), cost, false)
 	}()
 	tr.waiters = append(tr.waiters, w)
-	tr.logf("blocking acquire %s", w.name)
+	tr.logf("blocking acquire@%d %s", cost, w.name)
+}
+
+// settleCall sets the actual cost of call id on both sides.
+func (tr *trace) settleCall(id uint64, actual int64) {
+	gerr := tr.goM.Settle(id, actual)
+	rerr := tr.rdM.Settle(id, actual)
+	if (gerr == nil) != (rerr == nil) {
+		tr.fail("Settle(%d, %d) on Redis = %v, want %v (MemStore)", id, actual, rerr, gerr)
+	}
+	tr.logf("settle %d %d: %v", id, actual, gerr)
 }
 
 func (tr *trace) release(id uint64) {

@@ -100,8 +100,10 @@ func (s *Store) subscribe(mb *mailbox) {
 	}
 }
 
-// onHostMessage handles "g,TICKET,ID,GRANTED,NOW,METER" (a grant) and
-// "n,AT,NOW,HEADHOST,OPS,METER" (when to try the head of the queue).
+// onHostMessage handles "g,TICKET,ID,GRANTED,NOW,METER" (a grant),
+// "r,TICKET,0,0,NOW,METER" (a waiter refused: a limits write left no units
+// item that can ever admit its cost) and "n,AT,NOW,HEADHOST,OPS,METER"
+// (when to try the head of the queue).
 func (s *Store) onHostMessage(text string) {
 	p := strings.SplitN(text, ",", 6)
 	num := func(i int) int64 { n, _ := strconv.ParseInt(p[i], 10, 64); return n }
@@ -109,6 +111,10 @@ func (s *Store) onHostMessage(text string) {
 	case p[0] == "g" && len(p) == 6:
 		ticket, _ := strconv.ParseUint(p[1], 10, 64)
 		s.granted(p[5], ticket, uint64(num(2)), num(3))
+	case p[0] == "r" && len(p) == 6:
+		ticket, _ := strconv.ParseUint(p[1], 10, 64)
+		s.queued(p[5], ticket, false, time.Time{})
+		s.tell(func(ev meter.SharedEvents) { ev.Refused(p[5], ticket, meter.ErrTooBig) })
 	case p[0] == "n" && len(p) == 6:
 		name := p[5]
 		s.mu.Lock()

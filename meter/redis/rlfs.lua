@@ -84,18 +84,75 @@ local function parse_call(id, v)
   local p = split(v, ',')
   return {id = tonumber(id), g = num(p[1]), d = num(p[2]), e = p[3] == '1', ticket = p[4],
           cost = num(p[5]), actual = num(p[6]), host = p[7], inc = p[8],
-          pid = p[9], uid = p[10], gid = p[11], x = num(p[12])}
+          pid = p[9], uid = p[10], gid = p[11], x = num(p[12]), ab = num(p[13])}
 end
 
 local function call_string(c)
   return table.concat({int(c.g), int(c.d), c.e and 1 or 0, c.ticket, int(c.cost), int(c.actual), c.host, c.inc,
-                       c.pid, c.uid, c.gid, int(c.x or 0)}, ',')
+                       c.pid, c.uid, c.gid, int(c.x or 0), int(c.ab or 0)}, ',')
 end
 
 -- units of a call: its settled cost if settled, else its estimate.
 local function units(c)
   if c.actual >= 0 then return c.actual end
   return c.cost
+end
+
+-- max_cost: the largest cost the spec's units items can ever admit, or -1
+-- if none limits it (meter.Spec.MaxCost).
+local function max_cost(S)
+  local m = -1
+  for _, w in ipairs(S.windows) do
+    if w.units and (m < 0 or w.n < m) then m = w.n end
+  end
+  if S.ubucket and (m < 0 or S.ubucket.burst < m) then m = S.ubucket.burst end
+  return m
+end
+
+local function fits(S, cost)
+  local m = max_cost(S)
+  return m < 0 or cost <= m
+end
+
+-- Bounds (meter/bounds.go): usage saturates at MAXUSAGE, where doubles are
+-- still exact.
+local MAXUSAGE = 9007199254740992
+local function weight_in(w, calls, u)
+  if not w.units then return calls end
+  return u
+end
+local function add_sat(a, b) return math.min(a + b, MAXUSAGE) end
+
+-- bucket_cap: the latest TAT a bucket may have at now, one full period of
+-- debt beyond empty (meter.bucketCap).
+local function bucket_cap(b, now) return now + 2 * b.interval * b.burst end
+
+-- charge: a bucket's TAT moved by delta tokens of a call granted at g, of
+-- which ab were absorbed already (meter.chargeBucket). Returns tat, ab.
+local function charge(b, tat, g, now, ab, delta)
+  if delta >= 0 then
+    local base = math.max(tat, g)
+    local room = math.max(0, math.floor((bucket_cap(b, now) - base) / b.interval))
+    local take = math.min(delta, room)
+    if take == 0 then return tat, ab + delta end
+    return base + b.interval * take, ab + delta - take
+  end
+  local back = math.min(-delta, ab)
+  local refund = -delta - back
+  if refund > 0 and tat ~= 0 then tat = tat - b.interval * refund end
+  return tat, ab - back
+end
+
+-- rejudge: a bucket's TAT after a limits write, its debt owed in tokens
+-- under the new bucket, at most its capacity (meter.rejudgeTAT).
+local function rejudge(old, nu, tat, now)
+  if not nu then return 0 end
+  if tat <= now then return tat end
+  if old and old.interval ~= nu.interval then
+    local tokens = math.ceil((tat - now) / old.interval)
+    return math.min(now + tokens * nu.interval, bucket_cap(nu, now))
+  end
+  return math.min(tat, bucket_cap(nu, now))
 end
 
 local function load_calls(K)
@@ -205,16 +262,16 @@ local function window_ends(S, w, calls, past, now)
     if p.d > now - w.per then
       local u = (S.bygrant and p.g or p.d) + w.per
       if u > now then
-        local wt = w.units and p.u or p.n
-        if wt > 0 then ends[#ends + 1] = {u, wt}; n = n + wt end
+        local wt = weight_in(w, p.n, p.u)
+        if wt > 0 then ends[#ends + 1] = {u, wt}; n = add_sat(n, wt) end
       end
     end
   end
   for _, c in ipairs(calls) do
     local u = counts_until(S, c, w.per)
     if not in_past(c) and (u == 0 or u > now) then
-      local wt = w.units and units(c) or 1
-      if wt > 0 then ends[#ends + 1] = {u, wt}; n = n + wt end
+      local wt = weight_in(w, 1, units(c))
+      if wt > 0 then ends[#ends + 1] = {u, wt}; n = add_sat(n, wt) end
     end
   end
   return ends, n
@@ -238,7 +295,7 @@ local function admit(S, st, now, cost)
   end
   for _, w in ipairs(S.windows) do
     local ends, n = window_ends(S, w, st.calls, get_past(st), now)
-    local need = w.units and cost or 1
+    local need = weight_in(w, 1, cost)
     if n + need > w.n then later(kth(ends, n + need - w.n - 1)) end
   end
   if S.bucket then
@@ -266,7 +323,7 @@ local function merge_past(past, now, div)
     local p = past[i]
     -- integer division as Go's time.Duration / time.Duration truncates
     if div == 0 or cur.d - p.first <= math.floor((now - cur.d) / div) then
-      cur.n, cur.u, cur.first = cur.n + p.n, cur.u + p.u, p.first
+      cur.n, cur.u, cur.first = cur.n + p.n, add_sat(cur.u, p.u), p.first
       if p.g > cur.g then cur.g = p.g end
     else
       out[#out + 1] = cur
@@ -601,6 +658,17 @@ local function dispatch(st)
       if granted then notify_next(st, 0, nil) end
       return 0
     end
+    while not fits(st.S, hd.cost) do
+      -- a limits write shrank a units item below its cost: it can never
+      -- be admitted (E2BIG on its host, as meter.Meter's dispatch does)
+      remove_waiter(st, hd)
+      publish_host(st, hd.host, 'r,' .. hd.ticket .. ',0,0,' .. int(st.now) .. ',' .. st.name)
+      hd = head(st)
+      if not hd then
+        notify_next(st, 0, nil)
+        return 0
+      end
+    end
     local ok, at = admit(st.S, st, st.now, hd.cost)
     if st.now < st.quiet then ok, at = false, st.quiet end
     if not ok then
@@ -632,7 +700,8 @@ local function missing() return redis.error_reply('RLFS_NOMETER no such meter') 
 
 -- rlfs1_acquire: ARGV 3 host, 4 inc, 5 lease, 6 ticket, 7 cost, 8 nonblock,
 -- 9 pid, 10 uid, 11 gid. Replies {1, id, granted, now} for a grant,
--- {0, why, 0, now} for a refusal (why 1 busy, 2 max_waiters), or
+-- {0, why, 0, now} for a refusal (why 1 busy, 2 max_waiters, 3 a cost no
+-- units item can ever admit), or
 -- {2, seq, wake, now, head host, ops} when queued. A ticket that is queued
 -- already (asked again after an outage) keeps its place.
 local function acquire(K, A)
@@ -650,6 +719,7 @@ local function acquire(K, A)
   for _, c in ipairs(st.calls) do
     if c.host == host and c.inc == inc and c.ticket == A[6] and c.d == 0 then return {1, c.id, c.g, st.now} end
   end
+  if not fits(st.S, cost) then return {0, 3, 0, st.now} end
   local me = {host = host, inc = inc, ticket = A[6], cost = cost, pid = A[9], uid = A[10], gid = A[11], since = st.now}
   local empty = redis.call('ZCARD', st.K[3]) == 0
   if empty and st.now >= st.quiet and admit(st.S, st, st.now, cost) then
@@ -731,8 +801,8 @@ local function revoke(K, A)
       st.tat = st.tat - st.S.bucket.interval
       redis.call('HSET', st.K[1], 'tat', int(st.tat))
     end
-    if st.S.ubucket and c.cost > 0 then
-      st.utat = st.utat - st.S.ubucket.interval * c.cost
+    if st.S.ubucket and units(c) - (c.ab or 0) > 0 and st.utat ~= 0 then
+      st.utat = st.utat - st.S.ubucket.interval * (units(c) - (c.ab or 0))
       redis.call('HSET', st.K[1], 'utat', int(st.utat))
     end
   end
@@ -750,11 +820,11 @@ local function settle(K, A)
   if not c or c.d > 0 then return redis.error_reply('RLFS_NOCALL call not in progress') end
   local old = units(c)
   c.actual = num(A[7])
-  redis.call('HSET', st.K[2], c.id, call_string(c))
   if st.S.ubucket then
-    st.utat = st.utat + st.S.ubucket.interval * (c.actual - old)
+    st.utat, c.ab = charge(st.S.ubucket, st.utat, c.g, st.now, c.ab or 0, c.actual - old)
     redis.call('HSET', st.K[1], 'utat', int(st.utat))
   end
+  redis.call('HSET', st.K[2], c.id, call_string(c))
   return reply_next(st, dispatch(st))
 end
 
@@ -866,6 +936,10 @@ local function setspec(K, A)
   set_fields(K, A, 4)
   bump(K)
   local st = open(K, A)
+  -- the buckets' debt, owed in tokens under the new limits (meter.rejudgeTAT)
+  st.tat = rejudge(old.S.bucket, st.S.bucket, old.tat, st.now)
+  st.utat = rejudge(old.S.ubucket, st.S.ubucket, old.utat, st.now)
+  redis.call('HSET', K[1], 'tat', int(st.tat), 'utat', int(st.utat))
   redis.call('PUBLISH', A[1] .. ':ev', 's,' .. A[3])
   return reply_next(st, dispatch(st))
 end
