@@ -1,17 +1,6 @@
 package meter
 
-import (
-	"errors"
-	"time"
-)
-
-// ErrUnavailable is returned while a shared store cannot be reached: nothing
-// is granted anywhere (fail closed). Opens wait for it to come back.
-var ErrUnavailable = errors.New("meter: store unreachable")
-
-// ErrLost is returned for a call or a meter that a shared store no longer
-// knows (another host removed the meter, or the store lost its data).
-var ErrLost = errors.New("meter: the store no longer knows it")
+import "time"
 
 // SharedStore is a store that the daemons of several hosts share (meter/redis).
 // Unlike a Store, which records what the engine decides, a SharedStore
@@ -76,47 +65,4 @@ type SharedEvents interface {
 	// its waiters, in order (the store keeps the place of those it still
 	// has), then for the opens that came meanwhile.
 	Reachable()
-}
-
-// Request is one open of `acquire`, as a SharedStore queues it.
-type Request struct {
-	Ticket   uint64 // the host's id for the open
-	Holder   Holder
-	Cost     int64 // units it costs (weighted calls); 1 for a plain call
-	Nonblock bool
-}
-
-// Admission is a SharedStore's answer to Enqueue, Cancel and Dispatch.
-type Admission struct {
-	Granted bool
-	Call    Call   // when Granted
-	Seq     uint64 // Enqueue: the arrival number in the store's queue
-	// Wake is when to Dispatch again (zero: not before a release); Head
-	// says the head of the queue is a waiter of this host.
-	Wake time.Time
-	Head bool
-	// Order orders the store's answers about one meter's queue: a wake
-	// instant with a lower Order than one applied already is stale.
-	Order uint64
-	Gone  bool // Cancel: neither queued nor granted
-}
-
-// View is a meter as a SharedStore sees it across the fleet. Holder.Host
-// names each call's or waiter's host.
-type View struct {
-	Spec    Spec
-	Attr    Attr
-	Now     time.Time
-	Holders []Call // in progress, grant order (with lists)
-	Expired []Call // ended by max_hold, not released (with lists)
-	Waiters []Waiter
-	// The lengths of the three lists, also without lists.
-	HoldersN, ExpiredN, WaitersN int
-	Usage                        []WindowUsage
-	Buckets                      []BucketUsage
-	Next                         Decision
-	Grants                       uint64
-	Retired                      int
-	RetiredSince                 time.Time
-	Hosts                        []string // hosts with a lease on the meter
 }
