@@ -212,8 +212,8 @@ func (opt *Options) defaults() error {
 		}
 		opt.Host = h
 	}
-	if strings.ContainsAny(opt.Host, ",: \t\n") {
-		return fmt.Errorf("redis: host name %q has a comma, colon or space; pass --host NAME without them", opt.Host)
+	if err := ValidHost(opt.Host); err != nil {
+		return fmt.Errorf("redis: %w", err)
 	}
 	return nil
 }
