@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlfs/rlfs/fsnode"
 	"github.com/rlfs/rlfs/meter"
 	"github.com/rlfs/rlfs/meter/redis"
 )
@@ -115,6 +116,6 @@ func (f *fleetConfig) defaults() error {
 func openFleet(f fleetConfig, history time.Duration, log *slog.Logger) (*redis.Store, error) {
 	return redis.Open(redis.Options{
 		URL: f.store, Password: os.Getenv("RLFS_STORE_PASSWORD"), Host: f.host, Lease: f.lease,
-		Prefix: f.prefix, History: history, Logger: log, Journal: f.journal,
+		Prefix: f.prefix, History: history, Logger: log, Journal: f.journal, ProcessID: fsnode.ProcessID,
 	})
 }

@@ -55,6 +55,11 @@ type Options struct {
 	// History is the history horizon of the meters this host creates or
 	// changes (meter.Options.History; default meter.DefaultHistory).
 	History time.Duration
+	// ProcessID maps the thread id an open came from (meter.Holder.PID as
+	// the engine has it) to its process id, for the waiter and call records
+	// every host reads: another host cannot resolve a thread of this one
+	// (nil: the thread id is stored).
+	ProcessID func(tid int) int
 	// Logger receives one line per outage, recovery and lease problem.
 	Logger *slog.Logger
 	// Journal is this host's journal file ("": none, as in tests): its
