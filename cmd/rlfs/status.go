@@ -150,11 +150,16 @@ func printFleet(w io.Writer, reports []meter.Report) {
 		}
 	}
 	names := slices.Sorted(maps.Keys(hosts))
+	for i, h := range names {
+		names[i] = meter.Escape(h)
+	}
+	fleet := "in a fleet with " + strings.Join(names, ", ")
 	store := "the shared store answers"
 	if down != "" {
-		store = "the shared store is UNREACHABLE since " + down + ": nothing is granted until it is back"
+		fleet = "in a fleet whose hosts are unknown while the store is unreachable"
+		store = "the shared store is UNREACHABLE since " + down + ": nothing is granted until it is back; waiters keep waiting (max_wait still applies), O_NONBLOCK opens get EAGAIN"
 	}
-	fmt.Fprintf(w, "host %s, in a fleet with %s; %s\n", reports[0].Host, strings.Join(names, ", "), store)
+	fmt.Fprintf(w, "host %s, %s; %s\n", meter.Escape(reports[0].Host), fleet, store)
 }
 
 // shorten returns s if it has at most n characters, else its start and end
