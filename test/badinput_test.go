@@ -80,7 +80,9 @@ var badMounts = []badMount{
 		func(t *testing.T, dir, db, mnt string) []string {
 			return []string{"--store", "redis://127.0.0.1:1", "--host", "evil/../x", mnt}
 		},
-		func(dir, db, mnt string) []string { return []string{`--host`, `"evil/../x"`, `contains '/'`, "pass --host NAME"} }},
+		func(dir, db, mnt string) []string {
+			return []string{`--host`, `"evil/../x"`, `contains '/'`, "pass --host NAME"}
+		}},
 	{"host of 300 bytes",
 		func(t *testing.T, dir, db, mnt string) []string {
 			return []string{"--store", "redis://127.0.0.1:1", "--host", strings.Repeat("h", 300), mnt}
