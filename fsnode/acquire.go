@@ -96,7 +96,7 @@ func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, ui
 	// FOPEN_NOFLUSH: no FLUSH per close (completion is the last close,
 	// RELEASE), one round trip less, and only for acquire: data/ files
 	// need their FLUSH.
-	return &grantHandle{m: m, call: c, waited: time.Since(start)}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+	return &grantHandle{m: m, call: c, waited: time.Since(start), host: r.host}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 
 // grantHandle is an open `acquire`: one granted call.
@@ -104,6 +104,7 @@ type grantHandle struct {
 	m       *meter.Meter
 	call    meter.Call
 	waited  time.Duration
+	host    string // this daemon's host in a fleet ("" on one host)
 	revoked atomic.Bool
 }
 
@@ -114,10 +115,12 @@ var (
 	_ = (fs.FileFlusher)((*grantHandle)(nil))
 )
 
-// Read returns one line about the grant (with its cost for acquire@N).
+// Read returns one line about the grant (with its cost for acquire@N). Its
+// pid is the process's (the thread group's), on every store: the call's
+// holder is this host's, so it resolves here.
 func (g *grantHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	line := fmt.Sprintf("granted %s waited %s meter %s call %d pid %d",
-		meter.FormatTime(g.call.GrantedAt), g.waited.Round(time.Microsecond), g.m.Name(), g.call.ID, resolve(g.call.Holder).PID)
+		meter.FormatTime(g.call.GrantedAt), g.waited.Round(time.Microsecond), g.m.Name(), g.call.ID, resolveOn(g.host, g.call.Holder).PID)
 	if g.call.Cost != 1 {
 		line += fmt.Sprintf(" cost %d", g.call.Cost)
 	}
@@ -216,13 +219,28 @@ func resolveOn(local string, h meter.Holder) meter.Holder {
 	return h
 }
 
-// tgid maps the thread id that FUSE reports to its process id.
+// ProcessID maps the id of the thread an open came from (what FUSE
+// reports) to its process id, the thread group's, while the thread exists;
+// else it returns tid. It reads /proc/TID/status: a fleet's store calls it
+// once per open, so that other hosts see the process id.
+func ProcessID(tid int) int { return tgid(tid) }
+
+// tgid maps the thread id that FUSE reports to its process id. It reads
+// only the head of /proc/TID/status, where Tgid is (after Name, at most 64
+// bytes escaped, Umask and State), with plain system calls: about 11 µs
+// against 20 for os.ReadFile of the whole file.
 func tgid(tid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	fd, err := syscall.Open("/proc/"+strconv.Itoa(tid)+"/status", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return tid
 	}
-	_, rest, ok := bytes.Cut(b, []byte("\nTgid:"))
+	var buf [512]byte
+	n, err := syscall.Read(fd, buf[:])
+	_ = syscall.Close(fd)
+	if err != nil || n <= 0 {
+		return tid
+	}
+	_, rest, ok := bytes.Cut(buf[:n], []byte("\nTgid:"))
 	if !ok {
 		return tid
 	}

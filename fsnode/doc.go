@@ -48,6 +48,16 @@
 // content is a snapshot taken at open. holders/ and waiters/ entries are never
 // cached by the kernel, so ls never shows stale entries.
 //
+// Each entry, and status, is one `key: value` per line, each key once. A
+// value that comes from the caller or the store (cmd, host) is escaped with
+// meter.Escape: Go's strconv.Quote without the quotes ('"' left as it is),
+// so `\\` for a backslash, `\n`, `\t`, `\r`, `\xHH` for other control bytes
+// and non-UTF-8 bytes (an ESC is `\x1b`), `\uHHHH` for other characters that
+// do not print. An entry is named SEQ.PID, or SEQ.PID@HOST in a fleet; a
+// host name in the store that is no file name (an older daemon's, with '/'
+// or over 226 bytes) is escaped, '/' as `\x2f`, and cut to 255 bytes, so
+// that it never fails a listing.
+//
 // # echo SPEC > limits
 //
 // Each write is parsed together with what this descriptor wrote before; a

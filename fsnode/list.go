@@ -55,20 +55,20 @@ type entry struct {
 	settled bool
 }
 
-// name is SEQ.PID, or SEQ.PID@HOST in a fleet.
+// name is SEQ.PID, or SEQ.PID@HOST in a fleet (see entryName).
 func (e entry) name() string {
-	if e.holder.Host != "" {
-		return fmt.Sprintf("%06d.%d@%s", e.seq, e.holder.PID, e.holder.Host)
-	}
-	return fmt.Sprintf("%06d.%d", e.seq, e.holder.PID)
+	return entryName(fmt.Sprintf("%06d.%d", e.seq, e.holder.PID), e.holder.Host)
 }
 
+// text is the entry's content: one `key: value` per line, each key once.
+// The values taken from the caller or the store (cmd, host) are escaped
+// (meter.Escape), so that a command line cannot add lines of its own.
 func (e entry) text() string {
 	var b strings.Builder
 	if e.holder.Host != "" {
-		fmt.Fprintf(&b, "host: %s\n", e.holder.Host)
+		fmt.Fprintf(&b, "host: %s\n", meter.Escape(e.holder.Host))
 	}
-	cmd := e.holder.Cmd
+	cmd := meter.Escape(e.holder.Cmd)
 	if cmd == "" && e.holder.Host != "" {
 		cmd = "-" // on another host: its command line is not known here
 	}

@@ -22,7 +22,8 @@ type Report struct {
 	History      int               `json:"history"`    // completed calls kept for widened windows
 	Counters     map[string]uint64 `json:"counters"`
 	// In a fleet (a SharedStore): this daemon's host, the hosts with a
-	// lease on the meter, and since when the store is unreachable (empty:
+	// lease on the meter (left out while the store is unreachable: they
+	// are not known then), and since when the store is unreachable (empty:
 	// it answers).
 	Host                  string   `json:"host,omitempty"`
 	Hosts                 []string `json:"hosts,omitempty"`
@@ -55,6 +56,7 @@ func (s Snapshot) Report() Report {
 	}
 	if !s.StoreDown.IsZero() {
 		r.StoreUnreachableSince = FormatTime(s.StoreDown)
+		r.Hosts = nil // unknown: the list would hold only this host
 	}
 	for _, u := range s.Usage {
 		r.Windows = append(r.Windows, WindowReport{Limit: u.Window.String(), Used: u.Used, Free: max(0, u.Window.N-u.Used)})
@@ -107,6 +109,8 @@ func (s Snapshot) unitCounters() []counter {
 // nextGrant says when a new call could be granted, as the status text does.
 func (s Snapshot) nextGrant() string {
 	switch {
+	case !s.StoreDown.IsZero():
+		return storeBack
 	case s.Next.OK:
 		return "now"
 	case s.Next.At.IsZero():

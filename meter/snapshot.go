@@ -160,13 +160,7 @@ func (s Snapshot) Text() string {
 	kv("meter", "%s", s.Name)
 	kv("limits", "%s", s.Spec)
 	if s.Host != "" {
-		kv("host", "%s", s.Host)
-		kv("hosts", "%s", strings.Join(s.Hosts, ","))
-		if s.StoreDown.IsZero() {
-			kv("store", "ok")
-		} else {
-			kv("store", "unreachable since %s (%s ago); nothing is granted until it is back", FormatTime(s.StoreDown), s.Now.Sub(s.StoreDown).Round(time.Millisecond))
-		}
+		s.fleetLines(kv)
 	}
 	for _, u := range s.Usage {
 		kv("window "+u.Window.String(), "%d used, %d free", u.Used, max(0, u.Window.N-u.Used))

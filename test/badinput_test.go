@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -71,6 +72,44 @@ var badMounts = []badMount{
 			return []string{"--db", filepath.Join(dir, "nope", "m.db"), "--meter", "x=1/s", mnt}
 		},
 		func(dir, db, mnt string) []string { return []string{filepath.Join(dir, "nope")} }},
+	// Issue 15, item 7: a --host with '/' made its holders vanish from
+	// holders/ on every host (the listing failed with EIO), one over 226
+	// bytes made ls holders/ fail with EIO everywhere. Refused before
+	// anything connects or mounts, as the characters refused before.
+	{"host with a slash",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--store", "redis://127.0.0.1:1", "--host", "evil/../x", mnt}
+		},
+		func(dir, db, mnt string) []string {
+			return []string{`--host`, `"evil/../x"`, `contains '/'`, "pass --host NAME"}
+		}},
+	{"host of 300 bytes",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--store", "redis://127.0.0.1:1", "--host", strings.Repeat("h", 300), mnt}
+		},
+		func(dir, db, mnt string) []string {
+			return []string{"has 300 bytes, more than 226", "255-byte limit of a file name", "pass --host NAME"}
+		}},
+	{"host ..",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--store", "redis://127.0.0.1:1", "--host", "..", mnt}
+		},
+		func(dir, db, mnt string) []string { return []string{`".."`, "is not a file name"} }},
+	{"empty host",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--store", "redis://127.0.0.1:1", "--host", "", mnt}
+		},
+		func(dir, db, mnt string) []string { return []string{`""`, "is empty"} }},
+	{"host with a newline",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--store", "redis://127.0.0.1:1", "--host", "h1\nforged: 1", mnt}
+		},
+		func(dir, db, mnt string) []string { return []string{`"h1\nforged: 1"`, "control character"} }},
+	{"host with an escape",
+		func(t *testing.T, dir, db, mnt string) []string {
+			return []string{"--store", "redis://127.0.0.1:1", "--host", "h\x1b[31m", mnt}
+		},
+		func(dir, db, mnt string) []string { return []string{`"h\x1b[31m"`, "control character"} }},
 	{"mountpoint is a file",
 		func(t *testing.T, dir, db, mnt string) []string {
 			f := filepath.Join(dir, "file")

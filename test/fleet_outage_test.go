@@ -1,6 +1,8 @@
 package test
 
 import (
+	"encoding/json"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -80,7 +82,10 @@ func TestFleetRedisOutage(t *testing.T) {
 var storeDownRE = regexp.MustCompile(`^unreachable since (\S+) \(`)
 
 // requireStoreDown requires that the status of meterName on d says the
-// store is unreachable since an instant between down and now.
+// store is unreachable since an instant between down and now, what waiters
+// get meanwhile, and claims nothing the host cannot know (issue 15, item
+// 9b: hosts: listed only itself, next_grant: said "after a release"); and
+// that status.json and rlfs status say the same.
 func requireStoreDown(t *testing.T, d *daemon, meterName string, down time.Time) {
 	t.Helper()
 	st := d.status(t, meterName)
@@ -89,6 +94,24 @@ func requireStoreDown(t *testing.T, d *daemon, meterName string, down time.Time)
 	since, err := time.Parse(time.RFC3339Nano, m[1])
 	require.NoError(t, err, "store: %q", st["store"])
 	require.WithinRange(t, since, down.Add(-time.Millisecond), time.Now(), "unreachable since (on %s)", d.host())
+	require.True(t, strings.HasSuffix(st["store"], " ago); nothing is granted until it is back: waiters keep waiting (max_wait still applies), O_NONBLOCK opens get EAGAIN"),
+		"store: %q on %s", st["store"], d.host())
+	require.Equal(t, "unknown while the store is unreachable (this host: "+d.host()+")", st["hosts"], "status on %s", d.host())
+	require.Equal(t, "when the store is back", st["next_grant"], "status on %s", d.host())
+
+	b, err := os.ReadFile(d.path(meterName, "status.json"))
+	require.NoError(t, err)
+	var r map[string]any
+	require.NoError(t, json.Unmarshal(b, &r), "status.json:\n%s", b)
+	require.NotContains(t, r, "hosts", "status.json on %s while the store is down:\n%s", d.host(), b)
+	require.Equal(t, "when the store is back", r["next_grant"], "status.json on %s:\n%s", d.host(), b)
+	require.Equal(t, d.host(), r["host"], "status.json on %s:\n%s", d.host(), b)
+	require.NotEmpty(t, r["store_unreachable_since"], "status.json on %s:\n%s", d.host(), b)
+
+	out, errOut, code := rlfsStatus(t, d.path(meterName))
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `^host `+d.host()+`, in a fleet whose hosts are unknown while the store is unreachable; the shared store is UNREACHABLE since \S+: nothing is granted until it is back; waiters keep waiting \(max_wait still applies\), O_NONBLOCK opens get EAGAIN\n`, out)
+	require.Regexp(t, `(?m)^`+meterName+`\s.*\swhen the store is back$`, out)
 }
 
 // requireMaxWaitWhileDown requires that a blocking open of acq, on a free

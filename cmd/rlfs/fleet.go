@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlfs/rlfs/fsnode"
 	"github.com/rlfs/rlfs/meter"
 	"github.com/rlfs/rlfs/meter/redis"
 )
@@ -77,6 +78,11 @@ func (f *fleetConfig) check(set map[string]bool) error {
 	if f.lease < 300*time.Millisecond {
 		return bad("--lease %v: give at least 300ms (default 10s); a host's calls count until its lease lapses after it dies", f.lease)
 	}
+	if set["host"] || f.host != "" { // --host "" too: only no --host means the hostname
+		if err := redis.ValidHost(f.host); err != nil {
+			return bad("--host: %v", err)
+		}
+	}
 	if f.prefix == "" || strings.ContainsAny(f.prefix, "{} \t\n") {
 		return bad("--store-prefix %q: give a word without braces or spaces, such as rlfs or team-a", f.prefix)
 	}
@@ -90,6 +96,9 @@ func (f *fleetConfig) defaults() error {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
 			return fmt.Errorf("no hostname to name this host in the fleet; pass --host NAME")
+		}
+		if err := redis.ValidHost(h); err != nil {
+			return fmt.Errorf("this machine's hostname cannot name it in the fleet: %v", err)
 		}
 		f.host = h
 	}
@@ -107,6 +116,6 @@ func (f *fleetConfig) defaults() error {
 func openFleet(f fleetConfig, history time.Duration, log *slog.Logger) (*redis.Store, error) {
 	return redis.Open(redis.Options{
 		URL: f.store, Password: os.Getenv("RLFS_STORE_PASSWORD"), Host: f.host, Lease: f.lease,
-		Prefix: f.prefix, History: history, Logger: log, Journal: f.journal,
+		Prefix: f.prefix, History: history, Logger: log, Journal: f.journal, ProcessID: fsnode.ProcessID,
 	})
 }

@@ -29,10 +29,17 @@ database directly, read-only, without disturbing a daemon that serves it
 (waiters are not stored, so WAITING shows "-"). Names longer than 40
 characters are shortened in the middle in the table; --json gives them whole.
 
+A meter whose status this user may not read (a meter's mode is its access
+control) is a row that says so, "not readable by this user (uid N)"; with
+--json it is in a list of its own, "unreadable": [{"meter": NAME, "error":
+WHY}], beside "meters". The exit status is 0 when the meters could be
+listed, even if some were not readable, and 1 otherwise.
+
 FLAGS
     --db PATH   read this database instead of a mount (default: none)
     --json      print JSON: {"meters": [{...}, ...]} with the same fields as
-                the status files (default: false)
+                the status files, and "unreadable" if some meter is
+                (default: false)
 
 EXAMPLES
     rlfs status /mnt/rl
@@ -48,12 +55,13 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var reports []meter.Report
+	var unreadable []unreadableMeter
 	var err error
 	switch {
 	case *db != "" && fs.NArg() == 0:
 		reports, err = reportsFromDB(*db)
 	case *db == "" && fs.NArg() == 1:
-		reports, err = reportsFromPath(fs.Arg(0))
+		reports, unreadable, err = reportsFromPath(fs.Arg(0))
 	default:
 		return &usageError{msg: "give either MOUNTPOINT or --db PATH", hint: "rlfs status /mnt/rl"}
 	}
@@ -64,11 +72,15 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		if reports == nil {
 			reports = []meter.Report{}
 		}
+		out := map[string]any{"meters": reports}
+		if len(unreadable) > 0 {
+			out["unreadable"] = unreadable
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"meters": reports})
+		return enc.Encode(out)
 	}
-	return printTable(stdout, reports)
+	return printTable(stdout, reports, unreadable...)
 }
 
 // nameColumn is the widest a meter name is shown in the table: a longer
@@ -76,11 +88,17 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 // pad every row. --json gives full names.
 const nameColumn = 40
 
-func printTable(w io.Writer, reports []meter.Report) error {
+// printTable prints the reports as a table, with a row for each meter
+// this user may not read, in name order.
+func printTable(w io.Writer, reports []meter.Report, unreadable ...unreadableMeter) error {
 	printFleet(w, reports)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "METER\tLIMITS\tUSAGE\tIN PROGRESS\tWAITING\tNEXT GRANT")
 	for _, r := range reports {
+		for len(unreadable) > 0 && unreadable[0].Name < r.Name {
+			unreadable[0].row(tw)
+			unreadable = unreadable[1:]
+		}
 		var usage []string
 		for _, w := range r.Windows {
 			usage = append(usage, fmt.Sprintf("%d of %s", w.Used, w.Limit))
@@ -100,6 +118,9 @@ func printTable(w io.Writer, reports []meter.Report) error {
 			waiting = strconv.Itoa(*r.Waiting)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", shorten(r.Name, nameColumn), r.Limits, strings.Join(usage, ", "), r.InProgress, conc, waiting, r.NextGrant)
+	}
+	for _, u := range unreadable {
+		u.row(tw)
 	}
 	return tw.Flush()
 }
@@ -129,11 +150,16 @@ func printFleet(w io.Writer, reports []meter.Report) {
 		}
 	}
 	names := slices.Sorted(maps.Keys(hosts))
+	for i, h := range names {
+		names[i] = meter.Escape(h)
+	}
+	fleet := "in a fleet with " + strings.Join(names, ", ")
 	store := "the shared store answers"
 	if down != "" {
-		store = "the shared store is UNREACHABLE since " + down + ": nothing is granted until it is back"
+		fleet = "in a fleet whose hosts are unknown while the store is unreachable"
+		store = "the shared store is UNREACHABLE since " + down + ": nothing is granted until it is back; waiters keep waiting (max_wait still applies), O_NONBLOCK opens get EAGAIN"
 	}
-	fmt.Fprintf(w, "host %s, in a fleet with %s; %s\n", reports[0].Host, strings.Join(names, ", "), store)
+	fmt.Fprintf(w, "host %s, %s; %s\n", meter.Escape(reports[0].Host), fleet, store)
 }
 
 // shorten returns s if it has at most n characters, else its start and end

@@ -16,21 +16,21 @@ import (
 // reportsFromPath reads the meters at path: every meter when path is the
 // mountpoint of an rlfs mount, one meter when it is a meter's directory.
 // Anything else is refused with what to pass instead.
-func reportsFromPath(path string) ([]meter.Report, error) {
+func reportsFromPath(path string) ([]meter.Report, []unreadableMeter, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
 	}
 	mnt, fstype, found := enclosingMount(abs)
 	if !found || fstype != rlfsFSType {
-		return nil, notRlfsError(path, fstype)
+		return nil, nil, notRlfsError(path, fstype)
 	}
 	rel, err := filepath.Rel(mnt, abs)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	switch {
 	case rel == ".":
@@ -38,14 +38,14 @@ func reportsFromPath(path string) ([]meter.Report, error) {
 	case !strings.Contains(rel, string(filepath.Separator)):
 		r, err := readReport(mnt, rel)
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: no meter %q in the rlfs mount at %s; see ls %s", path, rel, mnt, mnt)
+			return nil, nil, fmt.Errorf("%s: no meter %q in the rlfs mount at %s; see ls %s", path, rel, mnt, mnt)
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return []meter.Report{r}, nil
+		return []meter.Report{r}, nil, nil
 	}
-	return nil, fmt.Errorf("%s is inside the rlfs mount at %s but is not a meter; pass the mountpoint (rlfs status %s) or a meter's directory (rlfs status %s)",
+	return nil, nil, fmt.Errorf("%s is inside the rlfs mount at %s but is not a meter; pass the mountpoint (rlfs status %s) or a meter's directory (rlfs status %s)",
 		path, mnt, mnt, filepath.Join(mnt, strings.SplitN(rel, string(filepath.Separator), 2)[0]))
 }
 
@@ -73,27 +73,33 @@ func notRlfsError(path, fstype string) error {
 	return fmt.Errorf("%s is not an rlfs mount (%s); pass the mountpoint of rlfs mount or one meter's directory in it (%s), or a database with --db PATH", path, what, hint)
 }
 
-// reportsFromMount reads every meter of the rlfs mount at mnt.
-func reportsFromMount(mnt string) ([]meter.Report, error) {
+// reportsFromMount reads every meter of the rlfs mount at mnt. A meter
+// whose status this user may not read is listed apart, with why: the
+// others are shown all the same.
+func reportsFromMount(mnt string) ([]meter.Report, []unreadableMeter, error) {
 	es, err := os.ReadDir(mnt)
 	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
-		return nil, fmt.Errorf("%s is a dead rlfs mount (its daemon is gone); run umount -l %s, then rlfs mount again", mnt, mnt)
+		return nil, nil, fmt.Errorf("%s is a dead rlfs mount (its daemon is gone); run umount -l %s, then rlfs mount again", mnt, mnt)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read the rlfs mount at %s: %w", mnt, err)
+		return nil, nil, fmt.Errorf("read the rlfs mount at %s: %w", mnt, err)
 	}
 	var out []meter.Report
+	var unreadable []unreadableMeter
 	for _, e := range es {
 		r, err := readReport(mnt, e.Name())
-		if errors.Is(err, os.ErrNotExist) {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
 			continue // removed meanwhile
-		}
-		if err != nil {
-			return nil, err
+		case errors.Is(err, os.ErrPermission):
+			unreadable = append(unreadable, notReadable(e.Name()))
+			continue
+		case err != nil:
+			return nil, nil, err
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out, unreadable, nil
 }
 
 // readReport reads the status.json of meter name in the mount at mnt.
@@ -106,6 +112,10 @@ func readReport(mnt, name string) (meter.Report, error) {
 				mnt, name, filepath.Join(mnt, "*", "status"))
 		}
 		return r, err
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return r, fmt.Errorf("meter %q of the rlfs mount at %s is %s (%w); run rlfs status as its owner, a member of its group or root (see ls -ld %s), or chmod the meter",
+			name, mnt, notReadableText(), err, filepath.Join(mnt, name))
 	}
 	if err != nil {
 		return r, fmt.Errorf("read status of meter %q: %w", name, err)

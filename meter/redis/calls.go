@@ -19,6 +19,9 @@ func u64(v uint64) string { return strconv.FormatUint(v, 10) }
 // Enqueue asks the store for a call for r: granted at once, or queued.
 func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
 	h := r.Holder
+	if s.opt.ProcessID != nil && h.PID > 0 {
+		h.PID = s.opt.ProcessID(h.PID)
+	}
 	if !r.Nonblock {
 		s.asking(name, r.Ticket, s.clock.Now())
 	}

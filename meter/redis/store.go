@@ -55,6 +55,11 @@ type Options struct {
 	// History is the history horizon of the meters this host creates or
 	// changes (meter.Options.History; default meter.DefaultHistory).
 	History time.Duration
+	// ProcessID maps the thread id an open came from (meter.Holder.PID as
+	// the engine has it) to its process id, for the waiter and call records
+	// every host reads: another host cannot resolve a thread of this one
+	// (nil: the thread id is stored).
+	ProcessID func(tid int) int
 	// Logger receives one line per outage, recovery and lease problem.
 	Logger *slog.Logger
 	// Journal is this host's journal file ("": none, as in tests): its
@@ -139,6 +144,9 @@ func Open(opt Options) (*Store, error) {
 	}
 	c, err := rueidis.NewClient(copt)
 	if err != nil {
+		if aerr := accessError("connect to", redacted(opt.URL), opt, err); aerr != nil {
+			return nil, aerr
+		}
 		return nil, fmt.Errorf("redis: connect to %s: %w; check the address and that redis-server runs", redacted(opt.URL), err)
 	}
 	s := &Store{c: c, opt: opt, inc: newIncarnation(), clock: opt.clock, fake: opt.clock != nil, log: opt.Logger,
@@ -209,8 +217,8 @@ func (opt *Options) defaults() error {
 		}
 		opt.Host = h
 	}
-	if strings.ContainsAny(opt.Host, ",: \t\n") {
-		return fmt.Errorf("redis: host name %q has a comma, colon or space; pass --host NAME without them", opt.Host)
+	if err := ValidHost(opt.Host); err != nil {
+		return fmt.Errorf("redis: %w", err)
 	}
 	return nil
 }
@@ -265,6 +273,9 @@ func (s *Store) loadLibrary() error {
 		ctx, cancel := s.ctx()
 		err := n.Do(ctx, n.B().FunctionLoad().Replace().FunctionCode(library).Build()).Error()
 		cancel()
+		if aerr := accessError("load the rlfs functions (FUNCTION LOAD) into", addr, s.opt, err); aerr != nil {
+			return aerr
+		}
 		if err != nil {
 			return fmt.Errorf("redis: load the rlfs functions into %s: %w; rlfs needs Redis 7 or newer (FUNCTION LOAD), and an ACL user allowed to load functions", addr, err)
 		}
@@ -278,10 +289,16 @@ func (s *Store) ensureEpoch() (string, error) {
 	defer cancel()
 	k := epochKey(s.opt.Prefix)
 	if err := s.c.Do(ctx, s.c.B().Set().Key(k).Value(newIncarnation()).Nx().Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
+		if aerr := accessError("write "+k+" (SET) on", redacted(s.opt.URL), s.opt, err); aerr != nil {
+			return "", aerr
+		}
 		return "", fmt.Errorf("redis: write %s: %w", k, err)
 	}
 	e, err := s.c.Do(ctx, s.c.B().Get().Key(k).Build()).ToString()
 	if err != nil {
+		if aerr := accessError("read "+k+" (GET) on", redacted(s.opt.URL), s.opt, err); aerr != nil {
+			return "", aerr
+		}
 		return "", fmt.Errorf("redis: read %s: %w", k, err)
 	}
 	return e, nil
