@@ -18,7 +18,7 @@ import (
 // real daemon uses the SQLite store (meter/sqlite) instead of the in-memory
 // one. Mounting needs FUSE: root (mount(2)) or fusermount3.
 func Example() {
-	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{})
+	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -47,7 +47,7 @@ type fixture struct {
 func mount(t *testing.T, meters map[string]string) *fixture {
 	t.Helper()
 	requireFUSE(t)
-	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{})
+	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{})
 	require.NoError(t, err)
 	for name, text := range meters {
 		spec, err := meter.ParseSpec(text)
@@ -262,9 +262,9 @@ type served struct {
 
 // serveStore opens a registry over store, creates the given meters, and
 // mounts it at dir. Cleanup (or stop, once) unmounts it.
-func serveStore(t *testing.T, store meter.Store, dir string, meters map[string]string) *served {
+func serveStore(t *testing.T, store meter.LocalStore, dir string, meters map[string]string) *served {
 	t.Helper()
-	reg, err := meter.Open(store, meter.Options{})
+	reg, err := meter.OpenLocal(store, meter.Options{})
 	require.NoError(t, err)
 	for name, text := range meters {
 		spec, err := meter.ParseSpec(text)

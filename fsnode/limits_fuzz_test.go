@@ -25,7 +25,7 @@ func FuzzLimitsWrite(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: metertest.NewClock()})
+		reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{Clock: metertest.NewClock()})
 		require.NoError(t, err)
 		before, _ := meter.ParseSpec("3/1s,concurrency=2")
 		m, err := reg.Create("m", before, meter.DefaultAttr())

@@ -102,7 +102,7 @@ func TestConcurrentAcquireRelease(t *testing.T) {
 func TestOnGrant(t *testing.T) {
 	clk := metertest.NewClock()
 	var waits []time.Duration
-	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk, OnGrant: func(name string, waited time.Duration) {
+	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{Clock: clk, OnGrant: func(name string, waited time.Duration) {
 		require.Equal(t, "m", name)
 		waits = append(waits, waited)
 	}})

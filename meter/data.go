@@ -177,10 +177,7 @@ func (m *Meter) DataRoom(name string) (int64, error) {
 }
 
 func (m *Meter) dataStore() DataStore {
-	if m.sh != nil {
-		return m.sh.store
-	}
-	return m.store
+	return m.dec
 }
 
 // DataStore keeps data files; every Store does. Each operation is atomic

@@ -158,6 +158,9 @@ type View struct {
 	Retired                      int
 	RetiredSince                 time.Time
 	Hosts                        []string // hosts with a lease on the meter (fleet)
+	// ExpiredTotal counts the holds max_hold ended since the decider
+	// started (0 where it does not count them).
+	ExpiredTotal uint64
 	// Call, when ViewQuery.Call named a call that holds the meter; its
 	// Expired flag says max_hold ended it.
 	Call *Call

@@ -33,7 +33,7 @@ func newRig(t testing.TB, specText string) *rig {
 // open (re)opens the registry on the rig's store and clock.
 func (r *rig) open() {
 	r.t.Helper()
-	reg, err := meter.Open(r.store, meter.Options{Clock: r.clk})
+	reg, err := meter.OpenLocal(r.store, meter.Options{Clock: r.clk})
 	require.NoError(r.t, err, "Open")
 	r.t.Cleanup(reg.Close)
 	r.reg = reg

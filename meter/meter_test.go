@@ -149,7 +149,7 @@ func TestNobodyOvertakesTheHead(t *testing.T) {
 
 func TestNoPolling(t *testing.T) {
 	clk := newCountingClock()
-	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk})
+	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{Clock: clk})
 	require.NoError(t, err)
 	defer reg.Close()
 	m, err := reg.Create("m", mustSpec(t, "1/10s,concurrency=1"), meter.DefaultAttr())
@@ -467,7 +467,7 @@ func TestStoreFailureOnGrant(t *testing.T) {
 	require.ErrorContains(t, err, "disk full")
 	tk, err := r.m.Enqueue(meter.Holder{}, true)
 	require.ErrorIs(t, err, meter.ErrStore, "Enqueue(nonblock) with a failing store")
-	r.failed(tk, meter.ErrStore)
+	require.Nil(t, tk, "Enqueue(nonblock) with a failing store: no ticket")
 	r.store.Fail = nil
 
 	after := r.m.Snapshot()

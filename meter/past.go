@@ -87,35 +87,43 @@ func (st *State) Retire(spec Spec, now time.Time, history time.Duration) (cutoff
 		retired = append(retired, pastOf(c))
 		return true
 	})
-	if len(retired) > 0 {
-		st.addPast(retired)
-		changed = true
-	}
-	keep := now.Add(-max(history, spec.Longest()))
-	if old := len(st.Past) - len(recentPast(st.Past, keep)); old > 0 {
-		st.Past = st.Past[old:]
-		changed = true
-	}
-	if len(st.Past) > MaxPast {
-		st.Past = compactPast(st.Past, now)
-	}
-	return cutoff, changed
+	var dropped bool
+	st.Past, dropped = keepPast(st.Past, retired, now, max(history, spec.Longest()))
+	return cutoff, len(retired) > 0 || dropped
 }
 
-// addPast adds groups to Past, keeping it ordered by Done.
-func (st *State) addPast(groups []Past) {
+// keepPast adds the retired groups to past, drops the groups that completed
+// at or before now − keep, and compacts past when it has grown past
+// MaxPast. It returns the new history and whether it dropped any. past is
+// never modified in place (see Retire).
+func keepPast(past, retired []Past, now time.Time, keep time.Duration) ([]Past, bool) {
+	if len(retired) > 0 {
+		past = addPast(past, retired)
+	}
+	dropped := false
+	if old := len(past) - len(recentPast(past, now.Add(-keep))); old > 0 {
+		past = past[old:]
+		dropped = true
+	}
+	if len(past) > MaxPast {
+		past = compactPast(past, now)
+	}
+	return past, dropped
+}
+
+// addPast adds groups to past, keeping it ordered by Done.
+func addPast(past, groups []Past) []Past {
 	byDone := func(a, b Past) int { return a.Done.Compare(b.Done) }
 	slices.SortStableFunc(groups, byDone)
-	if n := len(st.Past); n == 0 || !groups[0].Done.Before(st.Past[n-1].Done) {
-		st.Past = append(st.Past, groups...)
-		return
+	if n := len(past); n == 0 || !groups[0].Done.Before(past[n-1].Done) {
+		return append(past, groups...)
 	}
 	// Rare (count=grant retires by grant time): merge into a new slice.
-	merged := make([]Past, 0, len(st.Past)+len(groups))
-	merged = append(merged, st.Past...)
+	merged := make([]Past, 0, len(past)+len(groups))
+	merged = append(merged, past...)
 	merged = append(merged, groups...)
 	slices.SortStableFunc(merged, byDone)
-	st.Past = merged
+	return merged
 }
 
 // compactPast merges neighbouring groups whose completions lie close

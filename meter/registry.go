@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,10 +13,10 @@ import (
 	"unicode/utf8"
 )
 
-// Registry is the set of live meters, backed by a Store. It is safe for
-// concurrent use.
+// Registry is the set of live meters, as this host serves them, over one
+// Decider. It is safe for concurrent use.
 type Registry struct {
-	store Store
+	dec   Decider
 	clock Clock
 
 	mu     sync.RWMutex
@@ -25,11 +26,8 @@ type Registry struct {
 	// grant's wait (for metrics).
 	onGrant    func(meter string, waited time.Duration)
 	retryGrace time.Duration
-	history    time.Duration
 
-	local    LocalStore                   // the store, when the engine decides
-	shared   SharedStore                  // the store, when it decides
-	tickets  atomic.Uint64                // ticket ids for a SharedStore
+	tickets  atomic.Uint64                // ids of this daemon's opens
 	onChange atomic.Pointer[func(string)] // see OnChange
 }
 
@@ -48,48 +46,35 @@ type Options struct {
 	// counting against every window of their meter, grouped (see Past), so
 	// that a window widened by a `limits` write judges the calls already
 	// made. Default DefaultHistory; a window longer than History keeps its
-	// calls as long as it needs them.
+	// calls as long as it needs them. (Local's; a fleet's store has its own.)
 	History time.Duration
 }
 
-// Open loads every meter of store. Stored times that lie in the future (the
-// clock was set back) are clamped to now, so no wait is longer than its PER;
-// calls that were in progress when the last daemon died count as completed now.
-func Open(store Store, opt Options) (*Registry, error) {
-	if opt.Clock == nil {
-		opt.Clock = SystemClock{}
-	}
-	if opt.History <= 0 {
-		opt.History = DefaultHistory
-	}
-	r := &Registry{store: store, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant, retryGrace: opt.RetryGrace, history: opt.History}
-	if sh, ok := store.(SharedStore); ok {
-		return r.openShared(sh)
-	}
-	local, ok := store.(LocalStore)
-	if !ok {
-		return nil, fmt.Errorf("meter: a %T is neither a LocalStore nor a SharedStore", store)
-	}
-	r.local = local
-	stored, err := store.Load()
+// OpenLocal opens a registry over a Local decider on store (see NewLocal).
+func OpenLocal(store LocalStore, opt Options) (*Registry, error) {
+	d, err := NewLocal(store, opt.Clock, opt.History)
 	if err != nil {
 		return nil, err
 	}
-	now := r.clock.Now()
+	return Open(d, opt)
+}
+
+// Open loads every meter of the decider and subscribes to its events.
+func Open(d Decider, opt Options) (*Registry, error) {
+	if opt.Clock == nil {
+		opt.Clock = SystemClock{}
+	}
+	r := &Registry{dec: d, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant, retryGrace: opt.RetryGrace}
+	stored, err := d.Load(context.Background())
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range stored {
 		m := r.newMeter(s.Name, s.Spec, s.Attr)
-		m.grants = s.Grants
-		m.st = restore(s.Spec, s.State, now)
-		for i, c := range s.State.Calls {
-			if !c.InProgress() {
-				continue
-			}
-			if err := local.Complete(s.Name, m.st.Calls[i]); err != nil {
-				return nil, fmt.Errorf("meter: complete %q's calls in progress at the last stop: %w", s.Name, err)
-			}
-		}
+		m.version = s.Version
 		r.meters[s.Name] = m
 	}
+	d.Subscribe(registryEvents{r})
 	return r, nil
 }
 
@@ -134,10 +119,8 @@ func restoreTAT(b *Bucket, tat, now time.Time, rebase func(time.Time) time.Time)
 }
 
 func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {
-	m := &Meter{name: name, clock: r.clock, store: r.local, spec: spec, attr: attr, retryGrace: r.retryGrace, history: r.history, reg: r}
-	if r.shared != nil {
-		m.sh = newSharedMeter(r.shared)
-	}
+	m := &Meter{name: name, clock: r.clock, dec: r.dec, reg: r, spec: spec, attr: attr, retryGrace: r.retryGrace,
+		tickets: map[uint64]*Ticket{}, held: map[uint64]Call{}}
 	if r.onGrant != nil {
 		m.onGrant = func(w time.Duration) { r.onGrant(name, w) }
 	}
@@ -176,16 +159,14 @@ func (r *Registry) Create(name string, spec Spec, attr Attr) (*Meter, error) {
 	if _, ok := r.meters[name]; ok {
 		return nil, fmt.Errorf("%w: %q", ErrExist, name)
 	}
-	if err := r.store.CreateMeter(name, spec, attr); errors.Is(err, ErrExist) {
+	if err := r.dec.CreateMeter(context.Background(), name, spec, attr); errors.Is(err, ErrExist) {
 		return nil, fmt.Errorf("%w: %q (made by another host)", ErrExist, name)
 	} else if err != nil {
 		return nil, fmt.Errorf("%w: create %q: %w", ErrStore, name, err)
 	}
 	m := r.newMeter(name, spec, attr)
-	if r.shared != nil {
-		if s, ok, err := r.shared.LoadMeter(name); err == nil && ok {
-			m.spec, m.attr, m.version = s.Spec, s.Attr, s.Version
-		}
+	if s, ok, err := r.dec.LoadMeter(context.Background(), name); err == nil && ok {
+		m.spec, m.attr, m.version = s.Spec, s.Attr, s.Version
 	}
 	r.meters[name] = m
 	return m, nil
@@ -231,22 +212,20 @@ func (r *Registry) Remove(name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotExist, name)
 	}
-	if m.busy() {
-		return fmt.Errorf("%w: %q", ErrBusy, name)
-	}
-	if err := r.store.DeleteMeter(name); errors.Is(err, ErrBusy) {
+	if err := r.dec.DeleteMeter(context.Background(), name); errors.Is(err, ErrBusy) {
 		return fmt.Errorf("%w: %q", ErrBusy, name)
 	} else if err != nil {
 		return fmt.Errorf("%w: delete %q: %w", ErrStore, name, err)
 	}
 	m.markRemoved()
-	m.close()
+	m.close()()
 	delete(r.meters, name)
 	return nil
 }
 
 // Close fails every waiter of every meter with ErrClosed and refuses new
-// ones. Holders may still release. It does not close the store.
+// ones, taking them out of the decider's queue (for at most closeWait).
+// Holders may still release. It does not close the decider.
 func (r *Registry) Close() {
 	r.mu.Lock()
 	r.closed = true
@@ -255,14 +234,24 @@ func (r *Registry) Close() {
 		ms = append(ms, m)
 	}
 	r.mu.Unlock()
-	if r.shared != nil {
-		r.closeShared(ms)
-		return
-	}
+	var wg sync.WaitGroup
 	for _, m := range ms {
-		m.close()
+		cancel := m.close()
+		wg.Add(1)
+		go func() { defer wg.Done(); cancel() }()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
 	}
 }
+
+// closeWait bounds how long Close waits for the decider to take this
+// host's waiters out of its queue (they would otherwise block it until the
+// host's lease lapses).
+const closeWait = 2 * time.Second
 
 // MaxNameLen is the longest meter name, in bytes.
 const MaxNameLen = 255
@@ -303,24 +292,12 @@ func trimSpace(s string) string {
 }
 
 // Rewrite hands the whole state, every meter with its calls, to write while
-// nothing can change it: the registry and every meter stay locked until
-// write returns. It serves to rewrite a database file that was deleted.
+// nothing can change it. It serves to rewrite a database file that was
+// deleted; a decider that cannot (a shared store) says so.
 func (r *Registry) Rewrite(write func([]Stored) error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	names := make([]string, 0, len(r.meters))
-	for n := range r.meters {
-		names = append(names, n)
+	rw, ok := r.dec.(Rewriter)
+	if !ok {
+		return fmt.Errorf("meter: a %T keeps no state to rewrite", r.dec)
 	}
-	sort.Strings(names)
-	all := make([]Stored, 0, len(names))
-	for _, n := range names {
-		m := r.meters[n]
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		st := m.st
-		st.Calls = slices.Clone(m.st.Calls)
-		all = append(all, Stored{Name: n, Spec: m.spec, Attr: m.attr, State: st, Grants: m.grants})
-	}
-	return write(all)
+	return rw.Rewrite(write)
 }

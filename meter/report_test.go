@@ -18,7 +18,7 @@ import (
 // same thing.
 func TestReportAgreesWithText(t *testing.T) {
 	clk := metertest.NewClock()
-	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk})
+	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{Clock: clk})
 	require.NoError(t, err)
 	spec, err := meter.ParseSpec("10/1h,2/1s,concurrency=3")
 	require.NoError(t, err)

@@ -13,7 +13,7 @@ import (
 func graceMeter(t *testing.T, spec string) (*meter.Meter, *metertest.Clock) {
 	t.Helper()
 	clk := metertest.NewClock()
-	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk, RetryGrace: 20 * time.Millisecond})
+	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{Clock: clk, RetryGrace: 20 * time.Millisecond})
 	require.NoError(t, err)
 	sp, err := meter.ParseSpec(spec)
 	require.NoError(t, err)
@@ -91,15 +91,21 @@ func TestInterruptedPlaceExpires(t *testing.T) {
 	require.NotEqual(t, c.Seq, d.Seq)
 }
 
-// TestKeptPlacesDoNotCountAgainstMaxWaiters: max_waiters counts real waiters.
-func TestKeptPlacesDoNotCountAgainstMaxWaiters(t *testing.T) {
-	m, _ := graceMeter(t, "concurrency=1,max_waiters=1")
+// TestKeptPlacesCountAgainstMaxWaitersForTheGrace: a kept place stays in
+// the decider's queue until the grace ends (it is the host's notion), so it
+// counts against max_waiters for RetryGrace at most; then it is gone.
+func TestKeptPlacesCountAgainstMaxWaitersForTheGrace(t *testing.T) {
+	m, clk := graceMeter(t, "concurrency=1,max_waiters=1")
 	_, _ = m.Enqueue(meter.Holder{PID: 1}, false)
 	a, err := m.Enqueue(meter.Holder{PID: 10}, false)
 	require.NoError(t, err)
 	_, _ = m.Cancel(a)
+	require.Equal(t, 0, m.Status().WaitersN, "a kept place is not shown as a waiter")
 	_, err = m.Enqueue(meter.Holder{PID: 20}, false)
-	require.NoError(t, err, "a kept place is not a waiter")
+	require.ErrorIs(t, err, meter.ErrTooManyWaiters, "within the grace")
+	clk.Advance(20 * time.Millisecond)
+	_, err = m.Enqueue(meter.Holder{PID: 20}, false)
+	require.NoError(t, err, "once the kept place is dropped")
 	_, err = m.Enqueue(meter.Holder{PID: 30}, false)
 	require.ErrorIs(t, err, meter.ErrTooManyWaiters)
 }

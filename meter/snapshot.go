@@ -93,42 +93,71 @@ func (m *Meter) Snapshot() Snapshot { return m.snapshot(true) }
 func (m *Meter) Status() Snapshot { return m.snapshot(false) }
 
 func (m *Meter) snapshot(lists bool) Snapshot {
-	if m.sh != nil {
-		return m.snapshotShared(lists)
-	}
+	v, err := m.dec.View(m.ctx(), m.name, ViewQuery{Lists: lists})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.clock.Now()
-	m.expireLocked(now)
-	s := Snapshot{
-		Name: m.name, Spec: m.spec, Attr: m.attr, Now: now,
-		Holders: m.st.InProgress(), Grants: m.grants, Stats: m.stats,
-	}
-	for _, c := range m.expiredOpen {
-		s.Expired = append(s.Expired, c)
-	}
-	slices.SortFunc(s.Expired, func(a, b Call) int { return cmp.Compare(a.ID, b.ID) })
-	s.HoldersN, s.ExpiredN, s.WaitersN = len(s.Holders), len(s.Expired), len(m.queue)-m.phantoms
-	if !lists {
-		s.Holders, s.Expired = nil, nil
-	} else {
-		for _, t := range m.queue {
-			if !t.phantom {
-				s.Waiters = append(s.Waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since, Cost: t.Cost})
-			}
+	s := Snapshot{Name: m.name, Spec: m.spec, Attr: m.attr, Now: m.clock.Now(), Stats: m.stats, Host: m.dec.Host()}
+	if err != nil {
+		s.StoreDown = m.reg.unreachableSince()
+		if s.StoreDown.IsZero() {
+			s.StoreDown = s.Now
 		}
+		m.localPictureLocked(&s, lists)
+		return s
 	}
-	s.usage(&m.st)
-	if len(m.queue) > 0 {
-		// A newcomer waits behind the queue: report when the head may go.
-		s.Next = AdmitCost(m.spec, &m.st, now, m.queue[0].Cost)
-		if s.Next.OK {
-			s.Next = Decision{At: now}
-		}
-	} else {
-		s.Next = Admit(m.spec, &m.st, now)
-	}
+	s.Spec, s.Attr, s.Now = v.Spec, v.Attr, v.Now
+	s.Holders, s.Expired, s.Waiters = v.Holders, v.Expired, v.Waiters
+	s.HoldersN, s.ExpiredN, s.WaitersN = v.HoldersN, v.ExpiredN, v.WaitersN
+	s.Usage, s.Buckets, s.Next, s.Grants = v.Usage, v.Buckets, v.Next, v.Grants
+	s.Retired, s.RetiredSince, s.Hosts = v.Retired, v.RetiredSince, v.Hosts
+	s.Stats.Expired = max(s.Stats.Expired, v.ExpiredTotal)
+	m.hidePhantomsLocked(&s)
 	return s
+}
+
+// hidePhantomsLocked leaves out of s this host's interrupted opens that
+// keep their place for RetryGrace, and the grants they got meanwhile: they
+// are neither waiting nor held by anyone.
+func (m *Meter) hidePhantomsLocked(s *Snapshot) {
+	kept, grants := map[uint64]bool{}, map[uint64]bool{}
+	for _, t := range m.tickets {
+		switch {
+		case t.phantom && t.kept != nil:
+			grants[t.kept.ID] = true // granted meanwhile: not held by anyone yet
+		case t.phantom && t.Seq != 0:
+			kept[t.Seq] = true
+		}
+	}
+	if len(kept)+len(grants) == 0 {
+		return
+	}
+	mine := func(h Holder) bool { return s.Host == "" || h.Host == s.Host }
+	s.WaitersN = max(0, s.WaitersN-len(kept))
+	s.Waiters = slices.DeleteFunc(s.Waiters, func(w Waiter) bool { return kept[w.Seq] && mine(w.Holder) })
+	s.HoldersN = max(0, s.HoldersN-len(grants))
+	s.Holders = slices.DeleteFunc(s.Holders, func(c Call) bool { return grants[c.ID] && mine(c.Holder) })
+}
+
+// localPictureLocked fills s with what this host knows while its decider
+// cannot be reached: its calls and waiters.
+func (m *Meter) localPictureLocked(s *Snapshot, lists bool) {
+	holders := make([]Call, 0, len(m.held))
+	for _, c := range m.held {
+		holders = append(holders, c)
+	}
+	slices.SortFunc(holders, func(a, b Call) int { return cmp.Compare(a.ID, b.ID) })
+	var waiters []Waiter
+	for _, t := range m.tickets {
+		if !t.phantom && !t.finished() {
+			waiters = append(waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since, Cost: t.Cost})
+		}
+	}
+	slices.SortFunc(waiters, func(a, b Waiter) int { return a.Since.Compare(b.Since) })
+	s.HoldersN, s.WaitersN = len(holders), len(waiters)
+	if lists {
+		s.Holders, s.Waiters = holders, waiters
+	}
+	s.Hosts = []string{s.Host}
 }
 
 // usage fills in the window usage and the history of st at s.Now.
@@ -239,42 +268,45 @@ func (w Window) String() string {
 }
 
 // Held returns call id while it holds the meter: in progress, or ended by
-// max_hold but not released yet (expired).
+// max_hold but not released yet (expired). A call of this host carries its
+// holder's command line.
 func (m *Meter) Held(id uint64) (c Call, expired bool, ok bool) {
-	if m.sh != nil {
-		return m.heldShared(id)
-	}
+	v, err := m.dec.View(m.ctx(), m.name, ViewQuery{Call: id})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if c, ok := m.expiredOpen[id]; ok {
-		return c, true, true
+	mine, isMine := m.held[id]
+	if err != nil || v.Call == nil {
+		if isMine && err != nil {
+			return mine, false, true // the decider cannot say: this host's view
+		}
+		return Call{}, false, false
 	}
-	if i := m.st.index(id); i >= 0 && m.st.Calls[i].InProgress() {
-		return m.st.Calls[i], false, true
+	c = *v.Call
+	if isMine && mine.Holder.Cmd != "" && c.Holder.Cmd == "" {
+		c.Holder.Cmd = mine.Holder.Cmd
 	}
-	return Call{}, false, false
+	return c, c.Expired, true
 }
 
 // Waiting returns the waiter with arrival number seq and its 1-based place
 // in the queue.
 func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
-	if m.sh != nil {
-		return m.waitingShared(seq)
+	v, err := m.dec.View(m.ctx(), m.name, ViewQuery{Seq: seq})
+	if err != nil || v.Waiter == nil {
+		return Waiter{}, 0, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	i, found := slices.BinarySearchFunc(m.queue, seq, func(t *Ticket, seq uint64) int { return cmp.Compare(t.Seq, seq) })
-	if !found || m.queue[i].phantom {
-		return Waiter{}, 0, false
-	}
-	t := m.queue[i]
-	pos = i + 1
-	for _, x := range m.queue[:i] {
-		if x.phantom {
+	pos = v.Place
+	for _, t := range m.tickets {
+		if t.phantom && t.Seq != 0 && t.Seq <= seq {
+			if t.Seq == seq {
+				return Waiter{}, 0, false
+			}
 			pos--
 		}
 	}
-	return Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since, Cost: t.Cost}, pos, true
+	return *v.Waiter, max(pos, 1), true
 }
 
 // Now returns the meter clock's now.

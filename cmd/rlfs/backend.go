@@ -13,7 +13,9 @@ import (
 // backend is the store a daemon serves: the embedded SQLite database, or a
 // fleet's shared Redis.
 type backend struct {
-	store  meter.Store
+	// open loads the meters into a registry: over a meter.Local on the
+	// SQLite store, or over the fleet's Redis store, which decides itself.
+	open   func(meter.Options) (*meter.Registry, error)
 	name   string // the database path or the store's URL, for messages
 	attrs  []any  // for the "mounted" log line
 	health func() storeHealth
@@ -39,7 +41,8 @@ func openBackend(c mountConfig, own *ownMount, log *slog.Logger) (*backend, erro
 		return nil, err
 	}
 	return &backend{
-		store: s, name: c.db, attrs: []any{"db", c.db, "sync", c.sync},
+		open: func(o meter.Options) (*meter.Registry, error) { return meter.OpenLocal(s, o) },
+		name: c.db, attrs: []any{"db", c.db, "sync", c.sync},
 		health: func() storeHealth {
 			h := s.Health()
 			return storeHealth{WriteErrors: h.WriteErrors, Outages: h.Outages, Failing: h.Failing, Since: h.Since}
@@ -55,7 +58,8 @@ func openRedisBackend(c mountConfig, log *slog.Logger) (*backend, error) {
 		return nil, err
 	}
 	return &backend{
-		store: s, name: c.fleet.store,
+		open:  func(o meter.Options) (*meter.Registry, error) { return meter.Open(s, o) },
+		name:  c.fleet.store,
 		attrs: []any{"store", redactURL(c.fleet.store), "host", s.Host(), "lease", c.fleet.lease.String(), "store_prefix", c.fleet.prefix},
 		health: func() storeHealth {
 			h := s.Health()

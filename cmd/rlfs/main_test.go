@@ -143,7 +143,7 @@ max_wait = "30s"
 func TestMetricsLint(t *testing.T) {
 	clk := metertest.NewClock()
 	met := newMetrics()
-	reg, err := meter.Open(metertest.NewMemStore(), meter.Options{Clock: clk, OnGrant: met.observe})
+	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{Clock: clk, OnGrant: met.observe})
 	require.NoError(t, err)
 	met.reg = reg
 	spec, _ := meter.ParseSpec("1/s")

@@ -435,8 +435,8 @@ func testConcurrent(t *testing.T, h *harness) {
 func testRestartCompletes(t *testing.T, h *harness) {
 	ctx := context.Background()
 	clk := NewClock()
-	r, err := meter.Open(h.s, meter.Options{Clock: clk})
-	require.NoError(t, err, "meter.Open(empty store)")
+	r, err := meter.OpenLocal(h.s, meter.Options{Clock: clk})
+	require.NoError(t, err, "meter.OpenLocal(empty store)")
 	m, err := r.Create("email", mustSpec(t, "1/10s"), meter.DefaultAttr())
 	require.NoError(t, err, "Create(email)")
 	c, err := m.Acquire(ctx, alice, true)
@@ -447,7 +447,7 @@ func testRestartCompletes(t *testing.T, h *harness) {
 	h.restart() // the daemon died with call 1 in progress
 
 	restartAt := clk.Now()
-	r, err = meter.Open(h.s, meter.Options{Clock: clk})
+	r, err = meter.OpenLocal(h.s, meter.Options{Clock: clk})
 	require.NoError(t, err, "meter.Open after restart")
 	defer r.Close()
 	m = r.Get("email")

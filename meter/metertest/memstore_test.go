@@ -30,7 +30,7 @@ func TestRegistryConformance(t *testing.T) {
 			s = metertest.NewMemStore()
 			stores[dir] = s
 		}
-		reg, err := meter.Open(s, meter.Options{Clock: clk})
+		reg, err := meter.OpenLocal(s, meter.Options{Clock: clk})
 		require.NoError(t, err)
 		return reg, reg.Close
 	})

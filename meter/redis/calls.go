@@ -17,7 +17,7 @@ func (s *Store) leaseArg() string { return strconv.FormatInt(micros(s.opt.Lease)
 func u64(v uint64) string { return strconv.FormatUint(v, 10) }
 
 // Enqueue asks the store for a call for r: granted at once, or queued.
-func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
+func (s *Store) v1Enqueue(name string, r meter.Request) (meter.Admission, error) {
 	h := r.Holder
 	if s.opt.ProcessID != nil && h.PID > 0 {
 		h.PID = s.opt.ProcessID(h.PID)
@@ -39,7 +39,7 @@ func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
 		h.Host = s.opt.Host
 		c := meter.Call{ID: uint64(intAt(res, 1)), GrantedAt: localOf(intAt(res, 2), storeNow, at), Holder: h}
 		if !s.leaseHeld(sent) {
-			_ = s.Revoke(name, c.ID)
+			_ = s.v1Revoke(name, c.ID)
 			return meter.Admission{}, meter.ErrUnavailable
 		}
 		s.own(name, r.Ticket, c, intAt(res, 2), sent)
@@ -59,7 +59,7 @@ func (s *Store) Enqueue(name string, r meter.Request) (meter.Admission, error) {
 }
 
 // Cancel takes a queued ticket out of the store's queue.
-func (s *Store) Cancel(name string, seq, ticket uint64) (meter.Admission, error) {
+func (s *Store) v1Cancel(name string, seq, ticket uint64) (meter.Admission, error) {
 	res, sent, err := s.fcall("rlfs1_cancel", name, s.opt.Host, s.inc, s.leaseArg(), u64(seq), u64(ticket))
 	if err != nil {
 		return meter.Admission{}, err
@@ -81,7 +81,7 @@ func (s *Store) Cancel(name string, seq, ticket uint64) (meter.Admission, error)
 // Release completes call id. While the store cannot be reached, the
 // completion waits in this host's outbox, with its time, and Release
 // returns nil; it is delivered when the store is back.
-func (s *Store) Release(name string, id uint64) error {
+func (s *Store) v1Release(name string, id uint64) error {
 	engineID := id
 	id = s.mapID(name, id)
 	res, sent, err := s.fcall("rlfs1_release", name, s.opt.Host, s.inc, s.leaseArg(), u64(id), "0")
@@ -100,7 +100,7 @@ func (s *Store) Release(name string, id uint64) error {
 }
 
 // Revoke forgets call id: its open failed.
-func (s *Store) Revoke(name string, id uint64) error {
+func (s *Store) v1Revoke(name string, id uint64) error {
 	engineID := id
 	id = s.mapID(name, id)
 	res, sent, err := s.fcall("rlfs1_revoke", name, s.opt.Host, s.inc, s.leaseArg(), u64(id))
@@ -118,7 +118,7 @@ func (s *Store) Revoke(name string, id uint64) error {
 }
 
 // Settle sets the actual cost of call id.
-func (s *Store) Settle(name string, id uint64, cost int64) error {
+func (s *Store) v1Settle(name string, id uint64, cost int64) error {
 	id = s.mapID(name, id)
 	_, sent, err := s.fcall("rlfs1_settle", name, s.opt.Host, s.inc, s.leaseArg(), u64(id), strconv.FormatInt(cost, 10))
 	if err != nil {
@@ -129,7 +129,7 @@ func (s *Store) Settle(name string, id uint64, cost int64) error {
 }
 
 // Dispatch grants what the store's rule admits now.
-func (s *Store) Dispatch(name string) (meter.Admission, error) {
+func (s *Store) v1Dispatch(name string) (meter.Admission, error) {
 	res, sent, err := s.fcall("rlfs1_dispatch", name, s.opt.Host, s.inc, s.leaseArg())
 	if err != nil {
 		return meter.Admission{}, err

@@ -96,7 +96,7 @@ type traceWaiter struct {
 func openTrace(t *testing.T, srv *redistest.Server, name, prefix string, spec meter.Spec, history time.Duration) *trace {
 	tr := &trace{t: t, name: name, spec: spec, goClk: metertest.NewClock(), rdClk: metertest.NewClock(), mem: metertest.NewMemStore()}
 	var err error
-	tr.goReg, err = meter.Open(tr.mem, meter.Options{Clock: tr.goClk, History: history})
+	tr.goReg, err = meter.OpenLocal(tr.mem, meter.Options{Clock: tr.goClk, History: history})
 	require.NoError(t, err, "meter.Open on MemStore")
 	tr.rd, err = Open(Options{URL: srv.URL(), Host: "a", Lease: 1000 * time.Hour, Prefix: prefix, History: history, clock: tr.rdClk})
 	require.NoError(t, err, "Open")
@@ -111,7 +111,7 @@ func openTrace(t *testing.T, srv *redistest.Server, name, prefix string, spec me
 	// host has calls: it must be over before the trace moves the clock, or
 	// its reply, read at an older fake instant, may deliver a grant at
 	// that instant.
-	require.NoError(t, tr.rd.CreateMeter("m", spec, meter.DefaultAttr()), "CreateMeter on Redis")
+	require.NoError(t, tr.rd.CreateMeter(context.Background(), "m", spec, meter.DefaultAttr()), "CreateMeter on Redis")
 	deadline := time.Now().Add(5 * time.Second)
 	for tr.rdM = tr.rdReg.Get("m"); tr.rdM == nil; tr.rdM = tr.rdReg.Get("m") {
 		require.False(t, time.Now().After(deadline), "the registry on Redis does not see meter m after 5s")

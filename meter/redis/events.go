@@ -15,7 +15,7 @@ import (
 // Subscribe starts delivering the store's events to h: this host's grants
 // and wake instants (its channel), and the meters created, changed and
 // removed on any host. It also starts renewing this host's leases.
-func (s *Store) Subscribe(h meter.SharedEvents) {
+func (s *Store) v1Subscribe(h meter.Events) {
 	s.mu.Lock()
 	s.events = h
 	s.mu.Unlock()
@@ -114,7 +114,7 @@ func (s *Store) onHostMessage(text string) {
 	case p[0] == "r" && len(p) == 6:
 		ticket, _ := strconv.ParseUint(p[1], 10, 64)
 		s.queued(p[5], ticket, false, time.Time{})
-		s.tell(func(ev meter.SharedEvents) { ev.Refused(p[5], ticket, meter.ErrTooBig) })
+		s.tell(func(ev meter.Events) { ev.Refused(p[5], ticket, meter.ErrTooBig) })
 	case p[0] == "n" && len(p) == 6:
 		name := p[5]
 		s.mu.Lock()
@@ -137,7 +137,7 @@ func (s *Store) granted(name string, ticket, id uint64, grantedUs int64) {
 	c := meter.Call{ID: id, GrantedAt: s.toLocal(grantedUs), Holder: meter.Holder{Host: s.opt.Host}}
 	if !s.leaseHeld(s.leaseOf(name, ticket)) {
 		s.log.Warn("a grant came after this host's lease could have lapsed; revoking it", "meter", name, "call", id)
-		_ = s.Revoke(name, id)
+		_ = s.v1Revoke(name, id)
 		return
 	}
 	if !s.own(name, ticket, c, grantedUs, time.Time{}) {
@@ -188,7 +188,7 @@ func (s *Store) renewLoop() {
 			continue // the recovery loop takes over
 		}
 		if s.checkEpoch() == epochPutBack {
-			s.tell(func(ev meter.SharedEvents) { ev.Reachable() })
+			s.tell(func(ev meter.Events) { ev.Reachable() })
 		}
 		s.reconcile(false)
 		s.tidy(s.storeNowEstimate())

@@ -14,7 +14,7 @@ import (
 // Load returns every meter's definition (their calls live in the store).
 // It also ends, in every meter, the calls and waiters of this host's
 // earlier daemons: they died with it.
-func (s *Store) Load() ([]meter.Stored, error) {
+func (s *Store) v1Load() ([]meter.Stored, error) {
 	if _, err := s.flushOutbox(); err != nil {
 		return nil, err
 	}
@@ -31,7 +31,7 @@ func (s *Store) Load() ([]meter.Stored, error) {
 	}
 	var out []meter.Stored
 	for _, name := range names {
-		m, ok, err := s.LoadMeter(name)
+		m, ok, err := s.v1LoadMeter(name)
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +82,7 @@ func (s *Store) meterNames() ([]string, error) {
 }
 
 // LoadMeter returns one meter's definition; ok is false if it does not exist.
-func (s *Store) LoadMeter(name string) (meter.Stored, bool, error) {
+func (s *Store) v1LoadMeter(name string) (meter.Stored, bool, error) {
 	return s.loadMeter(name, true)
 }
 
@@ -119,7 +119,7 @@ func (s *Store) loadMeter(name string, recheck bool) (meter.Stored, bool, error)
 }
 
 // CreateMeter stores a new meter; meter.ErrExist if the name is taken.
-func (s *Store) CreateMeter(name string, spec meter.Spec, attr meter.Attr) error {
+func (s *Store) v1CreateMeter(name string, spec meter.Spec, attr meter.Attr) error {
 	args := append([]string{name}, specFields(spec, s.opt.History)...)
 	args = append(args, attrFields(attr)...)
 	res, _, err := s.fcallScalar("rlfs1_create", name, args...)
@@ -156,7 +156,7 @@ func (s *Store) addName(name string) error {
 }
 
 // SetSpec replaces a meter's spec; the store applies it at once.
-func (s *Store) SetSpec(name string, spec meter.Spec) error {
+func (s *Store) v1SetSpec(name string, spec meter.Spec) error {
 	args := append([]string{name}, specFields(spec, s.opt.History)...)
 	res, sent, err := s.fcall("rlfs1_setspec", name, args...)
 	if err != nil {
@@ -168,7 +168,7 @@ func (s *Store) SetSpec(name string, spec meter.Spec) error {
 }
 
 // SetAttr replaces a meter's owner and mode.
-func (s *Store) SetAttr(name string, attr meter.Attr) error {
+func (s *Store) v1SetAttr(name string, attr meter.Attr) error {
 	if _, _, err := s.fcallScalar("rlfs1_setattr", name, append([]string{name}, attrFields(attr)...)...); err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (s *Store) SetAttr(name string, attr meter.Attr) error {
 
 // DeleteMeter removes an idle meter with its history and data files;
 // meter.ErrBusy while a host has calls or waiters on it.
-func (s *Store) DeleteMeter(name string) error {
+func (s *Store) v1DeleteMeter(name string) error {
 	res, _, err := s.fcallScalar("rlfs1_delete", name, name)
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ func (s *Store) checkEpoch() epochState {
 		return epochUnsure
 	}
 	names, ok := s.reassert()
-	s.tell(func(ev meter.SharedEvents) {
+	s.tell(func(ev meter.Events) {
 		for _, name := range names {
 			ev.Changed(name)
 		}
@@ -69,7 +69,7 @@ func (s *Store) putBacks() uint64 {
 func (s *Store) lostData(before uint64) epochState {
 	st := s.checkEpoch()
 	if st == epochPutBack {
-		s.tell(func(ev meter.SharedEvents) { ev.Reachable() })
+		s.tell(func(ev meter.Events) { ev.Reachable() })
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -81,7 +81,7 @@ func (s *Store) lostData(before uint64) epochState {
 
 // tell runs f with the engine's events in a goroutine of its own (none
 // once the store is closed).
-func (s *Store) tell(f func(meter.SharedEvents)) {
+func (s *Store) tell(f func(meter.Events)) {
 	s.mu.Lock()
 	ev := s.events
 	if ev == nil || s.closed {

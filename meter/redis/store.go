@@ -26,7 +26,7 @@ var library string
 // libraryName is the name the library registers (its first line).
 const libraryName = "rlfs1"
 
-var _ meter.SharedStore = (*Store)(nil)
+var _ meter.Decider = (*Store)(nil)
 
 // DefaultLease is how long a host's calls and waiters outlive its last
 // renewal when it dies or is cut off.
@@ -71,7 +71,7 @@ type Options struct {
 	clock meter.Clock // tests only: the library's time follows it too
 }
 
-// Store is a meter.SharedStore on Redis 7: the rule, the queue and the
+// Store is a meter.Decider on Redis 7: the rule, the queue and the
 // leases run in the server as the functions of rlfs.lua, one round trip per
 // grant. It is safe for concurrent use; create it with Open.
 type Store struct {
@@ -90,7 +90,7 @@ type Store struct {
 	epochMu sync.Mutex // one checkEpoch at a time
 
 	mu     sync.Mutex
-	events meter.SharedEvents
+	events meter.Events
 	down   time.Time // unreachable since (zero: reachable)
 	epoch  string
 	mine   map[string]*local                // meters where this host has calls or waiters

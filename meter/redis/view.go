@@ -11,7 +11,7 @@ import (
 )
 
 // View pictures a meter across the fleet, after the leases that lapsed.
-func (s *Store) View(name string, lists bool) (meter.View, error) {
+func (s *Store) v1View(name string, lists bool) (meter.View, error) {
 	res, sent, err := s.fcall("rlfs1_view", name, boolStr(lists))
 	if err != nil {
 		return meter.View{}, err

@@ -48,7 +48,7 @@ func TestRecreatedDatabaseIsLocked(t *testing.T) {
 	s, err := sqlite.Open(path, sqlite.Options{Mountpoint: "/mnt/rl"})
 	require.NoError(t, err)
 	defer s.Close()
-	reg, err := meter.Open(s, meter.Options{})
+	reg, err := meter.OpenLocal(s, meter.Options{})
 	require.NoError(t, err)
 	_, err = reg.Create("email", meter.DefaultSpec(), meter.DefaultAttr())
 	require.NoError(t, err)

@@ -20,7 +20,7 @@ func TestRecreateAfterDelete(t *testing.T) {
 	st, err := sqlite.Open(path, sqlite.Options{})
 	require.NoError(t, err)
 	clk := metertest.NewClock()
-	reg, err := meter.Open(st, meter.Options{Clock: clk})
+	reg, err := meter.OpenLocal(st, meter.Options{Clock: clk})
 	require.NoError(t, err)
 	spec, _ := meter.ParseSpec("1/5s")
 	m, err := reg.Create("email", spec, meter.Attr{Mode: 0o700, UID: 7, GID: 8})

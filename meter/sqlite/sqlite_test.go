@@ -322,7 +322,7 @@ func TestRegistryConformance(t *testing.T) {
 	metertest.RunRegistryTests(t, func(t *testing.T, dir, host string, clk *metertest.Clock) (*meter.Registry, func()) {
 		s, err := sqlite.Open(filepath.Join(dir, "meters.db"), sqlite.Options{Mountpoint: "/mnt/rl"})
 		require.NoError(t, err, "Open")
-		reg, err := meter.Open(s, meter.Options{Clock: clk})
+		reg, err := meter.OpenLocal(s, meter.Options{Clock: clk})
 		require.NoError(t, err, "meter.Open")
 		return reg, func() { reg.Close(); require.NoError(t, s.Close()) }
 	})

@@ -1,0 +1,231 @@
+package meter
+
+import (
+	"slices"
+	"time"
+)
+
+// Ledger is one meter's calls as the rule needs them, kept so that every
+// decision costs O(1) amortized, or O(log n), in the calls the meter
+// remembers (design §11; docs/engine.md, "The rule's data"): the calls in
+// progress in grant order with their count and units, the calls that still
+// count against a window in count order, where each window starts among
+// them with the sum of what counts there, the buckets, and the history.
+// Its answers are those of AdmitCost on the State it pictures (State),
+// except that a units window's next instant is looked for among MaxWalk
+// entries at most. Not safe for concurrent use; create it with NewLedger
+// or RestoreLedger.
+type Ledger struct {
+	spec    Spec
+	history time.Duration
+
+	open  openSet         // in progress, hold not ended
+	held  map[uint64]Call // ended by max_hold, not released (also in ents)
+	openU sum             // units of the calls in open
+
+	ents   []entry // counting (or not retired yet), by count time
+	head   int     // ents[:head] are retired
+	scan   int     // ents[head:scan] are retired, or in progress (count=grant): late
+	late   []Call  // calls of ents[:scan] that completed since: to retire
+	groups int     // live entries of ents[head:] that are history groups
+	win    []winPos
+
+	past   []Past // retired, grouped, by completion
+	tat    time.Time
+	utat   time.Time
+	nextID uint64
+}
+
+// entry is a call that counts, or may, against the windows: completed
+// (count=completion), or granted (count=grant); or a history group that a
+// widened window counts again.
+type entry struct {
+	at   time.Time // count time: completion, or grant with count=grant
+	call Call      // a call: call.ID != 0
+	grp  Past      // a group of history: call.ID == 0
+	dead bool      // retired (the entries before head are all dead)
+}
+
+// winPos is where window i starts in ents, and what counts from there.
+type winPos struct {
+	pos int
+	sum sum
+}
+
+// MaxWalk bounds the entries a units window looks through for its next
+// instant: past them, the instant of the last one looked at is returned
+// (the meter wakes early and looks again). rlfs.lua walks alike.
+const MaxWalk = 256
+
+func (e *entry) weight(w Window) int64 {
+	if e.call.ID != 0 {
+		if w.Units {
+			return e.call.Units()
+		}
+		return 1
+	}
+	if w.Units {
+		return e.grp.U
+	}
+	return int64(e.grp.N)
+}
+
+// NewLedger returns an empty ledger for spec, keeping history as
+// Options.History says.
+func NewLedger(spec Spec, history time.Duration) *Ledger {
+	l := &Ledger{spec: spec, history: history, held: map[uint64]Call{}, nextID: 1}
+	l.win = make([]winPos, len(spec.Windows))
+	return l
+}
+
+// Spec returns the ledger's spec.
+func (l *Ledger) Spec() Spec { return l.spec }
+
+// countTime is when c starts counting against the windows (zero: it does
+// not yet: in progress with count=completion).
+func (l *Ledger) countTime(c Call) time.Time {
+	if l.spec.Count == CountGrant {
+		return c.GrantedAt
+	}
+	return c.DoneAt
+}
+
+// openWeight is what the calls in progress count against w when their
+// ends are unknown or to come (count=completion).
+func (l *Ledger) openWeight(w Window) sum {
+	if l.spec.Count == CountGrant {
+		return sum{}
+	}
+	if w.Units {
+		return l.openU
+	}
+	var s sum
+	s.add(int64(l.open.len()))
+	return s
+}
+
+// Advance brings the ledger to now: it ends the holds that max_hold ran
+// out (returned, oldest first: each completed at grant+max_hold) and moves
+// each window's start past what stopped counting. Every other method
+// expects it called first at the same now.
+func (l *Ledger) Advance(now time.Time) []Call {
+	var expired []Call
+	if l.spec.MaxHold > 0 {
+		for c := l.open.front(); c != nil && !c.GrantedAt.Add(l.spec.MaxHold).After(now); c = l.open.front() {
+			l.takeOpen(c.ID)
+			c.DoneAt, c.Expired = c.GrantedAt.Add(l.spec.MaxHold), true
+			l.held[c.ID] = *c
+			l.completed(*c, now)
+			expired = append(expired, *c)
+		}
+	}
+	for i, w := range l.spec.Windows {
+		p := &l.win[i]
+		for p.pos < len(l.ents) && !l.ents[p.pos].at.Add(w.Per).After(now) {
+			p.sum.sub(l.ents[p.pos].weight(w))
+			p.pos++
+		}
+	}
+	return expired
+}
+
+// takeOpen removes call id from the calls in progress.
+func (l *Ledger) takeOpen(id uint64) *Call {
+	c := l.open.remove(id)
+	if c != nil {
+		l.openU.sub(c.Units())
+	}
+	return c
+}
+
+// completed records that c completed (c.DoneAt): with count=completion it
+// starts counting in the windows; with count=grant its entry learns its
+// completion.
+func (l *Ledger) completed(c Call, now time.Time) {
+	if l.spec.Count == CountGrant {
+		if i := l.find(c); i >= 0 {
+			l.ents[i].call = c
+			if i < l.scan {
+				l.late = append(l.late, c) // Retire passed it while it was in progress
+			}
+		}
+		return
+	}
+	l.insert(entry{at: c.DoneAt, call: c}, now)
+}
+
+// insert puts e in ents in count-time order (almost always at the end)
+// and adds it to the windows it counts in at now: an entry that does not
+// count sorts before every window's start.
+func (l *Ledger) insert(e entry, now time.Time) {
+	i := len(l.ents)
+	for i > l.head && l.ents[i-1].at.After(e.at) {
+		i--
+	}
+	l.ents = slices.Insert(l.ents, i, e)
+	if e.call.ID == 0 {
+		l.groups++
+	}
+	if i < l.scan {
+		l.scan++
+		if e.call.ID != 0 {
+			l.late = append(l.late, e.call) // completed long ago (max_hold): Retire takes it
+		}
+	}
+	for k, w := range l.spec.Windows {
+		p := &l.win[k]
+		if !e.at.Add(w.Per).After(now) {
+			p.pos++ // it stopped counting in w already: it sorts before w's start
+			continue
+		}
+		p.sum.add(e.weight(w))
+	}
+}
+
+// find returns the index in ents of call c's entry, or -1.
+func (l *Ledger) find(c Call) int {
+	at := l.countTime(c)
+	if at.IsZero() {
+		return -1
+	}
+	i, _ := slices.BinarySearchFunc(l.ents[l.head:], at, func(e entry, t time.Time) int { return e.at.Compare(t) })
+	for i += l.head; i < len(l.ents) && l.ents[i].at.Equal(at); i++ {
+		if l.ents[i].call.ID == c.ID && !l.ents[i].dead {
+			return i
+		}
+	}
+	return -1
+}
+
+// removeAt takes entry i out of ents and out of the windows it counts in.
+func (l *Ledger) removeAt(i int) {
+	e := l.ents[i]
+	for k, w := range l.spec.Windows {
+		p := &l.win[k]
+		if i < p.pos {
+			p.pos--
+		} else {
+			p.sum.sub(e.weight(w))
+		}
+	}
+	if e.call.ID == 0 {
+		l.groups--
+	}
+	if i < l.scan {
+		l.scan--
+	}
+	l.ents = slices.Delete(l.ents, i, i+1)
+}
+
+// reweigh changes the units of call c's entry (a settlement) in the
+// windows it counts in.
+func (l *Ledger) reweigh(i int, c Call) {
+	old := l.ents[i].call
+	l.ents[i].call = c
+	for k, w := range l.spec.Windows {
+		if p := &l.win[k]; w.Units && i >= p.pos {
+			p.sum.sub(old.Units())
+			p.sum.add(c.Units())
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package meter
+
+import (
+	"time"
+)
+
+// Grant records a call of cost units granted at now to h and returns it.
+// The caller has checked Admit first.
+func (l *Ledger) Grant(now time.Time, h Holder, cost int64) Call {
+	c := &Call{ID: l.nextID, GrantedAt: now, Holder: h, Cost: cost}
+	l.nextID++
+	l.open.add(c.ID, c)
+	l.openU.add(cost)
+	if l.spec.Count == CountGrant {
+		l.insert(entry{at: now, call: *c}, now)
+	}
+	if b := l.spec.Bucket; b != nil {
+		l.tat = later(l.tat, now).Add(b.Interval())
+	}
+	if b := l.spec.UnitBucket; b != nil && cost > 0 {
+		l.utat = later(l.utat, now).Add(b.Interval() * time.Duration(cost))
+	}
+	return *c
+}
+
+// Buckets returns the buckets' TATs, to persist after a grant or a
+// settlement, or to put back after a failed one (SetBuckets).
+func (l *Ledger) Buckets() (tat, utat time.Time) { return l.tat, l.utat }
+
+// Ungrant takes back call c, just granted (Grant), whose grant could not be
+// persisted, with the buckets as they were before (tat, utat): as if it had
+// never been granted, its id free again.
+func (l *Ledger) Ungrant(c Call, tat, utat time.Time) {
+	l.drop(c.ID)
+	l.tat, l.utat = tat, utat
+	if l.nextID == c.ID+1 {
+		l.nextID = c.ID
+	}
+}
+
+// drop takes call id, in progress, out of the ledger entirely.
+func (l *Ledger) drop(id uint64) (Call, bool) {
+	c := l.takeOpen(id)
+	if c == nil {
+		return Call{}, false
+	}
+	if l.spec.Count == CountGrant {
+		if i := l.find(*c); i >= 0 {
+			l.removeAt(i)
+		}
+	}
+	return *c, true
+}
+
+// Complete records that call id, in progress, completed at now; it starts
+// to count as completed. It returns the call, and true if the completion
+// is to be stored: false for a call max_hold ended (completed then; held
+// reports it until now) and for a call not known.
+func (l *Ledger) Complete(id uint64, now time.Time) (Call, bool) {
+	if c, ok := l.held[id]; ok {
+		delete(l.held, id)
+		return c, false
+	}
+	c := l.takeOpen(id)
+	if c == nil {
+		return Call{}, false
+	}
+	c.DoneAt = now
+	l.completed(*c, now)
+	return *c, true
+}
+
+// Settle sets the actual cost of call id, in progress or ended by max_hold
+// and not released, at now (see State.Settle: a refund frees units at
+// once, debt is owed, the units bucket owes at most one period beyond
+// empty). It returns the call, and false if there is no such call (or its
+// entry retired already).
+func (l *Ledger) Settle(id uint64, actual int64, now time.Time) (Call, bool) {
+	charge := func(c *Call) {
+		old := c.Units()
+		c.Actual, c.Settled = actual, true
+		if b := l.spec.UnitBucket; b != nil {
+			l.utat, c.Absorbed = chargeBucket(b, l.utat, c.GrantedAt, now, c.Absorbed, actual-old)
+		}
+	}
+	if c := l.open.get(id); c != nil {
+		l.openU.sub(c.Units())
+		charge(c)
+		l.openU.add(c.Units())
+		if i := l.find(*c); i >= 0 && l.spec.Count == CountGrant {
+			l.reweigh(i, *c)
+		}
+		return *c, true
+	}
+	c, ok := l.held[id]
+	if !ok {
+		return Call{}, false
+	}
+	i := l.find(c)
+	if i < 0 {
+		return Call{}, false
+	}
+	charge(&c)
+	l.held[id] = c
+	l.reweigh(i, c)
+	return c, true
+}
+
+// Revoke takes back call id, in progress, granted to an open that then
+// failed: nothing of it counts, the buckets are paid back. A call that
+// max_hold ended counts as completed and is not taken back: false.
+func (l *Ledger) Revoke(id uint64) (Call, bool) {
+	c, ok := l.drop(id)
+	if !ok {
+		return Call{}, false
+	}
+	if b := l.spec.Bucket; b != nil && !l.tat.IsZero() {
+		l.tat = l.tat.Add(-b.Interval())
+	}
+	if b := l.spec.UnitBucket; b != nil && !l.utat.IsZero() {
+		l.utat = l.utat.Add(-b.Interval() * time.Duration(c.Units()-c.Absorbed))
+	}
+	return c, true
+}
+
+// Retire moves what no window counts any more (count time at or before
+// now − the longest window) into the grouped history, drops history older
+// than the horizon and compacts it (see State.Retire, whose groups it
+// makes). It returns the cutoff and whether the history changed; call it
+// after Advance(now), at a release.
+func (l *Ledger) Retire(now time.Time) (cutoff time.Time, changed bool) {
+	cutoff = now.Add(-l.spec.Longest())
+	var retired []Past
+	retire := func(i int) {
+		e := &l.ents[i]
+		if e.call.ID == 0 {
+			l.groups--
+			retired = append(retired, e.grp)
+		} else {
+			retired = append(retired, pastOf(e.call))
+		}
+		*e = entry{at: e.at, dead: true}
+	}
+	for _, c := range l.late {
+		if i := l.find(c); i >= 0 {
+			retire(i)
+		}
+	}
+	l.late = l.late[:0]
+	// A call still in progress (count=grant) is retired once it completes.
+	for l.scan = max(l.scan, l.head); l.scan < len(l.ents) && !l.ents[l.scan].at.After(cutoff); l.scan++ {
+		if e := &l.ents[l.scan]; !e.dead && (e.call.ID == 0 || !e.call.DoneAt.IsZero()) {
+			retire(l.scan)
+		}
+	}
+	for l.head < len(l.ents) && l.ents[l.head].dead {
+		l.ents[l.head] = entry{}
+		l.head++
+	}
+	if l.head > 64 && l.head > len(l.ents)/2 {
+		l.compactEntries()
+	}
+	var dropped bool
+	l.past, dropped = keepPast(l.past, retired, now, max(l.history, l.spec.Longest()))
+	return cutoff, len(retired) > 0 || dropped
+}
+
+// compactEntries drops the retired entries from the front of ents.
+func (l *Ledger) compactEntries() {
+	n := copy(l.ents, l.ents[l.head:])
+	clear(l.ents[n:])
+	l.ents = l.ents[:n]
+	for i := range l.win {
+		l.win[i].pos -= l.head
+	}
+	l.scan -= l.head
+	l.head = 0
+}

@@ -1,0 +1,83 @@
+package meter
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Counts returns how many calls are in progress and how many max_hold
+// ended that are not released.
+func (l *Ledger) Counts() (open, held int) { return l.open.len(), len(l.held) }
+
+// Holders returns the calls in progress, in grant order.
+func (l *Ledger) Holders() []Call {
+	out := make([]Call, 0, l.open.len())
+	l.open.each(func(c *Call) bool {
+		out = append(out, *c)
+		return true
+	})
+	return out
+}
+
+// Expired returns the calls max_hold ended that are not released, by id.
+func (l *Ledger) Expired() []Call {
+	out := slices.Collect(maps.Values(l.held))
+	slices.SortFunc(out, func(a, b Call) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Call returns call id while it holds the meter: in progress, or ended by
+// max_hold and not released (c.Expired).
+func (l *Ledger) Call(id uint64) (Call, bool) {
+	if c := l.open.get(id); c != nil {
+		return *c, true
+	}
+	c, ok := l.held[id]
+	return c, ok
+}
+
+// Usage returns how much counts against each window (calls, or units,
+// saturated at MaxUsage), after Advance.
+func (l *Ledger) Usage() []WindowUsage {
+	out := make([]WindowUsage, len(l.spec.Windows))
+	for i, w := range l.spec.Windows {
+		out[i] = WindowUsage{Window: w, Used: int(l.win[i].sum.plus(l.openWeight(w)).value())}
+	}
+	return out
+}
+
+// BucketUsage pictures the spec's token buckets at now.
+func (l *Ledger) BucketUsage(now time.Time) []BucketUsage {
+	return Buckets(l.spec, l.tat, l.utat, now)
+}
+
+// Retired is how many calls the history holds (with the groups a widened
+// window counts again), and the earliest completion among them.
+func (l *Ledger) Retired() (n int, since time.Time) {
+	note := func(p Past) {
+		n += p.N
+		if since.IsZero() || p.First.Before(since) {
+			since = p.First
+		}
+	}
+	for _, p := range l.past {
+		note(p)
+	}
+	if l.groups > 0 {
+		for _, e := range l.ents[l.head:] {
+			if e.call.ID == 0 && !e.dead {
+				note(e.grp)
+			}
+		}
+	}
+	return n, since
+}
+
+// Past returns the history (the store may keep it: it is never changed in
+// place).
+func (l *Ledger) Past() []Past { return l.past }
+
+// NextID is the id of the next grant.
+func (l *Ledger) NextID() uint64 { return l.nextID }
