@@ -24,7 +24,7 @@ func TestMemStoreConformance(t *testing.T) {
 
 func TestRegistryConformance(t *testing.T) {
 	stores := map[string]*metertest.MemStore{}
-	metertest.RunRegistryTests(t, func(t *testing.T, dir, host string, clk *metertest.Clock) (*meter.Registry, func()) {
+	metertest.RunDeciderTests(t, func(t *testing.T, dir, host string, clk *metertest.Clock) (*meter.Registry, func()) {
 		s, ok := stores[dir]
 		if !ok {
 			s = metertest.NewMemStore()

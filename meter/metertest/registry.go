@@ -19,11 +19,12 @@ import (
 // registry and its store.
 type OpenRegistry func(t *testing.T, dir, host string, clk *Clock) (reg *meter.Registry, close func())
 
-// RunRegistryTests is the conformance suite of the engine over a store, run
-// as subtests of t: what every store, local or shared, must give users.
-// Time is the fake clk; grants of a shared store arrive asynchronously, so
-// the suite waits for them (a few seconds at most, in real time).
-func RunRegistryTests(t *testing.T, open OpenRegistry) {
+// RunDeciderTests is the conformance suite of the seam: every behaviour a
+// decider (meter.Local over a store, or a shared store) must give users,
+// run through a registry as subtests of t. Time is the fake clk; grants of
+// a shared store arrive asynchronously, so the suite waits for them (a few
+// seconds at most, in real time).
+func RunDeciderTests(t *testing.T, open OpenRegistry) {
 	for _, tc := range []struct {
 		name string
 		run  func(t *testing.T, h *regHarness)
@@ -42,6 +43,13 @@ func RunRegistryTests(t *testing.T, open OpenRegistry) {
 		{"DataBounds", testRegDataBounds},
 		{"DataRemoved", testRegDataRemoved},
 		{"DataRoom", testRegDataRoom},
+		{"UnitsAndSettlement", testSeamUnitsSettle},
+		{"LoweredUnitsLimitRefusesWaiter", testSeamShrinkRefuses},
+		{"MaxWaiters", testSeamMaxWaiters},
+		{"MaxHold", testSeamMaxHold},
+		{"CancelledHeadWakesNext", testSeamCancelHeadWakes},
+		{"NarrowingAndCountMode", testSeamNarrowing},
+		{"UnitsSaturate", testSeamUnitsSaturate},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newRegHarness(t, open)) })
 	}

@@ -34,6 +34,6 @@ func openConformance() metertest.OpenRegistry {
 	}
 }
 
-func TestRegistryConformance(t *testing.T) { metertest.RunRegistryTests(t, openConformance()) }
+func TestRegistryConformance(t *testing.T) { metertest.RunDeciderTests(t, openConformance()) }
 
 func TestSharedConformance(t *testing.T) { metertest.RunSharedTests(t, openConformance()) }

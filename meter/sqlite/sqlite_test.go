@@ -319,7 +319,7 @@ func TestPermissionDenied(t *testing.T) {
 	require.Contains(t, err.Error(), "cannot create files in directory "+ro)
 }
 func TestRegistryConformance(t *testing.T) {
-	metertest.RunRegistryTests(t, func(t *testing.T, dir, host string, clk *metertest.Clock) (*meter.Registry, func()) {
+	metertest.RunDeciderTests(t, func(t *testing.T, dir, host string, clk *metertest.Clock) (*meter.Registry, func()) {
 		s, err := sqlite.Open(filepath.Join(dir, "meters.db"), sqlite.Options{Mountpoint: "/mnt/rl"})
 		require.NoError(t, err, "Open")
 		reg, err := meter.OpenLocal(s, meter.Options{Clock: clk})
