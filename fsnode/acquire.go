@@ -137,11 +137,11 @@ func (g *grantHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 	text := strings.TrimSpace(string(data))
 	n, err := meter.ParseCost(text)
 	if err != nil {
-		return 0, syscall.EINVAL
+		return 0, ToErrno(errBadInput)
 	}
 	if err := g.m.Settle(g.call.ID, n); err != nil {
 		if errors.Is(err, meter.ErrNotExist) {
-			return 0, syscall.EINVAL // no longer a call in progress (revoked)
+			return 0, ToErrno(errBadInput) // no longer a call in progress (revoked)
 		}
 		return 0, ToErrno(err)
 	}

@@ -145,7 +145,7 @@ func (dd *dataDir) Create(ctx context.Context, name string, flags uint32, mode u
 // it created).
 func (dd *dataDir) createExisting(ctx context.Context, name string, st meter.DataFile, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_EXCL != 0 {
-		return nil, nil, 0, syscall.EEXIST
+		return nil, nil, 0, ToErrno(errFileExists)
 	}
 	ch := dd.fileInode(ctx, name, st, out)
 	fh, fuseFlags, errno := ch.Operations().(*dataFile).Open(ctx, flags)
@@ -171,14 +171,14 @@ func (dd *dataDir) Unlink(ctx context.Context, name string) syscall.Errno {
 // Rename moves a file within data/ (replacing the target); nowhere else.
 func (dd *dataDir) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	if np, ok := newParent.(*dataDir); !ok || np != dd {
-		return syscall.EXDEV
+		return ToErrno(errCrossDir)
 	}
 	if flags&fs.RENAME_EXCHANGE != 0 {
-		return syscall.EINVAL
+		return ToErrno(errBadInput)
 	}
 	if flags&unix.RENAME_NOREPLACE != 0 {
 		if _, err := dd.d.m.StatData(newName); err == nil {
-			return syscall.EEXIST
+			return ToErrno(errFileExists)
 		}
 	}
 	if err := dd.d.m.RenameData(name, newName); err != nil {
@@ -203,7 +203,7 @@ func (dd *dataDir) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 	return nil, ToErrno(errNotAllowed)
 }
 
-func (dd *dataDir) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.ENOTDIR }
+func (dd *dataDir) Rmdir(ctx context.Context, name string) syscall.Errno { return ToErrno(errNotDir) }
 
 func (dd *dataDir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	return nil, ToErrno(errNotAllowed)

@@ -75,8 +75,8 @@ func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 		if h == nil && size == 0 {
 			h = n.dir.openedBy(ctx, n)
 		}
-		if err := n.truncate(h, size, explicit); err != 0 {
-			return err
+		if err := n.truncate(h, size, explicit); err != nil {
+			return ToErrno(err)
 		}
 	}
 	return n.Getattr(ctx, f, out)
@@ -102,20 +102,20 @@ func (dd *dataDir) sameOwnerMode(in *fuse.SetAttrIn) bool {
 }
 
 // truncate sets the size of h's copy, or of the stored file when h is nil.
-func (n *dataFile) truncate(h *dataHandle, size uint64, explicit bool) syscall.Errno {
+func (n *dataFile) truncate(h *dataHandle, size uint64, explicit bool) error {
 	if size > meter.MaxDataFile {
-		return syscall.EFBIG
+		return meter.ErrFileTooBig
 	}
 	if h != nil {
 		if !h.writable {
-			return syscall.EBADF
+			return errNotOpenForIt
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.touched = true
 		if int(size) > len(h.buf) {
-			if errno := h.fitsLocked(int64(size)); errno != 0 {
-				return errno // the copy is unchanged, and may still be stored
+			if err := h.fitsLocked(int64(size)); err != nil {
+				return err // the copy is unchanged, and may still be stored
 			}
 		}
 		h.buf = resize(h.buf, int(size))
@@ -125,14 +125,14 @@ func (n *dataFile) truncate(h *dataHandle, size uint64, explicit bool) syscall.E
 		// so that a shell's `> file` is not stored empty at the close of
 		// a dup before its content is written.
 		h.wrote = h.wrote || explicit
-		return 0
+		return nil
 	}
 	m := n.dir.d.m
 	content, _, err := m.ReadData(n.name())
 	if err != nil {
-		return ToErrno(err)
+		return err
 	}
-	return ToErrno(m.WriteData(n.name(), resize(content, int(size))))
+	return m.WriteData(n.name(), resize(content, int(size)))
 }
 
 func resize(b []byte, size int) []byte {
@@ -207,7 +207,7 @@ type dataHandle struct {
 	buf     []byte
 	changed bool
 	wrote   bool
-	refused syscall.Errno // a write was refused (EFBIG, ENOSPC): the copy is never stored
+	refused error // a write was refused (EFBIG, ENOSPC): the copy is never stored
 	touched bool          // a write or a truncation came through it, ever
 	created bool          // this open made the file (empty): a refused copy takes it away again
 	mtime   time.Time
@@ -241,7 +241,7 @@ func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 // previous content.
 func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	if !h.writable {
-		return 0, syscall.EBADF
+		return 0, ToErrno(errNotOpenForIt)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -251,9 +251,9 @@ func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	}
 	end := off + int64(len(data))
 	if end > int64(len(h.buf)) {
-		if errno := h.fitsLocked(end); errno != 0 {
-			h.refused = errno
-			return 0, errno
+		if err := h.fitsLocked(end); err != nil {
+			h.refused = err
+			return 0, ToErrno(err)
 		}
 	}
 	if end > int64(len(h.buf)) {
@@ -268,57 +268,59 @@ func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 // MaxDataFile, ENOSPC past the room the meter's other files leave (asked
 // of the store again only when the last answer is too small, since other
 // files may have shrunk meanwhile).
-func (h *dataHandle) fitsLocked(size int64) syscall.Errno {
+func (h *dataHandle) fitsLocked(size int64) error {
 	if size > meter.MaxDataFile {
-		return syscall.EFBIG
+		return meter.ErrFileTooBig
 	}
 	if size <= h.room {
-		return 0
+		return nil
 	}
 	room, err := h.node.dir.d.m.DataRoom(h.node.name())
 	if err != nil {
-		return ToErrno(err)
+		return err
 	}
 	if h.room = room; size > room {
-		return syscall.ENOSPC
+		return meter.ErrNoSpace
 	}
-	return 0
+	return nil
 }
 
 // Flush stores the copy, whole, when a write changed it: close(2) returns
 // once the new content is durable, or with the error that kept it out
 // (EFBIG, ENOSPC: the file keeps its previous content).
-func (h *dataHandle) Flush(ctx context.Context) syscall.Errno { return h.commit(false) }
+func (h *dataHandle) Flush(ctx context.Context) syscall.Errno { return ToErrno(h.commit(false)) }
 
 // Fsync stores the copy when it changed.
-func (h *dataHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return h.commit(true) }
+func (h *dataHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return ToErrno(h.commit(true))
+}
 
 // commit stores the copy if a write changed it, or with any it changed at
 // all (a truncate alone is stored at the last close, or at fsync).
-func (h *dataHandle) commit(any bool) syscall.Errno {
+func (h *dataHandle) commit(any bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.writable {
-		return 0
+		return nil
 	}
 	m, name := h.node.dir.d.m, h.node.name()
-	if h.refused != 0 {
+	if h.refused != nil {
 		// Every close says so (that of a child that inherited the
 		// descriptor as well as the writer's own); the copy, which may
 		// hold part of the refused write, is never stored.
 		h.changed, h.wrote = false, false
 		h.uncreate(m, name)
 		if name == "" {
-			return 0
+			return nil
 		}
 		return h.refused
 	}
 	if !h.changed || (!any && !h.wrote) {
-		return 0
+		return nil
 	}
 	if name == "" {
 		h.changed, h.wrote = false, false // unlinked meanwhile: its content goes with it
-		return 0
+		return nil
 	}
 	err := m.WriteData(name, h.buf)
 	if err != nil {
@@ -326,10 +328,10 @@ func (h *dataHandle) commit(any bool) syscall.Errno {
 			h.changed, h.wrote = false, false // refused for good: nothing is stored
 			h.uncreate(m, name)
 		}
-		return ToErrno(err)
+		return err
 	}
 	h.changed, h.wrote, h.created = false, false, false
-	return 0
+	return nil
 }
 
 // uncreate removes the empty file this open made, when what was written to
@@ -347,8 +349,8 @@ func (h *dataHandle) uncreate(m *meter.Meter, name string) {
 // Release stores a change no FLUSH stored (a truncate without writes:
 // `: > file`), then forgets the handle.
 func (h *dataHandle) Release(ctx context.Context) syscall.Errno {
-	if errno := h.commit(true); errno != 0 && errno != syscall.EFBIG && errno != syscall.ENOSPC {
-		h.node.dir.d.root.log.Warn("a data file's change was not stored at its last close", "meter", h.node.dir.d.m.Name(), "file", h.node.name(), "err", errno.Error())
+	if err := h.commit(true); err != nil && !errors.Is(err, meter.ErrFileTooBig) && !errors.Is(err, meter.ErrNoSpace) {
+		h.node.dir.d.root.log.Warn("a data file's change was not stored at its last close", "meter", h.node.dir.d.m.Name(), "file", h.node.name(), "err", err)
 	}
 	if h.writable {
 		dd := h.node.dir

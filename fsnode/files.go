@@ -143,11 +143,11 @@ func (h *limitsHandle) Write(ctx context.Context, data []byte, off int64) (uint3
 	defer h.mu.Unlock()
 	name := h.d.m.Name()
 	if !h.writable {
-		return 0, syscall.EBADF
+		return 0, ToErrno(errNotOpenForIt)
 	}
 	if off < 0 || off+int64(len(data)) > maxLimits {
 		h.d.root.log.Warn("limits write refused", "meter", name, "err", fmt.Sprintf("more than %d bytes", maxLimits))
-		return 0, syscall.EFBIG
+		return 0, ToErrno(meter.ErrFileTooBig)
 	}
 	buf := h.data
 	if need := int(off) + len(data); need > len(buf) {

@@ -167,7 +167,7 @@ func (l *listDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 func (l *listDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	e, ok := l.find(name)
 	if !ok {
-		return nil, syscall.ENOENT
+		return nil, ToErrno(errNoEntry)
 	}
 	n := &entryFile{list: l, name: name}
 	ch := l.NewInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFREG, Ino: l.entryIno(e.seq)})
@@ -203,7 +203,7 @@ func (n *entryFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAt
 func (n *entryFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	e, ok := n.list.find(n.name)
 	if !ok {
-		return syscall.ENOENT
+		return ToErrno(errNoEntry)
 	}
 	entryAttr(e, &out.Attr)
 	return 0
@@ -215,7 +215,7 @@ func (n *entryFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	}
 	e, ok := n.list.find(n.name)
 	if !ok {
-		return nil, 0, syscall.ENOENT
+		return nil, 0, ToErrno(errNoEntry)
 	}
 	return &textHandle{data: []byte(e.text())}, fuse.FOPEN_DIRECT_IO, 0
 }

@@ -74,7 +74,7 @@ func (d *meterDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 		a.GID = g
 	}
 	if _, ok := in.GetSize(); ok {
-		return syscall.EISDIR
+		return ToErrno(errIsDir)
 	}
 	if a != d.m.Attr() {
 		if err := d.m.SetAttr(a); err != nil {
@@ -130,7 +130,7 @@ func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		out.SetAttrTimeout(d.root.static)
 		return ch, 0
 	}
-	return nil, syscall.ENOENT
+	return nil, ToErrno(errNoEntry)
 }
 
 // lookupCost finds acquire@N, a call of cost N units (N a decimal from 0 to
@@ -138,7 +138,7 @@ func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 func (d *meterDir) lookupCost(ctx context.Context, n string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	cost, err := meter.ParseCost(n)
 	if err != nil {
-		return nil, syscall.ENOENT
+		return nil, ToErrno(errNoEntry)
 	}
 	node := &acquireFile{d: d, cost: cost}
 	ch := d.NewInode(ctx, node, fs.StableAttr{Mode: syscall.S_IFREG}) // an automatic inode number

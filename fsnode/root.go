@@ -144,7 +144,7 @@ func (r *Root) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 func (r *Root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	m := r.reg.Get(name)
 	if m == nil {
-		return nil, syscall.ENOENT
+		return nil, ToErrno(errNoEntry)
 	}
 	return r.meterInode(ctx, m, out), 0
 }
@@ -198,7 +198,7 @@ func (r *Root) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 func (r *Root) Rmdir(ctx context.Context, name string) syscall.Errno {
 	m := r.reg.Get(name)
 	if m == nil {
-		return syscall.ENOENT
+		return ToErrno(errNoEntry)
 	}
 	if err := r.reg.Remove(name); err != nil {
 		r.log.Warn("rmdir refused", "meter", name, "err", err)

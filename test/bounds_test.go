@@ -111,10 +111,14 @@ func TestUnitsBucketDebtBounded(t *testing.T) {
 }
 
 // requireNextGrantWithin reads meter m's next_grant, "TIME (in D)", and
-// requires TIME within the next limit, in this year.
+// requires TIME within the next limit, in this year ("now" is within it: a
+// loaded machine may take that long to read it).
 func requireNextGrantWithin(t *testing.T, d *daemon, m string, limit time.Duration) {
 	t.Helper()
 	v := d.status(t, m)["next_grant"]
+	if v == "now" {
+		return
+	}
 	at, in, ok := strings.Cut(v, " (in ")
 	require.True(t, ok, "next_grant: %q, want TIME (in D)", v)
 	when, err := time.Parse(time.RFC3339Nano, at)
