@@ -14,9 +14,12 @@ import (
 // more.
 func (m *Meter) Release(id uint64) error {
 	m.mu.Lock()
-	if _, ok := m.held[id]; ok {
+	if c, ok := m.held[id]; ok {
 		m.stats.Releases++
 		delete(m.held, id)
+		if m.onRelease != nil {
+			m.onRelease(max(0, m.clock.Now().Sub(c.GrantedAt)))
+		}
 	}
 	m.mu.Unlock()
 	if err := m.dec.Release(m.ctx(), m.name, id); err != nil {

@@ -62,6 +62,7 @@ type Meter struct {
 	removed    bool // by Registry.Remove, or on another host: its data files are gone
 	stats      Stats
 	onGrant    func(waited time.Duration)
+	onRelease  func(held time.Duration)
 	retryGrace time.Duration // see Options.RetryGrace
 }
 

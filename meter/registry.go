@@ -25,6 +25,7 @@ type Registry struct {
 	// OnGrant, if set before meters are created, is called with each
 	// grant's wait (for metrics).
 	onGrant    func(meter string, waited time.Duration)
+	onRelease  func(meter string, held time.Duration)
 	retryGrace time.Duration
 
 	tickets  atomic.Uint64                // ids of this daemon's opens
@@ -36,6 +37,9 @@ type Options struct {
 	Clock Clock // default SystemClock
 	// OnGrant is called, under the meter's lock, with each grant's wait.
 	OnGrant func(meter string, waited time.Duration)
+	// OnRelease is called with how long each call this host held lasted,
+	// from its grant to its release (not for a revoked call).
+	OnRelease func(meter string, held time.Duration)
 	// RetryGrace is how long an interrupted open keeps its place in the
 	// queue for the same thread to open again (default 0: it leaves at
 	// once). Go programs need it: the runtime's preemption signal interrupts
@@ -64,7 +68,7 @@ func Open(d Decider, opt Options) (*Registry, error) {
 	if opt.Clock == nil {
 		opt.Clock = SystemClock{}
 	}
-	r := &Registry{dec: d, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant, retryGrace: opt.RetryGrace}
+	r := &Registry{dec: d, clock: opt.Clock, meters: map[string]*Meter{}, onGrant: opt.OnGrant, onRelease: opt.OnRelease, retryGrace: opt.RetryGrace}
 	stored, err := d.Load(context.Background())
 	if err != nil {
 		return nil, err
@@ -123,6 +127,9 @@ func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {
 		tickets: map[uint64]*Ticket{}, held: map[uint64]Call{}}
 	if r.onGrant != nil {
 		m.onGrant = func(w time.Duration) { r.onGrant(name, w) }
+	}
+	if r.onRelease != nil {
+		m.onRelease = func(h time.Duration) { r.onRelease(name, h) }
 	}
 	return m
 }
