@@ -96,11 +96,12 @@ func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, ui
 	// FOPEN_NOFLUSH: no FLUSH per close (completion is the last close,
 	// RELEASE), one round trip less, and only for acquire: data/ files
 	// need their FLUSH.
-	return &grantHandle{m: m, call: c, waited: time.Since(start), host: r.host}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+	return &grantHandle{d: a.d, m: m, call: c, waited: time.Since(start), host: r.host}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
 }
 
 // grantHandle is an open `acquire`: one granted call.
 type grantHandle struct {
+	d       *meterDir
 	m       *meter.Meter
 	call    meter.Call
 	waited  time.Duration
@@ -128,24 +129,61 @@ func (g *grantHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Re
 	return fuse.ReadResultData(sliceAt([]byte(line), off, len(dest))), 0
 }
 
-// Write sets the call's actual cost: the whole write is one decimal number
-// of units (a trailing newline or spaces are fine), from 0 to 2^50. Less
-// than the estimate frees units at once; more is debt. A write that is not
-// such a number fails with EINVAL and changes nothing. The descriptor must
-// be open for writing (O_RDWR: exec 3<>acquire@N; open(p, "r+")).
+// Write sets the call's actual cost, or pauses the meter, or both: the
+// write is lines, one decimal number of units (a settlement: spaces around
+// it are fine, from 0 to 2^50) and/or one `retry-after X` (X a duration,
+// whole seconds or an HTTP-date, as for the pause file: the meter pauses,
+// capped at its max_pause). Less than the estimate frees units at once;
+// more is debt. A write with anything else fails with EINVAL and changes
+// nothing. The descriptor must be open for writing (O_RDWR: exec
+// 3<>acquire@N; open(p, "r+")).
 func (g *grantHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	text := strings.TrimSpace(string(data))
-	n, err := meter.ParseCost(text)
+	cost, pause, err := parseGrantWrite(string(data))
 	if err != nil {
-		return 0, ToErrno(errBadInput)
-	}
-	if err := g.m.Settle(g.call.ID, n); err != nil {
-		if errors.Is(err, meter.ErrNotExist) {
-			return 0, ToErrno(errBadInput) // no longer a call in progress (revoked)
-		}
 		return 0, ToErrno(err)
 	}
+	if cost >= 0 {
+		if err := g.m.Settle(g.call.ID, cost); err != nil {
+			if errors.Is(err, meter.ErrNotExist) {
+				return 0, ToErrno(errBadInput) // no longer a call in progress (revoked)
+			}
+			return 0, ToErrno(err)
+		}
+	}
+	if pause != "" {
+		if err := g.d.pause(pause, callerOf(ctx), "an acquire descriptor"); err != nil {
+			return 0, ToErrno(err)
+		}
+	}
 	return uint32(len(data)), 0
+}
+
+// parseGrantWrite reads a write to an acquire descriptor: the cost it
+// settles (-1: none) and the text after its retry-after (""; none).
+func parseGrantWrite(text string) (cost int64, pause string, err error) {
+	cost = -1
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if _, _, isPause, perr := meter.PauseLine(line, time.Now()); isPause {
+			if perr != nil || pause != "" {
+				return -1, "", fmt.Errorf("%w: %q", errBadInput, line)
+			}
+			pause = strings.TrimLeft(strings.TrimSpace(line)[len("retry-after"):], " \t:")
+			continue
+		}
+		n, perr := meter.ParseCost(line)
+		if perr != nil || cost >= 0 {
+			return -1, "", fmt.Errorf("%w: %q", errBadInput, line)
+		}
+		cost = n
+	}
+	if cost < 0 && pause == "" {
+		return -1, "", fmt.Errorf("%w: empty write", errBadInput)
+	}
+	return cost, pause, nil
 }
 
 // Flush is not sent for acquire (FOPEN_NOFLUSH). It must not answer ENOSYS:

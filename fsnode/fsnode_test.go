@@ -80,7 +80,7 @@ func names(t *testing.T, dir string) []string {
 func TestLayout(t *testing.T) {
 	f := mount(t, map[string]string{"email": "1/s,75/h", "api": "concurrency=4"})
 	require.Equal(t, []string{"api", "email"}, names(t, f.dir))
-	require.Equal(t, []string{"acquire", "data", "holders", "limits", "status", "waiters"}, names(t, filepath.Join(f.dir, "email")))
+	require.Equal(t, []string{"acquire", "data", "holders", "limits", "pause", "status", "waiters"}, names(t, filepath.Join(f.dir, "email")))
 	b, err := os.ReadFile(filepath.Join(f.dir, "email", "limits"))
 	require.NoError(t, err)
 	require.Equal(t, "1/1s\n75/1h\nconcurrency=1\n", string(b))
@@ -190,7 +190,7 @@ func TestBadNamesAndForbiddenOperations(t *testing.T) {
 		require.ErrorIs(t, err, syscall.EPERM, what)
 	}
 	require.NotNil(t, f.reg.Get("m"))
-	require.Equal(t, []string{"acquire", "data", "holders", "limits", "status", "waiters"}, names(t, m))
+	require.Equal(t, []string{"acquire", "data", "holders", "limits", "pause", "status", "waiters"}, names(t, m))
 	// The O_TRUNC open was granted (the kernel sends OPEN without O_TRUNC,
 	// then a truncate), and revoked: nothing counts, nothing is held.
 	require.Eventually(t, func() bool { return f.reg.Get("m").Snapshot().HoldersN == 0 }, settleTimeout, time.Millisecond)

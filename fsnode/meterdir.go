@@ -52,6 +52,7 @@ var children = []child{
 	// listed, so that ls shows the files people use.
 	{"status.json", 6, syscall.S_IFREG, true},
 	{"data", 7, syscall.S_IFDIR, false},
+	{"pause", 8, syscall.S_IFREG, false},
 }
 
 func (d *meterDir) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -118,6 +119,8 @@ func (d *meterDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			node = &listDir{d: d, waiters: true}
 		case "data":
 			node = &dataDir{d: d, inos: map[string]uint64{}}
+		case "pause":
+			node = &pauseFile{d: d}
 		}
 		ch := d.NewInode(ctx, node, fs.StableAttr{Mode: c.mode, Ino: d.ino + c.off})
 		if ch.Operations() != node {

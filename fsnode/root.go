@@ -80,7 +80,7 @@ func (r *Root) times(out *fuse.Attr) {
 // inoBlock numbers for itself and its files; data files live above
 // dataBase, holders/ and waiters/ entries above dynamicBase.
 const (
-	inoBlock    = 8
+	inoBlock    = 16
 	dataBase    = 1 << 61
 	dynamicBase = 1 << 62
 )

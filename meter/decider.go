@@ -73,6 +73,11 @@ type Decider interface {
 	// Settle sets the actual cost of call id, in progress or ended by
 	// max_hold and not released (weighted calls; see State.Settle).
 	Settle(ctx context.Context, name string, id uint64, actual int64) error
+	// Pause pauses the meter until p.Until on every host (design §10): a
+	// later pause extends the one in force, an earlier one does not
+	// shorten it; a zero p.Until lifts it. Nothing is granted while it
+	// holds; waiters keep their places. It returns the pause in force.
+	Pause(ctx context.Context, name string, p Pause) (Pause, error)
 	// View pictures the meter (across every host): counts, usage, the
 	// next grant; with q.Lists its holders and waiters; with q.Call or
 	// q.Seq one call or waiter.
@@ -161,6 +166,8 @@ type View struct {
 	// ExpiredTotal counts the holds max_hold ended since the decider
 	// started (0 where it does not count them).
 	ExpiredTotal uint64
+	// Pause is the meter's pause (zero: none ever set, or lifted).
+	Pause Pause
 	// Call, when ViewQuery.Call named a call that holds the meter; its
 	// Expired flag says max_hold ended it.
 	Call *Call

@@ -41,6 +41,7 @@ type localMeter struct {
 	seq     uint64
 	ops     uint64
 	expired uint64 // holds max_hold ended since the decider started
+	pause   Pause
 }
 
 // localWaiter is one queued open.
@@ -94,7 +95,11 @@ func NewLocal(store LocalStore, clock Clock, history time.Duration) (*Local, err
 				return nil, fmt.Errorf("meter: complete %q's calls in progress at the last stop: %w", s.Name, err)
 			}
 		}
-		l.meters[s.Name] = &localMeter{name: s.Name, spec: s.Spec, attr: s.Attr, version: 1, led: led, grants: s.Grants}
+		p := s.Pause
+		if !p.Until.IsZero() {
+			p.Until = now.Add(min(p.Until.Sub(now), MaxPauseOf(s.Spec))) // on now's clock, within the cap (the clock was set back)
+		}
+		l.meters[s.Name] = &localMeter{name: s.Name, spec: s.Spec, attr: s.Attr, version: 1, led: led, grants: s.Grants, pause: p}
 	}
 	return l, nil
 }

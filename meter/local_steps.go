@@ -20,7 +20,7 @@ func (l *Local) Enqueue(ctx context.Context, name string, r Request) (Admission,
 	if err := lm.spec.Fits(r.Cost); err != nil {
 		return Admission{}, err
 	}
-	if lm.queue.len() == 0 && lm.led.Admit(now, r.Cost).OK {
+	if lm.queue.len() == 0 && !lm.pause.Active(now) && lm.led.Admit(now, r.Cost).OK {
 		c, err := l.grant(lm, now, r.Holder, r.Cost)
 		if err != nil {
 			return Admission{}, err
@@ -61,6 +61,9 @@ func (lm *localMeter) wakeAt(now time.Time) time.Time {
 	if w == nil {
 		return time.Time{}
 	}
+	if lm.pause.Active(now) {
+		return lm.pause.Until // then the rule's instant
+	}
 	d := lm.led.Admit(now, w.cost)
 	if d.OK {
 		return now
@@ -83,7 +86,7 @@ func (l *Local) dispatch(lm *localMeter, now time.Time, tell bool) []localEvent 
 			evs = append(evs, localEvent{ticket: w.ticket, err: err})
 			continue
 		}
-		if !lm.led.Admit(now, w.cost).OK {
+		if lm.pause.Active(now) || !lm.led.Admit(now, w.cost).OK {
 			break
 		}
 		lm.queue.remove(w.seq)
@@ -198,6 +201,33 @@ func (l *Local) Settle(ctx context.Context, name string, id uint64, actual int64
 	return err
 }
 
+// Pause sets, extends or lifts the meter's pause and stores it.
+func (l *Local) Pause(ctx context.Context, name string, p Pause) (Pause, error) {
+	lm, now, err := l.lock(name)
+	if err != nil {
+		return Pause{}, err
+	}
+	next := lm.pause
+	switch {
+	case p.Until.IsZero():
+		next = Pause{}
+	case p.Until.After(next.Until) || !next.Active(now):
+		next = p
+	}
+	if next != lm.pause {
+		if err := l.store.SetPause(name, next); err != nil {
+			lm.mu.Unlock()
+			return lm.pause, err
+		}
+		lm.pause = next
+	}
+	got := lm.pause
+	evs := l.dispatch(lm, now, false)
+	lm.mu.Unlock()
+	l.deliver(name, evs)
+	return got, nil
+}
+
 // View pictures the meter at now.
 func (l *Local) View(ctx context.Context, name string, q ViewQuery) (View, error) {
 	lm, now, err := l.lock(name)
@@ -207,7 +237,7 @@ func (l *Local) View(ctx context.Context, name string, q ViewQuery) (View, error
 	defer lm.mu.Unlock()
 	led := lm.led
 	v := View{Spec: lm.spec, Attr: lm.attr, Now: now, Grants: lm.grants, Usage: led.Usage(),
-		Buckets: led.BucketUsage(now), WaitersN: lm.queue.len(), ExpiredTotal: lm.expired}
+		Buckets: led.BucketUsage(now), WaitersN: lm.queue.len(), ExpiredTotal: lm.expired, Pause: lm.pause}
 	v.HoldersN, v.ExpiredN = led.Counts()
 	v.Retired, v.RetiredSince = led.Retired()
 	if w := lm.queue.front(); w != nil {
@@ -217,6 +247,9 @@ func (l *Local) View(ctx context.Context, name string, q ViewQuery) (View, error
 		}
 	} else {
 		v.Next = led.Admit(now, 1)
+	}
+	if lm.pause.Active(now) && (v.Next.OK || (!v.Next.At.IsZero() && v.Next.At.Before(lm.pause.Until))) {
+		v.Next = Decision{At: lm.pause.Until}
 	}
 	if q.Lists {
 		v.Holders, v.Expired = led.Holders(), led.Expired()
@@ -249,7 +282,7 @@ func (l *Local) Rewrite(write func([]Stored) error) error {
 		lm.mu.Lock()
 		defer lm.mu.Unlock()
 		s := lm.stored()
-		s.State = lm.led.State()
+		s.State, s.Pause = lm.led.State(), lm.pause
 		all = append(all, s)
 	}
 	return write(all)

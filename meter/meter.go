@@ -34,6 +34,7 @@ type Stats struct {
 	Units        int64  // units granted (the estimates)
 	UnitsSettled int64  // actual costs of the settled calls, summed
 	StoreErrs    uint64
+	Pauses       uint64        // pauses set or extended through this host
 	WaitTotal    time.Duration // summed over grants
 }
 

@@ -28,6 +28,16 @@ type Report struct {
 	Host                  string   `json:"host,omitempty"`
 	Hosts                 []string `json:"hosts,omitempty"`
 	StoreUnreachableSince string   `json:"store_unreachable_since,omitempty"`
+	// Pause, while the meter is paused (design §10).
+	Pause *PauseReport `json:"pause,omitempty"`
+}
+
+// PauseReport is a pause in force: until when (RFC 3339), who set it and
+// through which path.
+type PauseReport struct {
+	Until string `json:"until"`
+	By    string `json:"by,omitempty"`
+	From  string `json:"from,omitempty"`
 }
 
 // WindowReport is one window of a Report.
@@ -53,6 +63,9 @@ func (s Snapshot) Report() Report {
 		Counters:     map[string]uint64{},
 		Host:         s.Host,
 		Hosts:        s.Hosts,
+	}
+	if s.Pause.Active(s.Now) {
+		r.Pause = &PauseReport{Until: FormatTime(s.Pause.Until), By: s.Pause.By, From: s.Pause.From}
 	}
 	if !s.StoreDown.IsZero() {
 		r.StoreUnreachableSince = FormatTime(s.StoreDown)
@@ -90,6 +103,7 @@ func (s Snapshot) counters() []counter {
 		{"rejected_since_start", s.Stats.Rejected},
 		{"revoked_since_start", s.Stats.Revoked},
 		{"store_errors_since_start", s.Stats.StoreErrs},
+		{"pauses_since_start", s.Stats.Pauses},
 	}
 }
 

@@ -51,7 +51,7 @@ func TestReportAgreesWithText(t *testing.T) {
 	require.Equal(t, text["waiting"], fmt.Sprint(*r.Waiting))
 	require.Equal(t, text["next_grant"], r.NextGrant)
 	require.Equal(t, "after a release", r.NextGrant, "two calls in progress fill the 2/1s window until they complete")
-	require.Len(t, r.Counters, 9)
+	require.Len(t, r.Counters, 10)
 	for k, n := range r.Counters {
 		require.Equal(t, text[k], fmt.Sprint(n), "counter %s", k)
 	}

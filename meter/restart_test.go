@@ -119,6 +119,7 @@ func TestSnapshot(t *testing.T) {
 		"expired_holds":            "0",
 		"waiting":                  "1",
 		"next_grant":               "after a release",
+		"pause":                    "not paused",
 		"history":                  "0 calls",
 		"grants_total":             "2",
 		"grants_since_start":       "2",
@@ -129,6 +130,7 @@ func TestSnapshot(t *testing.T) {
 		"rejected_since_start":     "0",
 		"revoked_since_start":      "0",
 		"store_errors_since_start": "0",
+		"pauses_since_start":       "0",
 	}, text)
 
 	r.at(2500 * ms)

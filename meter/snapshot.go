@@ -82,6 +82,8 @@ type Snapshot struct {
 	Host      string
 	Hosts     []string
 	StoreDown time.Time
+	// Pause is the meter's pause (design §10); zero: not paused.
+	Pause Pause
 }
 
 // Snapshot returns the meter's state at the clock's now, with the lists of
@@ -111,6 +113,7 @@ func (m *Meter) snapshot(lists bool) Snapshot {
 	s.Usage, s.Buckets, s.Next, s.Grants = v.Usage, v.Buckets, v.Next, v.Grants
 	s.Retired, s.RetiredSince, s.Hosts = v.Retired, v.RetiredSince, v.Hosts
 	s.Stats.Expired = max(s.Stats.Expired, v.ExpiredTotal)
+	s.Pause = v.Pause
 	m.hidePhantomsLocked(&s)
 	return s
 }
@@ -209,6 +212,7 @@ func (s Snapshot) Text() string {
 		kv("waiting", "%d", s.WaitersN)
 	}
 	kv("next_grant", "%s", s.nextGrant())
+	kv("pause", "%s", s.Pause.Text(s.Now))
 	if s.Retired > 0 {
 		kv("history", "%d calls since %s", s.Retired, FormatTime(s.RetiredSince))
 	} else {

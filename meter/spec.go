@@ -63,6 +63,7 @@ type Spec struct {
 	MaxWait     time.Duration // 0 = wait forever
 	MaxHold     time.Duration // 0 = hold forever
 	MaxWaiters  int           // 0 = unlimited
+	MaxPause    time.Duration // caps every pause (design §10); 0 = DefaultMaxPause
 }
 
 // DefaultSpec is the spec of a meter created without items: a cross-process mutex.
@@ -156,8 +157,10 @@ func (p *specParser) item(item string) error {
 		p.s.MaxHold, err = parsePositiveDuration(item, val)
 	case "max_waiters":
 		p.s.MaxWaiters, err = parseCount(item, "max_waiters", val, 1)
+	case "max_pause":
+		p.s.MaxPause, err = parsePositiveDuration(item, val)
 	default:
-		err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold=, max_waiters= or units:N/PER, units:rate=, units:burst=)", item, key)
+		err = fmt.Errorf("meter: %q: unknown item %q (want N/PER, concurrency=, rate=, burst=, count=, max_wait=, max_hold=, max_waiters=, max_pause= or units:N/PER, units:rate=, units:burst=)", item, key)
 	}
 	return err
 }
@@ -380,6 +383,9 @@ func (s Spec) Items() []string {
 	}
 	if s.MaxWaiters > 0 {
 		out = append(out, fmt.Sprintf("max_waiters=%d", s.MaxWaiters))
+	}
+	if s.MaxPause > 0 {
+		out = append(out, "max_pause="+formatDuration(s.MaxPause))
 	}
 	return out
 }

@@ -21,6 +21,8 @@ type Stored struct {
 	Grants uint64 // grants ever made
 	// Version orders the definitions of a meter: a larger one is newer.
 	Version uint64
+	// Pause is the meter's pause, as stored (LocalStore).
+	Pause Pause
 }
 
 // LocalStore persists what Local decides, for one daemon (meter/sqlite;
@@ -39,6 +41,9 @@ type LocalStore interface {
 	SetSpec(name string, spec Spec) error
 	// SetAttr replaces a meter's owner and mode.
 	SetAttr(name string, attr Attr) error
+	// SetPause stores a meter's pause (zero: none). It must survive a
+	// crash of the daemon when it returns.
+	SetPause(name string, p Pause) error
 	// DeleteMeter removes a meter, its history and its data files.
 	DeleteMeter(name string) error
 	// Grant persists a grant (with its cost) and the buckets' TATs after

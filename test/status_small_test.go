@@ -119,7 +119,7 @@ func TestStatusReadsStatusJSON(t *testing.T) {
 	holder := shHold(t, d.path("api", "acquire"))
 	d.waitEntries(t, "api", "holders", 1)
 
-	require.Equal(t, []string{"acquire", "data", "holders", "limits", "status", "waiters"}, d.entries(t, "api", "."))
+	require.Equal(t, []string{"acquire", "data", "holders", "limits", "pause", "status", "waiters"}, d.entries(t, "api", "."))
 	b, err := os.ReadFile(d.path("api", "status.json"))
 	require.NoError(t, err)
 	var r struct {

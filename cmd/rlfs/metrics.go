@@ -40,6 +40,8 @@ var (
 	descHolders    = prometheus.NewDesc("rlfs_holders", "Calls in progress.", []string{"meter"}, nil)
 	descWindowUsed = prometheus.NewDesc("rlfs_window_calls", "Calls counting against a window limit now.", []string{"meter", "window"}, nil)
 	descWindowMax  = prometheus.NewDesc("rlfs_window_limit_calls", "The window's limit N of N/PER.", []string{"meter", "window"}, nil)
+	descPaused     = prometheus.NewDesc("rlfs_paused", "1 while the meter is paused (its pause file, a retry-after on an acquire descriptor), else 0.", []string{"meter"}, nil)
+	descPauses     = prometheus.NewDesc("rlfs_pauses_total", "Pauses set or extended through this daemon since it started.", []string{"meter"}, nil)
 
 	descWriteErrs = prometheus.NewDesc("rlfs_store_write_errors_total", "Writes to the database (its grant journal or SQLite) that failed, such as on a full disk; each is retried.", nil, nil)
 	descOutages   = prometheus.NewDesc("rlfs_store_outages_total", "Times the database's writes started to fail after working.", nil, nil)
@@ -69,6 +71,7 @@ func (m *metrics) observe(meterName string, waited time.Duration) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGrants, descReleases, descTimeouts, descInterrupts, descExpired,
 		descRejected, descRevoked, descUnits, descSettled, descUnitsSet, descStoreErrs, descWaiters, descHolders, descWindowUsed, descWindowMax,
+		descPaused, descPauses,
 		descWriteErrs, descOutages, descFailing, descDownFor} {
 		ch <- d
 	}
@@ -114,6 +117,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descSettled, s.Stats.Settled)
 		counter(descUnitsSet, uint64(s.Stats.UnitsSettled))
 		counter(descStoreErrs, s.Stats.StoreErrs)
+		counter(descPauses, s.Stats.Pauses)
+		paused := 0.0
+		if s.Pause.Active(s.Now) {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, paused, name)
 		ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(s.WaitersN), name)
 		ch <- prometheus.MustNewConstMetric(descHolders, prometheus.GaugeValue, float64(s.HoldersN), name)
 		for _, u := range s.Usage {

@@ -117,7 +117,11 @@ func printTable(w io.Writer, reports []meter.Report, unreadable ...unreadableMet
 		if r.Waiting != nil {
 			waiting = strconv.Itoa(*r.Waiting)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", shorten(r.Name, nameColumn), r.Limits, strings.Join(usage, ", "), r.InProgress, conc, waiting, r.NextGrant)
+		next := r.NextGrant
+		if r.Pause != nil {
+			next += " (paused)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d of %s\t%s\t%s\n", shorten(r.Name, nameColumn), r.Limits, strings.Join(usage, ", "), r.InProgress, conc, waiting, next)
 	}
 	for _, u := range unreadable {
 		u.row(tw)

@@ -76,6 +76,17 @@ func (s *MemStore) SetSpec(name string, spec meter.Spec) error {
 	return err
 }
 
+// SetPause replaces a meter's pause.
+func (s *MemStore) SetPause(name string, p meter.Pause) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.get(name)
+	if err == nil {
+		m.Pause = p
+	}
+	return err
+}
+
 // SetAttr replaces a meter's attr.
 func (s *MemStore) SetAttr(name string, attr meter.Attr) error {
 	s.mu.Lock()

@@ -82,6 +82,9 @@ func (s *Store) Recreate(all []meter.Stored) error {
 			if err := must1(s.st.setState, nsOf(m.State.TAT), int64(m.State.NextID), int64(m.Grants), encodePast(m.State.Past), nsOf(m.State.UTAT), m.Name); err != nil {
 				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
 			}
+			if err := must1(s.st.setPause, nsOf(m.Pause.Until), m.Pause.By, m.Pause.From, m.Name); err != nil {
+				return fmt.Errorf("sqlite: rewrite meter %q: %w", m.Name, err)
+			}
 			for _, c := range m.State.Calls {
 				if _, err := exec(s.st.grantCall, callArgs(m.Name, c)...); err != nil {
 					return fmt.Errorf("sqlite: rewrite call %d of %q: %w", c.ID, m.Name, err)

@@ -12,7 +12,7 @@ import (
 )
 
 // schemaVersion is PRAGMA user_version of the schema this package writes.
-const schemaVersion = 2
+const schemaVersion = 3
 
 const schema = `
 CREATE TABLE meters (
@@ -26,7 +26,10 @@ CREATE TABLE meters (
 	grants     INTEGER NOT NULL,
 	created_ns INTEGER NOT NULL,
 	past       BLOB,
-	utat_ns    INTEGER
+	utat_ns    INTEGER,
+	pause_until_ns INTEGER,
+	pause_by   TEXT,
+	pause_from TEXT
 ) STRICT;
 CREATE TABLE calls (
 	meter      TEXT NOT NULL,
@@ -79,6 +82,12 @@ func (s *Store) setup() error {
 		if err := s.upgrade1(ctx); err != nil {
 			return err
 		}
+		version = 2
+	}
+	if version == 2 && !s.ro {
+		if err := s.upgrade2(ctx); err != nil {
+			return err
+		}
 		version = schemaVersion
 	}
 	if err := s.st.prepare(ctx, s.conn, version); err != nil {
@@ -90,17 +99,32 @@ func (s *Store) setup() error {
 // upgrade1 adds what schema 2 has to a schema 1 database: the history (none),
 // the units bucket's TAT (none), and each call's cost (1) and actual cost.
 func (s *Store) upgrade1(ctx context.Context) error {
-	up := fmt.Sprintf(`BEGIN IMMEDIATE;
+	up := (`BEGIN IMMEDIATE;
 		ALTER TABLE meters ADD COLUMN past BLOB;
 		ALTER TABLE meters ADD COLUMN utat_ns INTEGER;
 		ALTER TABLE calls ADD COLUMN cost INTEGER NOT NULL DEFAULT 1;
 		ALTER TABLE calls ADD COLUMN actual INTEGER;
 		CREATE TABLE data (meter TEXT NOT NULL, name TEXT NOT NULL, content BLOB NOT NULL,
 			mtime_ns INTEGER NOT NULL, PRIMARY KEY (meter, name)) STRICT;
-		PRAGMA user_version = %d; COMMIT`, schemaVersion)
+		PRAGMA user_version = 2; COMMIT`)
 	if _, err := s.conn.ExecContext(ctx, up); err != nil {
 		s.conn.ExecContext(ctx, "ROLLBACK")
 		return classify(s.path, "upgrade the schema (1 to 2) of", err)
+	}
+	return nil
+}
+
+// upgrade2 adds the pause of each meter (design §10) to a schema-2
+// database, in one transaction.
+func (s *Store) upgrade2(ctx context.Context) error {
+	up := fmt.Sprintf(`BEGIN IMMEDIATE;
+		ALTER TABLE meters ADD COLUMN pause_until_ns INTEGER;
+		ALTER TABLE meters ADD COLUMN pause_by TEXT;
+		ALTER TABLE meters ADD COLUMN pause_from TEXT;
+		PRAGMA user_version = %d; COMMIT`, schemaVersion)
+	if _, err := s.conn.ExecContext(ctx, up); err != nil {
+		s.conn.ExecContext(ctx, "ROLLBACK")
+		return classify(s.path, "upgrade the schema (2 to 3) of", err)
 	}
 	return nil
 }

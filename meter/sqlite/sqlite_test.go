@@ -60,7 +60,7 @@ func TestOpenCreatesWALDatabase(t *testing.T) {
 	require.NoError(t, db.QueryRow("PRAGMA journal_mode").Scan(&mode))
 	require.NoError(t, db.QueryRow("PRAGMA user_version").Scan(&version))
 	require.Equal(t, "wal", mode, "journal_mode")
-	require.Equal(t, 2, version, "user_version")
+	require.Equal(t, 3, version, "user_version")
 }
 
 func TestOpenBadSync(t *testing.T) {
@@ -249,7 +249,7 @@ func TestNewerSchemaUntouched(t *testing.T) {
 	_, err = db.Exec("PRAGMA user_version = 7")
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
-	untouched(t, path, sqlite.ErrVersion, "was written by a newer rlfs (schema 7, this rlfs knows 2); upgrade rlfs or pass --db")
+	untouched(t, path, sqlite.ErrVersion, "was written by a newer rlfs (schema 7, this rlfs knows 3); upgrade rlfs or pass --db")
 }
 
 // TestDamagedDatabase: a database whose pages were overwritten is refused

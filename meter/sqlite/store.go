@@ -17,12 +17,12 @@ import (
 type stmts struct {
 	begin, beginRead, commit, rollback *sql.Stmt
 
-	create, setSpec, setAttr, delMeter, delCalls *sql.Stmt
-	grantMeter, grantCall, complete              *sql.Stmt
-	setState, keepTAT, nextID, revoke, ungrant   *sql.Stmt
-	setPast, settle, setUTAT                     *sql.Stmt
-	pruneDone, pruneGranted                      *sql.Stmt
-	loadMeters, loadCalls                        *sql.Stmt
+	create, setSpec, setAttr, setPause, delMeter, delCalls *sql.Stmt
+	grantMeter, grantCall, complete                        *sql.Stmt
+	setState, keepTAT, nextID, revoke, ungrant             *sql.Stmt
+	setPast, settle, setUTAT                               *sql.Stmt
+	pruneDone, pruneGranted                                *sql.Stmt
+	loadMeters, loadCalls                                  *sql.Stmt
 }
 
 // prepare prepares the statements for schema version (2, or 1 read-only).
@@ -30,6 +30,10 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn, version int) error
 	past, utat, cost, actual := "past", "utat_ns", "cost", "actual"
 	if version < 2 { // schema 1, read-only: none of these columns
 		past, utat, cost, actual = "NULL", "NULL", "1", "NULL"
+	}
+	pause := "pause_until_ns, pause_by, pause_from"
+	if version < 3 { // read-only: no pause
+		pause = "NULL, NULL, NULL"
 	}
 	for _, p := range []struct {
 		s    **sql.Stmt
@@ -43,6 +47,7 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn, version int) error
 			VALUES (?, ?, ?, ?, ?, NULL, 0, 0, ?)`},
 		{&st.setSpec, "UPDATE meters SET spec = ? WHERE name = ?"},
 		{&st.setAttr, "UPDATE meters SET mode = ?, uid = ?, gid = ? WHERE name = ?"},
+		{&st.setPause, "UPDATE meters SET pause_until_ns = ?, pause_by = ?, pause_from = ? WHERE name = ?"},
 		{&st.delMeter, "DELETE FROM meters WHERE name = ?"},
 		{&st.delCalls, "DELETE FROM calls WHERE meter = ?"},
 		{&st.grantMeter, "UPDATE meters SET tat_ns = ?, next_id = max(next_id, ?), grants = grants + ? WHERE name = ?"},
@@ -59,11 +64,14 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn, version int) error
 		{&st.complete, "UPDATE calls SET done_ns = ?, expired = ? WHERE meter = ? AND id = ?"},
 		{&st.pruneDone, "DELETE FROM calls WHERE meter = ? AND done_ns IS NOT NULL AND done_ns <= ?"},
 		{&st.pruneGranted, "DELETE FROM calls WHERE meter = ? AND done_ns IS NOT NULL AND granted_ns <= ?"},
-		{&st.loadMeters, "SELECT name, spec, mode, uid, gid, tat_ns, next_id, grants, " + past + ", " + utat + " FROM meters ORDER BY name"},
+		{&st.loadMeters, "SELECT name, spec, mode, uid, gid, tat_ns, next_id, grants, " + past + ", " + utat + ", " + pause + " FROM meters ORDER BY name"},
 		{&st.loadCalls, "SELECT meter, id, granted_ns, done_ns, expired, pid, uid, gid, cmd, " + cost + ", " + actual + " FROM calls ORDER BY meter, id"},
 	} {
 		if version < 2 && (strings.Contains(p.text, "past =") || strings.Contains(p.text, "utat_ns =") ||
 			strings.Contains(p.text, "actual =") || strings.Contains(p.text, "cost, actual)")) {
+			continue // read-only: never written
+		}
+		if version < 3 && strings.Contains(p.text, "pause_until_ns =") {
 			continue // read-only: never written
 		}
 		stmt, err := conn.PrepareContext(ctx, p.text)
@@ -78,7 +86,7 @@ func (st *stmts) prepare(ctx context.Context, conn *sql.Conn, version int) error
 func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{
 		st.begin, st.beginRead, st.commit, st.rollback,
-		st.create, st.setSpec, st.setAttr, st.delMeter, st.delCalls,
+		st.create, st.setSpec, st.setAttr, st.setPause, st.delMeter, st.delCalls,
 		st.grantMeter, st.grantCall, st.complete, st.setState, st.setPast, st.settle, st.setUTAT, st.keepTAT, st.nextID, st.revoke, st.ungrant,
 		st.pruneDone, st.pruneGranted, st.loadMeters, st.loadCalls,
 	} {
@@ -290,12 +298,14 @@ func (s *Store) loadMeters() ([]meter.Stored, error) {
 	var out []meter.Stored
 	for rows.Next() {
 		var (
-			m         meter.Stored
-			spec      string
-			tat, utat sql.NullInt64
-			past      []byte
+			m               meter.Stored
+			spec            string
+			tat, utat       sql.NullInt64
+			past            []byte
+			pause           sql.NullInt64
+			pauseBy, pauseF sql.NullString
 		)
-		if err := rows.Scan(&m.Name, &spec, &m.Attr.Mode, &m.Attr.UID, &m.Attr.GID, &tat, &m.State.NextID, &m.Grants, &past, &utat); err != nil {
+		if err := rows.Scan(&m.Name, &spec, &m.Attr.Mode, &m.Attr.UID, &m.Attr.GID, &tat, &m.State.NextID, &m.Grants, &past, &utat, &pause, &pauseBy, &pauseF); err != nil {
 			return nil, fmt.Errorf("sqlite: load meters from %s: %w", s.path, err)
 		}
 		if m.Spec, err = meter.ParseSpec(spec); err != nil {
@@ -305,6 +315,7 @@ func (s *Store) loadMeters() ([]meter.Stored, error) {
 			return nil, failf(ErrCorrupt, err, "sqlite: meter %q in %s has a history that does not decode; clear it (UPDATE meters SET past = NULL) with the sqlite3 tool or pass --db", m.Name, s.path)
 		}
 		m.State.TAT, m.State.UTAT = timeOf(tat), timeOf(utat)
+		m.Pause = meter.Pause{Until: timeOf(pause), By: pauseBy.String, From: pauseF.String}
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
@@ -336,6 +347,16 @@ func (s *Store) SetSpec(name string, spec meter.Spec) error {
 	err := s.write(func() error { return must1(s.st.setSpec, spec.String(), name) })
 	if err != nil {
 		return fmt.Errorf("sqlite: store limits of %q: %w", name, err)
+	}
+	return nil
+}
+
+// SetPause stores a meter's pause (zero: none); meter.ErrNotExist if there
+// is no such meter.
+func (s *Store) SetPause(name string, p meter.Pause) error {
+	err := s.write(func() error { return must1(s.st.setPause, nsOf(p.Until), p.By, p.From, name) })
+	if err != nil {
+		return fmt.Errorf("sqlite: store the pause of %q: %w", name, err)
 	}
 	return nil
 }

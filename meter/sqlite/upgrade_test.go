@@ -59,7 +59,7 @@ func TestSchema1IsUpgraded(t *testing.T) {
 	defer db.Close()
 	var version int
 	require.NoError(t, db.QueryRow("PRAGMA user_version").Scan(&version))
-	require.Equal(t, 2, version, "user_version after the upgrade")
+	require.Equal(t, 3, version, "user_version after the upgrade")
 	var past sql.NullString
 	require.NoError(t, db.QueryRow("SELECT past FROM meters WHERE name = 'email'").Scan(&past), "the history column exists")
 }
