@@ -208,8 +208,8 @@ type dataHandle struct {
 	changed bool
 	wrote   bool
 	refused error // a write was refused (EFBIG, ENOSPC): the copy is never stored
-	touched bool          // a write or a truncation came through it, ever
-	created bool          // this open made the file (empty): a refused copy takes it away again
+	touched bool  // a write or a truncation came through it, ever
+	created bool  // this open made the file (empty): a refused copy takes it away again
 	mtime   time.Time
 	room    int64 // bytes the copy may hold within the meter's bounds, as last asked; -1: not asked yet
 }
