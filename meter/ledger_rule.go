@@ -26,25 +26,8 @@ func (l *Ledger) Admit(now time.Time, cost int64) Decision {
 			later(l.windowEnd(i, used+need-int64(w.N)-1))
 		}
 	}
-	if b := s.Bucket; b != nil {
-		if earliest := l.tat.Add(-b.Interval() * time.Duration(b.Burst-1)); earliest.After(now) {
-			later(earliest)
-		}
-	}
-	if b := s.UnitBucket; b != nil && cost > 0 {
-		if cost > int64(b.Burst) {
-			blocked = true
-		} else if earliest := l.utat.Add(-b.Interval() * time.Duration(int64(b.Burst)-cost)); earliest.After(now) {
-			later(earliest)
-		}
-	}
-	switch {
-	case blocked:
-		return Decision{At: never}
-	case at.After(now):
-		return Decision{At: at}
-	}
-	return Decision{OK: true}
+	bucketsAdmit(s, l.tat, l.utat, now, cost, later)
+	return decision(now, at, blocked)
 }
 
 // openEnd is when the k-th oldest call in progress (0-based) stops counting

@@ -99,22 +99,34 @@ func AdmitCost(spec Spec, st *State, now time.Time, cost int64) Decision {
 			later(t)
 		}
 	}
+	bucketsAdmit(spec, st.TAT, st.UTAT, now, cost, later)
+	return decision(now, at, blocked)
+}
+
+// bucketsAdmit checks both token buckets for a call of cost at now, given
+// their TATs, telling later when each admits it (zero: never).
+func bucketsAdmit(spec Spec, tat, utat, now time.Time, cost int64, later func(time.Time)) {
 	if b := spec.Bucket; b != nil {
-		if earliest := st.TAT.Add(-b.Interval() * time.Duration(b.Burst-1)); earliest.After(now) {
+		if earliest := tat.Add(-b.Interval() * time.Duration(b.Burst-1)); earliest.After(now) {
 			later(earliest)
 		}
 	}
 	if b := spec.UnitBucket; b != nil && cost > 0 {
 		if cost > int64(b.Burst) {
-			blocked = true
-		} else if earliest := st.UTAT.Add(-b.Interval() * time.Duration(int64(b.Burst)-cost)); earliest.After(now) {
+			later(never)
+		} else if earliest := utat.Add(-b.Interval() * time.Duration(int64(b.Burst)-cost)); earliest.After(now) {
 			later(earliest)
 		}
 	}
-	if blocked {
+}
+
+// decision is the rule's answer at now: admitted, or not before at (never
+// when blocked).
+func decision(now, at time.Time, blocked bool) Decision {
+	switch {
+	case blocked:
 		return Decision{At: never}
-	}
-	if at.After(now) {
+	case at.After(now):
 		return Decision{At: at}
 	}
 	return Decision{OK: true}

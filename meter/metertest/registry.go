@@ -150,16 +150,7 @@ type waiter struct {
 	err    error
 }
 
-func (h *regHarness) acquire(m *meter.Meter, pid int) *waiter {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &waiter{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		w.call, w.err = m.Acquire(ctx, meter.Holder{PID: pid}, false)
-	}()
-	h.t.Cleanup(cancel)
-	return w
-}
+func (h *regHarness) acquire(m *meter.Meter, pid int) *waiter { return h.acquireCost(m, pid, 1) }
 
 func (w *waiter) finished() bool {
 	select {
