@@ -50,13 +50,16 @@ func openBackend(c mountConfig, own *ownMount, log *slog.Logger) (*backend, erro
 }
 
 func openRedisBackend(c mountConfig, log *slog.Logger) (*backend, error) {
+	if c.fleet.journalNote != "" {
+		log.Warn(c.fleet.journalNote, "journal", c.fleet.journal)
+	}
 	s, err := openFleet(c.fleet, c.history, log)
 	if err != nil {
 		return nil, err
 	}
 	return &backend{
 		store: s, name: c.fleet.store,
-		attrs: []any{"store", redactURL(c.fleet.store), "host", s.Host(), "lease", c.fleet.lease.String(), "store_prefix", c.fleet.prefix},
+		attrs: []any{"store", redactURL(c.fleet.store), "host", s.Host(), "lease", c.fleet.lease.String(), "store_prefix", c.fleet.prefix, "journal", c.fleet.journal},
 		health: func() storeHealth {
 			h := s.Health()
 			return storeHealth{WriteErrors: h.Failures, Outages: h.Outages, Failing: !h.Down.IsZero(), Since: h.Down}
