@@ -45,7 +45,7 @@ type docEnv struct {
 type docProc struct {
 	block docBlock
 	cmd   *exec.Cmd
-	out   syncBuffer
+	out   string // the file its stdout and stderr go to
 	done  chan struct{}
 	err   error
 }
@@ -145,9 +145,9 @@ func (e *docEnv) runBlock(b docBlock, round int) {
 	select {
 	case <-p.done:
 	case <-time.After(docBlockTimeout):
-		t.Fatalf("%s did not finish within %v; its output:\n%s", b, docBlockTimeout, e.unrewrite(p.out.String()))
+		t.Fatalf("%s did not finish within %v; its output:\n%s", b, docBlockTimeout, e.unrewrite(p.output()))
 	}
-	out := e.unrewrite(p.out.String())
+	out := e.unrewrite(p.output())
 	t.Logf("%s printed:\n%s", b, out)
 	if m.expect {
 		checkDocOutput(t, b, want, out)
@@ -209,7 +209,14 @@ func (e *docEnv) script(b docBlock) (script string, want []string) {
 	return e.rewrite(body), want
 }
 
-// start runs script with bash in its own process group, output to p.out.
+// output is what the block printed so far.
+func (p *docProc) output() string {
+	b, _ := os.ReadFile(p.out)
+	return string(b)
+}
+
+// start runs script with bash in its own process group, its output to a
+// file: not a pipe, which a daemon the block left running would hold open.
 func (e *docEnv) start(b docBlock, script string) *docProc {
 	t := e.t
 	f := filepath.Join(e.r, fmt.Sprintf("block-%d.sh", b.line))
@@ -230,7 +237,11 @@ func (e *docEnv) start(b docBlock, script string) *docProc {
 		p.cmd.Args[0] = "bash"
 	}
 	p.cmd.Dir, p.cmd.Env, p.cmd.Stdin = e.repo, e.env, in
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.out = filepath.Join(e.r, fmt.Sprintf("block-%d.out", b.line))
+	out, err := os.OpenFile(p.out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	defer out.Close()
+	p.cmd.Stdout, p.cmd.Stderr = out, out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(t, p.cmd.Start(), "start %s", b)
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
@@ -247,7 +258,7 @@ func (e *docEnv) waitReady(p *docProc) {
 	for {
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited (%v) before %q succeeded; its output:\n%s", p.block, p.err, p.block.marker.ready, e.unrewrite(p.out.String()))
+			t.Fatalf("%s exited (%v) before %q succeeded; its output:\n%s", p.block, p.err, p.block.marker.ready, e.unrewrite(p.output()))
 		default:
 		}
 		cmd := exec.Command(bash.need(t), "-c", ready)
@@ -257,7 +268,7 @@ func (e *docEnv) waitReady(p *docProc) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %q did not succeed within %v: %v: %s\nthe block's output:\n%s", p.block, p.block.marker.ready, mountTimeout, err, e.unrewrite(string(out)), e.unrewrite(p.out.String()))
+			t.Fatalf("%s: %q did not succeed within %v: %v: %s\nthe block's output:\n%s", p.block, p.block.marker.ready, mountTimeout, err, e.unrewrite(string(out)), e.unrewrite(p.output()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -276,9 +287,9 @@ func (e *docEnv) stopAll() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
 		select {
 		case <-p.done:
-			require.NoError(t, p.err, "%s after Ctrl-C (SIGINT); its output:\n%s", p.block, e.unrewrite(p.out.String()))
+			require.NoError(t, p.err, "%s after Ctrl-C (SIGINT); its output:\n%s", p.block, e.unrewrite(p.output()))
 		case <-time.After(stopTimeout):
-			t.Errorf("%s did not exit within %v of SIGINT; its output:\n%s", p.block, stopTimeout, e.unrewrite(p.out.String()))
+			t.Errorf("%s did not exit within %v of SIGINT; its output:\n%s", p.block, stopTimeout, e.unrewrite(p.output()))
 		}
 	}
 	e.stopGroups()
