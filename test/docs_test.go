@@ -78,9 +78,10 @@ import (
 type docBlock struct {
 	file   string // relative to the repository root
 	line   int    // of the opening fence, from 1
-	lang   string
-	body   string
-	marker *docMarker // nil: none
+	lang    string
+	body    string
+	marker  *docMarker // nil: none
+	section string     // the last "## " heading above it; "" before any
 }
 
 func (b docBlock) String() string { return fmt.Sprintf("%s:%d (```%s)", b.file, b.line, b.lang) }
@@ -174,10 +175,11 @@ func parseDoc(path, name string) ([]docBlock, error) {
 		errs = append(errs, fmt.Sprintf("%s:%d: %s", name, i+1, fmt.Sprintf(format, args...)))
 	}
 	lastText, inList := "", false // the last non-blank line outside blocks; whether it is in a list
+	section := ""
 	for i := 0; i < len(lines); i++ {
 		line := lines[i]
-		if m := fenceOpenRE.FindStringSubmatch(line); m != nil {
-			b := docBlock{file: name, line: i + 1, lang: m[2]}
+		if m := fenceOpenRE.FindStringSubmatch(line); m != nil && !(m[1][0] == '`' && strings.Contains(strings.TrimLeft(line, " `"), "`")) {
+			b := docBlock{file: name, line: i + 1, lang: m[2], section: section}
 			end := closeFence(lines, i, m[1])
 			if end < 0 {
 				bad(i, "fence %s is never closed", m[1])
@@ -200,6 +202,9 @@ func parseDoc(path, name string) ([]docBlock, error) {
 		if trimmed == "" {
 			continue
 		}
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			section = h
+		}
 		indent := len(line) - len(strings.TrimLeft(line, " \t"))
 		prevBlank := i > 0 && strings.TrimSpace(lines[i-1]) == ""
 		switch {
@@ -217,6 +222,9 @@ func parseDoc(path, name string) ([]docBlock, error) {
 	}
 	return blocks, nil
 }
+
+// (A backtick fence's info string holds no backtick: "```` ```sh ````"
+// at the start of a line is inline code, not a fence.)
 
 // closeFence is the index of the line closing the fence opened at lines[i].
 func closeFence(lines []string, i int, fence string) int {
