@@ -186,3 +186,19 @@ func TestMountHelpNamesItemsAndKeys(t *testing.T) {
 		require.Contains(t, out, s)
 	}
 }
+
+// The config file shown in docs/operations.md loads as it is.
+func TestDocConfigSampleLoads(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(b), "```toml\n")
+	require.True(t, ok, "docs/operations.md has a ```toml block")
+	sample, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	path := filepath.Join(t.TempDir(), "rlfs.toml")
+	require.NoError(t, os.WriteFile(path, []byte(sample), 0o644))
+	fc, ms, err := loadConfig(path)
+	require.NoError(t, err, "the sample:\n%s", sample)
+	require.Equal(t, "1d", fc.History)
+	require.Len(t, ms, 2, "the sample's meters")
+}
