@@ -76,8 +76,8 @@ import (
 
 // docBlock is one fenced code block of a doc.
 type docBlock struct {
-	file   string // relative to the repository root
-	line   int    // of the opening fence, from 1
+	file    string // relative to the repository root
+	line    int    // of the opening fence, from 1
 	lang    string
 	body    string
 	marker  *docMarker // nil: none
