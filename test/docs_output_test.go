@@ -1,6 +1,8 @@
 package test
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -91,5 +93,37 @@ func TestDocOutputMatching(t *testing.T) {
 	} {
 		got := matchDocLines(normalizeDocLines(strings.Split(tc.want, "\n")), normalizeDocLines(strings.Split(tc.got, "\n")))
 		require.Equal(t, tc.ok, got, "want %q, got %q", tc.want, tc.got)
+	}
+}
+
+// The parser finds what TestDocsBlocksAreMarked refuses: a shell block
+// without a marker (reported there), an indented code block, a fence
+// without a language, a marker that says neither run nor skip, a skip
+// without a reason; and reads the markers it knows.
+func TestDocParser(t *testing.T) {
+	t.Parallel()
+	doc := filepath.Join(t.TempDir(), "doc.md")
+	write := func(s string) {
+		t.Helper()
+		require.NoError(t, os.WriteFile(doc, []byte(s), 0o644))
+	}
+	write("# x\n\n```sh\nls\n```\n\n- a list\n\n    continued, not code\n\n<!-- doc-test: run meters=\"a=1/s b=2/1s,concurrency=0\" mount=\"/tmp/rl\" -->\n\n```console\n# ls\n```\n")
+	blocks, err := parseDoc(doc, "doc.md")
+	require.NoError(t, err)
+	require.Len(t, blocks, 2)
+	require.Nil(t, blocks[0].marker, "an unmarked sh block")
+	require.Equal(t, &docMarker{run: true, meters: []string{"a=1/s", "b=2/1s,concurrency=0"}, mount: "/tmp/rl"}, blocks[1].marker)
+	for body, want := range map[string]string{
+		"text\n\n    rlfs mount /mnt/rl\n": "doc.md:3: an indented code block",
+		"```\nls\n```\n":                   "doc.md:1: a fence without a language",
+		"<!-- doc-test: expect-output -->\n```console\n# ls\n```\n":     "say run or skip",
+		"<!-- doc-test: skip -->\n```sh\nls\n```\n":                     "skip needs reason=",
+		"<!-- doc-test: run sometimes -->\n```sh\nls\n```\n":            `unknown words "sometimes"`,
+		"<!-- doc-test: run background -->\n```sh\nrlfs mount x\n```\n": "background needs ready=",
+		"```sh\nls\n": "never closed",
+	} {
+		write(body)
+		_, err := parseDoc(doc, "doc.md")
+		require.ErrorContains(t, err, want, "%q", body)
 	}
 }

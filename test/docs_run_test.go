@@ -85,8 +85,17 @@ func runDoc(t *testing.T, repo string, blocks []docBlock) {
 	}
 }
 
+// docTools are programs docs call that not every machine has: a doc that
+// calls one is skipped without it, or fails under CI (requireTools).
+var docTools = []string{"redis-server", "redis-cli", "setpriv", "findmnt", "unshare", "groupadd", "flock", "timeout"}
+
 func newDocEnv(t *testing.T, repo string, blocks []docBlock) *docEnv {
 	t.Helper()
+	for _, tool := range docTools {
+		if slices.ContainsFunc(blocks, func(b docBlock) bool { return strings.Contains(b.body, tool+" ") }) {
+			requireTools(t, tool)
+		}
+	}
 	e := &docEnv{t: t, repo: repo, r: t.TempDir()}
 	t.Cleanup(e.cleanup)
 	// Other users (setpriv in a doc) must reach R's mounts, as they reach

@@ -156,17 +156,8 @@ func parseMarker(text string) (*docMarker, error) {
 // It reports an indented code block, a fence without a language, a bad
 // marker or an unclosed fence as an error.
 func parseDoc(path, name string) ([]docBlock, error) {
-	f, err := os.Open(path)
+	lines, err := readLines(path)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	var blocks []docBlock
@@ -225,6 +216,21 @@ func parseDoc(path, name string) ([]docBlock, error) {
 
 // (A backtick fence's info string holds no backtick: "```` ```sh ````"
 // at the start of a line is inline code, not a fence.)
+
+// readLines reads a text file's lines.
+func readLines(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines, sc.Err()
+}
 
 // closeFence is the index of the line closing the fence opened at lines[i].
 func closeFence(lines []string, i int, fence string) int {
