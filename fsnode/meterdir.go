@@ -82,7 +82,7 @@ func (d *meterDir) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 			d.root.log.Error("chmod/chown failed", "meter", d.m.Name(), "err", err)
 			return ToErrno(err)
 		}
-		d.root.log.Info("meter owner/mode changed", "meter", d.m.Name(), "mode", a.Mode, "uid", a.UID, "gid", a.GID)
+		d.root.log.Info("meter owner/mode changed", "meter", d.m.Name(), "mode", octal(a.Mode), "uid", a.UID, "gid", a.GID)
 		// The files' modes and owners derive from the directory's: those
 		// the kernel knows, acquire@N ones included, must be looked at again.
 		for _, ch := range d.Children() {

@@ -190,7 +190,7 @@ func (r *Root) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		r.log.Warn("mkdir failed", "meter", name, "err", err)
 		return nil, ToErrno(err)
 	}
-	r.log.Info("meter created", "meter", name, "limits", m.Spec().String(), "mode", fmt.Sprintf("%04o", attr.Mode), "uid", attr.UID)
+	r.log.Info("meter created", "meter", name, "limits", m.Spec().String(), "mode", octal(attr.Mode), "uid", attr.UID)
 	return r.meterInode(ctx, m, out), 0
 }
 
@@ -229,3 +229,6 @@ func dirAttr(a meter.Attr, out *fuse.Attr) {
 	out.Uid, out.Gid = a.UID, a.GID
 	out.Nlink = 4
 }
+
+// octal is a mode as logs show it, as chmod(1) takes it: 0755.
+func octal(mode uint32) string { return fmt.Sprintf("%04o", mode&0o7777) }

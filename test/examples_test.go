@@ -71,7 +71,8 @@ func parseExampleHeader(t *testing.T, path string) exampleHeader {
 }
 
 // TestExamples runs every recipe in examples/shell against a daemon with the
-// meters it declares and checks that it exits 0; that every meter's calls,
+// meters it declares (the commands of examples/shell/README.md itself are
+// TestDocs's) and checks that it exits 0; that every meter's calls,
 // as the recipe printed them, are spaced as its windows require (a strict
 // lower bound) and number what the meter counted; that it took at least its
 // declared minimum (strict) and at most exampleBound(expect).

@@ -183,6 +183,7 @@ type daemon struct {
 	mnt    string
 	meters []string // NAME=SPEC
 	extra  []string // more flags for rlfs mount
+	env    []string // more environment variables for rlfs mount
 	wrap   []string // a command that runs rlfs, such as nsenter --net=…; none if empty
 	bin    string   // the rlfs binary; rlfsBin if empty
 	log    syncBuffer
@@ -243,6 +244,9 @@ func (d *daemon) start(t *testing.T) {
 	argv := append(append([]string(nil), d.wrap...), bin)
 	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
 	cmd.Stdout, cmd.Stderr = &d.log, &d.log
+	if d.env != nil {
+		cmd.Env = append(os.Environ(), d.env...)
+	}
 	// Should the test binary die, the daemon unmounts and exits too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	require.NoError(t, cmd.Start())

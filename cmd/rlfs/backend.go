@@ -53,6 +53,9 @@ func openBackend(c mountConfig, own *ownMount, log *slog.Logger) (*backend, erro
 }
 
 func openRedisBackend(c mountConfig, log *slog.Logger) (*backend, error) {
+	if c.fleet.journalNote != "" {
+		log.Warn(c.fleet.journalNote, "journal", c.fleet.journal)
+	}
 	s, err := openFleet(c.fleet, c.history, log)
 	if err != nil {
 		return nil, err
@@ -60,7 +63,7 @@ func openRedisBackend(c mountConfig, log *slog.Logger) (*backend, error) {
 	return &backend{
 		open:  func(o meter.Options) (*meter.Registry, error) { return meter.Open(s, o) },
 		name:  c.fleet.store,
-		attrs: []any{"store", redactURL(c.fleet.store), "host", s.Host(), "lease", c.fleet.lease.String(), "store_prefix", c.fleet.prefix},
+		attrs: []any{"store", redactURL(c.fleet.store), "host", s.Host(), "lease", c.fleet.lease.String(), "store_prefix", c.fleet.prefix, "journal", c.fleet.journal},
 		health: func() storeHealth {
 			h := s.Health()
 			return storeHealth{WriteErrors: h.Failures, Outages: h.Outages, Failing: !h.Down.IsZero(), Since: h.Down}

@@ -21,7 +21,7 @@ import (
 //	metrics = "127.0.0.1:9187"
 //	history = "7d"
 //	store = "redis://10.0.0.5:6379"    # a fleet's shared store; then also
-//	host = "web1"                      # host, lease and store_prefix
+//	host = "web1"                      # host, lease, store_prefix and journal
 //
 //	[meters]
 //	email = "1/s,75/h"                 # a SPEC string, as --meter takes
@@ -41,6 +41,7 @@ type fileConfig struct {
 	Host        string         `toml:"host"`
 	Lease       string         `toml:"lease"`
 	StorePrefix string         `toml:"store_prefix"`
+	Journal     string         `toml:"journal"`
 	Meters      map[string]any `toml:"meters"`
 }
 
@@ -65,7 +66,7 @@ func loadConfig(path string) (fileConfig, []declared, error) {
 		}
 	}
 	if len(keys) > 0 {
-		return fc, nil, fmt.Errorf("config %s: unknown key %s; known keys are db, sync, allow_other, metrics, history, store, host, lease, store_prefix and [meters]", path, strings.Join(keys, ", "))
+		return fc, nil, fmt.Errorf("config %s: unknown key %s; known keys are db, sync, allow_other, metrics, history, store, host, lease, store_prefix, journal and [meters]", path, strings.Join(keys, ", "))
 	}
 	names := make([]string, 0, len(fc.Meters))
 	for n := range fc.Meters {

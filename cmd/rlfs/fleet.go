@@ -20,7 +20,10 @@ type fleetConfig struct {
 	host    string        // --host (default: the hostname)
 	lease   time.Duration // --lease
 	prefix  string        // --store-prefix
-	journal string        // --journal (default: beside the default database)
+	journal string        // --journal (default: beside the database)
+	// journalNote is a warning for the log: the journal is used at its
+	// old default place (see defaults).
+	journalNote string
 }
 
 // addFleetFlags registers the fleet's flags on fs.
@@ -43,6 +46,9 @@ func (f *fleetConfig) applyConfig(fc fileConfig, set map[string]bool) error {
 	}
 	if !set["store-prefix"] && fc.StorePrefix != "" {
 		f.prefix = fc.StorePrefix
+	}
+	if !set["journal"] && fc.Journal != "" {
+		f.journal = fc.Journal
 	}
 	if !set["lease"] && fc.Lease != "" {
 		d, err := meter.ParseDuration(fc.Lease)
@@ -70,10 +76,8 @@ func (f *fleetConfig) check(set map[string]bool) error {
 	if !strings.HasPrefix(f.store, "redis://") && !strings.HasPrefix(f.store, "rediss://") {
 		return bad("--store %q: want redis://[USER[:PASS]@]HOST:PORT[/DB] or rediss://… for TLS", f.store)
 	}
-	for _, k := range []string{"db", "sync"} {
-		if set[k] {
-			return bad("--%s is for the embedded SQLite store; with --store the meters live in Redis: drop --%s", k, k)
-		}
+	if set["sync"] {
+		return bad("--sync is for the embedded SQLite store; with --store the meters live in Redis: drop --sync")
 	}
 	if f.lease < 300*time.Millisecond {
 		return bad("--lease %v: give at least 300ms (default 10s); a host's calls count until its lease lapses after it dies", f.lease)
@@ -89,9 +93,12 @@ func (f *fleetConfig) check(set map[string]bool) error {
 	return nil
 }
 
-// defaults fills in the host (the hostname) and the journal (beside the
-// default database: fleet-PREFIX-HOST.journal).
-func (f *fleetConfig) defaults() error {
+// defaults fills in the host (the hostname) and the journal: beside the
+// database, fleet-PREFIX-HOST.journal, where db is the database path the
+// daemon was given (--db, db in --config, $RLFS_DB), or "" for the default
+// one. A journal that an earlier rlfs kept beside the default database,
+// where none is beside db yet, is kept in use (see journalNote).
+func (f *fleetConfig) defaults(db string) error {
 	if f.host == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
@@ -102,14 +109,33 @@ func (f *fleetConfig) defaults() error {
 		}
 		f.host = h
 	}
-	if f.journal == "" {
-		db, err := defaultDB()
-		if err != nil {
-			return err
-		}
-		f.journal = filepath.Join(filepath.Dir(db), "fleet-"+f.prefix+"-"+f.host+".journal")
+	if f.journal != "" {
+		return nil
+	}
+	dflt, err := defaultDB()
+	if err != nil && db == "" {
+		return err
+	}
+	name := "fleet-" + f.prefix + "-" + f.host + ".journal"
+	f.journal = filepath.Join(filepath.Dir(dflt), name)
+	if db == "" || err != nil {
+		return nil
+	}
+	old := f.journal
+	f.journal = filepath.Join(filepath.Dir(db), name)
+	if old != f.journal && !exists(f.journal) && exists(old) {
+		f.journalNote = fmt.Sprintf("this host's journal is still at %s, beside the default database, where rlfs kept it before; it stays in use. "+
+			"To keep it beside the database: stop rlfs, mv %s %s, start rlfs again (or pass --journal %s to keep it where it is)",
+			old, old, f.journal, old)
+		f.journal = old
 	}
 	return nil
+}
+
+// exists reports whether something is at path.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // openFleet connects this host to the fleet's shared store.

@@ -74,12 +74,14 @@ SYNOPSIS
     rlfs mount [flags] MOUNTPOINT     serve meters at MOUNTPOINT (foreground)
     rlfs status [--json] MOUNTPOINT   a table of meters (or --db PATH)
     rlfs run METER_DIR -- CMD ARGS    hold a meter while CMD runs, like flock(1)
+    rlfs wait MOUNTPOINT              return once an rlfs mount there answers
     rlfs version                      print the version
 
 Run "rlfs COMMAND --help" for a command's flags and examples.
 
 EXAMPLES
     rlfs mount --meter 'email=1/s,75/h' /mnt/rl &
+    rlfs wait /mnt/rl
     exec 3</mnt/rl/email/acquire; sendmail ... ; exec 3<&-
 `
 
@@ -99,6 +101,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRun(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runStatus(args[1:], stdout, stderr)
+	case "wait":
+		return runWait(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		return runVersion(args[1:], stdout, stderr)
 	}

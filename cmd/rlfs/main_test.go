@@ -159,3 +159,46 @@ func TestMetricsLint(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
 }
+
+// The config file takes the fleet's keys, journal among them, with the
+// meaning of the flags of the same names; flags win.
+func TestConfigFleetKeys(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "rlfs.toml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`store = "redis://10.0.0.5:6379"
+host = "web1"
+lease = "20s"
+store_prefix = "team-a"
+journal = "/srv/rlfs/web1.journal"
+`), 0o644))
+	c, err := parseMount([]string{"--config", cfg, "/mnt/rl"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, fleetConfig{store: "redis://10.0.0.5:6379", host: "web1", lease: 20 * time.Second, prefix: "team-a", journal: "/srv/rlfs/web1.journal"}, c.fleet)
+	c, err = parseMount([]string{"--config", cfg, "--journal", "/tmp/j", "/mnt/rl"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, "/tmp/j", c.fleet.journal, "--journal wins over the file")
+}
+
+// rlfs mount --help names every spec item and every config key.
+func TestMountHelpNamesItemsAndKeys(t *testing.T) {
+	out, _, _ := run(t, "mount", "--help")
+	for _, s := range []string{"units:N/PER", "units:rate=N/PER", "units:burst=B", "max_waiters=N",
+		"history", "store_prefix", "journal", "--journal PATH", "rlfs wait"} {
+		require.Contains(t, out, s)
+	}
+}
+
+// The config file shown in docs/operations.md loads as it is.
+func TestDocConfigSampleLoads(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(b), "```toml\n")
+	require.True(t, ok, "docs/operations.md has a ```toml block")
+	sample, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	path := filepath.Join(t.TempDir(), "rlfs.toml")
+	require.NoError(t, os.WriteFile(path, []byte(sample), 0o644))
+	fc, ms, err := loadConfig(path)
+	require.NoError(t, err, "the sample:\n%s", sample)
+	require.Equal(t, "1d", fc.History)
+	require.Len(t, ms, 2, "the sample's meters")
+}

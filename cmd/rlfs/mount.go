@@ -21,7 +21,8 @@ const mountUsage = `SYNOPSIS
                [--sync normal|full] [--metrics ADDR] [--history D]
                [--reconfigure] [--allow-other] [--debug] MOUNTPOINT
     rlfs mount --store redis://[USER[:PASS]@]HOST:PORT[/DB] [--host NAME]
-               [--lease D] [--store-prefix P] [other flags] MOUNTPOINT
+               [--lease D] [--store-prefix P] [--journal PATH]
+               [other flags] MOUNTPOINT
 
 Serves the meters of the database at MOUNTPOINT, in the foreground, until
 SIGINT or SIGTERM. Each meter is a directory; opening its "acquire" file
@@ -37,11 +38,17 @@ FLAGS
     --meter NAME=SPEC  declare a meter (repeatable). SPEC is items separated
                        by commas: N/PER, concurrency=K, rate=N/PER, burst=B,
                        count=completion|grant, max_wait=D, max_hold=D,
-                       max_waiters=N. A meter that already exists in the
-                       database keeps its stored limits (default: none)
-    --config FILE      a TOML file declaring db, sync, allow_other, metrics
-                       and [meters] (NAME = "SPEC", or a table of items);
-                       flags given on the command line win (default: none)
+                       max_waiters=N, and the items that count units of
+                       cost (acquire@N costs N): units:N/PER,
+                       units:rate=N/PER, units:burst=B. A meter that
+                       already exists in the database keeps its stored
+                       limits (default: none)
+    --config FILE      a TOML file with the keys db, sync, allow_other,
+                       metrics, history, and for a fleet store, host,
+                       lease, store_prefix, journal (the flags of the same
+                       names); and [meters] (NAME = "SPEC", or a table of
+                       items); flags given on the command line win
+                       (default: none)
     --metrics ADDR     serve Prometheus metrics at http://ADDR/metrics,
                        such as 127.0.0.1:9187 (default: off)
     --history D        keep completed calls for D after they stop counting,
@@ -62,7 +69,8 @@ FLEET FLAGS (one quota across hosts; see docs/fleet.md)
                        rediss:// for TLS; a Cluster node works too) instead
                        of the SQLite database; every host's daemon points at
                        the same store. The password may come from
-                       $RLFS_STORE_PASSWORD instead of the URL (default: none)
+                       $RLFS_STORE_PASSWORD instead of the URL. With --store,
+                       --db only says where the journal goes (default: none)
     --host NAME        this host's name in the fleet, unique among its
                        daemons (default: the hostname)
     --lease D          how long this host's calls and waiters count after it
@@ -73,13 +81,15 @@ FLEET FLAGS (one quota across hosts; see docs/fleet.md)
     --journal PATH     this host's own record of its calls and meters, to
                        deliver what it owes after a restart and to put its
                        calls back should the store lose its data (default:
-                       fleet-PREFIX-HOST.journal beside the default database)
+                       fleet-PREFIX-HOST.journal beside the database: --db,
+                       db in --config, $RLFS_DB, or the default database)
 
 EXAMPLES
     rlfs mount --meter 'email=1/s,75/h' /mnt/rl
     rlfs mount --db /tmp/demo.db --meter 'api=rate=10/s,burst=20,concurrency=4' /tmp/rl
     rlfs mount --config /etc/rlfs/rlfs.toml --metrics 127.0.0.1:9187 /mnt/rl
     rlfs mount --store redis://10.0.0.5:6379 --host web1 --meter 'api=10/s' /mnt/rl
+    rlfs mount --meter 'demo=2/1s' /tmp/rl & rlfs wait /tmp/rl   # in a script
 `
 
 // meterFlags collects repeated --meter flags.
@@ -338,7 +348,7 @@ func preflight(c *mountConfig) (own *ownMount, dead bool, err error) {
 		}
 	}
 	if c.fleet.store != "" {
-		if err := c.fleet.defaults(); err != nil {
+		if err := c.fleet.defaults(c.db); err != nil {
 			return nil, false, err
 		}
 	}

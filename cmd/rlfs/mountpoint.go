@@ -102,6 +102,11 @@ var errNoAnswer = errors.New("no answer")
 // (the stat alone may be answered from the kernel's cache). It gives up
 // after probeTimeout with errNoAnswer.
 func probe(dir string, mounted bool) (os.FileInfo, error) {
+	return probeWithin(dir, mounted, probeTimeout)
+}
+
+// probeWithin is probe giving up after limit.
+func probeWithin(dir string, mounted bool, limit time.Duration) (os.FileInfo, error) {
 	type result struct {
 		fi  os.FileInfo
 		err error
@@ -117,7 +122,7 @@ func probe(dir string, mounted bool) (os.FileInfo, error) {
 	select {
 	case r := <-done:
 		return r.fi, r.err
-	case <-time.After(probeTimeout):
+	case <-time.After(limit):
 		return nil, errNoAnswer
 	}
 }

@@ -82,7 +82,7 @@ func mountDevice(dir string) (uint64, bool) {
 // dir, before anything is created there.
 func checkOwnFiles(c mountConfig, own *ownMount) error {
 	const why = "which rlfs mounts over and serves itself (it would wait on its own mount)"
-	if c.db != "" && own.holds(c.db) {
+	if c.db != "" && c.fleet.store == "" && own.holds(c.db) {
 		return fmt.Errorf("the database %s (%s) is inside the mountpoint %s, %s; %s", c.db, c.dbFrom, own.dir, why, dbFix(c))
 	}
 	if c.fleet.journal != "" && own.holds(c.fleet.journal) {

@@ -87,6 +87,7 @@ func (r *reloader) settingsChanged(fc fileConfig) {
 	changed("db", "db", r.c.db, fc.DB)
 	changed("sync", "sync", r.c.sync, fc.Sync)
 	changed("metrics", "metrics", r.c.metrics, fc.Metrics)
+	changed("journal", "journal", r.c.fleet.journal, fc.Journal)
 	if fc.AllowOther != nil {
 		changed("allow_other", "allow-other", fmt.Sprint(r.c.allowOther), fmt.Sprint(*fc.AllowOther))
 	}

@@ -25,7 +25,7 @@
 # without a call of its own. 7 or 8 calls at 2 a second take a little over
 # 3 s.
 #
-# Run it:  rlfs mount --meter 'email=2/1s' /mnt/rl &   then   ./cron-mailer-remembers.sh
+# Run it:  rlfs mount --meter 'email=2/1s' /mnt/rl & rlfs wait /mnt/rl && ./cron-mailer-remembers.sh
 # Env:     RLFS_MNT (default /mnt/rl)
 #
 # rlfs-test-meter: email=2/1s

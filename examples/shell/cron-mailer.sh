@@ -16,7 +16,7 @@
 # Sending is simulated: each "mail" is appended to an outbox file in a
 # temporary directory. Put your sendmail/curl/swaks line in send_mail.
 #
-# Run it:  rlfs mount --meter 'email=2/1s' /mnt/rl &   then   ./cron-mailer.sh
+# Run it:  rlfs mount --meter 'email=2/1s' /mnt/rl & rlfs wait /mnt/rl && ./cron-mailer.sh
 # Env:     RLFS_MNT (default /mnt/rl), MAIL_COUNT (default 6)
 #
 # rlfs-test-meter: email=2/1s

@@ -19,7 +19,7 @@
 # the flock lock runs them one after the other; the first four fit in the
 # window, the fifth waits until 1 s after the first one completed. About 1.6 s.
 #
-# Run it:  rlfs mount --meter 'api=4/1s,concurrency=0' /mnt/rl &   then   ./flock-style.sh
+# Run it:  rlfs mount --meter 'api=4/1s,concurrency=0' /mnt/rl & rlfs wait /mnt/rl && ./flock-style.sh
 # Env:     RLFS_MNT (default /mnt/rl)
 #
 # rlfs-test-meter: api=4/1s,concurrency=0

@@ -19,7 +19,7 @@
 # it and keeps the call in progress until it exits too (completion is the
 # last close). Start helpers you do not want holding the meter with `3<&-`.
 #
-# Run it:  rlfs mount --meter 'deploy=concurrency=1' /mnt/rl &   then   ./hold-for-duration.sh
+# Run it:  rlfs mount --meter 'deploy=concurrency=1' /mnt/rl & rlfs wait /mnt/rl && ./hold-for-duration.sh
 # Env:     RLFS_MNT (default /mnt/rl)
 #
 # rlfs-test-meter: deploy=concurrency=1

@@ -30,7 +30,7 @@
 # list (so that the run is the same every time). Put your curl line there,
 # and take the usage from the answer (usage.total_tokens).
 #
-# Run it:  rlfs mount --meter 'llm=10/2s,units:3000/2s,concurrency=0' /mnt/rl &   then   ./llm-tokens.sh
+# Run it:  rlfs mount --meter 'llm=10/2s,units:3000/2s,concurrency=0' /mnt/rl & rlfs wait /mnt/rl && ./llm-tokens.sh
 # Env:     RLFS_MNT (default /mnt/rl), REQUESTS (default 8), MAX_TOKENS (default 1000)
 #
 # rlfs-test-meter: llm=10/2s,units:3000/2s,concurrency=0

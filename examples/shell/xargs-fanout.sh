@@ -25,7 +25,7 @@
 # The work is simulated: a short sleep, then a line appended to a results file
 # in a temporary directory. Put your curl line there.
 #
-# Run it:  rlfs mount --meter 'api=4/1s,concurrency=0' /mnt/rl &   then   ./xargs-fanout.sh
+# Run it:  rlfs mount --meter 'api=4/1s,concurrency=0' /mnt/rl & rlfs wait /mnt/rl && ./xargs-fanout.sh
 # Env:     RLFS_MNT (default /mnt/rl), JOBS (default 12)
 #
 # rlfs-test-meter: api=4/1s,concurrency=0

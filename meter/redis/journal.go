@@ -56,15 +56,9 @@ func openJournal(path, host string) (*journal, []jrec, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("redis: create the directory of the journal %s: %v; create it or pass --journal", path, err)
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := lockJournal(path, host)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redis: open %s.lock: %v; check its directory's permissions or pass --journal", path, err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		owner, _ := os.ReadFile(path + ".lock")
-		lock.Close()
-		return nil, nil, fmt.Errorf("redis: the journal %s is in use by another rlfs (%s); one daemon serves host %q at a time: stop it, or give this one another --host and --journal",
-			path, strings.TrimSpace(string(owner)), host)
+		return nil, nil, err
 	}
 	_ = lock.Truncate(0)
 	_, _ = lock.WriteAt([]byte("pid="+strconv.Itoa(os.Getpid())+"\n"), 0)
@@ -80,6 +74,35 @@ func openJournal(path, host string) (*journal, []jrec, error) {
 	}
 	fi, _ := f.Stat()
 	return &journal{path: path, f: f, size: fi.Size(), lock: lock}, recs, nil
+}
+
+// lockJournal takes the flock of path.lock, creating the file if absent.
+// A clean close deletes that file (journal.close), so a flock won on a file
+// that is no longer at path.lock guards nothing: then it tries again.
+func lockJournal(path, host string) (*os.File, error) {
+	for range 8 {
+		lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("redis: open %s.lock: %v; check its directory's permissions or pass --journal", path, err)
+		}
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			owner, _ := os.ReadFile(path + ".lock")
+			lock.Close()
+			return nil, fmt.Errorf("redis: the journal %s is in use by another rlfs (%s); one daemon serves host %q at a time: stop it, or give this one another --host and --journal",
+				path, strings.TrimSpace(string(owner)), host)
+		}
+		if sameFile(lock, path+".lock") {
+			return lock, nil
+		}
+		lock.Close()
+	}
+	return nil, fmt.Errorf("redis: %s.lock keeps being replaced while locking; stop the other rlfs or pass --journal", path)
+}
+
+// sameFile reports whether f is the file at path now.
+func sameFile(f *os.File, path string) bool {
+	var held, now unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev
 }
 
 func readJournal(path string) ([]jrec, error) {
@@ -146,11 +169,17 @@ func (j *journal) rewrite(recs []jrec) error {
 	return nil
 }
 
+// close closes the journal and deletes its lock file before dropping the
+// flock, so that a clean stop leaves no stale .lock behind (one left by a
+// killed daemon is taken over by the next).
 func (j *journal) close() {
 	if j == nil {
 		return
 	}
 	j.f.Close()
+	if sameFile(j.lock, j.path+".lock") {
+		os.Remove(j.path + ".lock")
+	}
 	j.lock.Close()
 }
 

@@ -254,6 +254,26 @@ func readOwner(path string) (pid, mountpoint string) {
 // oneLine keeps a mountpoint with a newline from breaking the lock file.
 func oneLine(s string) string { return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s) }
 
+// close ends a clean stop: it drops the flock on the database file, deletes
+// the lock file (unless another file replaced it meanwhile) and drops its
+// flock, so that a clean stop leaves no stale PATH.lock behind. A process
+// that opened the file just before it went finds it gone once it holds
+// the flock (tryLock's inode check) and locks a new one. A lock file left
+// by a daemon that was killed is taken over by the next (flock died with
+// the killer's victim).
+func (l *lockFile) close() {
+	if l == nil || l.f == nil {
+		return
+	}
+	l.releaseDB(false)
+	var held, now unix.Stat_t
+	if unix.Fstat(int(l.f.Fd()), &held) == nil && unix.Stat(l.path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+		os.Remove(l.path)
+	}
+	l.f.Close()
+	l.f = nil
+}
+
 // release drops the lock, and the flock on the database file. With remove,
 // a lock file this process created is deleted first (and a database file
 // lockDB created, if still empty), so that refusing a database leaves

@@ -6,7 +6,8 @@
 //
 //	PATH          the database
 //	PATH-wal      its write-ahead log, PATH-shm its index (SQLite's own)
-//	PATH.lock     flock(2)ed by the owner; holds "pid=N\nmountpoint=M\n"
+//	PATH.lock     flock(2)ed by the owner; holds "pid=N\nmountpoint=M\n";
+//	              deleted by a clean Close
 //	              (the owner flocks PATH itself too, so a hard link, which
 //	              has another lock file, finds it taken)
 //
@@ -339,7 +340,7 @@ func (s *Store) Close() error {
 		}
 	}
 	errs = append(errs, s.conn.Close(), s.db.Close())
-	s.lock.release(false)
+	s.lock.close()
 	return errors.Join(errs...)
 }
 

@@ -90,7 +90,7 @@ func (b *bench) writeDetails(p func(string, ...any)) {
 		p("Per-round values (a: µs per cycle, b: cycles/s, cpu: daemon CPU µs per cycle in b, g: µs per grant, c: max/min,")
 		p("r: µs (r.extra: the Redis cycle's excess over the SQLite cycle, in RTTs of the round), x: grants/s):")
 		p("")
-		p("```")
+		p("```text")
 		for _, k := range sortedKeys(b.s) {
 			var vs []string
 			for _, v := range b.s[k] {
@@ -203,22 +203,24 @@ func (b *bench) writeProfile(p func(string, ...any)) {
 		p("Where the time goes (cumulative share of the daemon's sampled CPU time; shares nest and overlap,")
 		p("functions absent from the profile are left out):")
 		p("")
+		p("```text")
 		for _, m := range profileMarks {
 			if cum, ok := cumShare(r.tops[2], m.fn); ok {
-				p("    %-60s %s", m.label, cum)
+				p("%-60s %s", m.label, cum)
 			}
 		}
+		p("```")
 		p("")
 		p("`go tool pprof -top -nodecount=25`:")
 		p("")
-		p("```")
+		p("```text")
 		p("%s", r.tops[0])
 		p("```")
 		if i == 0 {
 			p("")
 			p("`go tool pprof -top -cum -nodecount=40`:")
 			p("")
-			p("```")
+			p("```text")
 			p("%s", r.tops[1])
 			p("```")
 		}
