@@ -172,7 +172,11 @@ func TestFleetJournalBesideDB(t *testing.T) {
 	require.NoError(t, os.Rename(oldJ, newJ))
 	d.start(t)
 	require.FileExists(t, newJ+".lock", "the moved journal is the one in use")
+	// The mounted line may reach the log just after the mount shows.
+	waitFor(t, "the mounted line names the journal", func() bool {
+		runs := strings.Split(d.log.String(), "--- run ")
+		return strings.Contains(runs[len(runs)-1], "journal="+newJ)
+	}, d.log.String)
 	runs := strings.Split(d.log.String(), "--- run ")
 	require.NotContains(t, runs[len(runs)-1], "journal is still at", "no warning once moved")
-	require.Contains(t, runs[len(runs)-1], "journal="+newJ, "the mounted line names the journal")
 }

@@ -112,7 +112,7 @@ func TestWeightedTooBigAndNotADecimal(t *testing.T) {
 
 	out, err := exec.Command("ls", d.path("w")).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Equal(t, "acquire\ndata\nholders\nlimits\nstatus\nwaiters\n", string(out), "ls MNT/w: acquire@N is looked up, not listed")
+	require.Equal(t, "acquire\ndata\nholders\nlimits\npause\nstatus\nwaiters\n", string(out), "ls MNT/w: acquire@N is looked up, not listed")
 	st := d.status(t, "w")
 	require.Equal(t, "1", st["grants_total"], "only the holder was granted")
 	require.Equal(t, "0", st["waiting"])
