@@ -123,11 +123,17 @@ func (l *Ledger) Revoke(id uint64) (Call, bool) {
 	return c, true
 }
 
+// MaxRetire bounds the entries one Retire moves into the history (the
+// oldest first); the rest wait for the next release, so that no step's
+// cost grows with a burst that stops counting at once. rlfs.lua retires
+// alike.
+const MaxRetire = 512
+
 // Retire moves what no window counts any more (count time at or before
-// now − the longest window) into the grouped history, drops history older
-// than the horizon and compacts it (see State.Retire, whose groups it
-// makes). It returns the cutoff and whether the history changed; call it
-// after Advance(now), at a release.
+// now − the longest window) into the grouped history, at most MaxRetire
+// entries, drops history older than the horizon and compacts it (see
+// State.Retire, whose groups it makes). It returns the cutoff and whether
+// the history changed; call it after Advance(now), at a release.
 func (l *Ledger) Retire(now time.Time) (cutoff time.Time, changed bool) {
 	cutoff = now.Add(-l.spec.Longest())
 	var retired []Past
@@ -141,14 +147,16 @@ func (l *Ledger) Retire(now time.Time) (cutoff time.Time, changed bool) {
 		}
 		*e = entry{at: e.at, dead: true}
 	}
-	for _, c := range l.late {
-		if i := l.find(c); i >= 0 {
+	n := 0
+	for n < len(l.late) && len(retired) < MaxRetire {
+		if i := l.find(l.late[n]); i >= 0 {
 			retire(i)
 		}
+		n++
 	}
-	l.late = l.late[:0]
+	l.late = append(l.late[:0], l.late[n:]...)
 	// A call still in progress (count=grant) is retired once it completes.
-	for l.scan = max(l.scan, l.head); l.scan < len(l.ents) && !l.ents[l.scan].at.After(cutoff); l.scan++ {
+	for l.scan = max(l.scan, l.head); l.scan < len(l.ents) && !l.ents[l.scan].at.After(cutoff) && len(retired) < MaxRetire; l.scan++ {
 		if e := &l.ents[l.scan]; !e.dead && (e.call.ID == 0 || !e.call.DoneAt.IsZero()) {
 			retire(l.scan)
 		}
