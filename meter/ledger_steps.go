@@ -156,7 +156,14 @@ func (l *Ledger) Retire(now time.Time) (cutoff time.Time, changed bool) {
 	}
 	l.late = append(l.late[:0], l.late[n:]...)
 	// A call still in progress (count=grant) is retired once it completes.
-	for l.scan = max(l.scan, l.head); l.scan < len(l.ents) && !l.ents[l.scan].at.After(cutoff) && len(retired) < MaxRetire; l.scan++ {
+	for l.scan = max(l.scan, l.head); l.scan < len(l.ents) && !l.ents[l.scan].at.After(cutoff); l.scan++ {
+		if len(retired) == MaxRetire {
+			// The rest wait: the store keeps the calls from the one
+			// before on (a call both kept and in the history counts
+			// longer, the safe side).
+			cutoff = l.ents[l.scan-1].at.Add(-1)
+			break
+		}
 		if e := &l.ents[l.scan]; !e.dead && (e.call.ID == 0 || !e.call.DoneAt.IsZero()) {
 			retire(l.scan)
 		}
