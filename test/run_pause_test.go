@@ -148,23 +148,25 @@ func TestRunPauseFromFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, b, "rlfs run emptied the pause file before the command ran")
 
-	// A 200 with Retry-After (it means nothing there); a Retry-After: 0.
-	for _, status := range []string{"200 OK", "429 Too Many Requests"} {
-		ra := "30"
-		if status != "200 OK" {
-			ra = "0"
-		}
-		p, _ = runPaused(t, "--pause-from-file", hdr, "--pause-on-exit", "22=30s", d.path("m"), "--", "sh", "-c", dump(status, ra)+"; exit 22")
+	// The server answered, and not "slow down" (a 404, a 200 with a
+	// Retry-After, which means nothing there), or said Retry-After: 0: no
+	// pause, whatever the --pause-on-exit.
+	for _, tc := range []struct{ status, retryAfter string }{
+		{"404 Not Found", "30"}, {"200 OK", "30"}, {"429 Too Many Requests", "0"},
+	} {
+		p, _ = runPaused(t, "--pause-from-file", hdr, "--pause-on-exit", "22=30s", d.path("m"), "--", "sh", "-c", dump(tc.status, tc.retryAfter)+"; exit 22")
 		require.Equal(t, 22, p.exitCode())
-		if ra == "0" {
-			require.Empty(t, p.stderr.String(), "Retry-After: 0 decides: no pause, not the --pause-on-exit")
-			require.Equal(t, "not paused", readPause(t, d, "m"))
-			continue
-		}
-		require.Contains(t, p.stderr.String(), "(--pause-on-exit 22=30s)", "no Retry-After that counts: --pause-on-exit applies")
-		require.NoError(t, os.WriteFile(d.path("m", "pause"), []byte("0\n"), 0))
+		require.Empty(t, p.stderr.String(), "HTTP %s, Retry-After: %s", tc.status, tc.retryAfter)
+		require.Equal(t, "not paused", readPause(t, d, "m"), "HTTP %s, Retry-After: %s", tc.status, tc.retryAfter)
 	}
 
+	// A 429 without a Retry-After, or with one that is no pause (said on
+	// stderr): the --pause-on-exit applies.
+	p, start = runPaused(t, "--pause-from-file", hdr, "--pause-on-exit", "22=1s", d.path("m"), "--", "sh", "-c",
+		`printf 'HTTP/1.1 429 Too Many Requests\r\n\r\n' > "$RLFS_PAUSE_FILE"; exit 22`)
+	require.Equal(t, 22, p.exitCode())
+	require.Contains(t, p.stderr.String(), "(--pause-on-exit 22=1s)")
+	requirePausedFor(t, d, "m", 3, p, start, time.Second)
 	// A Retry-After that is no pause is said, and the fallback applies.
 	p, _ = runPaused(t, "--pause-from-file", hdr, "--pause-on-exit", "22=1s", d.path("m"), "--", "sh", "-c", dump("429 Too Many Requests", "soon")+"; exit 22")
 	require.Equal(t, 22, p.exitCode())

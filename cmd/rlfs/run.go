@@ -60,9 +60,12 @@ FLAGS
                              Retry-After that CMD left in PATH: response
                              headers as curl -D PATH writes them (a 429 or
                              503 with Retry-After), or a value CMD wrote
-                             (echo 30 > "$RLFS_PAUSE_FILE"). It wins over
-                             --pause-on-exit. rlfs run empties PATH before
-                             CMD runs (default: none)
+                             (echo 30 > "$RLFS_PAUSE_FILE"). The server's
+                             word wins: another response (a 404, a 200)
+                             pauses nothing; --pause-on-exit applies when
+                             PATH holds no response or a 429 without a
+                             Retry-After. rlfs run empties PATH before CMD
+                             runs (default: none)
 
 EXAMPLES
     rlfs run /mnt/rl/email -- sendmail -t < message.txt

@@ -100,31 +100,42 @@ func prepPauseFile(path string) error {
 	return f.Close()
 }
 
-// retryAfterIn reads the pause the command left in the file at path: ""
-// when there is none. The file is either response headers as curl -D
-// writes them (only a Retry-After of the last response, and only if that
-// response is a 429 or a 503, counts: with 3xx the header means something
-// else), or text a script wrote: a line `retry-after X`, or the value alone
-// (echo 30 > "$RLFS_PAUSE_FILE"). where says where the value came from.
-func retryAfterIn(path string) (value, where string, err error) {
+// fileSays is what the command left in the pause file.
+type fileSays struct {
+	value  string // a Retry-After value; "" if none
+	where  string // where value came from, for messages
+	status int    // the last response's status in a header dump; 0 if not one
+}
+
+// slowDown reports whether status is an answer whose Retry-After asks
+// the client to wait: 429 Too Many Requests, 503 Service Unavailable.
+func slowDown(status int) bool { return status == 429 || status == 503 }
+
+// retryAfterIn reads the pause the command left in the file at path. The
+// file is either response headers as curl -D writes them (only a
+// Retry-After of the last response, and only if that response is a 429 or
+// a 503, counts: with 3xx the header means something else), or text a
+// script wrote: a line `retry-after X`, or the value alone (echo 30 >
+// "$RLFS_PAUSE_FILE"). A missing or empty file says nothing.
+func retryAfterIn(path string) (fileSays, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", "", nil
+		return fileSays{}, nil
 	}
 	if err != nil {
-		return "", "", err
+		return fileSays{}, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxPauseFile))
 	if err != nil {
-		return "", "", err
+		return fileSays{}, err
 	}
 	if bytes.HasPrefix(bytes.TrimLeft(b, "\r\n"), []byte("HTTP/")) {
 		status, v := lastResponseRetryAfter(b)
-		if v == "" || (status != 429 && status != 503) {
-			return "", "", nil
+		if v == "" || !slowDown(status) {
+			return fileSays{status: status}, nil
 		}
-		return v, fmt.Sprintf("Retry-After of HTTP %d in %s", status, path), nil
+		return fileSays{value: v, where: fmt.Sprintf("Retry-After of HTTP %d in %s", status, path), status: status}, nil
 	}
 	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {
@@ -134,16 +145,16 @@ func retryAfterIn(path string) (value, where string, err error) {
 	}
 	for _, l := range lines {
 		if v, ok := retryAfterValue(l); ok {
-			return v, "retry-after in " + path, nil
+			return fileSays{value: v, where: "retry-after in " + path}, nil
 		}
 	}
 	if len(lines) == 1 {
-		return lines[0], path, nil
+		return fileSays{value: lines[0], where: path}, nil
 	}
 	if len(lines) > 1 {
-		return "", "", fmt.Errorf("%d lines and none is retry-after X; write the value alone (echo 30 > FILE)", len(lines))
+		return fileSays{}, fmt.Errorf("%d lines and none is retry-after X; write the value alone (echo 30 > FILE)", len(lines))
 	}
-	return "", "", nil
+	return fileSays{}, nil
 }
 
 // lastResponseRetryAfter reads a dump of response headers (one block per
@@ -184,20 +195,24 @@ func retryAfterValue(line string) (string, bool) {
 }
 
 // pauseAfter decides and sets the pause after the command exited with
-// status code: a Retry-After the command left in the pause file (the
-// server's own word) wins; else the --pause-on-exit for that status. It
-// writes `retry-after X` to the call's descriptor fd, before its close, and
-// says so on stderr. Nothing here changes rlfs run's exit status: a pause
-// that cannot be set is said on stderr.
+// status code. What the command left in the pause file (the server's own
+// word) decides first: its Retry-After pauses for that; a response that is
+// not a 429 or 503 (a 404, a 200) pauses nothing. Else (no file, nothing
+// in it, a 429 without a usable Retry-After) the --pause-on-exit for that
+// status applies. It writes `retry-after X` to the call's descriptor fd,
+// before its close, and says so on stderr. Nothing here changes rlfs run's
+// exit status: a pause that cannot be set is said on stderr.
 func pauseAfter(o runOptions, fd, code int, stderr io.Writer) {
 	value, why, decided := "", "", false
 	if o.pauseFile != "" {
-		v, where, err := retryAfterIn(o.pauseFile)
+		says, err := retryAfterIn(o.pauseFile)
 		switch {
 		case err != nil:
 			fmt.Fprintf(stderr, "rlfs run: --pause-from-file %s: %v\n", o.pauseFile, err)
-		case v != "":
-			value, why, decided = fileValue(v, where, stderr)
+		case says.value != "":
+			value, why, decided = fileValue(says.value, says.where, stderr)
+		case says.status != 0 && !slowDown(says.status):
+			decided = true // the server answered, and not "slow down"
 		}
 	}
 	if d, ok := o.pauseOnExit[code]; ok && !decided {

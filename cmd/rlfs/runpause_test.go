@@ -57,38 +57,43 @@ func TestRunPauseFlags(t *testing.T) {
 // Retry-After, only for a 429 or a 503), or a value a script wrote.
 func TestRetryAfterIn(t *testing.T) {
 	dir := t.TempDir()
-	for _, tc := range []struct{ name, text, value, where, err string }{
-		{"429", "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nRetry-After: 2\r\n\r\n", "2", "Retry-After of HTTP 429 in ", ""},
-		{"503-http2-lower", "HTTP/2 503 \r\nretry-after: Wed, 21 Oct 2026 07:28:00 GMT\r\n\r\n", "Wed, 21 Oct 2026 07:28:00 GMT", "Retry-After of HTTP 503 in ", ""},
-		{"redirect-then-429", "HTTP/1.1 301 Moved\r\nLocation: /b\r\nRetry-After: 600\r\n\r\nHTTP/1.1 429 Too Many\r\nRetry-After: 3\r\n\r\n", "3", "Retry-After of HTTP 429 in ", ""},
-		{"429-then-200", "HTTP/1.1 429 Too Many\r\nRetry-After: 3\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", "", "", ""},
-		{"301-with-retry-after", "HTTP/1.1 301 Moved\r\nRetry-After: 600\r\n\r\n", "", "", ""},
-		{"429-without", "HTTP/1.1 429 Too Many\r\nContent-Length: 0\r\n\r\n", "", "", ""},
-		{"retry-after-x-header", "HTTP/1.1 429 Too Many\r\nRetry-After-Ms: 5\r\n\r\n", "", "", ""},
-		{"bare", "30\n", "30", "", ""},
-		{"bare-duration", "  1.5m  ", "1.5m", "", ""},
-		{"line", "# from the API\nretry-after 45\n", "45", "retry-after in ", ""},
-		{"header-line", "Retry-After: 7\n", "7", "retry-after in ", ""},
-		{"empty", "", "", "", ""},
-		{"blank", "\n\n", "", "", ""},
-		{"lines", "30\n40\n", "", "", "2 lines and none is retry-after X"},
+	for _, tc := range []struct {
+		name, text, value, where string
+		status                   int
+		err                      string
+	}{
+		{"429", "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nRetry-After: 2\r\n\r\n", "2", "Retry-After of HTTP 429 in ", 429, ""},
+		{"503-http2-lower", "HTTP/2 503 \r\nretry-after: Wed, 21 Oct 2026 07:28:00 GMT\r\n\r\n", "Wed, 21 Oct 2026 07:28:00 GMT", "Retry-After of HTTP 503 in ", 503, ""},
+		{"redirect-then-429", "HTTP/1.1 301 Moved\r\nLocation: /b\r\nRetry-After: 600\r\n\r\nHTTP/1.1 429 Too Many\r\nRetry-After: 3\r\n\r\n", "3", "Retry-After of HTTP 429 in ", 429, ""},
+		{"429-then-200", "HTTP/1.1 429 Too Many\r\nRetry-After: 3\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", "", "", 200, ""},
+		{"301-with-retry-after", "HTTP/1.1 301 Moved\r\nRetry-After: 600\r\n\r\n", "", "", 301, ""},
+		{"429-without", "HTTP/1.1 429 Too Many\r\nContent-Length: 0\r\n\r\n", "", "", 429, ""},
+		{"retry-after-x-header", "HTTP/1.1 429 Too Many\r\nRetry-After-Ms: 5\r\n\r\n", "", "", 429, ""},
+		{"bare", "30\n", "30", "", 0, ""},
+		{"bare-duration", "  1.5m  ", "1.5m", "", 0, ""},
+		{"line", "# from the API\nretry-after 45\n", "45", "retry-after in ", 0, ""},
+		{"header-line", "Retry-After: 7\n", "7", "retry-after in ", 0, ""},
+		{"empty", "", "", "", 0, ""},
+		{"blank", "\n\n", "", "", 0, ""},
+		{"lines", "30\n40\n", "", "", 0, "2 lines and none is retry-after X"},
 	} {
 		p := filepath.Join(dir, tc.name)
 		require.NoError(t, os.WriteFile(p, []byte(tc.text), 0o644))
-		v, where, err := retryAfterIn(p)
+		says, err := retryAfterIn(p)
 		if tc.err != "" {
 			require.ErrorContains(t, err, tc.err, tc.name)
 			continue
 		}
 		require.NoError(t, err, tc.name)
-		require.Equal(t, tc.value, v, "retryAfterIn of %s: %q", tc.name, tc.text)
+		require.Equal(t, tc.value, says.value, "retryAfterIn of %s: %q", tc.name, tc.text)
+		require.Equal(t, tc.status, says.status, "retryAfterIn of %s: %q", tc.name, tc.text)
 		if tc.where != "" {
-			require.Equal(t, tc.where+p, where, tc.name)
+			require.Equal(t, tc.where+p, says.where, tc.name)
 		}
 	}
-	v, _, err := retryAfterIn(filepath.Join(dir, "missing"))
+	says, err := retryAfterIn(filepath.Join(dir, "missing"))
 	require.NoError(t, err, "a file the command did not create is no pause")
-	require.Empty(t, v)
+	require.Equal(t, fileSays{}, says)
 }
 
 // TestPrepPauseFile: the pause file is emptied before the command runs (a
