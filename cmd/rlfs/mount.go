@@ -37,8 +37,11 @@ FLAGS
     --meter NAME=SPEC  declare a meter (repeatable). SPEC is items separated
                        by commas: N/PER, concurrency=K, rate=N/PER, burst=B,
                        count=completion|grant, max_wait=D, max_hold=D,
-                       max_waiters=N. A meter that already exists in the
-                       database keeps its stored limits (default: none)
+                       max_waiters=N, max_pause=D (the longest pause its
+                       pause file or a retry-after may set; default 1h),
+                       units:N/PER, units:rate=N/PER, units:burst=B. A
+                       meter that already exists in the database keeps its
+                       stored limits (default: none)
     --config FILE      a TOML file declaring db, sync, allow_other, metrics
                        and [meters] (NAME = "SPEC", or a table of items);
                        flags given on the command line win (default: none)
