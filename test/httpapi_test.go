@@ -14,22 +14,24 @@ import (
 	"time"
 )
 
-// limitedAPI is an HTTP API on loopback that answers 429 with Retry-After
-// past its rate: a token bucket of burst tokens refilling at rate a second.
-// The Retry-After of its 429s is retryAfter seconds, and with dates every
-// other one is an HTTP-date instead (at least retryAfter seconds ahead,
-// rounded up to a whole second). It records every request it got. Safe for
-// concurrent use.
+// limitedAPI is an HTTP API on loopback with a quota per window, as many
+// APIs have: it accepts quota requests, then answers 429 with Retry-After
+// until that instant has passed, and then accepts quota more. So the
+// request after each quota is a 429 however slow the clients are, and a
+// request that comes before the Retry-After has passed is one more 429.
+// The Retry-After is retryAfter seconds; with dates, every other one is an
+// HTTP-date instead, retryAfter+1 seconds ahead rounded up to a whole
+// second. It records every request. Safe for concurrent use.
 type limitedAPI struct {
-	rate, burst float64
-	retryAfter  int
-	dates       bool
+	quota      int
+	retryAfter int
+	dates      bool
 
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-	hits   []apiHit
-	url    string
+	mu      sync.Mutex
+	left    int       // requests the window still accepts
+	resetAt time.Time // when a new window starts, once left is 0
+	hits    []apiHit
+	url     string
 }
 
 // apiHit is one request the API got: when, what it answered and, for a
@@ -42,9 +44,9 @@ type apiHit struct {
 }
 
 // startLimitedAPI serves a limitedAPI on 127.0.0.1 until the test ends.
-func startLimitedAPI(t *testing.T, rate, burst float64, retryAfter int, dates bool) *limitedAPI {
+func startLimitedAPI(t *testing.T, quota, retryAfter int, dates bool) *limitedAPI {
 	t.Helper()
-	a := &limitedAPI{rate: rate, burst: burst, retryAfter: retryAfter, dates: dates, tokens: burst, last: time.Now()}
+	a := &limitedAPI{quota: quota, retryAfter: retryAfter, dates: dates, left: quota}
 	srv := httptest.NewServer(a) // listens on 127.0.0.1
 	t.Cleanup(srv.Close)
 	a.url = srv.URL + "/"
@@ -54,18 +56,24 @@ func startLimitedAPI(t *testing.T, rate, burst float64, retryAfter int, dates bo
 func (a *limitedAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	now := time.Now()
-	a.tokens = min(a.burst, a.tokens+now.Sub(a.last).Seconds()*a.rate)
-	a.last = now
+	if a.left == 0 && !a.resetAt.IsZero() && !now.Before(a.resetAt) {
+		a.left, a.resetAt = a.quota, time.Time{} // a new window
+	}
 	h := apiHit{at: now, status: http.StatusOK}
-	if a.tokens >= 1 {
-		a.tokens--
+	if a.left > 0 {
+		a.left--
 	} else {
 		h.status = http.StatusTooManyRequests
 		h.until = now.Add(time.Duration(a.retryAfter) * time.Second)
 		h.header = strconv.Itoa(a.retryAfter)
 		if a.dates && a.throttled()%2 == 1 {
-			h.until = h.until.Truncate(time.Second).Add(time.Second) // rounded up: the date's resolution
+			// Rounded up: the date's resolution. A second more, so that a
+			// slow client still writes it before it has passed.
+			h.until = now.Add(time.Duration(a.retryAfter+1) * time.Second).Truncate(time.Second).Add(time.Second)
 			h.header = h.until.UTC().Format(http.TimeFormat)
+		}
+		if h.until.After(a.resetAt) {
+			a.resetAt = h.until
 		}
 	}
 	a.hits = append(a.hits, h)
