@@ -2,7 +2,7 @@ package test
 
 // The HTTP recipes of examples/http (issue 18, item 2): curl by hand, curl
 // under rlfs run, Python requests and Node fetch. Each is run against a
-// local API that answers 429 with Retry-After past its rate, two copies at
+// local API that answers 429 with Retry-After past its quota, two copies at
 // once on one meter: after a 429, the meter is paused (by the recipe,
 // through its acquire descriptor) and no request, from either copy, reaches
 // the API before the Retry-After has passed.
