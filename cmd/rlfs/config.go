@@ -46,7 +46,7 @@ type fileConfig struct {
 }
 
 // itemKeys are the keys a meter table may hold besides limits.
-var itemKeys = []string{"concurrency", "rate", "burst", "count", "max_wait", "max_hold", "max_waiters"}
+var itemKeys = []string{"concurrency", "rate", "burst", "count", "max_wait", "max_hold", "max_waiters", "max_pause"}
 
 func loadConfig(path string) (fileConfig, []declared, error) {
 	var fc fileConfig

@@ -102,6 +102,7 @@ email = "1/s,75/h"
 limits = ["10/s", "1000/h"]
 concurrency = 4
 max_wait = "30s"
+max_pause = "10m"
 `), 0o644))
 	c, err := parseMount([]string{"--config", path, "/mnt/rl"}, &bytes.Buffer{}, &bytes.Buffer{})
 	require.NoError(t, err)
@@ -109,7 +110,7 @@ max_wait = "30s"
 	require.Equal(t, "full", c.sync)
 	require.Len(t, c.meters, 2)
 	require.Equal(t, "api", c.meters[0].name)
-	require.Equal(t, "10/1s,1000/1h,concurrency=4,max_wait=30s", c.meters[0].spec.String())
+	require.Equal(t, "10/1s,1000/1h,concurrency=4,max_wait=30s,max_pause=10m", c.meters[0].spec.String())
 	require.Equal(t, "1/1s,75/1h,concurrency=1", c.meters[1].spec.String())
 
 	// Flags win over the file.

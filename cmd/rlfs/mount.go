@@ -38,7 +38,9 @@ FLAGS
     --meter NAME=SPEC  declare a meter (repeatable). SPEC is items separated
                        by commas: N/PER, concurrency=K, rate=N/PER, burst=B,
                        count=completion|grant, max_wait=D, max_hold=D,
-                       max_waiters=N, and the items that count units of
+                       max_waiters=N, max_pause=D (the longest pause its
+                       pause file or a retry-after may set; default 1h),
+                       and the items that count units of
                        cost (acquire@N costs N): units:N/PER,
                        units:rate=N/PER, units:burst=B. A meter that
                        already exists in the database keeps its stored

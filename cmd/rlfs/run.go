@@ -24,6 +24,7 @@ import (
 
 const runUsage = `SYNOPSIS
     rlfs run [--wait D | --nonblock] [--conflict-exit-code N] [--cost N]
+             [--pause-on-exit CODE=DURATION]... [--pause-from-file PATH]
              METER_DIR -- CMD [ARGS...]
 
 Waits for a grant of the meter at METER_DIR (a meter directory of a mounted
@@ -49,12 +50,35 @@ FLAGS
                              writing a decimal to it (echo 412 >&3) sets the
                              actual cost before the call completes
                              (default: a plain call, cost 1, no fd 3)
+    --pause-on-exit CODE=DURATION
+                             when CMD exits with status CODE (0 to 255; 128+N
+                             for signal N), pause the meter for DURATION
+                             (30s, 1.5m, or seconds: 120) before the call
+                             completes: every caller of the meter waits, on
+                             every host (repeatable; default: none)
+    --pause-from-file PATH   after CMD exits, pause the meter for the
+                             Retry-After that CMD left in PATH: response
+                             headers as curl -D PATH writes them (a 429 or
+                             503 with Retry-After), or a value CMD wrote
+                             (echo 30 > "$RLFS_PAUSE_FILE"). The server's
+                             word wins: another response (a 404, a 200)
+                             pauses nothing; --pause-on-exit applies when
+                             PATH holds no response or a 429 without a
+                             Retry-After. rlfs run empties PATH before CMD
+                             runs (default: none)
 
 EXAMPLES
     rlfs run /mnt/rl/email -- sendmail -t < message.txt
     rlfs run --wait 10s /mnt/rl/api -- curl -fsS https://api.example.com/
     rlfs run --wait 0 /mnt/rl/backup -- backup.sh || echo "another backup runs"
     rlfs run --cost 1500 /mnt/rl/llm -- sh -c 'n=$(ask-llm --max-tokens 1500); echo "$n" >&3'
+    h=$(mktemp); rlfs run --pause-from-file "$h" --pause-on-exit 22=30s /mnt/rl/api -- \
+        curl -fsS -D "$h" https://api.example.com/    # a 429 pauses every caller
+
+A pause is said on stderr: "rlfs run: the command exited 22; paused
+/mnt/rl/api: retry-after 2 (Retry-After of HTTP 429 in /tmp/tmp.x1)". The
+meter's max_pause caps it (default 1h). rlfs run exits with CMD's status
+either way.
 `
 
 // runSignals are the signals that stop rlfs run's wait, and that it passes
@@ -69,7 +93,13 @@ type runOptions struct {
 	meterDir string
 	argv     []string
 	cost     int64 // -1: a plain call (acquire); else acquire@cost, passed on as fd 3
+	// The pause to set after CMD exits (see runpause.go).
+	pauseOnExit pauseOnExit
+	pauseFile   string
 }
+
+// pausing reports whether rlfs run may pause the meter after CMD exits.
+func (o runOptions) pausing() bool { return len(o.pauseOnExit) > 0 || o.pauseFile != "" }
 
 func parseRun(args []string, stdout io.Writer) (runOptions, error) {
 	var o runOptions
@@ -79,6 +109,8 @@ func parseRun(args []string, stdout io.Writer) (runOptions, error) {
 	fs.BoolVar(&o.nonblock, "nonblock", false, "")
 	fs.IntVar(&o.conflict, "conflict-exit-code", 1, "")
 	cost := fs.String("cost", "", "")
+	fs.Var(&o.pauseOnExit, "pause-on-exit", "")
+	fs.StringVar(&o.pauseFile, "pause-from-file", "", "")
 	if err := parse(fs, args, runUsage, stdout); err != nil {
 		return o, err
 	}
@@ -102,6 +134,14 @@ func parseRun(args []string, stdout io.Writer) (runOptions, error) {
 	}
 	if wait.set && wait.d == 0 {
 		o.nonblock = true // flock -w 0: do not wait
+	}
+	if o.pauseFile != "" {
+		// Absolute, for $RLFS_PAUSE_FILE: CMD may change directory.
+		abs, err := filepath.Abs(o.pauseFile)
+		if err != nil {
+			return o, fmt.Errorf("--pause-from-file %s: %w", o.pauseFile, err)
+		}
+		o.pauseFile = abs
 	}
 	o.wait, o.meterDir, o.argv = wait.d, rest[0], rest[2:]
 	return o, nil
@@ -148,6 +188,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if o.pauseFile != "" {
+		if err := prepPauseFile(o.pauseFile); err != nil {
+			return err
+		}
+	}
 	acquire := o.meterDir
 	if fi, err := os.Stat(acquire); err == nil && fi.IsDir() {
 		acquire = filepath.Join(acquire, "acquire")
@@ -155,7 +200,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			acquire += "@" + strconv.FormatInt(o.cost, 10)
 		}
 	}
-	fd, err := openAcquire(acquire, o.cost >= 0, o.nonblock, o.wait, sigs)
+	// O_RDWR to write the actual cost (CMD, through fd 3) or a pause.
+	fd, err := openAcquire(acquire, o.cost >= 0 || o.pausing(), o.nonblock, o.wait, sigs)
 	var se signalError
 	switch {
 	case errors.As(err, &se):
@@ -185,7 +231,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else {
 		defer syscall.Close(fd)
 	}
-	return runHolding(o.argv, pass, sigs, stdout, stderr)
+	err = runHolding(o.argv, pass, o.pauseFile, sigs, stdout, stderr)
+	if o.pausing() {
+		pauseAfter(o, fd, exitStatus(err), stderr) // before the close completes the call
+	}
+	return err
 }
 
 // unitLimits says what bounds the cost of one call of the meter at
@@ -222,13 +272,21 @@ func (e signalError) exit(meterDir string) error {
 
 // runHolding runs the command, passing the signals that arrive on sigs on
 // to it, and maps its exit. A call's descriptor pass, if not nil, becomes the
-// command's fd 3 (and $RLFS_ACQUIRE_FD says so).
-func runHolding(argv []string, pass *os.File, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
+// command's fd 3 (and $RLFS_ACQUIRE_FD says so); a pause file, if not "",
+// is named in $RLFS_PAUSE_FILE.
+func runHolding(argv []string, pass *os.File, pauseFile string, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	var env []string
 	if pass != nil {
 		cmd.ExtraFiles = []*os.File{pass}
-		cmd.Env = append(os.Environ(), "RLFS_ACQUIRE_FD=3")
+		env = append(env, "RLFS_ACQUIRE_FD=3")
+	}
+	if pauseFile != "" {
+		env = append(env, "RLFS_PAUSE_FILE="+pauseFile)
+	}
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	if err := cmd.Start(); err != nil {
 		return &codeError{code: 127, err: fmt.Errorf("run %s: %v", argv[0], err)}
