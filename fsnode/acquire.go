@@ -151,7 +151,7 @@ func (g *grantHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 		}
 	}
 	if pause != "" {
-		if err := g.d.pause(pause, callerOf(ctx), "an acquire descriptor"); err != nil {
+		if err := g.d.pause(pause, callerOf(ctx), "an acquire descriptor", false); err != nil {
 			return 0, ToErrno(err)
 		}
 	}

@@ -68,23 +68,25 @@ func (h *pauseHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 	if len(data) > 256 {
 		return 0, ToErrno(fmt.Errorf("%w: a pause is one short line", errBadInput))
 	}
-	if err := h.d.pause(string(data), h.who, "the pause file"); err != nil {
+	if err := h.d.pause(string(data), h.who, "the pause file", true); err != nil {
 		return 0, ToErrno(err)
 	}
 	return uint32(len(data)), 0
 }
 
 // pause applies a pause written as text by who, through from: a pause file
-// write or a `retry-after` line on an acquire descriptor. A pause beyond
-// the meter's max_pause is capped, and the cap logged.
-func (d *meterDir) pause(text string, who meter.Holder, from string) error {
+// write, or a `retry-after` line on an acquire descriptor, which may set or
+// extend a pause but never lift one (`retry-after 0` is no pause: lifting
+// needs the meter's write permission, which the pause file asks for). A
+// pause beyond the meter's max_pause is capped, and the cap logged.
+func (d *meterDir) pause(text string, who meter.Holder, from string, mayLift bool) error {
 	until, lift, err := meter.ParsePause(text, time.Now())
 	if err != nil {
 		d.root.log.Warn("pause write refused", "meter", d.m.Name(), "err", err)
 		return fmt.Errorf("%w: %w", errBadInput, err)
 	}
-	if !lift && !until.After(time.Now()) {
-		return nil // an HTTP-date in the past: no pause to set
+	if (lift && !mayLift) || (!lift && !until.After(time.Now())) {
+		return nil // retry-after 0 on a descriptor, or an HTTP-date in the past: no pause to set
 	}
 	who = resolveOn(d.root.reg.Host(), who)
 	p := meter.Pause{Until: until, From: from, By: whoText(who, d.root.reg.Host())}

@@ -176,3 +176,22 @@ func TestPauseSurvivesRestart(t *testing.T) {
 		c.waitOutput(t, "OK")
 	}, "m=concurrency=0")
 }
+
+// TestPauseDescriptorCannotLift: `retry-after 0` on an acquire descriptor
+// (the right to acquire only) sets nothing: the pause an operator wrote to
+// the pause file stays.
+func TestPauseDescriptorCannotLift(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "m=concurrency=0")
+	h := pyWrites(t, d.path("m", "acquire@1"), "rdwr") // granted before the pause
+	h.waitOutput(t, "held ")
+	writePause(t, d, "m", "1h")
+	require.Equal(t, "ok 14", h.write(t, "retry-after 0\n"))
+	require.Contains(t, readPause(t, d, "m"), "paused until ", "retry-after 0 through a descriptor lifted the pause")
+	require.Equal(t, "ok 17", h.write(t, "Retry-After: none"))
+	require.Contains(t, readPause(t, d, "m"), "paused until ")
+	writePause(t, d, "m", "0")
+	require.Equal(t, "not paused", readPause(t, d, "m"))
+	require.NoError(t, h.stdin.Close())
+	h.waitOutput(t, "closed")
+}
