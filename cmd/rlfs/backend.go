@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/redis"
 	"github.com/rlfs/rlfs/meter/sqlite"
 )
 
@@ -55,7 +56,7 @@ func openRedisBackend(c mountConfig, log *slog.Logger) (*backend, error) {
 		return nil, err
 	}
 	return &backend{
-		store: s, name: c.fleet.store,
+		store: redis.Legacy(s), name: c.fleet.store,
 		attrs: []any{"store", redactURL(c.fleet.store), "host", s.Host(), "lease", c.fleet.lease.String(), "store_prefix", c.fleet.prefix},
 		health: func() storeHealth {
 			h := s.Health()
