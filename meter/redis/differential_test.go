@@ -113,4 +113,3 @@ func rawClient(t *testing.T, srv *redistest.Server) rueidis.Client {
 	require.NoError(t, err, "FUNCTION LOAD rlfs.lua")
 	return c
 }
-
