@@ -46,8 +46,10 @@ const maxSteps = 100_000
 // operator must fix it.
 var errAuth = errors.New("redis: the store refused rlfs's user")
 
-// fcall runs library function fn on meter name's keys, with args after the
-// prefix and the time, and decodes its reply into out. It returns when
+// fcall runs library function fn on meter name, with args after the
+// prefix and the time, and decodes its reply into out. It passes the
+// meter's first key (keysOf); the library derives the others, which share
+// its hash tag. It returns when
 // the (last) call was sent: the store's now is read at least then.
 func (s *Store) fcall(ctx context.Context, fn, name string, out reply, args ...string) (time.Time, error) {
 	return s.fcallOpt(ctx, fn, name, recheckMissing, out, args...)
@@ -62,7 +64,7 @@ func (s *Store) fcallOpt(ctx context.Context, fn, name string, opt callOpt, out 
 		gen := s.host.putBacks()
 		cctx, cancel := s.callCtx(ctx)
 		sent := s.clock.Now()
-		msg, err := s.c.Do(cctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build()).ToMessage()
+		msg, err := s.c.Do(cctx, s.c.B().Fcall().Function(fn).Numkeys(1).Key(k[0]).Arg(a...).Build()).ToMessage()
 		cancel()
 		if err == nil {
 			if isMore(msg) {

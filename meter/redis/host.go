@@ -41,7 +41,7 @@ type hostState struct {
 // meterPart is this host's part of one meter.
 type meterPart struct {
 	calls   map[uint64]ownCall // calls granted to this host, until they stop counting
-	waiters map[uint64]int64   // tickets asked for, with when the store queued them (µs; 0: not known)
+	waiters map[uint64]asked   // tickets asked for
 	// until is when this host's lease on the meter may lapse, less the
 	// margin, on the local clock: the store said so (fencing). A grant is
 	// used only before it.
@@ -51,6 +51,10 @@ type meterPart struct {
 	// renewal loop looks for grants since then (0: none).
 	unsure int64
 }
+
+// asked is a ticket asked for: when first (a store instant, µs, a little
+// early), and when the store queued it (0: not known).
+type asked struct{ first, queued int64 }
 
 // ownCall is one of this host's calls, as the store has it (µs, store time).
 type ownCall struct {
@@ -78,7 +82,7 @@ func newHostState(opt Options, clock meter.Clock) *hostState {
 func (h *hostState) partLocked(name string) *meterPart {
 	p := h.meters[name]
 	if p == nil {
-		p = &meterPart{calls: map[uint64]ownCall{}, waiters: map[uint64]int64{}}
+		p = &meterPart{calls: map[uint64]ownCall{}, waiters: map[uint64]asked{}}
 		h.meters[name] = p
 	}
 	return p
@@ -125,16 +129,17 @@ func (h *hostState) leaseHolds(name string) bool {
 
 // asking records that ticket is asked for (a blocking open: the engine
 // may ask again for it), and reports whether the store was never asked
-// for it before.
-func (h *hostState) asking(name string, ticket uint64, blocking bool) bool {
+// for it before, and if it was, a store instant before the first ask.
+func (h *hostState) asking(name string, ticket uint64, blocking bool) (bool, int64) {
+	early := h.storeNowEstimate() - h.lease.Microseconds()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.partLocked(name)
-	_, before := p.waiters[ticket]
+	a, before := p.waiters[ticket]
 	if blocking && !before {
-		p.waiters[ticket] = 0
+		p.waiters[ticket] = asked{first: max(early, 0)}
 	}
-	return !before
+	return !before, a.first
 }
 
 // queued records that ticket waits in the store since storeNow.
@@ -142,8 +147,9 @@ func (h *hostState) queued(name string, ticket uint64, storeNow int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.partLocked(name)
-	if q, ok := p.waiters[ticket]; !ok || q == 0 {
-		p.waiters[ticket] = storeNow
+	if a := p.waiters[ticket]; a.queued == 0 {
+		a.queued = storeNow
+		p.waiters[ticket] = a
 	}
 }
 
@@ -178,8 +184,8 @@ func (h *hostState) since(name string) int64 {
 		return 0
 	}
 	s := p.unsure
-	for _, q := range p.waiters {
-		if q != 0 && (s == 0 || q-1 < s) {
+	for _, a := range p.waiters {
+		if q := a.queued; q != 0 && (s == 0 || q-1 < s) {
 			s = q - 1
 		}
 	}

@@ -4,14 +4,14 @@ import "strings"
 
 // keys are the Redis keys of one meter, in the order the library's
 // functions take them (rlfs.lua's header): m, c, o, l, q, w, t, h, p, d, dm,
-// lo, lg, nl. They share one hash tag, {PREFIX:NAME}, so that a meter's
+// lo, lg, nl, s. They share one hash tag, {PREFIX:NAME}, so that a meter's
 // keys live in one slot of a Redis Cluster and its functions can touch
 // them all atomically; the library derives the per-host keys (oh:HOST,
 // wh:HOST) from the same tag.
-type keys [14]string
+type keys [15]string
 
 // keyNames are the suffixes of a meter's keys after its tag.
-var keyNames = keys{"m", "c", "o", "l", "q", "w", "t", "h", "p", "d", "dm", "lo", "lg", "nl"}
+var keyNames = keys{"m", "c", "o", "l", "q", "w", "t", "h", "p", "d", "dm", "lo", "lg", "nl", "s"}
 
 // tagEscaper keeps a meter's name inside its hash tag: Redis ends the tag at
 // the first '}', and '%' escapes the escapes.

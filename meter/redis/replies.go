@@ -275,7 +275,7 @@ func (r *dataReply) decode(m rueidis.RedisMessage) error {
 // Records: the library's call and waiter records (rlfs.lua's header),
 // decoded once, here.
 
-// callRecord is "granted,ticket,cost,actual,absorbed,host,inc,pid,uid,gid,held".
+// callRecord is "granted,ticket,cost,actual,absorbed,held,tix,host,inc,pid,uid,gid".
 type callRecord struct {
 	granted, cost, actual, absorbed, held int64
 	ticket                                uint64
@@ -284,11 +284,11 @@ type callRecord struct {
 
 func parseCallRecord(s string) (callRecord, bool) {
 	f := strings.Split(s, ",")
-	if len(f) != 11 {
+	if len(f) != 12 {
 		return callRecord{}, false
 	}
 	return callRecord{granted: atoi(f[0]), ticket: uint64(atoi(f[1])), cost: atoi(f[2]), actual: atoi(f[3]), absorbed: atoi(f[4]),
-		holder: holderOf(f[5], f[7], f[8], f[9]), held: atoi(f[10])}, true
+		held: atoi(f[5]), holder: holderOf(f[7], f[9], f[10], f[11])}, true
 }
 
 // call is the record as the engine's meter.Call of id; local converts the

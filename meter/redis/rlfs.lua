@@ -4,9 +4,10 @@
 -- atomically by Redis. docs/engine.md is the model (the ledger); this file
 -- keeps it in Redis keys, and meter/redis's tests hold it to the Go rule.
 --
--- Keys: every function takes the keys of one meter (one hash tag, so that
--- the library works on Redis Cluster), in the order of keysOf (keys.go):
---   K[1]  m   hash: spec fields, owner, counters (see COUNTERS), layout, rb
+-- Keys: every function takes one key, the meter hash TAG..'m' (so that a
+-- Cluster routes it), and derives the others from its hash tag (they share
+-- it: one slot), in the order of keysOf (keys.go):
+--   K[1]  m   hash: the definition (see The meter)
 --   K[2]  c   hash: call id -> record of a call in progress or held
 --   K[3]  o   zset: calls in progress, score = grant instant
 --   K[4]  l   zset: the ledger, score = count time (see "The ledger")
@@ -20,6 +21,7 @@
 --   K[12] lo  zset: count=grant: calls in progress that count in no window
 --   K[13] lg  zset: history groups put back into the ledger, score = first
 --   K[14] nl  zset: scratch of a rebuild
+--   K[15] s   string: the hot state (see The meter)
 -- and, derived from the tag, per host: TAG..'oh:'..HOST (zset of its call
 -- ids, score = grant) and TAG..'wh:'..HOST (zset of its waiters' seqs).
 -- ARGV[1] is the channel prefix; ARGV[2] is '' (the server's TIME) or an
@@ -27,10 +29,10 @@
 -- clock). All instants are microseconds since the Unix epoch.
 --
 -- Records (fields separated by commas):
---   call:   granted,ticket,cost,actual,absorbed,host,inc,pid,uid,gid,held
+--   call:   granted,ticket,cost,actual,absorbed,held,tix,host,inc,pid,uid,gid
 --           actual -1: not settled; held 0: in progress, else the instant
 --           max_hold ended it (it counts as completed then; the record
---           stays until its host releases it)
+--           stays until its host releases it); tix 1: t maps its ticket
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
 --   ledger: "id:units:granted:done" (done 0: in progress, count=grant) or
 --           "gSEQ:n:first:granted:done:units" (a history group put back)
@@ -58,7 +60,7 @@ local function num(x) return tonumber(x) or 0 end
 
 -- int prints a number as an integer: Lua's own conversion writes large ones
 -- (microseconds since the epoch) in exponent notation.
-local function int(n) return string.format('%.0f', n) end
+local function int(n) return string.format('%d', n) end
 
 -- minpos is the earlier of two instants, where 0 means none.
 local function minpos(a, b)
@@ -110,15 +112,19 @@ local function add_sat(a, b) return math.min(a + b, MAXUSAGE) end
 
 local function tkey(host, inc, ticket) return host .. ':' .. inc .. ':' .. ticket end
 
+local CALL = '^(%d+),([^,]*),(%d+),(%-?%d+),(%d+),(%d+),(%d),([^,]*),([^,]*),(.*)$'
+
+-- a call: its id, grant g, ticket, cost, actual, absorbed ab, held done,
+-- tix, host, incarnation inc and who ("pid,uid,gid").
 local function call_of(id, s)
-  local p = split(s, ',')
-  return {id = id, g = num(p[1]), ticket = p[2], cost = num(p[3]), actual = num(p[4]), ab = num(p[5]),
-          host = p[6], inc = p[7], pid = p[8], uid = p[9], gid = p[10], done = num(p[11])}
+  local g, ticket, cost, actual, ab, done, tix, host, inc, who = string.match(s, CALL)
+  return {id = id, g = tonumber(g), ticket = ticket, cost = tonumber(cost), actual = tonumber(actual), ab = tonumber(ab),
+          done = tonumber(done), tix = tix == '1', host = host, inc = inc, who = who}
 end
 
 local function call_text(c)
-  return table.concat({int(c.g), c.ticket, int(c.cost), int(c.actual), int(c.ab), c.host, c.inc,
-                       c.pid, c.uid, c.gid, int(c.done)}, ',')
+  return string.format('%d,%s,%d,%d,%d,%d,%d,%s,%s,%s', c.g, c.ticket, c.cost, c.actual, c.ab, c.done,
+                       c.tix and 1 or 0, c.host, c.inc, c.who)
 end
 
 -- units of a call: its settled cost if settled, else its estimate.
@@ -127,10 +133,11 @@ local function units(c)
   return c.cost
 end
 
+local WAITER = '^([^,]*),([^,]*),([^,]*),(%d+),(%d+),(.*)$'
+
 local function waiter_of(seq, s)
-  local p = split(s, ',')
-  return {seq = seq, host = p[1], inc = p[2], ticket = p[3], since = num(p[4]), cost = num(p[5]),
-          pid = p[6], uid = p[7], gid = p[8]}
+  local host, inc, ticket, since, cost, who = string.match(s, WAITER)
+  return {seq = seq, host = host, inc = inc, ticket = ticket, since = tonumber(since), cost = tonumber(cost), who = who}
 end
 
 -- entry_of parses a ledger member: n calls of u units, the latest grant g
@@ -158,35 +165,101 @@ local function group_of(s)
   return {seq = seq, n = tonumber(n), first = tonumber(first), g = tonumber(g), d = tonumber(d), u = tonumber(u)}
 end
 
--- The meter -----------------------------------------------------------------
+-- Keys ---------------------------------------------------------------------------
 
--- COUNTERS are the numeric fields of the meter hash that functions keep in
--- st.v and write back with one HSET (flush): ids and totals, the time
--- high-water mark, the open set's count and units (on, ouh:oul), the calls
--- held after max_hold (held), the next instant something leaves a window or
--- a hold ends (nx), the earliest lease expiry (minexp), the buckets, the
--- quiet time after a re-assert, the history's size (pn), the insertion
--- number of its groups (pseq) and a lower bound of its oldest completion
--- (pfd). Each window i adds wp<i> (its start: how many ledger entries it
--- left behind) and wh<i>:wl<i> (the sum of what it counts in the ledger).
-local COUNTERS = {'next_id', 'grants', 'revoked', 'lapses', 'seq', 'ops', 'hwm', 'on', 'ouh', 'oul', 'held',
-                  'nx', 'minexp', 'tat', 'utat', 'quiet', 'pn', 'pseq', 'pfd'}
+local NAMES = {'m', 'c', 'o', 'l', 'q', 'w', 't', 'h', 'p', 'd', 'dm', 'lo', 'lg', 'nl', 's'}
 
--- spec_of reads the rule's fields of the meter hash (written by create and
--- setspec from specFields): windows "n:per:units;...", conc, bucket
--- rn/rper/burst, units bucket un/uper/uburst, bygrant, mhold, mwaiters,
--- horizon. lmode is how the ledger is ordered: 'g' (count=grant with a
--- window: every call enters at its grant) or 'c' (at its end).
+-- keysets caches each meter's keys by its first key (read-only).
+local keysets, nkeysets = {}, 0
+
+local function keys_of(m)
+  local K = keysets[m]
+  if K then return K end
+  local tag = string.sub(m, 1, -2)
+  K = {tag = tag}
+  for i, n in ipairs(NAMES) do K[i] = tag .. n end
+  if nkeysets >= 4096 then keysets, nkeysets = {}, 0 end
+  keysets[m], nkeysets = K, nkeysets + 1
+  return K
+end
+
+-- keyed adapts f(K, A) to the one key a function is given.
+local function keyed(f)
+  return function(K1, A) return f(keys_of(K1[1]), A) end
+end
+
+-- The meter ---------------------------------------------------------------------
+--
+-- A meter's definition is its hash m (spec fields written by create and
+-- setspec from specFields, owner, name, version, the run id of the server
+-- that served it last, and while a rebuild runs its phase); its hot state
+-- is the string s: the numbers every step reads and writes, packed as
+-- little-endian doubles (struct; exact up to 2^53), read with one GET and
+-- written with one SET. The parsed spec is cached by the library, by the
+-- meter's tag and its spec's version and signature (sver, sig in s).
+--
+-- s holds, in order (FIELDS): sver, sig, the layout (2), flags (1: a
+-- rebuild or migration under way, see m's rb), next_id, grants, revoked,
+-- lapses, seq (the last arrival number), ops, hwm (the time high-water
+-- mark), on and ouh:oul (the open set's count and units), held (calls held
+-- after max_hold), nx (the next instant something leaves a window or a
+-- hold ends; 0 none), minexp (the earliest lease expiry), tat, utat (the
+-- buckets), quiet (nothing is granted before it: a meter put back after
+-- the store lost its data), pn (the history's groups), pseq (their last
+-- insertion number), pfd (a lower bound of their oldest completion), qn
+-- (waiters); then for each window i: wp (its start: how many ledger entries
+-- it left behind), wh:wl (the sum of what it counts in the ledger).
+
+local FIELDS = {'sver', 'sig', 'layout', 'flags', 'next_id', 'grants', 'revoked', 'lapses', 'seq', 'ops', 'hwm',
+                'on', 'ouh', 'oul', 'held', 'nx', 'minexp', 'tat', 'utat', 'quiet', 'pn', 'pseq', 'pfd', 'qn'}
+local SVER, SIG, LAYOUT_I, FLAGS, NEXT_ID, GRANTS, REVOKED, LAPSES, SEQ, OPS, HWM = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+local ON, OUH, OUL, HELD, NX, MINEXP, TAT, UTAT, QUIET, PN, PSEQ, PFD, QN = 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+  22, 23, 24
+local BASE = 24
+
+local formats = {}
+local function format_of(nwin)
+  local f = formats[nwin]
+  if not f then
+    f = '<' .. string.rep('d', BASE + 3 * nwin)
+    formats[nwin] = f
+  end
+  return f
+end
+
+-- The hot state is an array v in the order of FIELDS, then each window's
+-- start and sum (at the indices w.p, w.h, w.l of spec_of).
+local function state_of(blob)
+  local v = {struct.unpack(format_of((#blob / 8 - BASE) / 3), blob)}
+  v[#v] = nil -- struct.unpack's next position
+  return v
+end
+
+local function blob_of(v, nwin)
+  return struct.pack(format_of(nwin), unpack(v, 1, BASE + 3 * nwin))
+end
+
+-- sig_of is a checksum of a spec's text: with sver, it tells the cached
+-- spec of a meter from another's.
+local function sig_of(text)
+  local h = 0
+  for i = 1, #text do h = (h * 31 + string.byte(text, i)) % 2147483647 end
+  return h
+end
+
+-- spec_of reads the rule's fields of the meter hash: windows
+-- "n:per:units;...", conc, bucket rn/rper/burst, units bucket
+-- un/uper/uburst, bygrant, mhold, mwaiters, horizon. lmode is how the
+-- ledger is ordered: 'g' (count=grant with a window: every call enters at
+-- its grant) or 'c' (at its end).
 local function spec_of(f)
   local S = {conc = num(f.conc), bygrant = f.bygrant == '1', mhold = num(f.mhold), mwaiters = num(f.mwaiters),
-             horizon = num(f.horizon), windows = {}, counters = {}}
-  for i, k in ipairs(COUNTERS) do S.counters[i] = k end
+             horizon = num(f.horizon), windows = {}, name = f.name, text = f.spec or ''}
   local i = 0
   for n, per, u in string.gmatch(f.win or '', '(%d+):(%d+):(%d)') do
     i = i + 1
-    local w = {n = tonumber(n), per = tonumber(per), units = u == '1', kp = 'wp' .. i, kh = 'wh' .. i, kl = 'wl' .. i}
-    S.windows[i] = w
-    S.counters[#S.counters + 1], S.counters[#S.counters + 2], S.counters[#S.counters + 3] = w.kp, w.kh, w.kl
+    S.windows[i] = {i = i, n = tonumber(n), per = tonumber(per), units = u == '1', p = BASE + 3 * i - 2,
+                    h = BASE + 3 * i - 1, l = BASE + 3 * i}
   end
   local byper = {}
   for j, w in ipairs(S.windows) do byper[j] = w end
@@ -205,50 +278,85 @@ local function spec_of(f)
   return S
 end
 
+local function fields_of(K)
+  local raw = redis.call('HGETALL', K[1])
+  local f = {}
+  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  return f
+end
+
+-- specs caches parsed specs by meter tag (read-only once cached).
+local specs, nspecs = {}, 0
+
+local function spec_for(K, tag, v)
+  local S = specs[tag]
+  if S and S.sver == v[SVER] and S.sig == v[SIG] then return S end
+  S = spec_of(fields_of(K))
+  S.sver, S.sig = v[SVER], v[SIG]
+  if nspecs >= 4096 then specs, nspecs = {}, 0 end
+  if not specs[tag] then nspecs = nspecs + 1 end
+  specs[tag] = S
+  return S
+end
+
 local function clock(A)
   if A[2] ~= '' then return tonumber(A[2]) end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- open reads the meter hash and the clock (never behind the meter's
--- high-water mark). nil: no such meter.
-local function open(K, A)
-  local raw = redis.call('HGETALL', K[1])
-  if #raw == 0 then return nil end
-  local f = {}
-  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-  local now = clock(A)
-  local S = spec_of(f)
-  local v, v0 = {}, {}
-  for _, k in ipairs(S.counters) do
-    local x = num(f[k])
-    v[k], v0[k] = x, x
-  end
-  local prev = v.hwm
-  if now < prev then now = prev else v.hwm = now end
-  return {K = K, tag = string.sub(K[1], 1, -2), f = f, S = S, v = v, v0 = v0, now = now, prev = prev,
-          prefix = A[1], name = f.name, work = 0}
+-- fresh_state is the hot state of a new meter of spec text at version.
+local function fresh_state(version, text, nwin)
+  local v = {}
+  for i = 1, BASE + 3 * nwin do v[i] = 0 end
+  v[SVER], v[SIG], v[LAYOUT_I], v[NEXT_ID] = version, sig_of(text), 2, 1
+  return v
 end
 
--- flush writes the counters that changed, in one HSET.
-local function flush(st)
-  local args = {}
-  for k, x in pairs(st.v) do
-    if x ~= st.v0[k] then
-      args[#args + 1] = k
-      args[#args + 1] = int(x)
-      st.v0[k] = x
-    end
+-- legacy_state reads a meter of layout 1 (library rlfs1: no s): its
+-- counters, and a migration to run first (phase mp, see Migration).
+local function legacy_state(K)
+  local f = fields_of(K)
+  local v = fresh_state(num(f.version), f.spec or '', #spec_of(f).windows)
+  for i, k in ipairs(FIELDS) do
+    if k ~= 'sver' and k ~= 'sig' and k ~= 'layout' and f[k] then v[i] = num(f[k]) end
   end
-  if #args > 0 then redis.call('HSET', st.K[1], unpack(args)) end
+  v[NEXT_ID], v[FLAGS] = math.max(v[NEXT_ID], 1), 1
+  redis.call('HSET', K[1], 'rb', 'mp', 'rbc', '0')
+  return v
+end
+
+-- open reads the meter's hot state, its spec and the clock (never behind
+-- the meter's high-water mark). nil: no such meter.
+local function open(K, A)
+  local blob = redis.call('GET', K[15])
+  local v
+  if blob then
+    v = state_of(blob)
+  elseif redis.call('EXISTS', K[1]) == 1 then
+    v = legacy_state(K)
+  else
+    return nil
+  end
+  local tag = K.tag
+  local S = spec_for(K, tag, v)
+  local now = clock(A)
+  local prev = v[HWM]
+  if now < prev then now = prev else v[HWM] = now end
+  return {K = K, tag = tag, S = S, v = v, now = now, prev = prev, prefix = A[1], name = S.name, work = 0}
+end
+
+-- flush writes the hot state back.
+local function flush(st)
+  if st.gone then return end
+  redis.call('SET', st.K[15], blob_of(st.v, #st.S.windows))
 end
 
 -- ops orders what functions tell hosts about the queue: a host applies a
 -- wake instant only if no later one told it another (meter.Admission.Order).
 local function ops(st)
-  if not st.opsd then st.v.ops, st.opsd = st.v.ops + 1, true end
-  return st.v.ops
+  if not st.opsd then st.v[OPS], st.opsd = st.v[OPS] + 1, true end
+  return st.v[OPS]
 end
 
 local function get_call(st, id)
@@ -291,10 +399,10 @@ local function ledger_add(st, x, m, e)
   if redis.call('ZADD', st.K[4], x, m) == 0 then return end
   for _, w in ipairs(S.windows) do
     if x <= now - w.per then
-      v[w.kp] = v[w.kp] + 1
+      v[w.p] = v[w.p] + 1
     else
-      v[w.kh], v[w.kl] = add2(v[w.kh], v[w.kl], weight(w, e))
-      v.nx = minpos(v.nx, x + w.per)
+      v[w.h], v[w.l] = add2(v[w.h], v[w.l], weight(w, e))
+      v[NX] = minpos(v[NX], x + w.per)
     end
   end
   if e.group then redis.call('ZADD', st.K[13], e.first, m) end
@@ -309,9 +417,9 @@ local function ledger_del(st, x, m, e)
   local v, now = st.v, st.now
   for _, w in ipairs(st.S.windows) do
     if x <= now - w.per then
-      v[w.kp] = v[w.kp] - 1
+      v[w.p] = v[w.p] - 1
     else
-      v[w.kh], v[w.kl] = sub2(v[w.kh], v[w.kl], weight(w, e))
+      v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight(w, e))
     end
   end
   if e.group then redis.call('ZREM', st.K[13], m) end
@@ -338,27 +446,33 @@ end
 local function close_open(st, c)
   local v = st.v
   redis.call('ZREM', st.K[3], c.id)
-  v.on = v.on - 1
-  v.ouh, v.oul = sub2(v.ouh, v.oul, units(c))
+  v[ON] = v[ON] - 1
+  v[OUH], v[OUL] = sub2(v[OUH], v[OUL], units(c))
 end
 
 -- end_call completes call c at t (a release, a lapse, a restart): it stops
 -- holding and enters the ledger at its end (lmode 'c'), or its entry there
--- learns its end (lmode 'g'). A held call only loses its record.
-local function end_call(st, c, t)
+-- learns its end (lmode 'g'). A held call only loses its record. With
+-- direct (a release on a meter without windows, where it counts nowhere
+-- at once), it goes straight into the history, as retirement would.
+local function end_call(st, c, t, direct)
   local K, v = st.K, st.v
   redis.call('HDEL', K[2], c.id)
   redis.call('ZREM', oh(st, c.host), c.id)
-  redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket))
+  if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
   if c.done > 0 then
-    v.held = v.held - 1
+    v[HELD] = v[HELD] - 1
     return
   end
   close_open(st, c)
   if t < c.g then t = c.g end
   local u = units(c)
   local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
-  if st.S.lmode == 'c' then
+  if direct and not st.S.longest then
+    st.v[PSEQ] = st.v[PSEQ] + 1
+    redis.call('ZADD', K[9], t, string.format('%012d:1:%d:%d:%d:%d', st.v[PSEQ], t, c.g, t, u))
+    v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], t)
+  elseif st.S.lmode == 'c' then
     ledger_add(st, t, call_entry(c.id, u, c.g, t), e)
   else
     ledger_swap(st, c.g, {id = c.id, n = 1, u = u, g = c.g, d = 0}, e)
@@ -372,7 +486,7 @@ local function hold_ended(st, c, t)
   close_open(st, c)
   c.done = t
   redis.call('HSET', st.K[2], c.id, call_text(c))
-  v.held = v.held + 1
+  v[HELD] = v[HELD] + 1
   local u = units(c)
   local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
   if st.S.lmode == 'c' then
@@ -388,9 +502,9 @@ end
 -- 'c' the calls in progress (their end is unknown, or max_hold away).
 local function used_in(st, w)
   local v = st.v
-  local n = val2(v[w.kh], v[w.kl])
+  local n = val2(v[w.h], v[w.l])
   if st.S.lmode == 'c' then
-    if w.units then n = add_sat(n, val2(v.ouh, v.oul)) else n = add_sat(n, v.on) end
+    if w.units then n = add_sat(n, val2(v[OUH], v[OUL])) else n = add_sat(n, v[ON]) end
   end
   return n
 end
@@ -399,7 +513,7 @@ end
 -- window w from its start exceeds k, walking at most MAXWALK entries; past
 -- them, the end of the last one walked (the meter looks again then).
 local function walk_ledger(st, w, k)
-  local pos, walked, last = st.v[w.kp], 0, 0
+  local pos, walked, last = st.v[w.p], 0, 0
   while walked < MAXWALK do
     local e = redis.call('ZRANGE', st.K[4], pos, pos + 63, 'WITHSCORES')
     if #e == 0 then break end
@@ -447,10 +561,10 @@ end
 -- ledger; a units window walks (walk_ledger).
 local function kth(st, w, k)
   local S, v = st.S, st.v
-  local s = val2(v[w.kh], v[w.kl])
+  local s = val2(v[w.h], v[w.l])
   if k < s then
     if w.units or redis.call('ZCARD', st.K[13]) > 0 then return walk_ledger(st, w, k) end
-    local e = redis.call('ZRANGE', st.K[4], v[w.kp] + k, v[w.kp] + k, 'WITHSCORES')
+    local e = redis.call('ZRANGE', st.K[4], v[w.p] + k, v[w.p] + k, 'WITHSCORES')
     return tonumber(e[2]) + w.per
   end
   if S.mhold <= 0 then return 0 end
@@ -469,13 +583,10 @@ local function admit(st, cost)
   local S, v, now = st.S, st.v, st.now
   if S.maxcost >= 0 and cost > S.maxcost then return false, 0 end
   local at, blocked = now, false
-  local function later(t)
-    if t == 0 then blocked = true elseif t > at then at = t end
-  end
-  if S.conc > 0 and v.on >= S.conc then
+  if S.conc > 0 and v[ON] >= S.conc then
     if S.mhold > 0 then
-      local e = redis.call('ZRANGE', st.K[3], v.on - S.conc, v.on - S.conc, 'WITHSCORES')
-      later(tonumber(e[2]) + S.mhold)
+      local e = redis.call('ZRANGE', st.K[3], v[ON] - S.conc, v[ON] - S.conc, 'WITHSCORES')
+      at = math.max(at, tonumber(e[2]) + S.mhold)
     else
       blocked = true
     end
@@ -484,16 +595,13 @@ local function admit(st, cost)
     local need = 1
     if w.units then need = cost end
     local used = used_in(st, w)
-    if used + need > w.n then later(kth(st, w, used + need - w.n - 1)) end
+    if used + need > w.n then
+      local t = kth(st, w, used + need - w.n - 1)
+      if t == 0 then blocked = true elseif t > at then at = t end
+    end
   end
-  if S.bucket then
-    local e = v.tat - S.bucket.interval * (S.bucket.burst - 1)
-    if e > now then later(e) end
-  end
-  if S.ubucket and cost > 0 then
-    local e = v.utat - S.ubucket.interval * (S.ubucket.burst - cost)
-    if e > now then later(e) end
-  end
+  if S.bucket then at = math.max(at, v[TAT] - S.bucket.interval * (S.bucket.burst - 1)) end
+  if S.ubucket and cost > 0 then at = math.max(at, v[UTAT] - S.ubucket.interval * (S.ubucket.burst - cost)) end
   if blocked then return false, 0 end
   if at > now then return false, at end
   return true, 0
@@ -546,11 +654,11 @@ local function age(st)
   local S, v, K = st.S, st.v, st.K
   local nxa = 0
   for _, w in ipairs(S.byper) do
-    local cut, pos = st.now - w.per, v[w.kp]
+    local cut, pos = st.now - w.per, v[w.p]
     local done = false
     while not done do
       if st.work >= STEP then
-        v[w.kp] = pos
+        v[w.p] = pos
         return false, nxa
       end
       local e = redis.call('ZRANGE', K[4], pos, pos + 15, 'WITHSCORES')
@@ -563,12 +671,12 @@ local function age(st)
         end
         st.work = st.work + 1
         local en = entry_of(e[j])
-        v[w.kh], v[w.kl] = sub2(v[w.kh], v[w.kl], weight(w, en))
+        v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight(w, en))
         if w == S.longest and S.lmode == 'g' and en.d == 0 and not en.group then
           redis.call('ZREM', K[4], e[j])
           redis.call('ZADD', K[12], e[j + 1], e[j])
           for _, o in ipairs(S.windows) do
-            if o ~= w then v[o.kp] = v[o.kp] - 1 end
+            if o ~= w then v[o.p] = v[o.p] - 1 end
           end
         else
           pos = pos + 1
@@ -576,7 +684,7 @@ local function age(st)
       end
       if #e < 32 then done = true end
     end
-    v[w.kp] = pos
+    v[w.p] = pos
   end
   return true, nxa
 end
@@ -591,7 +699,7 @@ local function expire(st)
     for j = 1, #e, 2 do
       local g = tonumber(e[j + 1])
       if g + S.mhold > st.now then
-        st.v.nx = minpos(st.v.nx, g + S.mhold)
+        st.v[NX] = minpos(st.v[NX], g + S.mhold)
         return true
       end
       local c = get_call(st, e[j])
@@ -617,7 +725,7 @@ local function earliest(st)
   local raw = redis.call('HGETALL', st.K[8])
   local m = 0
   for i = 2, #raw, 2 do m = minpos(m, num(string.match(raw[i], '^(%d+)'))) end
-  st.v.minexp = m
+  st.v[MINEXP] = m
 end
 
 -- touch_lease is a step's look at the host's lease: it creates the entry,
@@ -631,7 +739,7 @@ local function touch_lease(st, host, inc, lease, force)
   local exp = st.now + lease
   if e and e.inc == inc and e.exp > exp then exp = e.exp end
   redis.call('HSET', st.K[8], host, int(exp) .. ',' .. inc)
-  if e and e.exp <= st.v.minexp then earliest(st) else st.v.minexp = minpos(st.v.minexp, exp) end
+  if e and e.exp <= st.v[MINEXP] then earliest(st) else st.v[MINEXP] = minpos(st.v[MINEXP], exp) end
   return exp
 end
 
@@ -645,24 +753,25 @@ end
 -- the meter was left alone for RESUME_CHECK, which any restart takes. A
 -- server that refuses INFO (an ACL without it) leaves leases as they are.
 local function resume(st)
-  if st.f.run and st.now - st.prev < RESUME_CHECK then return end
+  if st.prev ~= 0 and st.now - st.prev < RESUME_CHECK then return end
   local info = redis.pcall('INFO', 'server')
   local run = type(info) == 'string' and string.match(info, 'run_id:(%x+)')
-  if not run or run == st.f.run then return end
+  if not run then return end
+  local was = redis.call('HGET', st.K[1], 'run')
+  if run == was then return end
   redis.call('HSET', st.K[1], 'run', run)
-  st.f.run = run
-  if st.prev == 0 then return end
+  if not was or st.prev == 0 then return end
   local gap = st.now - st.prev
   local raw = redis.call('HGETALL', st.K[8])
   for i = 1, #raw, 2 do
     local exp, inc = string.match(raw[i + 1], '^(%d+),([^,]*)')
     redis.call('HSET', st.K[8], raw[i], int(num(exp) + gap) .. ',' .. inc)
   end
-  if st.v.minexp ~= 0 then st.v.minexp = st.v.minexp + gap end
+  if st.v[MINEXP] ~= 0 then st.v[MINEXP] = st.v[MINEXP] + gap end
 end
 
 local function forget_waiter(st, wt)
-  redis.call('ZREM', st.K[5], wt.seq)
+  if redis.call('ZREM', st.K[5], wt.seq) == 1 then st.v[QN] = st.v[QN] - 1 end
   redis.call('HDEL', st.K[6], wt.seq)
   redis.call('HDEL', st.K[7], tkey(wt.host, wt.inc, wt.ticket))
   redis.call('ZREM', wh(st, wt.host), wt.seq)
@@ -704,12 +813,12 @@ local function lapse(st)
     if exp <= st.now then
       if not end_host(st, raw[i], exp, nil) then return false end
       redis.call('HDEL', st.K[8], raw[i])
-      st.v.lapses = st.v.lapses + 1
+      st.v[LAPSES] = st.v[LAPSES] + 1
     else
       m = minpos(m, exp)
     end
   end
-  st.v.minexp = m
+  st.v[MINEXP] = m
   return true
 end
 
@@ -722,8 +831,8 @@ end
 -- groups the history is compacted. The history is ordered by completion.
 
 local function past_member(st, e)
-  st.v.pseq = st.v.pseq + 1
-  return string.format('%012.0f', st.v.pseq) .. ':' .. group_text(e)
+  st.v[PSEQ] = st.v[PSEQ] + 1
+  return string.format('%012.0f', st.v[PSEQ]) .. ':' .. group_text(e)
 end
 
 local function merge_past(past, now, div)
@@ -767,7 +876,7 @@ local function compact(st)
     args[#args + 1] = past_member(st, g)
   end
   redis.call('ZADD', st.K[9], unpack(args))
-  st.v.pn = #out
+  st.v[PN] = #out
 end
 
 local function longest(S)
@@ -778,7 +887,7 @@ end
 local function retire(st)
   local S, v, K, now = st.S, st.v, st.K, st.now
   local n
-  if S.longest then n = v[S.longest.kp] else n = redis.call('ZCOUNT', K[4], '-inf', now) end
+  if S.longest then n = v[S.longest.p] else n = redis.call('ZCARD', K[4]) end
   n = math.min(n, STEP)
   if n > 0 then
     local e = redis.call('ZRANGE', K[4], 0, n - 1)
@@ -787,23 +896,23 @@ local function retire(st)
       local g = entry_of(m)
       args[#args + 1] = g.d
       args[#args + 1] = past_member(st, g)
-      v.pfd = minpos(v.pfd, g.d)
+      v[PFD] = minpos(v[PFD], g.d)
       if g.group then redis.call('ZREM', K[13], m) end
     end
     redis.call('ZREMRANGEBYRANK', K[4], 0, n - 1)
-    for _, w in ipairs(S.windows) do v[w.kp] = v[w.kp] - n end
+    for _, w in ipairs(S.windows) do v[w.p] = v[w.p] - n end
     for i = 1, #args, 1000 do
       redis.call('ZADD', K[9], unpack(args, i, math.min(i + 999, #args)))
     end
-    v.pn = v.pn + n
+    v[PN] = v[PN] + n
   end
   local keep = now - math.max(S.horizon, longest(S))
-  if v.pfd ~= 0 and v.pfd <= keep then
-    v.pn = v.pn - redis.call('ZREMRANGEBYSCORE', K[9], '-inf', keep)
+  if v[PFD] ~= 0 and v[PFD] <= keep then
+    v[PN] = v[PN] - redis.call('ZREMRANGEBYSCORE', K[9], '-inf', keep)
     local f = redis.call('ZRANGE', K[9], 0, 0, 'WITHSCORES')
-    v.pfd = num(f[2])
+    v[PFD] = num(f[2])
   end
-  if v.pn > MAXPAST then compact(st) end
+  if v[PN] > MAXPAST then compact(st) end
 end
 
 -- The queue ----------------------------------------------------------------------
@@ -815,38 +924,40 @@ local function head(st)
     local s = redis.call('HGET', st.K[6], h[1])
     if s then return waiter_of(h[1], s) end
     redis.call('ZREM', st.K[5], h[1])
+    st.v[QN] = st.v[QN] - 1
   end
 end
 
 local function enqueue(st, wt)
   local v = st.v
-  v.seq = v.seq + 1
-  local seq = int(v.seq)
-  redis.call('ZADD', st.K[5], v.seq, seq)
-  redis.call('HSET', st.K[6], seq, table.concat({wt.host, wt.inc, wt.ticket, int(st.now), int(wt.cost), wt.pid, wt.uid, wt.gid}, ','))
+  v[SEQ], v[QN] = v[SEQ] + 1, v[QN] + 1
+  local seq = int(v[SEQ])
+  redis.call('ZADD', st.K[5], v[SEQ], seq)
+  redis.call('HSET', st.K[6], seq, string.format('%s,%s,%s,%d,%d,%s', wt.host, wt.inc, wt.ticket, st.now, wt.cost, wt.who))
   redis.call('HSET', st.K[7], tkey(wt.host, wt.inc, wt.ticket), seq)
-  redis.call('ZADD', wh(st, wt.host), v.seq, seq)
-  return v.seq
+  redis.call('ZADD', wh(st, wt.host), v[SEQ], seq)
+  return v[SEQ]
 end
 
--- grant makes a call for waiter (or caller) wt at now and stores it.
-local function grant(st, wt)
+-- grant makes a call for waiter (or caller) wt at now and stores it;
+-- with indexed (a waiter granted by dispatch), t maps its ticket to it.
+local function grant(st, wt, indexed)
   local S, v, K, now = st.S, st.v, st.K, st.now
-  local id = math.max(v.next_id, 1)
-  v.next_id, v.grants = id + 1, v.grants + 1
+  local id = math.max(v[NEXT_ID], 1)
+  v[NEXT_ID], v[GRANTS] = id + 1, v[GRANTS] + 1
   local c = {id = id, g = now, ticket = wt.ticket, cost = wt.cost, actual = -1, ab = 0, host = wt.host, inc = wt.inc,
-             pid = wt.pid, uid = wt.uid, gid = wt.gid, done = 0}
+             who = wt.who, done = 0, tix = indexed}
   local sid = int(id)
   redis.call('HSET', K[2], sid, call_text(c))
   redis.call('ZADD', K[3], now, sid)
   redis.call('ZADD', oh(st, wt.host), now, sid)
-  redis.call('HSET', K[7], tkey(wt.host, wt.inc, wt.ticket), 'c' .. sid)
-  v.on = v.on + 1
-  v.ouh, v.oul = add2(v.ouh, v.oul, wt.cost)
+  if indexed then redis.call('HSET', K[7], tkey(wt.host, wt.inc, wt.ticket), 'c' .. sid) end
+  v[ON] = v[ON] + 1
+  v[OUH], v[OUL] = add2(v[OUH], v[OUL], wt.cost)
   if S.lmode == 'g' then ledger_add(st, now, call_entry(id, wt.cost, now, 0), {n = 1, u = wt.cost, g = now, d = 0}) end
-  if S.mhold > 0 then v.nx = minpos(v.nx, now + S.mhold) end
-  if S.bucket then v.tat = math.max(v.tat, now) + S.bucket.interval end
-  if S.ubucket and wt.cost > 0 then v.utat = math.max(v.utat, now) + S.ubucket.interval * wt.cost end
+  if S.mhold > 0 then v[NX] = minpos(v[NX], now + S.mhold) end
+  if S.bucket then v[TAT] = math.max(v[TAT], now) + S.bucket.interval end
+  if S.ubucket and wt.cost > 0 then v[UTAT] = math.max(v[UTAT], now) + S.ubucket.interval * wt.cost end
   return c
 end
 
@@ -854,13 +965,13 @@ end
 -- only a release can admit it, the earliest lease lapse (0: none).
 local function wake(st, at)
   if at ~= 0 then return at end
-  return st.v.minexp
+  return st.v[MINEXP]
 end
 
 -- next_at is when to try the head of the queue (of cost `cost`) again: the
 -- end of the quiet time, else the rule's instant (wake).
 local function next_at(st, cost)
-  if st.now < st.v.quiet then return st.v.quiet end
+  if st.now < st.v[QUIET] then return st.v[QUIET] end
   local _, a = admit(st, cost)
   return wake(st, a)
 end
@@ -899,8 +1010,8 @@ local function dispatch(st)
       forget_waiter(st, hd)
       redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, 'r,' .. hd.ticket .. ',0,0,' .. int(st.now) .. ',' .. st.name)
     else
-      local ok, at = false, st.v.quiet
-      if st.now >= st.v.quiet then ok, at = admit(st, hd.cost) end
+      local ok, at = false, st.v[QUIET]
+      if st.now >= st.v[QUIET] then ok, at = admit(st, hd.cost) end
       if ok and granted >= DISPATCH then ok, at = false, st.now end
       if not ok then
         local w = wake(st, at)
@@ -908,7 +1019,7 @@ local function dispatch(st)
         return w
       end
       forget_waiter(st, hd)
-      local c = grant(st, hd)
+      local c = grant(st, hd, true)
       granted = granted + 1
       redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, table.concat({'g', hd.ticket, int(c.id), int(c.g), int(st.now),
         int(lease_of(st, hd.host, hd.inc)), st.name}, ','))
@@ -918,7 +1029,7 @@ end
 
 -- step_reply dispatches if anyone waits and replies {wake, now, head host, ops}.
 local function step_reply(st)
-  if redis.call('ZCARD', st.K[5]) == 0 then return {0, st.now, '', 0} end
+  if st.v[QN] == 0 then return {0, st.now, '', 0} end
   local at = dispatch(st)
   local hd = head(st)
   return {at, st.now, hd and hd.host or '', ops(st)}
@@ -942,7 +1053,7 @@ end
 -- way first (phases mp, mc, mw, mh; field mig), then rebuilt from b.
 
 local function set_phase(st, ph, cursor)
-  st.f.rb, st.f.rbc = ph, cursor
+  st.f.rb, st.f.rbc, st.v[FLAGS] = ph, cursor, 1
   redis.call('HSET', st.K[1], 'rb', ph, 'rbc', cursor)
 end
 
@@ -1027,11 +1138,11 @@ local function put_back(st)
         redis.call('ZADD', K[4], x, lm)
         redis.call('ZADD', K[13], g.first, lm)
         redis.call('ZREM', K[9], m)
-        v.pn = v.pn - 1
+        v[PN] = v[PN] - 1
       end
     end
   end
-  for _, w in ipairs(S.windows) do v[w.kp], v[w.kh], v[w.kl] = 0, 0, 0 end
+  for _, w in ipairs(S.windows) do v[w.p], v[w.h], v[w.l] = 0, 0, 0 end
   set_phase(st, 'b', 0)
 end
 
@@ -1041,7 +1152,7 @@ local function next_event(st)
   local S, v, K = st.S, st.v, st.K
   local nx = 0
   for _, w in ipairs(S.windows) do
-    local e = redis.call('ZRANGE', K[4], v[w.kp], v[w.kp], 'WITHSCORES')
+    local e = redis.call('ZRANGE', K[4], v[w.p], v[w.p], 'WITHSCORES')
     if #e > 0 then nx = minpos(nx, tonumber(e[2]) + w.per) end
   end
   if S.mhold > 0 then
@@ -1067,18 +1178,18 @@ local function measure(st)
       kept = kept + 1
       for _, w in ipairs(S.windows) do
         if x <= now - w.per then
-          v[w.kp] = v[w.kp] + 1
+          v[w.p] = v[w.p] + 1
         else
-          v[w.kh], v[w.kl] = add2(v[w.kh], v[w.kl], weight(w, en))
+          v[w.h], v[w.l] = add2(v[w.h], v[w.l], weight(w, en))
         end
       end
     end
   end
   st.work = st.work + #e / 2
   if #e / 2 < REBUILD then
-    v.nx = next_event(st)
+    v[NX] = next_event(st)
     redis.call('HDEL', K[1], 'rb', 'rbc', 'rbnow')
-    st.f.rb = nil
+    st.f.rb, v[FLAGS] = nil, 0
   else
     set_phase(st, 'b', c0 + kept)
   end
@@ -1088,12 +1199,12 @@ end
 -- completed), its waiters and leases take the forms above.
 
 local function migrate_call(st, id, s)
+  if string.match(s, CALL) then return end -- converted already (HSCAN may return it twice)
   local p = split(s, ',')
-  if #p < 12 then return end -- converted already (HSCAN may return it twice)
   local S, K, v = st.S, st.K, st.v
   local g, d, ended, held = num(p[1]), num(p[2]), p[3] == '1', num(p[12])
   local c = {id = tonumber(id), g = g, ticket = p[4], cost = num(p[5]), actual = num(p[6]), ab = num(p[13]),
-             host = p[7], inc = p[8], pid = p[9], uid = p[10], gid = p[11], done = 0}
+             host = p[7], inc = p[8], who = p[9] .. ',' .. p[10] .. ',' .. p[11], done = 0}
   local u = units(c)
   if d > 0 then
     redis.call('HDEL', K[2], id)
@@ -1102,13 +1213,14 @@ local function migrate_call(st, id, s)
   end
   redis.call('ZADD', oh(st, c.host), g, id)
   redis.call('HSET', K[7], tkey(c.host, c.inc, c.ticket), 'c' .. id)
+  c.tix = true
   if ended or held > 0 then -- max_hold ended it; ended: in the history already
     if held > 0 then c.done = held else c.done = g + S.mhold end
-    v.held = v.held + 1
+    v[HELD] = v[HELD] + 1
     if not ended then redis.call('ZADD', K[4], count_time(S, {g = g, d = c.done}), call_entry(id, u, g, c.done)) end
   else
-    v.on = v.on + 1
-    v.ouh, v.oul = add2(v.ouh, v.oul, u)
+    v[ON] = v[ON] + 1
+    v[OUH], v[OUL] = add2(v[OUH], v[OUL], u)
     redis.call('ZADD', K[3], g, id)
     if S.lmode == 'g' then redis.call('ZADD', K[4], g, call_entry(id, u, g, 0)) end
   end
@@ -1118,16 +1230,16 @@ end
 local function migrate_past(st)
   local K, v = st.K, st.v
   local groups = {}
-  for _, it in ipairs(split(st.f.past or '', ';')) do
+  for _, it in ipairs(split(redis.call('HGET', K[1], 'past') or '', ';')) do
     if it ~= '' then groups[#groups + 1] = group_of('0:' .. it) end
   end
   for _, m in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do groups[#groups + 1] = group_of(m) end
   redis.call('DEL', K[9])
   redis.call('HDEL', K[1], 'past', 'pastn')
-  v.pn, v.pfd = 0, 0
+  v[PN], v[PFD] = 0, 0
   for _, g in ipairs(groups) do
     redis.call('ZADD', K[9], g.d, past_member(st, g))
-    v.pn, v.pfd = v.pn + 1, minpos(v.pfd, g.d)
+    v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], g.d)
   end
   set_phase(st, 'mc', '0')
 end
@@ -1146,8 +1258,9 @@ local function migrate_hosts(st)
     redis.call('HSET', st.K[8], raw[i], exp .. ',' .. inc)
   end
   earliest(st)
-  for _, w in ipairs(st.S.windows) do st.v[w.kp], st.v[w.kh], st.v[w.kl] = 0, 0, 0 end
-  st.f.layout, st.f.rbnow = LAYOUT, int(st.now)
+  for _, w in ipairs(st.S.windows) do st.v[w.p], st.v[w.h], st.v[w.l] = 0, 0, 0 end
+  st.v[QN] = redis.call('ZCARD', st.K[5])
+  st.f.rbnow = int(st.now)
   redis.call('HSET', st.K[1], 'layout', LAYOUT, 'rbnow', st.f.rbnow)
   set_phase(st, 'b', 0)
 end
@@ -1184,17 +1297,20 @@ end
 -- migration) under way, the store's own downtime (resume), then, when due,
 -- ageing, expiry and lapses. false: its budget is spent (reply MORE).
 local function upkeep(st)
-  if st.f.layout ~= LAYOUT and not st.f.rb then set_phase(st, 'mp', '0') end
-  if st.f.rb and not rebuild(st) then return false end
+  if st.v[FLAGS] ~= 0 then
+    local r = redis.call('HMGET', st.K[1], 'rb', 'rbc', 'rbnow')
+    st.f = {rb = r[1] or nil, rbc = r[2] or '0', rbnow = r[3] or '0'}
+    if not rebuild(st) then return false end
+  end
   resume(st)
   local v = st.v
-  if v.nx ~= 0 and st.now >= v.nx then
+  if v[NX] ~= 0 and st.now >= v[NX] then
     local ok, nxa = age(st)
     if not ok then return false end
-    v.nx = nxa
+    v[NX] = nxa
     if not expire(st) then return false end
   end
-  if v.minexp ~= 0 and st.now >= v.minexp then
+  if v[MINEXP] ~= 0 and st.now >= v[MINEXP] then
     if not lapse(st) then return false end
   end
   return true
@@ -1234,43 +1350,54 @@ local function queued_reply(st, seq, lexp)
 end
 
 -- asked_before answers a ticket asked for again (after an outage): it keeps
--- its place in the queue, or gets its grant.
-local function asked_before(st, host, inc, ticket, lexp)
+-- its place in the queue, or gets its grant: one made by a dispatch (t
+-- says), or one made at once whose reply was lost (among the host's calls
+-- granted since, at most LIST).
+local function asked_before(st, host, inc, ticket, since, lexp)
   local x = redis.call('HGET', st.K[7], tkey(host, inc, ticket))
-  if not x then return nil end
-  if string.byte(x, 1) == 99 then -- 'c'
+  if x and string.byte(x, 1) ~= 99 then return queued_reply(st, tonumber(x), lexp) end
+  if x then -- 'c'..id
     local c = get_call(st, string.sub(x, 2))
     if c then return {1, c.id, c.g, st.now, '', 0, lexp} end
     return nil
   end
-  return queued_reply(st, tonumber(x), lexp)
+  local ids = redis.call('ZRANGE', oh(st, host), since, '+inf', 'BYSCORE', 'LIMIT', 0, LIST)
+  if #ids == 0 then return nil end
+  local recs = redis.call('HMGET', st.K[2], unpack(ids))
+  for j, r in ipairs(recs) do
+    if r then
+      local c = call_of(tonumber(ids[j]), r)
+      if c.inc == inc and c.ticket == ticket then return {1, c.id, c.g, st.now, '', 0, lexp} end
+    end
+  end
+  return nil
 end
 
--- rlfs2_acquire: ARGV 3 host, 4 inc, 5 lease (µs), 6 ticket, 7 cost, 8
--- nonblock, 9 pid, 10 uid, 11 gid, 12 first ('1': this ticket was never
--- asked for). The fast path (nobody waits, nothing due): the meter hash,
--- the host's lease entry and the clock are read, the rule is checked on
--- counters, and the grant written. Replies an admission.
+-- rlfs2_acquire: ARGV 3 host, 4 inc, 5 lease (µs), 6 ticket, 7 cost, 8 how
+-- (letters: n nonblocking, f first: this ticket was never asked for), 9
+-- who ("pid,uid,gid"), 10 asked (µs: the ticket was first asked for after
+-- it). The
+-- fast path (nobody waits, nothing due): the hot state, the host's lease
+-- entry and the clock are read, the rule is checked on counters, and the
+-- grant is written (its record, the open sets, the hot state). Replies an
+-- admission.
 local function acquire(st, A)
   local S, v, K = st.S, st.v, st.K
-  local host, inc, ticket, cost = A[3], A[4], A[6], num(A[7])
+  local host, inc, ticket, cost, how = A[3], A[4], A[6], num(A[7]), A[8]
   local lexp = touch_lease(st, host, inc, num(A[5]), false)
-  local waiting = redis.call('ZCARD', K[5])
-  if waiting > 0 then
-    dispatch(st)
-    waiting = redis.call('ZCARD', K[5])
-  end
-  if A[12] ~= '1' then
-    local r = asked_before(st, host, inc, ticket, lexp)
+  if v[QN] > 0 then dispatch(st) end
+  local waiting = v[QN]
+  if not string.find(how, 'f', 1, true) then
+    local r = asked_before(st, host, inc, ticket, num(A[10]), lexp)
     if r then return r end
   end
   if S.maxcost >= 0 and cost > S.maxcost then return {0, 3, 0, st.now, '', 0, lexp} end
-  local me = {host = host, inc = inc, ticket = ticket, cost = cost, pid = A[9], uid = A[10], gid = A[11]}
-  if waiting == 0 and st.now >= v.quiet and admit(st, cost) then
+  local me = {host = host, inc = inc, ticket = ticket, cost = cost, who = A[9]}
+  if waiting == 0 and st.now >= v[QUIET] and admit(st, cost) then
     local c = grant(st, me)
     return {1, c.id, c.g, st.now, '', 0, lexp}
   end
-  if A[8] == '1' then return {0, 1, 0, st.now, '', 0, lexp} end
+  if string.find(how, 'n', 1, true) then return {0, 1, 0, st.now, '', 0, lexp} end
   if S.mwaiters > 0 and waiting >= S.mwaiters then return {0, 2, 0, st.now, '', 0, lexp} end
   return queued_reply(st, enqueue(st, me), lexp)
 end
@@ -1303,51 +1430,51 @@ end
 
 -- Step replies: {wake, now, head host, ops} (step_reply).
 
--- rlfs2_release: ARGV 3 host, 4 inc, 5 lease, 6 id, 7 done (0: now; else
--- when a late delivery says it completed, at most now). The call ends, the
--- ledger's front retires; the queue is dispatched if anyone waits.
+-- rlfs2_release: ARGV 3 id, 4 done (0: now; else when a late delivery says
+-- it completed, at most now). The call ends, the ledger's front retires;
+-- the queue is dispatched if anyone waits.
 local function release(st, A)
-  local c = get_call(st, A[6])
+  local c = get_call(st, A[3])
   if c then
-    local t = num(A[7])
+    local t = num(A[4])
     if t == 0 or t > st.now then t = st.now end
-    end_call(st, c, t)
+    end_call(st, c, t, true)
   end
   retire(st)
   return step_reply(st)
 end
 
--- rlfs2_revoke: ARGV 3 host, 4 inc, 5 lease, 6 id. The call's open failed:
--- nothing of it counts. A call that max_hold ended counts already: it stays.
+-- rlfs2_revoke: ARGV 3 id. The call's open failed: nothing of it counts. A
+-- call that max_hold ended counts already: it stays.
 local function revoke(st, A)
   local S, v, K = st.S, st.v, st.K
-  local c = get_call(st, A[6])
+  local c = get_call(st, A[3])
   if c and c.done == 0 then
     local u = units(c)
     redis.call('HDEL', K[2], c.id)
     redis.call('ZREM', oh(st, c.host), c.id)
-    redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket))
+    if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
     close_open(st, c)
     if S.lmode == 'g' then ledger_del(st, c.g, call_entry(c.id, u, c.g, 0), {n = 1, u = u, d = 0}) end
-    v.grants, v.revoked = v.grants - 1, v.revoked + 1
-    if S.bucket then v.tat = v.tat - S.bucket.interval end
-    if S.ubucket and u - c.ab > 0 and v.utat ~= 0 then v.utat = v.utat - S.ubucket.interval * (u - c.ab) end
+    v[GRANTS], v[REVOKED] = v[GRANTS] - 1, v[REVOKED] + 1
+    if S.bucket then v[TAT] = v[TAT] - S.bucket.interval end
+    if S.ubucket and u - c.ab > 0 and v[UTAT] ~= 0 then v[UTAT] = v[UTAT] - S.ubucket.interval * (u - c.ab) end
   end
   return step_reply(st)
 end
 
--- rlfs2_settle: ARGV 3 host, 4 inc, 5 lease, 6 id, 7 actual cost. An error
--- RLFS_NOCALL if the call is neither in progress nor held.
+-- rlfs2_settle: ARGV 3 id, 4 actual cost. An error RLFS_NOCALL if the call
+-- is neither in progress nor held.
 local function settle(st, A)
   local S, v = st.S, st.v
-  local c = get_call(st, A[6])
+  local c = get_call(st, A[3])
   if not c then return redis.error_reply('RLFS_NOCALL call not in progress') end
   local old = units(c)
-  c.actual = num(A[7])
+  c.actual = num(A[4])
   local nu = c.actual
   if c.done == 0 then
-    v.ouh, v.oul = sub2(v.ouh, v.oul, old)
-    v.ouh, v.oul = add2(v.ouh, v.oul, nu)
+    v[OUH], v[OUL] = sub2(v[OUH], v[OUL], old)
+    v[OUH], v[OUL] = add2(v[OUH], v[OUL], nu)
   end
   if c.done > 0 or S.lmode == 'g' then
     local e = {id = c.id, n = 1, g = c.g, d = c.done, first = c.done}
@@ -1355,7 +1482,7 @@ local function settle(st, A)
     ledger_swap(st, ct, {id = c.id, n = 1, u = old, g = c.g, d = c.done},
                 {id = c.id, n = 1, u = nu, g = c.g, d = c.done, first = c.done})
   end
-  if S.ubucket then v.utat, c.ab = charge(S.ubucket, v.utat, c.g, st.now, c.ab, nu - old) end
+  if S.ubucket then v[UTAT], c.ab = charge(S.ubucket, v[UTAT], c.g, st.now, c.ab, nu - old) end
   redis.call('HSET', st.K[2], c.id, call_text(c))
   return step_reply(st)
 end
@@ -1416,14 +1543,16 @@ local function set_fields(K, A, from)
 end
 
 -- bump sets the meter's version, which orders its definitions for the
--- hosts that reload it: the server's time (µs), always increasing (the
--- test clock does not move between changes, so it is not used here).
+-- hosts that reload it, and returns it: the server's time (µs), always
+-- increasing (the test clock does not move between changes, so it is not
+-- used here).
 local function bump(K)
   local t = redis.call('TIME')
   local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local old = num(redis.call('HGET', K[1], 'version'))
   if v <= old then v = old + 1 end
   redis.call('HSET', K[1], 'version', int(v))
+  return v
 end
 
 -- rlfs2_create: ARGV 3 name, then field, value pairs (quiet_for: a host
@@ -1434,15 +1563,17 @@ end
 -- it in one or the other.
 local function create(K, A)
   if redis.call('EXISTS', K[1]) == 1 then return 0 end
-  redis.call('UNLINK', K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14])
-  redis.call('HSET', K[1], 'name', A[3], 'next_id', 1, 'grants', 0, 'seq', 0, 'tat', 0, 'utat', 0, 'layout', LAYOUT)
+  redis.call('UNLINK', K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14], K[15])
+  redis.call('HSET', K[1], 'name', A[3], 'layout', LAYOUT)
   set_fields(K, A, 4)
-  local q = num(redis.call('HGET', K[1], 'quiet_for'))
+  local f = fields_of(K)
+  local v = fresh_state(bump(K), f.spec or '', #spec_of(f).windows)
+  local q = num(f.quiet_for)
   if q > 0 then
-    redis.call('HSET', K[1], 'quiet', int(clock(A) + q))
+    v[QUIET] = clock(A) + q
     redis.call('HDEL', K[1], 'quiet_for')
   end
-  bump(K)
+  redis.call('SET', K[15], blob_of(v, #spec_of(f).windows))
   return 1
 end
 
@@ -1458,23 +1589,19 @@ local function setspec(K, A)
     flush(st)
     return MORE
   end
-  flush(st)
-  local old = st.S
+  local old, v = st.S, st.v
   set_fields(K, A, 4)
-  local f = {}
-  local raw = redis.call('HGETALL', K[1])
-  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  local f = fields_of(K)
   local nu = spec_of(f)
-  for i = #nu.windows + 1, #old.windows do
-    redis.call('HDEL', K[1], 'wp' .. i, 'wh' .. i, 'wl' .. i)
-  end
-  local tat = rejudge(old.bucket, nu.bucket, st.v.tat, st.now)
-  local utat = rejudge(old.ubucket, nu.ubucket, st.v.utat, st.now)
+  v[TAT] = rejudge(old.bucket, nu.bucket, v[TAT], st.now)
+  v[UTAT] = rejudge(old.ubucket, nu.ubucket, v[UTAT], st.now)
+  v[SVER], v[SIG], v[FLAGS] = bump(K), sig_of(f.spec or ''), 1
+  for i = BASE + 1, BASE + 3 * #nu.windows do v[i] = 0 end
   local first = 'p'
   if old.lmode ~= nu.lmode then first = 'a' elseif nu.lmode == 'g' then first = 'lo' end
   redis.call('UNLINK', K[14])
-  redis.call('HSET', K[1], 'tat', int(tat), 'utat', int(utat), 'rb', first, 'rbc', 0, 'rbnow', int(st.now))
-  bump(K)
+  redis.call('HSET', K[1], 'rb', first, 'rbc', 0, 'rbnow', int(st.now))
+  redis.call('SET', K[15], blob_of(v, #nu.windows))
   redis.call('PUBLISH', A[1] .. ':ev', 's,' .. A[3])
   return 1
 end
@@ -1494,11 +1621,11 @@ end
 -- host then unlists it and tells the others ("d,NAME").
 local function delete(st, A)
   local K, v = st.K, st.v
-  if redis.call('ZCARD', K[5]) > 0 or v.on > 0 or v.held > 0 then return 0 end
+  if v[QN] > 0 or v[ON] > 0 or v[HELD] > 0 then return 0 end
   local hosts = redis.call('HKEYS', K[8])
   for _, h in ipairs(hosts) do redis.call('UNLINK', oh(st, h), wh(st, h)) end
-  redis.call('UNLINK', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14])
-  st.v0 = st.v -- nothing to write back
+  redis.call('UNLINK', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14], K[15])
+  st.gone = true -- nothing to write back
   return 1
 end
 
@@ -1507,6 +1634,8 @@ end
 local function def(K, A)
   local r = redis.call('HMGET', K[1], 'name', 'spec', 'mode', 'uid', 'gid', 'grants', 'version')
   if not r[1] then return missing() end
+  local blob = redis.call('GET', K[15])
+  if blob then r[6] = state_of(blob)[GRANTS] end
   for i = 1, #r do r[i] = r[i] or '' end
   return r
 end
@@ -1535,13 +1664,14 @@ end
 -- none), the waiter's record, the waiter's place (1-based; 0: none)}.
 -- Lists of holders and waiters: rlfs2_list.
 local function view(st, A)
-  local S, v, K, f = st.S, st.v, st.K, st.f
+  local S, v, K = st.S, st.v, st.K
+  local d = redis.call('HMGET', K[1], 'spec', 'mode', 'uid', 'gid', 'version')
   local usage = {}
   for i, w in ipairs(S.windows) do usage[i] = used_in(st, w) end
   local hd = head(st)
   local ok, at = admit(st, hd and hd.cost or 1)
   if hd and ok then ok, at = false, st.now end
-  if st.now < v.quiet then ok, at = false, v.quiet end
+  if st.now < v[QUIET] then ok, at = false, v[QUIET] end
   local past, first = history_of_view(st)
   local call, waiter, place = '', '', 0
   if A[3] and A[3] ~= '' then call = redis.call('HGET', K[2], A[3]) or '' end
@@ -1549,8 +1679,8 @@ local function view(st, A)
     waiter = redis.call('HGET', K[6], A[4]) or ''
     if waiter ~= '' then place = (redis.call('ZRANK', K[5], A[4]) or -1) + 1 end
   end
-  return {st.now, f.spec or '', f.mode or '', f.uid or '', f.gid or '', v.grants, num(f.version), v.tat, v.utat,
-          usage, ok and 1 or 0, at, wake(st, at), redis.call('HKEYS', K[8]), v.on, v.held, redis.call('ZCARD', K[5]),
+  return {st.now, d[1] or '', d[2] or '', d[3] or '', d[4] or '', v[GRANTS], num(d[5]), v[TAT], v[UTAT],
+          usage, ok and 1 or 0, at, wake(st, at), redis.call('HKEYS', K[8]), v[ON], v[HELD], v[QN],
           past, first, call, waiter, place}
 end
 
@@ -1594,13 +1724,13 @@ local function reassert(st, A)
     local cur = get_call(st, p[1])
     if not (cur and cur.host == host and cur.inc == inc and cur.ticket == p[6]) then
       if cur then
-        id = math.max(v.next_id, 1)
-        v.next_id = id + 1
-      elseif id >= v.next_id then
-        v.next_id = id + 1
+        id = math.max(v[NEXT_ID], 1)
+        v[NEXT_ID] = id + 1
+      elseif id >= v[NEXT_ID] then
+        v[NEXT_ID] = id + 1
       end
       local c = {id = id, g = num(p[2]), ticket = p[6], cost = num(p[4]), actual = num(p[5]), ab = 0, host = host,
-                 inc = inc, pid = p[7], uid = p[8], gid = p[9], done = 0}
+                 inc = inc, who = p[7] .. ',' .. p[8] .. ',' .. p[9], done = 0}
       local d, u = num(p[3]), units(c)
       if d == 0 then
         local sid = int(id)
@@ -1608,15 +1738,15 @@ local function reassert(st, A)
         redis.call('ZADD', K[3], c.g, sid)
         redis.call('ZADD', oh(st, host), c.g, sid)
         redis.call('HSET', K[7], tkey(host, inc, c.ticket), 'c' .. sid)
-        v.on = v.on + 1
-        v.ouh, v.oul = add2(v.ouh, v.oul, u)
+        v[ON] = v[ON] + 1
+        v[OUH], v[OUL] = add2(v[OUH], v[OUL], u)
         if S.lmode == 'g' then ledger_add(st, c.g, call_entry(id, u, c.g, 0), {n = 1, u = u, g = c.g, d = 0}) end
-        if S.mhold > 0 then v.nx = minpos(v.nx, c.g + S.mhold) end
+        if S.mhold > 0 then v[NX] = minpos(v[NX], c.g + S.mhold) end
       else
         local e = {n = 1, u = u, g = c.g, d = d, first = d}
         ledger_add(st, count_time(S, e), call_entry(id, u, c.g, d), e)
       end
-      v.grants = v.grants + 1
+      v[GRANTS] = v[GRANTS] + 1
     end
     out[#out + 1] = tonumber(p[1])
     out[#out + 1] = id
@@ -1701,8 +1831,8 @@ end
 -- size, history size}.
 local function ledger(st, A)
   local v, K = st.v, st.K
-  local out = {st.now, v.on, val2(v.ouh, v.oul), v.held, v.nx}
-  for _, w in ipairs(st.S.windows) do out[#out + 1] = {v[w.kp], val2(v[w.kh], v[w.kl])} end
+  local out = {st.now, v[ON], val2(v[OUH], v[OUL]), v[HELD], v[NX]}
+  for _, w in ipairs(st.S.windows) do out[#out + 1] = {v[w.p], val2(v[w.h], v[w.l])} end
   out[#out + 1] = redis.call('ZCARD', K[4])
   out[#out + 1] = redis.call('ZCARD', K[12])
   out[#out + 1] = redis.call('ZCARD', K[9])
@@ -1711,26 +1841,26 @@ end
 
 -- Registration ----------------------------------------------------------------------
 
-redis.register_function('rlfs2_acquire', step(acquire))
-redis.register_function('rlfs2_cancel', step(cancel))
-redis.register_function('rlfs2_release', step(release))
-redis.register_function('rlfs2_revoke', step(revoke))
-redis.register_function('rlfs2_settle', step(settle))
-redis.register_function('rlfs2_dispatch', step(dispatch_fn))
-redis.register_function('rlfs2_rebuild', step(dispatch_fn))
-redis.register_function('rlfs2_renew', step(renew))
-redis.register_function('rlfs2_start', step(start))
-redis.register_function('rlfs2_reassert', step(reassert))
-redis.register_function('rlfs2_view', step(view))
-redis.register_function('rlfs2_delete', step(delete))
-redis.register_function('rlfs2_create', create)
-redis.register_function('rlfs2_setspec', setspec)
-redis.register_function('rlfs2_setattr', setattr)
-redis.register_function{function_name = 'rlfs2_def', callback = def, flags = {'no-writes'}}
-redis.register_function{function_name = 'rlfs2_list', callback = list, flags = {'no-writes'}}
-redis.register_function('rlfs2_data_write', data_write)
-redis.register_function{function_name = 'rlfs2_data_read', callback = data_read, flags = {'no-writes'}}
-redis.register_function('rlfs2_data_rename', data_rename)
-redis.register_function('rlfs2_data_delete', data_delete)
-redis.register_function('rlfs2_peek', step(peek))
-redis.register_function('rlfs2_ledger', step(ledger))
+redis.register_function('rlfs2_acquire', keyed(step(acquire)))
+redis.register_function('rlfs2_cancel', keyed(step(cancel)))
+redis.register_function('rlfs2_release', keyed(step(release)))
+redis.register_function('rlfs2_revoke', keyed(step(revoke)))
+redis.register_function('rlfs2_settle', keyed(step(settle)))
+redis.register_function('rlfs2_dispatch', keyed(step(dispatch_fn)))
+redis.register_function('rlfs2_rebuild', keyed(step(dispatch_fn)))
+redis.register_function('rlfs2_renew', keyed(step(renew)))
+redis.register_function('rlfs2_start', keyed(step(start)))
+redis.register_function('rlfs2_reassert', keyed(step(reassert)))
+redis.register_function('rlfs2_view', keyed(step(view)))
+redis.register_function('rlfs2_delete', keyed(step(delete)))
+redis.register_function('rlfs2_create', keyed(create))
+redis.register_function('rlfs2_setspec', keyed(setspec))
+redis.register_function('rlfs2_setattr', keyed(setattr))
+redis.register_function{function_name = 'rlfs2_def', callback = keyed(def), flags = {'no-writes'}}
+redis.register_function{function_name = 'rlfs2_list', callback = keyed(list), flags = {'no-writes'}}
+redis.register_function('rlfs2_data_write', keyed(data_write))
+redis.register_function{function_name = 'rlfs2_data_read', callback = keyed(data_read), flags = {'no-writes'}}
+redis.register_function('rlfs2_data_rename', keyed(data_rename))
+redis.register_function('rlfs2_data_delete', keyed(data_delete))
+redis.register_function('rlfs2_peek', keyed(step(peek)))
+redis.register_function('rlfs2_ledger', keyed(step(ledger)))

@@ -21,11 +21,18 @@ func (s *Store) leaseArg() string { return strconv.FormatInt(micros(s.opt.Lease)
 // (fencing); otherwise it is revoked and the store counts as unreachable.
 func (s *Store) Enqueue(ctx context.Context, name string, r meter.Request) (meter.Admission, error) {
 	h := r.Holder
-	first := s.host.asking(name, r.Ticket, !r.Nonblock)
+	first, asked := s.host.asking(name, r.Ticket, !r.Nonblock)
 	var rep admissionReply
+	how := ""
+	if r.Nonblock {
+		how += "n"
+	}
+	if first {
+		how += "f"
+	}
+	who := strconv.Itoa(h.PID) + "," + u64(uint64(h.UID)) + "," + u64(uint64(h.GID))
 	sent, err := s.fcall(ctx, "rlfs2_acquire", name, &rep, s.opt.Host, s.inc, s.leaseArg(), u64(r.Ticket),
-		strconv.FormatInt(r.Cost, 10), boolStr(r.Nonblock), strconv.Itoa(h.PID), u64(uint64(h.UID)), u64(uint64(h.GID)),
-		boolStr(first))
+		strconv.FormatInt(r.Cost, 10), how, who, strconv.FormatInt(asked, 10))
 	if err != nil {
 		if errors.Is(err, meter.ErrUnavailable) {
 			s.host.unanswered(name) // it may have been granted: the renewal looks
@@ -103,7 +110,7 @@ func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 	engineID := id
 	id = s.host.mapID(name, id)
 	var rep stepReply
-	sent, err := s.fcall(ctx, "rlfs2_release", name, &rep, s.opt.Host, s.inc, s.leaseArg(), u64(id), "0")
+	sent, err := s.fcall(ctx, "rlfs2_release", name, &rep, u64(id), "0")
 	if errors.Is(err, meter.ErrUnavailable) {
 		s.host.postpone(outOp{meter: name, id: engineID, done: s.host.storeNowEstimate()})
 		return nil
@@ -122,7 +129,7 @@ func (s *Store) Revoke(ctx context.Context, name string, id uint64) error {
 	engineID := id
 	id = s.host.mapID(name, id)
 	var rep stepReply
-	sent, err := s.fcall(ctx, "rlfs2_revoke", name, &rep, s.opt.Host, s.inc, s.leaseArg(), u64(id))
+	sent, err := s.fcall(ctx, "rlfs2_revoke", name, &rep, u64(id))
 	if errors.Is(err, meter.ErrUnavailable) {
 		s.host.postpone(outOp{meter: name, id: engineID, revoke: true})
 		return nil
@@ -139,7 +146,7 @@ func (s *Store) Revoke(ctx context.Context, name string, id uint64) error {
 func (s *Store) Settle(ctx context.Context, name string, id uint64, actual int64) error {
 	id = s.host.mapID(name, id)
 	var rep stepReply
-	_, err := s.fcall(ctx, "rlfs2_settle", name, &rep, s.opt.Host, s.inc, s.leaseArg(), u64(id), strconv.FormatInt(actual, 10))
+	_, err := s.fcall(ctx, "rlfs2_settle", name, &rep, u64(id), strconv.FormatInt(actual, 10))
 	return err
 }
 
@@ -148,10 +155,10 @@ func (s *Store) deliver(ctx context.Context, o outOp) error {
 	var rep stepReply
 	id := u64(s.host.mapID(o.meter, o.id))
 	if o.revoke {
-		_, err := s.fcall(ctx, "rlfs2_revoke", o.meter, &rep, s.opt.Host, s.inc, s.leaseArg(), id)
+		_, err := s.fcall(ctx, "rlfs2_revoke", o.meter, &rep, id)
 		return err
 	}
-	_, err := s.fcall(ctx, "rlfs2_release", o.meter, &rep, s.opt.Host, s.inc, s.leaseArg(), id, strconv.FormatInt(o.done, 10))
+	_, err := s.fcall(ctx, "rlfs2_release", o.meter, &rep, id, strconv.FormatInt(o.done, 10))
 	return err
 }
 

@@ -1,0 +1,152 @@
+package redis
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/redis/redistest"
+)
+
+// The cost of a grant in Redis, against one GCRA decision (design §11;
+// issue 17). Run with:
+//
+//	RLFS_BENCH=1 go test -run 'TestCost' -v ./meter/redis/
+//
+// TestCostPerGrant measures the Redis CPU (INFO's used_cpu_user +
+// used_cpu_sys) of acquire+release cycles through the Store (no engine),
+// per cycle, on meters holding more and more calls, and of one GCRA
+// decision (testdata/gcra.lua: GET and SET of a TAT key) in the same
+// server through the same client. TestCostLongestStep measures the
+// longest single FCALL (SLOWLOG) on meters with 100,000 calls remembered.
+
+//go:embed testdata/gcra.lua
+var gcraLibrary string
+
+func benchOnly(t *testing.T) {
+	if os.Getenv("RLFS_BENCH") == "" {
+		t.Skip("a measurement: set RLFS_BENCH=1 to run it")
+	}
+}
+
+// bareStore opens a Store on url for host, without an engine.
+func bareStore(t testing.TB, url, host string, opt Options) *Store {
+	t.Helper()
+	opt.URL, opt.Host = url, host
+	s, err := Open(opt)
+	require.NoError(t, err, "Open(%s)", host)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// serverCPU is the server's CPU time so far (INFO cpu).
+func serverCPU(t testing.TB, addr string) time.Duration {
+	t.Helper()
+	info := redistest.Command(addr, "INFO", "cpu")
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err, "INFO cpu %s", line)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// costOf runs f n times, rounds times, and returns the median server CPU
+// per run.
+func costOf(t testing.TB, addr string, n, rounds int, f func(i int)) time.Duration {
+	var per []time.Duration
+	i := 0
+	for range rounds {
+		before := serverCPU(t, addr)
+		for range n {
+			f(i)
+			i++
+		}
+		per = append(per, (serverCPU(t, addr)-before)/time.Duration(n))
+	}
+	slices.Sort(per)
+	return per[len(per)/2]
+}
+
+// cycle acquires a call (nonblocking) and releases it.
+func cycle(t testing.TB, s *Store, name string, ticket uint64) {
+	ctx := context.Background()
+	adm, err := s.Enqueue(ctx, name, meter.Request{Ticket: ticket, Cost: 1, Nonblock: true, Holder: meter.Holder{PID: 1}})
+	require.NoError(t, err, "Enqueue %d", ticket)
+	require.True(t, adm.Granted, "Enqueue %d granted", ticket)
+	require.NoError(t, s.Release(ctx, name, adm.Call.ID), "Release %d", ticket)
+}
+
+func TestCostPerGrant(t *testing.T) {
+	benchOnly(t)
+	srv := redistest.Start(t)
+	s := bareStore(t, srv.URL(), "a", Options{Lease: time.Hour})
+	ctx := context.Background()
+	const n, rounds = 5000, 5
+	c := s.c
+	require.NoError(t, c.Do(ctx, c.B().FunctionLoad().Replace().FunctionCode(gcraLibrary).Build()).Error())
+	gcra := costOf(t, srv.Addr(), n, rounds, func(int) {
+		err := c.Do(ctx, c.B().Fcall().Function("rlfsbench_gcra").Numkeys(1).Key("{bench}:tat").Arg("1", "1000000000").Build()).Error()
+		require.NoError(t, err)
+	})
+	t.Logf("one GCRA decision: %v of Redis CPU (median of %d rounds of %d)", gcra, rounds, n)
+	ticket := uint64(0)
+	next := func() uint64 { ticket++; return ticket }
+	for _, tc := range []struct {
+		spec       string
+		held, done int
+	}{
+		{"concurrency=5000", 0, 0}, {"concurrency=5000", 1000, 0},
+		{"1000000/1h", 0, 0}, {"1000000/1h", 0, 2000}, {"1000000/1h", 0, 100000},
+	} {
+		name := fmt.Sprintf("m%d", next())
+		require.NoError(t, s.CreateMeter(ctx, name, mustSpecT(t, tc.spec), meter.DefaultAttr()))
+		for range tc.held {
+			adm, err := s.Enqueue(ctx, name, meter.Request{Ticket: next(), Cost: 1, Nonblock: true})
+			require.NoError(t, err)
+			require.True(t, adm.Granted)
+		}
+		for range tc.done {
+			cycle(t, s, name, next())
+		}
+		per := costOf(t, srv.Addr(), n, rounds, func(int) { cycle(t, s, name, next()) })
+		t.Logf("%-18s %6d held %7d in the window: %v per grant (acquire+release), %.2f× GCRA",
+			tc.spec, tc.held, tc.done, per, float64(per)/float64(gcra))
+	}
+}
+
+// slowest is the longest FCALL the server logged since the last reset
+// (SLOWLOG, every command logged), with its function.
+func slowest(t testing.TB, c rueidis.Client) (time.Duration, string) {
+	t.Helper()
+	ctx := context.Background()
+	entries, err := c.Do(ctx, c.B().SlowlogGet().Count(-1).Build()).ToArray()
+	require.NoError(t, err)
+	var worst time.Duration
+	var what string
+	for _, e := range entries {
+		f, err := e.ToArray()
+		require.NoError(t, err)
+		us, _ := f[2].AsInt64()
+		args, _ := f[3].AsStrSlice()
+		if len(args) > 1 && strings.EqualFold(args[0], "fcall") && time.Duration(us)*time.Microsecond > worst {
+			worst, what = time.Duration(us)*time.Microsecond, args[1]
+		}
+	}
+	require.NoError(t, c.Do(ctx, c.B().SlowlogReset().Build()).Error())
+	return worst, what
+}
