@@ -1464,24 +1464,28 @@ local function revoke(st, A)
 end
 
 -- rlfs2_settle: ARGV 3 id, 4 actual cost. An error RLFS_NOCALL if the call
--- is neither in progress nor held.
+-- is neither in progress nor held, or held and retired into the history
+-- already (its cost is part of a group: as meter.Meter.Settle).
 local function settle(st, A)
   local S, v = st.S, st.v
   local c = get_call(st, A[3])
   if not c then return redis.error_reply('RLFS_NOCALL call not in progress') end
-  local old = units(c)
-  c.actual = num(A[4])
-  local nu = c.actual
+  local old, nu = units(c), num(A[4])
+  if c.done > 0 or S.lmode == 'g' then
+    local e = {id = c.id, n = 1, u = old, g = c.g, d = c.done, first = c.done}
+    local x = count_time(S, e)
+    if ledger_del(st, x, call_entry(c.id, old, c.g, c.done), e) then
+      e.u = nu
+      ledger_add(st, x, call_entry(c.id, nu, c.g, c.done), e)
+    elseif c.done > 0 then
+      return redis.error_reply('RLFS_NOCALL call ended by max_hold and retired')
+    end
+  end
   if c.done == 0 then
     v[OUH], v[OUL] = sub2(v[OUH], v[OUL], old)
     v[OUH], v[OUL] = add2(v[OUH], v[OUL], nu)
   end
-  if c.done > 0 or S.lmode == 'g' then
-    local e = {id = c.id, n = 1, g = c.g, d = c.done, first = c.done}
-    local ct = count_time(S, e)
-    ledger_swap(st, ct, {id = c.id, n = 1, u = old, g = c.g, d = c.done},
-                {id = c.id, n = 1, u = nu, g = c.g, d = c.done, first = c.done})
-  end
+  c.actual = nu
   if S.ubucket then v[UTAT], c.ab = charge(S.ubucket, v[UTAT], c.g, st.now, c.ab, nu - old) end
   redis.call('HSET', st.K[2], c.id, call_text(c))
   return step_reply(st)
