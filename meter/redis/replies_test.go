@@ -33,7 +33,7 @@ func TestDecoders(t *testing.T) {
 			&admissionReply{kind: admGranted, id: 17, at: 1700000000000001, now: 1700000000000002, lease: 1700000000000003}},
 		{"{2, 4, 0, '1700000000000002', 'b', 9, 5}", &admissionReply{}, // numbers as strings decode too
 			&admissionReply{kind: admQueued, id: 4, now: 1700000000000002, head: "b", ops: 9, lease: 5}},
-		{"{1, 17, 1}", &admissionReply{}, nil},              // too short
+		{"{1, 17, 1}", &admissionReply{}, nil},               // too short
 		{"{1, 'x', 1, 1, '', 0, 1}", &admissionReply{}, nil}, // not a number
 		{"'a string'", &admissionReply{}, nil},
 		{"{0, 5, '', 0}", &stepReply{}, &stepReply{now: 5}},
