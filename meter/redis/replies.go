@@ -1,8 +1,10 @@
 package redis
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -275,7 +277,10 @@ func (r *dataReply) decode(m rueidis.RedisMessage) error {
 // Records: the library's call and waiter records (rlfs.lua's header),
 // decoded once, here.
 
-// callRecord is "granted,ticket,cost,actual,absorbed,held,tix,host,inc,pid,uid,gid".
+// callRecord is a call's record: byte 1, then six little-endian doubles
+// (granted, cost, actual, absorbed, held, tix) and four NUL-terminated
+// strings (ticket, host, incarnation, "pid,uid,gid"): struct
+// '<ddddddssss' in rlfs.lua.
 type callRecord struct {
 	granted, cost, actual, absorbed, held int64
 	ticket                                uint64
@@ -283,12 +288,24 @@ type callRecord struct {
 }
 
 func parseCallRecord(s string) (callRecord, bool) {
-	f := strings.Split(s, ",")
-	if len(f) != 12 {
+	if len(s) < 1+6*8 || s[0] != 1 {
 		return callRecord{}, false
 	}
-	return callRecord{granted: atoi(f[0]), ticket: uint64(atoi(f[1])), cost: atoi(f[2]), actual: atoi(f[3]), absorbed: atoi(f[4]),
-		held: atoi(f[5]), holder: holderOf(f[7], f[9], f[10], f[11])}, true
+	var n [6]int64
+	for i := range n {
+		n[i] = int64(math.Float64frombits(binary.LittleEndian.Uint64([]byte(s[1+8*i : 9+8*i]))))
+	}
+	str := strings.Split(s[1+6*8:], "\x00")
+	if len(str) != 5 || str[4] != "" {
+		return callRecord{}, false
+	}
+	who := strings.Split(str[3], ",")
+	if len(who) != 3 {
+		return callRecord{}, false
+	}
+	ticket, _ := strconv.ParseUint(str[0], 10, 64)
+	return callRecord{granted: n[0], cost: n[1], actual: n[2], absorbed: n[3], held: n[4], ticket: ticket,
+		holder: holderOf(str[1], who[0], who[1], who[2])}, true
 }
 
 // call is the record as the engine's meter.Call of id; local converts the

@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
+	"math"
 	"testing"
 	"time"
 
@@ -89,15 +91,28 @@ func TestHostMessages(t *testing.T) {
 
 func TestRecords(t *testing.T) {
 	local := func(us int64) time.Time { return time.UnixMicro(us) }
-	r, ok := parseCallRecord("100,7,3,-1,0,0,1,web1,inc,42,1000,100")
+	rec := func(n [6]float64, strs ...string) string {
+		b := []byte{1}
+		for _, x := range n {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+		}
+		for _, s := range strs {
+			b = append(append(b, s...), 0)
+		}
+		return string(b)
+	}
+	r, ok := parseCallRecord(rec([6]float64{100, 3, -1, 0, 0, 1}, "7", "web1", "inc", "42,1000,100"))
 	require.True(t, ok)
 	require.Equal(t, meter.Call{ID: 9, GrantedAt: time.UnixMicro(100), Cost: 3,
 		Holder: meter.Holder{Host: "web1", PID: 42, UID: 1000, GID: 100}}, r.call(9, local))
-	r, ok = parseCallRecord("100,7,3,2,1,250,0,web1,inc,42,1000,100")
+	require.Equal(t, uint64(7), r.ticket)
+	r, ok = parseCallRecord(rec([6]float64{100, 3, 2, 1, 250, 0}, "7", "web1", "inc", "42,1000,100"))
 	require.True(t, ok)
 	require.Equal(t, meter.Call{ID: 9, GrantedAt: time.UnixMicro(100), Cost: 3, Actual: 2, Settled: true, Absorbed: 1, Expired: true,
 		Holder: meter.Holder{Host: "web1", PID: 42, UID: 1000, GID: 100}}, r.call(9, local))
 	_, ok = parseCallRecord("100,0,0,7,3,-1,web1,inc,42,1000,100,0,0") // rlfs1's
+	require.False(t, ok)
+	_, ok = parseCallRecord(rec([6]float64{100, 3, 2, 1, 250, 0}, "7", "web1")) // cut short
 	require.False(t, ok)
 	w, ok := parseWaiterRecord("web2,inc,5,300,4,43,1001,101")
 	require.True(t, ok)

@@ -9,7 +9,8 @@
 -- it: one slot), in the order of keysOf (keys.go):
 --   K[1]  m   hash: the definition (see The meter)
 --   K[2]  c   hash: call id -> record of a call in progress or held
---   K[3]  o   zset: calls in progress, score = grant instant
+--   K[3]  o   zset: calls in progress, score = grant instant (with max_hold:
+--             expiry and the ends of calls in progress need their order)
 --   K[4]  l   zset: the ledger, score = count time (see "The ledger")
 --   K[5]  q   zset: the queue, score = member = arrival number (seq)
 --   K[6]  w   hash: seq -> waiter record
@@ -28,11 +29,14 @@
 -- instant in microseconds (tests: the store sends one only with a test
 -- clock). All instants are microseconds since the Unix epoch.
 --
--- Records (fields separated by commas):
---   call:   granted,ticket,cost,actual,absorbed,held,tix,host,inc,pid,uid,gid
---           actual -1: not settled; held 0: in progress, else the instant
---           max_hold ended it (it counts as completed then; the record
---           stays until its host releases it); tix 1: t maps its ticket
+-- Records:
+--   call:   byte 1, then struct '<ddddddssss': granted, cost, actual,
+--           absorbed, held, tix, ticket, host, inc, "pid,uid,gid" (binary:
+--           no number is printed or parsed on the fast paths). actual -1:
+--           not settled; held 0: in progress, else the instant max_hold
+--           ended it (it counts as completed then; the record stays until
+--           its host releases it); tix 1: t maps its ticket to it
+--   lease:  byte 1, then struct '<d': its expiry, then the incarnation
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
 --   ledger: "id:units:granted:done" (done 0: in progress, count=grant) or
 --           "gSEQ:n:first:granted:done:units" (a history group put back)
@@ -112,19 +116,28 @@ local function add_sat(a, b) return math.min(a + b, MAXUSAGE) end
 
 local function tkey(host, inc, ticket) return host .. ':' .. inc .. ':' .. ticket end
 
-local CALL = '^(%d+),([^,]*),(%d+),(%-?%d+),(%d+),(%d+),(%d),([^,]*),([^,]*),(.*)$'
+local CALL, ONE = '<ddddddssss', '\1'
 
--- a call: its id, grant g, ticket, cost, actual, absorbed ab, held done,
--- tix, host, incarnation inc and who ("pid,uid,gid").
-local function call_of(id, s)
-  local g, ticket, cost, actual, ab, done, tix, host, inc, who = string.match(s, CALL)
-  return {id = id, g = tonumber(g), ticket = ticket, cost = tonumber(cost), actual = tonumber(actual), ab = tonumber(ab),
-          done = tonumber(done), tix = tix == '1', host = host, inc = inc, who = who}
+-- a call: its id (and sid, as a string: the field of its record), grant
+-- g, ticket, cost, actual, absorbed ab, held done, tix, host, incarnation
+-- inc and who ("pid,uid,gid").
+local function call_of(sid, s)
+  local g, cost, actual, ab, done, tix, ticket, host, inc, who = struct.unpack(CALL, s, 2)
+  return {id = tonumber(sid), sid = sid, g = g, ticket = ticket, cost = cost, actual = actual,
+          ab = ab, done = done, tix = tix == 1, host = host, inc = inc, who = who}
 end
 
 local function call_text(c)
-  return string.format('%d,%s,%d,%d,%d,%d,%d,%s,%s,%s', c.g, c.ticket, c.cost, c.actual, c.ab, c.done,
-                       c.tix and 1 or 0, c.host, c.inc, c.who)
+  return ONE .. struct.pack(CALL, c.g, c.cost, c.actual, c.ab, c.done, c.tix and 1 or 0, c.ticket, c.host, c.inc, c.who)
+end
+
+local LEASE = '<d'
+
+local function lease_text(exp, inc) return ONE .. struct.pack(LEASE, exp) .. inc end
+
+-- lease_of_text is a lease entry's expiry and incarnation.
+local function lease_of_text(s)
+  return struct.unpack(LEASE, s, 2), string.sub(s, 10)
 end
 
 -- units of a call: its settled cost if settled, else its estimate.
@@ -152,7 +165,7 @@ local function entry_of(m)
   return {id = id, n = 1, u = tonumber(u), g = tonumber(g), d = d, first = d}
 end
 
-local function call_entry(id, u, g, d) return int(id) .. ':' .. int(u) .. ':' .. int(g) .. ':' .. int(d) end
+local function call_entry(id, u, g, d) return string.format('%d:%d:%d:%d', id, u, g, d) end
 
 -- group_text is a group "n:first:granted:done:units" (the tail of a past
 -- member and of a ledger group).
@@ -176,7 +189,7 @@ local function keys_of(m)
   local K = keysets[m]
   if K then return K end
   local tag = string.sub(m, 1, -2)
-  K = {tag = tag}
+  K = {tag = tag, hosts = {}}
   for i, n in ipairs(NAMES) do K[i] = tag .. n end
   if nkeysets >= 4096 then keysets, nkeysets = {}, 0 end
   keysets[m], nkeysets = K, nkeysets + 1
@@ -359,14 +372,26 @@ local function ops(st)
   return st.v[OPS]
 end
 
-local function get_call(st, id)
-  local s = redis.call('HGET', st.K[2], id)
+local function get_call(st, sid)
+  local s = redis.call('HGET', st.K[2], sid)
   if not s then return nil end
-  return call_of(tonumber(id), s)
+  return call_of(sid, s)
 end
 
-local function oh(st, host) return st.tag .. 'oh:' .. host end
-local function wh(st, host) return st.tag .. 'wh:' .. host end
+-- oh and wh are a host's keys, cached with the meter's (K.hosts).
+local function oh(st, host)
+  local H = st.K.hosts[host]
+  if not H then
+    H = {st.tag .. 'oh:' .. host, st.tag .. 'wh:' .. host}
+    st.K.hosts[host] = H
+  end
+  return H[1]
+end
+
+local function wh(st, host)
+  oh(st, host)
+  return st.K.hosts[host][2]
+end
 
 local MORE = {ok = 'MORE'}
 local function missing() return redis.error_reply('RLFS_NOMETER no such meter') end
@@ -396,7 +421,7 @@ local function ledger_add(st, x, m, e)
     redis.call('ZADD', st.K[12], x, m)
     return
   end
-  if redis.call('ZADD', st.K[4], x, m) == 0 then return end
+  if redis.call('ZADD', st.K[4], int(x), m) == 0 then return end
   for _, w in ipairs(S.windows) do
     if x <= now - w.per then
       v[w.p] = v[w.p] + 1
@@ -445,7 +470,7 @@ end
 -- close_open takes call c out of the open set and its sums.
 local function close_open(st, c)
   local v = st.v
-  redis.call('ZREM', st.K[3], c.id)
+  if st.S.mhold > 0 then redis.call('ZREM', st.K[3], c.sid) end
   v[ON] = v[ON] - 1
   v[OUH], v[OUL] = sub2(v[OUH], v[OUL], units(c))
 end
@@ -457,8 +482,8 @@ end
 -- at once), it goes straight into the history, as retirement would.
 local function end_call(st, c, t, direct)
   local K, v = st.K, st.v
-  redis.call('HDEL', K[2], c.id)
-  redis.call('ZREM', oh(st, c.host), c.id)
+  redis.call('HDEL', K[2], c.sid)
+  redis.call('ZREM', oh(st, c.host), c.sid)
   if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
   if c.done > 0 then
     v[HELD] = v[HELD] - 1
@@ -485,7 +510,7 @@ local function hold_ended(st, c, t)
   local v = st.v
   close_open(st, c)
   c.done = t
-  redis.call('HSET', st.K[2], c.id, call_text(c))
+  redis.call('HSET', st.K[2], c.sid, call_text(c))
   v[HELD] = v[HELD] + 1
   local u = units(c)
   local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
@@ -541,7 +566,7 @@ local function walk_open(st, w, k)
     for j = 1, #e, 2 do ids[#ids + 1] = e[j] end
     local recs = redis.call('HMGET', st.K[2], unpack(ids))
     for j = 1, #ids do
-      local wt = recs[j] and units(call_of(0, recs[j])) or 0
+      local wt = recs[j] and units(call_of(ids[j], recs[j])) or 0
       last = tonumber(e[2 * j]) + st.S.mhold + w.per
       walked = walked + 1
       if k < wt then return last end
@@ -715,8 +740,8 @@ end
 local function host_entry(st, host)
   local s = redis.call('HGET', st.K[8], host)
   if not s then return nil end
-  local exp, inc = string.match(s, '^(%d+),([^,]*)')
-  return {exp = tonumber(exp), inc = inc}
+  local exp, inc = lease_of_text(s)
+  return {exp = exp, inc = inc}
 end
 
 -- earliest recomputes minexp from every host's lease (few: one per host
@@ -724,7 +749,7 @@ end
 local function earliest(st)
   local raw = redis.call('HGETALL', st.K[8])
   local m = 0
-  for i = 2, #raw, 2 do m = minpos(m, num(string.match(raw[i], '^(%d+)'))) end
+  for i = 2, #raw, 2 do m = minpos(m, (lease_of_text(raw[i]))) end
   st.v[MINEXP] = m
 end
 
@@ -738,7 +763,7 @@ local function touch_lease(st, host, inc, lease, force)
   if e and e.inc == inc and not force and e.exp - st.now >= lease * 2 / 3 then return e.exp end
   local exp = st.now + lease
   if e and e.inc == inc and e.exp > exp then exp = e.exp end
-  redis.call('HSET', st.K[8], host, int(exp) .. ',' .. inc)
+  redis.call('HSET', st.K[8], host, lease_text(exp, inc))
   if e and e.exp <= st.v[MINEXP] then earliest(st) else st.v[MINEXP] = minpos(st.v[MINEXP], exp) end
   return exp
 end
@@ -764,8 +789,8 @@ local function resume(st)
   local gap = st.now - st.prev
   local raw = redis.call('HGETALL', st.K[8])
   for i = 1, #raw, 2 do
-    local exp, inc = string.match(raw[i + 1], '^(%d+),([^,]*)')
-    redis.call('HSET', st.K[8], raw[i], int(num(exp) + gap) .. ',' .. inc)
+    local exp, inc = lease_of_text(raw[i + 1])
+    redis.call('HSET', st.K[8], raw[i], lease_text(exp + gap, inc))
   end
   if st.v[MINEXP] ~= 0 then st.v[MINEXP] = st.v[MINEXP] + gap end
 end
@@ -809,7 +834,7 @@ local function lapse(st)
   local raw = redis.call('HGETALL', st.K[8])
   local m = 0
   for i = 1, #raw, 2 do
-    local exp = num(string.match(raw[i + 1], '^(%d+)'))
+    local exp = lease_of_text(raw[i + 1])
     if exp <= st.now then
       if not end_host(st, raw[i], exp, nil) then return false end
       redis.call('HDEL', st.K[8], raw[i])
@@ -945,12 +970,12 @@ local function grant(st, wt, indexed)
   local S, v, K, now = st.S, st.v, st.K, st.now
   local id = math.max(v[NEXT_ID], 1)
   v[NEXT_ID], v[GRANTS] = id + 1, v[GRANTS] + 1
-  local c = {id = id, g = now, ticket = wt.ticket, cost = wt.cost, actual = -1, ab = 0, host = wt.host, inc = wt.inc,
-             who = wt.who, done = 0, tix = indexed}
-  local sid = int(id)
+  local sid, snow = int(id), int(now)
+  local c = {id = id, sid = sid, g = now, ticket = wt.ticket, cost = wt.cost, actual = -1, ab = 0, host = wt.host,
+             inc = wt.inc, who = wt.who, done = 0, tix = indexed}
   redis.call('HSET', K[2], sid, call_text(c))
-  redis.call('ZADD', K[3], now, sid)
-  redis.call('ZADD', oh(st, wt.host), now, sid)
+  if S.mhold > 0 then redis.call('ZADD', K[3], snow, sid) end
+  redis.call('ZADD', oh(st, wt.host), snow, sid)
   if indexed then redis.call('HSET', K[7], tkey(wt.host, wt.inc, wt.ticket), 'c' .. sid) end
   v[ON] = v[ON] + 1
   v[OUH], v[OUL] = add2(v[OUH], v[OUL], wt.cost)
@@ -1047,6 +1072,7 @@ end
 --   r   nl becomes the ledger; lo empties
 --   lo  lmode 'g' kept: the calls waiting in lo go back to the ledger
 --   p   put back the history groups a window of the new spec counts
+--   mo  make the open set o (max_hold set: it needs the calls' order)
 --   b   walk the ledger: every window's start and sum; with lmode 'g', the
 --       calls in progress behind every window go to lo
 -- A meter of layout 1 (library rlfs1, no layout field) is migrated the same
@@ -1079,26 +1105,46 @@ local function rekey(st)
   end
 end
 
--- add_open puts REBUILD calls in progress into nl, at their grant.
+-- scan_calls calls each(id, call) for the calls of REBUILD records of c
+-- (HSCAN from the cursor rbc: a call may come twice) and returns the next
+-- cursor ('0': done).
+local function scan_calls(st, each)
+  local r = redis.call('HSCAN', st.K[2], st.f.rbc, 'COUNT', REBUILD)
+  for i = 1, #r[2], 2 do each(r[2][i], call_of(r[2][i], r[2][i + 1])) end
+  st.work = st.work + #r[2] / 2
+  return r[1]
+end
+
+-- add_open puts calls in progress into nl, at their grant.
 local function add_open(st)
-  local K = st.K
-  local c0 = num(st.f.rbc)
-  local e = redis.call('ZRANGE', K[3], c0, c0 + REBUILD - 1, 'WITHSCORES')
-  local ids, args = {}, {}
-  for j = 1, #e, 2 do ids[#ids + 1] = e[j] end
-  if #ids > 0 then
-    local recs = redis.call('HMGET', K[2], unpack(ids))
-    for j, id in ipairs(ids) do
-      if recs[j] then
-        local c = call_of(id, recs[j])
-        args[#args + 1] = c.g
-        args[#args + 1] = call_entry(id, units(c), c.g, 0)
-      end
+  local args = {}
+  local next = scan_calls(st, function(id, c)
+    if c.done == 0 then
+      args[#args + 1] = c.g
+      args[#args + 1] = call_entry(id, units(c), c.g, 0)
     end
-    if #args > 0 then redis.call('ZADD', K[14], unpack(args)) end
+  end)
+  if #args > 0 then redis.call('ZADD', st.K[14], unpack(args)) end
+  if next == '0' then set_phase(st, 'r', 0) else set_phase(st, 'o', next) end
+end
+
+-- make_open fills the open set, which max_hold needs (a limits write set
+-- it): the calls in progress, by grant.
+local function make_open(st)
+  local args = {}
+  local next = scan_calls(st, function(id, c)
+    if c.done == 0 then
+      args[#args + 1] = c.g
+      args[#args + 1] = id
+    end
+  end)
+  if #args > 0 then redis.call('ZADD', st.K[3], unpack(args)) end
+  if next == '0' then
+    redis.call('HDEL', st.K[1], 'rbmo')
+    set_phase(st, 'b', 0)
+  else
+    set_phase(st, 'mo', next)
   end
-  st.work = st.work + #ids
-  if #ids < REBUILD then set_phase(st, 'r', 0) else set_phase(st, 'o', c0 + REBUILD) end
 end
 
 local function swap_ledger(st)
@@ -1143,7 +1189,7 @@ local function put_back(st)
     end
   end
   for _, w in ipairs(S.windows) do v[w.p], v[w.h], v[w.l] = 0, 0, 0 end
-  set_phase(st, 'b', 0)
+  if st.f.rbmo then set_phase(st, 'mo', '0') else set_phase(st, 'b', 0) end
 end
 
 -- next_event is the next instant something leaves a window or a hold ends
@@ -1199,7 +1245,7 @@ end
 -- completed), its waiters and leases take the forms above.
 
 local function migrate_call(st, id, s)
-  if string.match(s, CALL) then return end -- converted already (HSCAN may return it twice)
+  if string.byte(s, 1) == 1 then return end -- converted already (HSCAN may return it twice)
   local p = split(s, ',')
   local S, K, v = st.S, st.K, st.v
   local g, d, ended, held = num(p[1]), num(p[2]), p[3] == '1', num(p[12])
@@ -1221,7 +1267,7 @@ local function migrate_call(st, id, s)
   else
     v[ON] = v[ON] + 1
     v[OUH], v[OUL] = add2(v[OUH], v[OUL], u)
-    redis.call('ZADD', K[3], g, id)
+    if S.mhold > 0 then redis.call('ZADD', K[3], g, id) end
     if S.lmode == 'g' then redis.call('ZADD', K[4], g, call_entry(id, u, g, 0)) end
   end
   redis.call('HSET', K[2], id, call_text(c))
@@ -1255,7 +1301,7 @@ local function migrate_hosts(st)
   local raw = redis.call('HGETALL', st.K[8])
   for i = 1, #raw, 2 do
     local exp, inc = string.match(raw[i + 1], '^(%d+),([^,]*)')
-    redis.call('HSET', st.K[8], raw[i], exp .. ',' .. inc)
+    redis.call('HSET', st.K[8], raw[i], lease_text(tonumber(exp), inc))
   end
   earliest(st)
   for _, w in ipairs(st.S.windows) do st.v[w.p], st.v[w.h], st.v[w.l] = 0, 0, 0 end
@@ -1282,7 +1328,7 @@ end
 
 -- rebuild runs steps until the rebuild is done (true) or the step's budget
 -- is spent (false: the function replies MORE).
-local PHASES = {a = rekey, o = add_open, r = swap_ledger, lo = unpark, p = put_back, b = measure}
+local PHASES = {a = rekey, o = add_open, r = swap_ledger, lo = unpark, p = put_back, mo = make_open, b = measure}
 
 local function rebuild(st)
   while st.f.rb do
@@ -1298,8 +1344,8 @@ end
 -- ageing, expiry and lapses. false: its budget is spent (reply MORE).
 local function upkeep(st)
   if st.v[FLAGS] ~= 0 then
-    local r = redis.call('HMGET', st.K[1], 'rb', 'rbc', 'rbnow')
-    st.f = {rb = r[1] or nil, rbc = r[2] or '0', rbnow = r[3] or '0'}
+    local r = redis.call('HMGET', st.K[1], 'rb', 'rbc', 'rbnow', 'rbmo')
+    st.f = {rb = r[1] or nil, rbc = r[2] or '0', rbnow = r[3] or '0', rbmo = r[4] or nil}
     if not rebuild(st) then return false end
   end
   resume(st)
@@ -1366,7 +1412,7 @@ local function asked_before(st, host, inc, ticket, since, lexp)
   local recs = redis.call('HMGET', st.K[2], unpack(ids))
   for j, r in ipairs(recs) do
     if r then
-      local c = call_of(tonumber(ids[j]), r)
+      local c = call_of(ids[j], r)
       if c.inc == inc and c.ticket == ticket then return {1, c.id, c.g, st.now, '', 0, lexp} end
     end
   end
@@ -1451,8 +1497,8 @@ local function revoke(st, A)
   local c = get_call(st, A[3])
   if c and c.done == 0 then
     local u = units(c)
-    redis.call('HDEL', K[2], c.id)
-    redis.call('ZREM', oh(st, c.host), c.id)
+    redis.call('HDEL', K[2], c.sid)
+    redis.call('ZREM', oh(st, c.host), c.sid)
     if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
     close_open(st, c)
     if S.lmode == 'g' then ledger_del(st, c.g, call_entry(c.id, u, c.g, 0), {n = 1, u = u, d = 0}) end
@@ -1487,7 +1533,7 @@ local function settle(st, A)
   end
   c.actual = nu
   if S.ubucket then v[UTAT], c.ab = charge(S.ubucket, v[UTAT], c.g, st.now, c.ab, nu - old) end
-  redis.call('HSET', st.K[2], c.id, call_text(c))
+  redis.call('HSET', st.K[2], c.sid, call_text(c))
   return step_reply(st)
 end
 
@@ -1604,6 +1650,11 @@ local function setspec(K, A)
   local first = 'p'
   if old.lmode ~= nu.lmode then first = 'a' elseif nu.lmode == 'g' then first = 'lo' end
   redis.call('UNLINK', K[14])
+  if nu.mhold == 0 then
+    redis.call('UNLINK', K[3]) -- only max_hold needs the calls in progress in order
+  elseif old.mhold == 0 then
+    redis.call('HSET', K[1], 'rbmo', 1)
+  end
   redis.call('HSET', K[1], 'rb', first, 'rbc', 0, 'rbnow', int(st.now))
   redis.call('SET', K[15], blob_of(v, #nu.windows))
   redis.call('PUBLISH', A[1] .. ':ev', 's,' .. A[3])
@@ -1739,7 +1790,7 @@ local function reassert(st, A)
       if d == 0 then
         local sid = int(id)
         redis.call('HSET', K[2], sid, call_text(c))
-        redis.call('ZADD', K[3], c.g, sid)
+        if S.mhold > 0 then redis.call('ZADD', K[3], c.g, sid) end
         redis.call('ZADD', oh(st, host), c.g, sid)
         redis.call('HSET', K[7], tkey(host, inc, c.ticket), 'c' .. sid)
         v[ON] = v[ON] + 1
