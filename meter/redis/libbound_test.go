@@ -50,8 +50,8 @@ func TestLibraryAgeing(t *testing.T) {
 		{1000 * time.Millisecond, 1499, 1, 0, 1000500 * time.Microsecond},
 		{1100 * time.Millisecond, 1299, 201, 0, 1100500 * time.Microsecond},
 		{1100 * time.Millisecond, 1299, 201, 0, 1100500 * time.Microsecond}, // nothing due: nothing read
-		{1399 * time.Millisecond, 701, 799, 1, 1399500 * time.Microsecond},  // 598 at once: two steps
-		{3 * time.Second, 0, 1500, 1, 0},                                    // 701 at once: two steps
+		{1399 * time.Millisecond, 701, 799, 2, 1399500 * time.Microsecond},  // 598 at once: three steps of 256
+		{3 * time.Second, 0, 1500, 2, 0},                                    // 701 at once: three steps
 	} {
 		l.now = start + tc.at.Microseconds()
 		ok, _ := l.peek("m", 1)
@@ -123,7 +123,7 @@ func TestLibraryExpiry(t *testing.T) {
 	require.Equal(t, int64(2), lg.history, "both calls in the history: they count in no window")
 }
 
-// A host whose lease lapsed has its calls ended at the lapse, 256 a step:
+// A host whose lease lapsed has its calls ended at the lapse, 128 a step:
 // until the last step the rest are in progress still (the safe side), and
 // nothing is decided.
 func TestLibraryLapseInChunks(t *testing.T) {
@@ -139,19 +139,19 @@ func TestLibraryLapseInChunks(t *testing.T) {
 	l.now = start + 2*lease
 	m, err := l.send("rlfs2_acquire", "m", "a", "i", strconv.FormatInt(libLease, 10), "1001", "1", "nf", "7,1000,1000", "0")
 	require.NoError(t, err)
-	require.True(t, isMore(m), "the first step after b's lapse ends 256 of its 600 calls and replies MORE")
+	require.True(t, isMore(m), "the first step after b's lapse ends 128 of its 600 calls and replies MORE")
 	on, _ := l.hot("m")
-	require.EqualValues(t, 600-256+1, on, "calls in progress between the steps: b's other calls, a's")
+	require.EqualValues(t, 600-128+1, on, "calls in progress between the steps: b's other calls, a's")
 	r := l.acquireAs("m", "a", libLease, 1001, 1, true)
 	require.EqualValues(t, admGranted, r.kind, "a's acquire once b's calls ended")
-	require.Equal(t, 1, l.mores, "MORE replies after the first: one more step (512 ended), then the last")
+	require.Equal(t, 3, l.mores, "MORE replies after the first: 256, 384, 512 ended, then the last step")
 	v := l.view("m")
 	require.Equal(t, int64(2), v.holders, "holders: a's two calls")
 	require.Equal(t, []int64{602}, v.usage, "b's 600 calls count from the lapse, a's 2 in progress")
 	require.Equal(t, []string{"a"}, v.hosts, "hosts with a lease")
 }
 
-// A limits write rebuilds the ledger in steps of 512 entries: the meter
+// A limits write rebuilds the ledger in steps of 256 entries: the meter
 // decides nothing until it is done (every step replies MORE and helps),
 // then counts what it counted, under the new spec.
 func TestLibraryRebuildInChunks(t *testing.T) {

@@ -49,9 +49,10 @@
 -- store sends it again.
 
 local LAYOUT = '2'
-local STEP = 512      -- ledger or open-set entries one function ages, expires or retires
-local LAPSE = 256     -- calls (and waiters) of a lapsed host one function ends
-local REBUILD = 512   -- entries one rebuild or migration step reads
+local STEP = 256      -- ledger or open-set entries one function ages or expires
+local RETIRE = 512    -- ledger entries one release retires (meter.Ledger does the same)
+local LAPSE = 128     -- calls (and waiters) of a lapsed host one function ends
+local REBUILD = 256   -- entries one rebuild or migration step reads
 local MAXWALK = 256   -- entries the k-th end walks (meter.MaxWalk)
 local DISPATCH = 256  -- grants one dispatch makes
 local LIST = 256      -- records one list step returns
@@ -166,6 +167,10 @@ local function entry_of(m)
 end
 
 local function call_entry(id, u, g, d) return string.format('%d:%d:%d:%d', id, u, g, d) end
+
+-- CALLONE stands for a call entry where only its weight in a call window
+-- (1) is needed.
+local CALLONE = {n = 1, u = 1, d = 1}
 
 -- group_text is a group "n:first:granted:done:units" (the tail of a past
 -- member and of a ledger group).
@@ -695,7 +700,9 @@ local function age(st)
           break
         end
         st.work = st.work + 1
-        local en = entry_of(e[j])
+        -- a call entry weighs 1 in a call window: parsed only when needed
+        local en = CALLONE
+        if w.units or S.lmode == 'g' or string.byte(e[j], 1) == 103 then en = entry_of(e[j]) end
         v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight(w, en))
         if w == S.longest and S.lmode == 'g' and en.d == 0 and not en.group then
           redis.call('ZREM', K[4], e[j])
@@ -851,7 +858,7 @@ end
 --
 -- At a release, the ledger's entries that count against no window (count
 -- time at or before now - longest: the longest window's start) move into
--- the history, one group each (at most STEP a step: the rest at the next
+-- the history, one group each (at most RETIRE a step: the rest at the next
 -- release); groups older than the horizon are dropped, and past MAXPAST
 -- groups the history is compacted. The history is ordered by completion.
 
@@ -913,7 +920,7 @@ local function retire(st)
   local S, v, K, now = st.S, st.v, st.K, st.now
   local n
   if S.longest then n = v[S.longest.p] else n = redis.call('ZCARD', K[4]) end
-  n = math.min(n, STEP)
+  n = math.min(n, RETIRE)
   if n > 0 then
     local e = redis.call('ZRANGE', K[4], 0, n - 1)
     local args = {}
@@ -1785,7 +1792,7 @@ local function reassert(st, A)
         v[NEXT_ID] = id + 1
       end
       local c = {id = id, g = num(p[2]), ticket = p[6], cost = num(p[4]), actual = num(p[5]), ab = 0, host = host,
-                 inc = inc, who = p[7] .. ',' .. p[8] .. ',' .. p[9], done = 0}
+                 inc = inc, who = p[7] .. ',' .. p[8] .. ',' .. p[9], done = 0, tix = true}
       local d, u = num(p[3]), units(c)
       if d == 0 then
         local sid = int(id)
