@@ -36,7 +36,7 @@
 --           not settled; held 0: in progress, else the instant max_hold
 --           ended it (it counts as completed then; the record stays until
 --           its host releases it); tix 1: t maps its ticket to it
---   lease:  byte 1, then struct '<d': its expiry, then the incarnation
+--   lease:  expiry,incarnation
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
 --   ledger: "id:units:granted:done" (done 0: in progress, count=grant) or
 --           "gSEQ:n:first:granted:done:units" (a history group put back)
@@ -132,13 +132,12 @@ local function call_text(c)
   return ONE .. struct.pack(CALL, c.g, c.cost, c.actual, c.ab, c.done, c.tix and 1 or 0, c.ticket, c.host, c.inc, c.who)
 end
 
-local LEASE = '<d'
-
-local function lease_text(exp, inc) return ONE .. struct.pack(LEASE, exp) .. inc end
+local function lease_text(exp, inc) return string.format('%d,%s', exp, inc) end
 
 -- lease_of_text is a lease entry's expiry and incarnation.
 local function lease_of_text(s)
-  return struct.unpack(LEASE, s, 2), string.sub(s, 10)
+  local i = string.find(s, ',', 1, true)
+  return tonumber(string.sub(s, 1, i - 1)), string.sub(s, i + 1)
 end
 
 -- units of a call: its settled cost if settled, else its estimate.
