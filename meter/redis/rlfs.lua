@@ -499,7 +499,7 @@ local function end_call(st, c, t, direct)
   local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
   if direct and not st.S.longest then
     st.v[PSEQ] = st.v[PSEQ] + 1
-    redis.call('ZADD', K[9], t, string.format('%012d:1:%d:%d:%d:%d', st.v[PSEQ], t, c.g, t, u))
+    redis.call('ZADD', K[9], int(t), string.format('%012d:1:%d:%d:%d:%d', st.v[PSEQ], t, c.g, t, u))
     v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], t)
   elseif st.S.lmode == 'c' then
     ledger_add(st, t, call_entry(c.id, u, c.g, t), e)
@@ -1060,7 +1060,7 @@ end
 
 -- step_reply dispatches if anyone waits and replies {wake, now, head host, ops}.
 local function step_reply(st)
-  if st.v[QN] == 0 then return {0, st.now, '', 0} end
+  if st.v[QN] == 0 then return {0, st.now, '', ops(st)} end
   local at = dispatch(st)
   local hd = head(st)
   return {at, st.now, hd and hd.host or '', ops(st)}
@@ -1428,11 +1428,10 @@ end
 -- rlfs2_acquire: ARGV 3 host, 4 inc, 5 lease (µs), 6 ticket, 7 cost, 8 how
 -- (letters: n nonblocking, f first: this ticket was never asked for), 9
 -- who ("pid,uid,gid"), 10 asked (µs: the ticket was first asked for after
--- it). The
--- fast path (nobody waits, nothing due): the hot state, the host's lease
--- entry and the clock are read, the rule is checked on counters, and the
--- grant is written (its record, the open sets, the hot state). Replies an
--- admission.
+-- it). The fast path (nobody waits, nothing due): the hot state, the
+-- host's lease entry and the clock are read, the rule is checked on
+-- counters, and the grant is written (its record, the host's set, the
+-- open set with max_hold, the hot state). Replies an admission.
 local function acquire(st, A)
   local S, v, K = st.S, st.v, st.K
   local host, inc, ticket, cost, how = A[3], A[4], A[6], num(A[7]), A[8]
