@@ -105,15 +105,6 @@ func (s *Store) fcallOpt(ctx context.Context, fn, name string, opt callOpt, out 
 	}
 }
 
-// isMore reports a MORE status: a bounded step did part of the work it
-// had to do before deciding, changed nothing else, and must be sent again.
-func isMore(m rueidis.RedisMessage) bool {
-	if !m.IsString() {
-		return false
-	}
-	s, err := m.ToString()
-	return err == nil && s == "MORE"
-}
 
 // do sends a plain command and classifies its failure like fcall's; a nil
 // reply is not a failure (the caller looks at the result).

@@ -25,6 +25,16 @@ type reply interface {
 
 var errShape = errors.New("reply of an unexpected shape")
 
+// isMore reports a MORE status: a bounded step did part of the work it
+// had to do before deciding, changed nothing else, and must be sent again.
+func isMore(m rueidis.RedisMessage) bool {
+	if !m.IsString() {
+		return false
+	}
+	s, err := m.ToString()
+	return err == nil && s == "MORE"
+}
+
 // fields reads an array reply of at least n items.
 type fields struct {
 	a   []rueidis.RedisMessage
