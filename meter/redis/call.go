@@ -105,7 +105,6 @@ func (s *Store) fcallOpt(ctx context.Context, fn, name string, opt callOpt, out 
 	}
 }
 
-
 // do sends a plain command and classifies its failure like fcall's; a nil
 // reply is not a failure (the caller looks at the result).
 func (s *Store) do(ctx context.Context, op string, cmd rueidis.Completed) (rueidis.RedisResult, error) {
