@@ -1352,6 +1352,7 @@ local function upkeep(st)
   if st.v[FLAGS] ~= 0 then
     local r = redis.call('HMGET', st.K[1], 'rb', 'rbc', 'rbnow', 'rbmo')
     st.f = {rb = r[1] or nil, rbc = r[2] or '0', rbnow = r[3] or '0', rbmo = r[4] or nil}
+    if not st.f.rb then st.v[FLAGS] = 0 end -- nothing under way after all
     if not rebuild(st) then return false end
   end
   resume(st)
