@@ -14,7 +14,8 @@ import (
 // aclRule is the ACL user docs/fleet.md tells operators to make for rlfs:
 // only the commands it sends, only its keys and channels.
 const aclRule = "on >s3cret ~{rlfs* &rlfs:* -@all +fcall +fcall_ro +function|load " +
-	"+hget +hgetall +hset +hdel +hincrby +zadd +zrem +zrange +zcard +exists +del +time " +
+	"+hget +hgetall +hset +hdel +hmget +hkeys +hscan +zadd +zrem +zrange +zcard +zrank +zcount " +
+	"+zremrangebyrank +zremrangebyscore +exists +del +unlink +rename +time " +
 	"+smembers +sadd +srem +get +set +publish +subscribe +ping +hello +client|setname +cluster|slots +cluster|shards +info"
 
 // The ACL user of docs/fleet.md is enough for everything rlfs does, and
@@ -25,7 +26,7 @@ func TestACLUserIsEnough(t *testing.T) {
 	require.Equal(t, "+OK", redistest.Command(srv.Addr(), args...))
 	s, err := Open(Options{URL: "redis://rlfs@" + srv.Addr(), Password: "s3cret", Host: "a"})
 	require.NoError(t, err, "Open as the ACL user")
-	reg, err := meter.Open(s, meter.Options{})
+	reg, err := engineOpen(s, meter.Options{})
 	require.NoError(t, err)
 	defer s.Close()
 	defer reg.Close()

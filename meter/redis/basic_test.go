@@ -17,7 +17,7 @@ func openReg(t *testing.T, url, host string, opt Options) *meter.Registry {
 	opt.URL, opt.Host = url, host
 	s, err := Open(opt)
 	require.NoError(t, err, "Open(%s)", host)
-	reg, err := meter.Open(s, meter.Options{Clock: opt.clock})
+	reg, err := engineOpen(s, meter.Options{Clock: opt.clock})
 	require.NoError(t, err, "meter.Open(%s)", host)
 	t.Cleanup(func() { reg.Close(); s.Close() })
 	return reg

@@ -28,7 +28,7 @@ func openConformance() metertest.OpenRegistry {
 		mu.Unlock()
 		s, err := Open(Options{URL: srv.URL(), Host: host, Lease: 1000 * time.Hour, clock: clk})
 		require.NoError(t, err, "Open(%s)", host)
-		reg, err := meter.Open(s, meter.Options{Clock: clk})
+		reg, err := engineOpen(s, meter.Options{Clock: clk})
 		require.NoError(t, err, "meter.Open(%s)", host)
 		return reg, func() { reg.Close(); require.NoError(t, s.Close()) }
 	}

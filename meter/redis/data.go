@@ -10,6 +10,9 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
+// Data files do not take a context (meter.DataStore): their calls run
+// within the store's own (s.base), each bounded by the call timeout.
+
 // Data files live in the meter's d hash (name -> content) and dm hash
 // (name -> "size,mtime"); the library's functions change them atomically,
 // within the meter's bounds. Every host reads them from the store, so a
@@ -18,12 +21,14 @@ import (
 
 // ListData lists a meter's data files, sorted by name.
 func (s *Store) ListData(name string) ([]meter.DataFile, error) {
-	ctx, cancel := s.ctx()
-	defer cancel()
 	k := keysOf(s.opt.Prefix, name)
-	raw, err := s.c.Do(ctx, s.c.B().Hgetall().Key(k[7]).Build()).AsStrMap()
+	res, err := s.do(s.base, "list the data files of "+name, s.c.B().Hgetall().Key(k[10]).Build())
 	if err != nil {
-		return nil, s.classify("list the data files of "+name, err)
+		return nil, err
+	}
+	raw, err := res.AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("redis: list the data files of %q: %w", name, err)
 	}
 	out := make([]meter.DataFile, 0, len(raw))
 	for n, meta := range raw {
@@ -43,15 +48,14 @@ func parseDataMeta(meta string) (int64, time.Time) {
 
 // StatData returns a data file's size and time; meter.ErrNotExist if none.
 func (s *Store) StatData(meterName, name string) (meter.DataFile, error) {
-	ctx, cancel := s.ctx()
-	defer cancel()
 	k := keysOf(s.opt.Prefix, meterName)
-	meta, err := s.c.Do(ctx, s.c.B().Hget().Key(k[7]).Field(name).Build()).ToString()
-	if isNil(err) {
-		return meter.DataFile{Name: name}, meter.ErrNotExist
-	}
+	res, err := s.do(s.base, "stat "+name+" of "+meterName, s.c.B().Hget().Key(k[10]).Field(name).Build())
 	if err != nil {
-		return meter.DataFile{Name: name}, s.classify("stat "+name+" of "+meterName, err)
+		return meter.DataFile{Name: name}, err
+	}
+	meta, err := res.ToString()
+	if err != nil {
+		return meter.DataFile{Name: name}, meter.ErrNotExist
 	}
 	size, mtime := parseDataMeta(meta)
 	return meter.DataFile{Name: name, Size: size, MTime: mtime}, nil
@@ -59,32 +63,27 @@ func (s *Store) StatData(meterName, name string) (meter.DataFile, error) {
 
 // ReadData returns a data file's content; meter.ErrNotExist if none.
 func (s *Store) ReadData(meterName, name string) ([]byte, meter.DataFile, error) {
-	res, _, err := s.fcall("rlfs1_data_read", meterName, name)
-	if err != nil {
+	var rep dataReply
+	if _, err := s.fcall(s.base, "rlfs2_data_read", meterName, &rep, name); err != nil {
 		return nil, meter.DataFile{}, err
 	}
-	if len(res) < 2 {
+	if !rep.ok {
 		return nil, meter.DataFile{}, meter.ErrNotExist
 	}
-	content, err := res[0].ToString()
-	if err != nil {
-		return nil, meter.DataFile{}, fmt.Errorf("redis: read %q of %q: %w", name, meterName, err)
-	}
-	meta, _ := res[1].ToString()
-	size, mtime := parseDataMeta(meta)
-	return []byte(content), meter.DataFile{Name: name, Size: size, MTime: mtime}, nil
+	size, mtime := parseDataMeta(rep.meta)
+	return []byte(rep.content), meter.DataFile{Name: name, Size: size, MTime: mtime}, nil
 }
 
 // WriteData replaces a data file whole, within the meter's bounds.
 func (s *Store) WriteData(meterName, name string, content []byte, mtime time.Time) error {
-	_, _, err := s.dataCall("rlfs1_data_write", meterName, name, string(content), strconv.FormatInt(mtime.UnixMicro(), 10),
+	_, _, err := s.dataCall("rlfs2_data_write", meterName, name, string(content), strconv.FormatInt(mtime.UnixMicro(), 10),
 		strconv.Itoa(meter.MaxDataFiles), strconv.Itoa(meter.MaxDataTotal))
 	return err
 }
 
 // RenameData renames a data file, replacing the target.
 func (s *Store) RenameData(meterName, from, to string, mtime time.Time) error {
-	n, _, err := s.dataCall("rlfs1_data_rename", meterName, from, to, strconv.FormatInt(mtime.UnixMicro(), 10))
+	n, _, err := s.dataCall("rlfs2_data_rename", meterName, from, to, strconv.FormatInt(mtime.UnixMicro(), 10))
 	if err == nil && n == 0 {
 		return meter.ErrNotExist
 	}
@@ -93,7 +92,7 @@ func (s *Store) RenameData(meterName, from, to string, mtime time.Time) error {
 
 // DeleteData removes a data file.
 func (s *Store) DeleteData(meterName, name string) error {
-	n, _, err := s.dataCall("rlfs1_data_delete", meterName, name)
+	n, _, err := s.dataCall("rlfs2_data_delete", meterName, name)
 	if err == nil && n == 0 {
 		return meter.ErrNotExist
 	}
@@ -102,5 +101,9 @@ func (s *Store) DeleteData(meterName, name string) error {
 
 // dataCall runs a data function that replies with one integer.
 func (s *Store) dataCall(fn, meterName string, args ...string) (int64, bool, error) {
-	return s.fcallScalar(fn, meterName, args...)
+	var n intReply
+	if _, err := s.fcall(s.base, fn, meterName, &n, args...); err != nil {
+		return 0, false, err
+	}
+	return int64(n), true, nil
 }

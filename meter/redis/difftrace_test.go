@@ -100,7 +100,7 @@ func openTrace(t *testing.T, srv *redistest.Server, name, prefix string, spec me
 	require.NoError(t, err, "meter.Open on MemStore")
 	tr.rd, err = Open(Options{URL: srv.URL(), Host: "a", Lease: 1000 * time.Hour, Prefix: prefix, History: history, clock: tr.rdClk})
 	require.NoError(t, err, "Open")
-	tr.rdReg, err = meter.Open(tr.rd, meter.Options{Clock: tr.rdClk, History: history})
+	tr.rdReg, err = engineOpen(tr.rd, meter.Options{Clock: tr.rdClk, History: history})
 	require.NoError(t, err, "meter.Open on the Redis store")
 	tr.goM, err = tr.goReg.Create("m", spec, meter.DefaultAttr())
 	require.NoError(t, err, "Create on MemStore")
@@ -181,7 +181,7 @@ type picture struct {
 }
 
 func (tr *trace) goPicture() picture {
-	p := picture{Wake: wakeOf(tr.goClk)}
+	p := picture{Wake: clockWake(tr.goClk)}
 	for _, w := range tr.waiters {
 		if !isDone(w.goT.Done()) {
 			p.Waiters = append(p.Waiters, w.name+" waiting")
@@ -198,7 +198,7 @@ func (tr *trace) goPicture() picture {
 // host knows (its waiters' outcomes and its wake timer), which the store's
 // messages change.
 func (tr *trace) rdPicture(status bool) picture {
-	p := picture{Wake: wakeOf(tr.rdClk)}
+	p := picture{Wake: clockWake(tr.rdClk)}
 	for _, w := range tr.waiters {
 		if !isDone(w.done) {
 			p.Waiters = append(p.Waiters, w.name+" waiting")
@@ -237,7 +237,7 @@ func (tr *trace) status(p *picture, s meter.Snapshot) {
 // no timer then.
 const wakeHorizon = 100 * time.Hour
 
-func wakeOf(clk *metertest.Clock) string {
+func clockWake(clk *metertest.Clock) string {
 	next, ok := clk.NextTimer()
 	if !ok || next.Sub(clk.Now()) > wakeHorizon {
 		return "none"

@@ -12,22 +12,32 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-// Subscribe starts delivering the store's events to h: this host's grants
+// Events: the store tells this host about grants, refusals and wake
+// instants on its channel, and every host about meters created, changed
+// and removed on the event channel (Redis pub/sub). Messages go through a
+// mailbox, in order, to the engine's meter.Events.
+
+// Subscribe starts delivering the store's events to ev: this host's grants
 // and wake instants (its channel), and the meters created, changed and
-// removed on any host. It also starts renewing this host's leases.
-func (s *Store) v1Subscribe(h meter.Events) {
+// removed on any host. It also starts the renewal loop.
+func (s *Store) Subscribe(ev meter.Events) {
 	s.mu.Lock()
-	s.events = h
+	s.events = ev
+	start := !s.renewOn && !s.closed
+	s.renewOn = true
 	s.mu.Unlock()
+	if !start {
+		return
+	}
 	mb := newMailbox()
 	s.wg.Add(3)
 	go s.subscribe(mb)
-	go s.deliver(mb)
+	go s.deliverMail(mb)
 	go s.renewLoop()
 }
 
-// mailbox hands messages from the connection's goroutine to deliver, in
-// order, without ever blocking the connection or dropping one.
+// mailbox hands messages from the connection's goroutine to deliverMail,
+// in order, without ever blocking the connection or dropping one.
 type mailbox struct {
 	mu   sync.Mutex
 	msgs []func()
@@ -54,7 +64,7 @@ func (m *mailbox) take() []func() {
 	return out
 }
 
-func (s *Store) deliver(mb *mailbox) {
+func (s *Store) deliverMail(mb *mailbox) {
 	defer s.wg.Done()
 	for {
 		select {
@@ -73,8 +83,8 @@ func (s *Store) deliver(mb *mailbox) {
 // is followed by a reconciliation: what was missed meanwhile is asked for.
 func (s *Store) subscribe(mb *mailbox) {
 	defer s.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-s.stop; cancel() }()
+	ctx, cancel := context.WithCancel(s.base)
+	defer cancel()
 	hostCh, evCh := hostChannel(s.opt.Prefix, s.opt.Host), eventChannel(s.opt.Prefix)
 	ctx = rueidis.WithOnSubscriptionHook(ctx, func(sub rueidis.PubSubSubscription) {
 		if sub.Kind == "subscribe" && sub.Channel == hostCh {
@@ -100,53 +110,88 @@ func (s *Store) subscribe(mb *mailbox) {
 	}
 }
 
-// onHostMessage handles "g,TICKET,ID,GRANTED,NOW,METER" (a grant),
-// "r,TICKET,0,0,NOW,METER" (a waiter refused: a limits write left no units
-// item that can ever admit its cost) and "n,AT,NOW,HEADHOST,OPS,METER"
-// (when to try the head of the queue).
+// hostMessage is a message on this host's channel:
+//
+//	g,TICKET,ID,GRANTED,NOW,LEASE,METER  a grant of a queued ticket, with
+//	                                     this host's lease expiry
+//	r,TICKET,0,0,NOW,METER               a waiter refused: a limits write left
+//	                                     no units item that can admit its cost
+//	n,AT,NOW,HEADHOST,OPS,METER          when to try the head of the queue
+type hostMessage struct {
+	kind                  string
+	ticket, id, ops       uint64
+	at, now, lease, grant int64
+	head, meter           string
+}
+
+// parseHostMessage decodes a message; ok is false for one it does not know.
+func parseHostMessage(text string) (hostMessage, bool) {
+	kind, _, _ := strings.Cut(text, ",")
+	n := 6
+	if kind == "g" {
+		n = 7
+	}
+	p := strings.SplitN(text, ",", n)
+	if len(p) != n {
+		return hostMessage{}, false
+	}
+	num := func(i int) int64 { v, _ := strconv.ParseInt(p[i], 10, 64); return v }
+	m := hostMessage{kind: kind, meter: p[n-1]}
+	switch kind {
+	case "g":
+		m.ticket, m.id, m.grant, m.now, m.lease = uint64(num(1)), uint64(num(2)), num(3), num(4), num(5)
+	case "r":
+		m.ticket, m.now = uint64(num(1)), num(4)
+	case "n":
+		m.at, m.now, m.head, m.ops = num(1), num(2), p[3], uint64(num(4))
+	default:
+		return hostMessage{}, false
+	}
+	return m, true
+}
+
 func (s *Store) onHostMessage(text string) {
-	p := strings.SplitN(text, ",", 6)
-	num := func(i int) int64 { n, _ := strconv.ParseInt(p[i], 10, 64); return n }
-	switch {
-	case p[0] == "g" && len(p) == 6:
-		ticket, _ := strconv.ParseUint(p[1], 10, 64)
-		s.granted(p[5], ticket, uint64(num(2)), num(3))
-	case p[0] == "r" && len(p) == 6:
-		ticket, _ := strconv.ParseUint(p[1], 10, 64)
-		s.queued(p[5], ticket, false, time.Time{})
-		s.tell(func(ev meter.Events) { ev.Refused(p[5], ticket, meter.ErrTooBig) })
-	case p[0] == "n" && len(p) == 6:
-		name := p[5]
-		s.mu.Lock()
-		ev, l := s.events, s.mine[name]
-		waiting := l != nil && len(l.waiters) > 0
-		s.mu.Unlock()
-		if ev != nil && waiting {
-			var wake time.Time
-			if num(1) != 0 {
-				wake = s.toLocal(num(1))
-			}
-			ev.Wake(name, wake, p[3] == s.opt.Host, uint64(num(4)))
+	m, ok := parseHostMessage(text)
+	if !ok {
+		return
+	}
+	switch m.kind {
+	case "g":
+		if m.lease != 0 {
+			s.host.leaseToldLocal(m.meter, s.host.toLocal(m.lease))
+		}
+		s.granted(m.meter, m.ticket, m.id, m.grant)
+	case "r":
+		s.host.unqueued(m.meter, m.ticket)
+		s.tell(func(ev meter.Events) { ev.Refused(m.meter, m.ticket, meter.ErrTooBig) })
+	case "n":
+		if !s.host.waiting(m.meter) {
+			return
+		}
+		var wake time.Time
+		if m.at != 0 {
+			wake = s.host.toLocal(m.at)
+		}
+		if ev := s.eventsOf(); ev != nil {
+			ev.Wake(m.meter, wake, m.head == s.opt.Host, m.ops)
 		}
 	}
 }
 
 // granted delivers a grant to the engine once, while this host's lease on
-// the meter holds; otherwise the call is revoked.
+// the meter holds (fencing); otherwise the call is revoked.
 func (s *Store) granted(name string, ticket, id uint64, grantedUs int64) {
-	c := meter.Call{ID: id, GrantedAt: s.toLocal(grantedUs), Holder: meter.Holder{Host: s.opt.Host}}
-	if !s.leaseHeld(s.leaseOf(name, ticket)) {
+	c := meter.Call{ID: id, GrantedAt: s.host.toLocal(grantedUs), Holder: meter.Holder{Host: s.opt.Host}}
+	if !s.host.leaseHolds(name) {
 		s.log.Warn("a grant came after this host's lease could have lapsed; revoking it", "meter", name, "call", id)
-		_ = s.v1Revoke(name, id)
+		s.host.unqueued(name, ticket)
+		_ = s.Revoke(s.base, name, id)
 		return
 	}
-	if !s.own(name, ticket, c, grantedUs, time.Time{}) {
+	if !s.host.own(name, ticket, c, grantedUs, 0) {
 		return // delivered already
 	}
-	s.mu.Lock()
-	ev := s.events
-	s.mu.Unlock()
-	if ev != nil {
+	if ev := s.eventsOf(); ev != nil {
 		ev.Granted(name, ticket, c)
 	}
 }
@@ -159,109 +204,32 @@ func (s *Store) onChange(text string) {
 		return
 	}
 	if kind == "d" {
-		s.forget(name)
+		s.host.forget(name)
 	}
-	s.mu.Lock()
-	ev := s.events
-	s.mu.Unlock()
-	if ev != nil {
+	if ev := s.eventsOf(); ev != nil {
 		ev.Changed(name)
 	}
 }
 
-// renewLoop renews this host's leases every Lease/3, checks that the store
-// kept its data, and tidies this host's bookkeeping.
-func (s *Store) renewLoop() {
-	defer s.wg.Done()
-	tick := time.NewTicker(s.opt.Lease / 3)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-tick.C:
-		}
-		s.mu.Lock()
-		down := !s.down.IsZero()
-		s.mu.Unlock()
-		if down {
-			continue // the recovery loop takes over
-		}
-		if s.checkEpoch() == epochPutBack {
-			s.tell(func(ev meter.Events) { ev.Reachable() })
-		}
-		s.reconcile(false)
-		s.tidy(s.storeNowEstimate())
-	}
-}
-
-// reconcile renews the lease of every meter where this host has calls or
-// waiters, picking up the grants whose messages it missed; after a new
-// subscription (full) it also reloads every meter's definition.
-func (s *Store) reconcile(full bool) {
+func (s *Store) eventsOf() meter.Events {
 	s.mu.Lock()
-	var names []string
-	for name := range s.mine {
-		names = append(names, name)
-	}
-	ev := s.events
-	s.mu.Unlock()
-	for _, name := range names {
-		s.renewMeter(name)
-	}
-	if full && ev != nil {
-		if all, err := s.meterNames(); err == nil {
-			seen := map[string]bool{}
-			for _, n := range all {
-				seen[n] = true
-				ev.Changed(n)
-			}
-			s.mu.Lock()
-			var gone []string
-			for n := range s.defs {
-				if !seen[n] {
-					gone = append(gone, n)
-				}
-			}
-			s.mu.Unlock()
-			for _, n := range gone {
-				ev.Changed(n)
-			}
-		}
-	}
+	defer s.mu.Unlock()
+	return s.events
 }
 
-// renewMeter renews this host's lease on one meter and delivers the
-// grants it holds there that it did not know of.
-func (s *Store) renewMeter(name string) {
-	res, sent, err := s.fcall("rlfs1_renew", name, s.opt.Host, s.inc, s.leaseArg())
-	if err != nil {
+// tell runs f with the engine's events in a goroutine of its own (none
+// once the store is closed): a caller may hold the engine's locks.
+func (s *Store) tell(f func(meter.Events)) {
+	s.mu.Lock()
+	ev := s.events
+	if ev == nil || s.closed {
+		s.mu.Unlock()
 		return
 	}
-	at := sent // the store's now is read at least at sent (exact with a test clock)
-	s.renewed(name, sent)
-	storeNow := intAt(res, 1)
-	s.synced(storeNow, at)
-	for i := 4; i+2 < len(res); i += 3 {
-		id, ticket, g := uint64(intAt(res, i)), uint64(intAt(res, i+1)), intAt(res, i+2)
-		s.mu.Lock()
-		l := s.mine[name]
-		known := l != nil && hasCall(l, id)
-		s.mu.Unlock()
-		if !known {
-			s.granted(name, ticket, id, g)
-		}
-	}
-	s.mu.Lock()
-	ev, l := s.events, s.mine[name]
-	waiting := l != nil && len(l.waiters) > 0
+	s.wg.Add(1)
 	s.mu.Unlock()
-	if ev != nil && waiting {
-		ev.Wake(name, s.wakeOf(intAt(res, 0), storeNow, at), strAt(res, 2) == s.opt.Host, uint64(intAt(res, 3)))
-	}
-}
-
-func hasCall(l *local, id uint64) bool {
-	_, ok := l.calls[id]
-	return ok
+	go func() {
+		defer s.wg.Done()
+		f(ev)
+	}()
 }

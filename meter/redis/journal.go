@@ -11,8 +11,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/rlfs/rlfs/meter"
 )
 
 // The local journal is this host's own record, in a file, of what it must
@@ -39,6 +37,7 @@ type jrec struct {
 	Ticket uint64 `json:"t,omitempty"`
 	G      int64  `json:"g,omitempty"` // granted, µs store time
 	D      int64  `json:"d,omitempty"` // done, µs store time
+	C      int64  `json:"c,omitempty"` // cost (0 in journals of earlier versions: 1)
 	PID    int    `json:"pid,omitempty"`
 	Rev    bool   `json:"rev,omitempty"`
 }
@@ -181,79 +180,4 @@ func (j *journal) close() {
 		os.Remove(j.path + ".lock")
 	}
 	j.lock.Close()
-}
-
-// replay rebuilds, from the journal's records, the meters this host knew,
-// its calls, its undelivered completions and the epoch it last saw.
-func (s *Store) replay(recs []jrec) (epoch string) {
-	for _, r := range recs {
-		switch r.K {
-		case "epoch":
-			epoch = r.E
-		case "def":
-			if spec, err := meter.ParseSpec(r.Spec); err == nil {
-				s.defs[r.M] = meter.Stored{Name: r.M, Spec: spec, Attr: meter.Attr{Mode: r.Mode, UID: r.UID, GID: r.GID}}
-			}
-		case "undef":
-			delete(s.defs, r.M)
-		case "call":
-			s.localOfMeter(r.M).calls[r.ID] = ownCall{ticket: r.Ticket, granted: r.G, done: r.D, holder: meter.Holder{PID: r.PID, Host: s.opt.Host}}
-		case "done":
-			if l := s.mine[r.M]; l != nil {
-				if c, ok := l.calls[r.ID]; ok {
-					c.done = r.D
-					l.calls[r.ID] = c
-				}
-			}
-		case "gone":
-			if l := s.mine[r.M]; l != nil {
-				delete(l.calls, r.ID)
-			}
-		case "out":
-			s.outbox = append(s.outbox, outOp{meter: r.M, id: r.ID, done: r.D, revoke: r.Rev})
-		case "sent":
-			s.outbox = nil
-		}
-	}
-	return epoch
-}
-
-// journalLocked appends r, compacting the journal when it grew large; the
-// caller holds s.mu. A failed write is logged once: the journal is then
-// behind (what it misses is what this host could not put back after a loss
-// of the store's data), and the grants go on.
-func (s *Store) journalLocked(r jrec) {
-	j := s.jl
-	if j == nil {
-		return
-	}
-	err := j.write(r)
-	if err == nil && j.size > journalCompactAt {
-		err = j.rewrite(s.snapshotLocked())
-	}
-	if err != nil && !j.bad {
-		s.log.Warn("the fleet journal cannot be written; this host could not put its calls back should the store lose its data", "journal", j.path, "err", err)
-	}
-	j.bad = err != nil
-}
-
-// snapshotLocked is what the journal must hold now.
-func (s *Store) snapshotLocked() []jrec {
-	recs := []jrec{{K: "epoch", E: s.epoch}}
-	for _, d := range s.defs {
-		recs = append(recs, defRec(d))
-	}
-	for name, l := range s.mine {
-		for id, c := range l.calls {
-			recs = append(recs, jrec{K: "call", M: name, ID: id, Ticket: c.ticket, G: c.granted, D: c.done, PID: c.holder.PID})
-		}
-	}
-	for _, o := range s.outbox {
-		recs = append(recs, jrec{K: "out", M: o.meter, ID: o.id, D: o.done, Rev: o.revoke})
-	}
-	return recs
-}
-
-func defRec(d meter.Stored) jrec {
-	return jrec{K: "def", M: d.Name, Spec: d.Spec.String(), Mode: d.Attr.Mode, UID: d.Attr.UID, GID: d.Attr.GID}
 }

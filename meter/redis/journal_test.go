@@ -17,7 +17,7 @@ func openJournaled(t *testing.T, url, host, path string) (*meter.Registry, *Stor
 	t.Helper()
 	s, err := Open(Options{URL: url, Host: host, Journal: path})
 	require.NoError(t, err, "Open(%s, journal %s)", host, path)
-	reg, err := meter.Open(s, meter.Options{})
+	reg, err := engineOpen(s, meter.Options{})
 	require.NoError(t, err)
 	return reg, s
 }

@@ -2,20 +2,29 @@ package redis
 
 import "strings"
 
-// keys are the Redis keys of one meter. They share one hash tag,
-// {PREFIX:NAME}, so that a meter's keys live in one slot of a Redis
-// Cluster and its functions can touch them all atomically.
-type keys [9]string
+// keys are the Redis keys of one meter, in the order the library's
+// functions take them (rlfs.lua's header): m, c, o, l, q, w, t, h, p, d, dm,
+// lo, lg, nl, s. They share one hash tag, {PREFIX:NAME}, so that a meter's
+// keys live in one slot of a Redis Cluster and its functions can touch
+// them all atomically; the library derives the per-host keys (oh:HOST,
+// wh:HOST) from the same tag.
+type keys [15]string
+
+// keyNames are the suffixes of a meter's keys after its tag.
+var keyNames = keys{"m", "c", "o", "l", "q", "w", "t", "h", "p", "d", "dm", "lo", "lg", "nl", "s"}
 
 // tagEscaper keeps a meter's name inside its hash tag: Redis ends the tag at
 // the first '}', and '%' escapes the escapes.
 var tagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
-// keysOf returns the keys of meter name under prefix, in the order the
-// library's functions take them: m, c, q, w, h, d, t, dm, p (see rlfs.lua).
+// keysOf returns the keys of meter name under prefix.
 func keysOf(prefix, name string) keys {
 	tag := "{" + tagEscaper.Replace(prefix) + ":" + tagEscaper.Replace(name) + "}:"
-	return keys{tag + "m", tag + "c", tag + "q", tag + "w", tag + "h", tag + "d", tag + "t", tag + "dm", tag + "p"}
+	var k keys
+	for i, n := range keyNames {
+		k[i] = tag + n
+	}
+	return k
 }
 
 // metersKey is the set of every meter's name; epochKey names the store's

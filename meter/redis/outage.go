@@ -3,11 +3,14 @@ package redis
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/rlfs/rlfs/meter"
 )
+
+// Outages: the first call the store does not answer marks it unreachable
+// and starts the recovery loop, which waits for it, puts back what it
+// lost, delivers the completions kept meanwhile, and tells the engine.
 
 // unavailable records that the store did not answer and returns
 // meter.ErrUnavailable. The first failure starts the recovery loop.
@@ -41,6 +44,14 @@ func (s *Store) Health() Health {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Health{Failures: s.failures, Outages: s.outages, Down: s.down}
+}
+
+// UnreachableSince says since when the store is unreachable (zero: it
+// answers); meter.Reachability.
+func (s *Store) UnreachableSince() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down
 }
 
 // recover waits for the store to answer again, puts back what it lost,
@@ -78,38 +89,23 @@ func (s *Store) recover() {
 }
 
 func (s *Store) ping() bool {
-	ctx, cancel := s.ctx()
+	cctx, cancel := s.callCtx(s.base)
 	defer cancel()
-	return s.c.Do(ctx, s.c.B().Ping().Build()).Error() == nil
+	return s.c.Do(cctx, s.c.B().Ping().Build()).Error() == nil
 }
 
 // flushOutbox delivers the completions and revocations kept while the
 // store was unreachable, in order, and returns how many.
 func (s *Store) flushOutbox() (int, error) {
-	s.mu.Lock()
-	out := s.outbox
-	s.outbox = nil
-	s.mu.Unlock()
+	out := s.host.takeOutbox()
 	for i, o := range out {
-		var err error
-		if o.revoke {
-			_, _, err = s.fcall("rlfs1_revoke", o.meter, s.opt.Host, s.inc, s.leaseArg(), u64(s.mapID(o.meter, o.id)))
-		} else {
-			_, _, err = s.fcall("rlfs1_release", o.meter, s.opt.Host, s.inc, s.leaseArg(), u64(s.mapID(o.meter, o.id)), strconv.FormatInt(o.done, 10))
-		}
-		if errors.Is(err, meter.ErrUnavailable) {
-			s.mu.Lock()
-			s.outbox = append(append([]outOp(nil), out[i:]...), s.outbox...)
-			s.mu.Unlock()
+		if err := s.deliver(s.base, o); errors.Is(err, meter.ErrUnavailable) {
+			s.host.keepOutbox(out[i:])
 			return i, err
 		}
 	}
 	if len(out) > 0 {
-		s.mu.Lock()
-		if len(s.outbox) == 0 {
-			s.journalLocked(jrec{K: "sent"})
-		}
-		s.mu.Unlock()
+		s.host.delivered()
 	}
 	return len(out), nil
 }

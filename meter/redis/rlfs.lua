@@ -1,43 +1,78 @@
-#!lua name=rlfs1
--- rlfs's fleet store: the admission rule, the FIFO queue, releases,
--- settlements and host leases of one meter, run atomically by Redis.
+#!lua name=rlfs2
+-- rlfs's fleet store, layout 2: the admission rule, the FIFO queue, the
+-- ends of calls, the history and the hosts' leases of one meter, run
+-- atomically by Redis. docs/engine.md is the model (the ledger); this file
+-- keeps it in Redis keys, and meter/redis's tests hold it to the Go rule.
 --
--- Every function takes the keys of one meter (they share one hash tag, so
--- the library works on Redis Cluster):
---   KEYS[1] m  hash: spec fields, owner, counters, time high-water mark, history,
---              quiet (nothing is granted before it: a meter put back after the
---              store lost its data waits for every live host to put back its calls),
---              and the run id of the server that served the meter last (run)
---   KEYS[2] c  hash: call id -> call record (in progress, or still counting)
---   KEYS[3] q  sorted set: the queue, score and member = arrival number (seq)
---   KEYS[4] w  hash: seq -> waiter record
---   KEYS[5] h  hash: host -> "lease expiry,incarnation,waiters"
---   KEYS[6] d  hash: data file name -> content (rmdir deletes it)
---   KEYS[7] t  hash: "host:inc:ticket" -> seq of a queued waiter
---   KEYS[8] dm hash: data file name -> "size,mtime" (µs)
---   KEYS[9] p  sorted set: the history, one group of retired calls per
---              member "seq:n:first:granted:done:units" of score seq, oldest
---              first (a sorted set rather than a list: the ACL of
---              docs/fleet.md allows its commands already)
--- and ARGV[1] = the channel prefix, ARGV[2] = "" (the server's TIME) or an
--- instant in microseconds (tests only: the store sends one only when it was
--- given a test clock). All times are microseconds since the Unix epoch.
+-- Keys: every function takes one key, the meter hash TAG..'m' (so that a
+-- Cluster routes it), and derives the others from its hash tag (they share
+-- it: one slot), in the order of keysOf (keys.go):
+--   K[1]  m   hash: the definition (see The meter)
+--   K[2]  c   hash: call id -> record of a call in progress or held
+--   K[3]  o   zset: calls in progress, score = grant instant (with max_hold:
+--             expiry and the ends of calls in progress need their order)
+--   K[4]  l   zset: the ledger, score = count time (see "The ledger")
+--   K[5]  q   zset: the queue, score = member = arrival number (seq)
+--   K[6]  w   hash: seq -> waiter record
+--   K[7]  t   hash: host:inc:ticket -> seq (queued) or "c"..id (granted)
+--   K[8]  h   hash: host -> "lease expiry,incarnation"
+--   K[9]  p   zset: the history, groups of retired calls, score = done
+--   K[10] d   hash: data file name -> content
+--   K[11] dm  hash: data file name -> "size,mtime"
+--   K[12] lo  zset: count=grant: calls in progress that count in no window
+--   K[13] lg  zset: history groups put back into the ledger, score = first
+--   K[14] nl  zset: scratch of a rebuild
+--   K[15] s   string: the hot state (see The meter)
+-- and, derived from the tag, per host: TAG..'oh:'..HOST (zset of its call
+-- ids, score = grant) and TAG..'wh:'..HOST (zset of its waiters' seqs).
+-- ARGV[1] is the channel prefix; ARGV[2] is '' (the server's TIME) or an
+-- instant in microseconds (tests: the store sends one only with a test
+-- clock). All instants are microseconds since the Unix epoch.
 --
--- Records (fields separated by commas):
---   call:   granted,done,expired,ticket,cost,actual,host,inc,pid,uid,gid,held
---           done 0 = in progress; actual -1 = not settled (the cost stands);
---           held (0: none) = when max_hold ended the call in progress, fixed
---           when a limits write changes max_hold (meter.Meter.SetSpec
---           expires the holds first, too); done 0 with expired 1 = ended by
---           max_hold and retired into the history (past) like any completed
---           call (as meter.State.Retire does), the record kept only to show
---           the holder until it releases: the rule skips it
+-- Records:
+--   call:   byte 1, then struct '<ddddddssss': granted, cost, actual,
+--           absorbed, held, tix, ticket, host, inc, "pid,uid,gid" (binary:
+--           no number is printed or parsed on the fast paths). actual -1:
+--           not settled; held 0: in progress, else the instant max_hold
+--           ended it (it counts as completed then; the record stays until
+--           its host releases it); tix 1: t maps its ticket to it
+--   lease:  expiry,incarnation
 --   waiter: host,inc,ticket,since,cost,pid,uid,gid
---   past:   n:first:granted:done:units  (a group of n retired calls, kept in
---           p; the meter hash held them as one string "g;g;..." before,
---           which open moves to p)
--- The rule mirrors meter.Admit, meter.State.Retire and meter.Meter's queue;
--- meter/redis's differential test keeps the two equal.
+--   ledger: "id:units:granted:done" (done 0: in progress, count=grant) or
+--           "gSEQ:n:first:granted:done:units" (a history group put back)
+--   past:   "SEQ:n:first:granted:done:units" (SEQ zero-padded: insertion)
+--
+-- Bounded steps: no function reads more than a bounded number of entries.
+-- The work a function must do before it decides (a rebuild, a migration,
+-- ageing, expiry, a lapse) is done in steps; when a step's budget is spent
+-- the function replies MORE (a status) having changed nothing else, and the
+-- store sends it again.
+
+local LAYOUT = '2'
+local STEP = 256      -- ledger or open-set entries one function ages or expires
+local RETIRE = 512    -- ledger entries one release retires (meter.Ledger does the same)
+local LAPSE = 128     -- calls (and waiters) of a lapsed host one function ends
+local REBUILD = 256   -- entries one rebuild or migration step reads
+local MAXWALK = 256   -- entries the k-th end walks (meter.MaxWalk)
+local DISPATCH = 256  -- grants one dispatch makes
+local LIST = 256      -- records one list step returns
+local MAXPAST, PASTDIV = 256, 16
+local RESUME_CHECK = 100000
+
+-- Numbers and records -------------------------------------------------------
+
+local function num(x) return tonumber(x) or 0 end
+
+-- int prints a number as an integer: Lua's own conversion writes large ones
+-- (microseconds since the epoch) in exponent notation.
+local function int(n) return string.format('%d', n) end
+
+-- minpos is the earlier of two instants, where 0 means none.
+local function minpos(a, b)
+  if a == 0 then return b end
+  if b == 0 or a <= b then return a end
+  return b
+end
 
 local function split(s, sep)
   local out, i = {}, 1
@@ -49,47 +84,60 @@ local function split(s, sep)
   end
 end
 
-local function num(x) return tonumber(x) or 0 end
+-- Sums are exact: two limbs, hi·2^32 + lo (meter.Units128), so that no
+-- sum of costs loses exactness in Lua's doubles. A sum's value saturates at
+-- 2^53 (meter.MaxUsage): every limit is at most 2^50.
+local LIMB, MAXUSAGE, SATHI = 4294967296, 9007199254740992, 2097152
 
--- int prints a number as an integer: Lua's own conversion writes large ones
--- (microseconds since the epoch) in exponent notation.
-local function int(n) return string.format('%.0f', n) end
-
--- Spec ---------------------------------------------------------------------
-
--- spec reads the rule's fields of the meter hash (written by rlfs1_create
--- and rlfs1_setspec): windows "n:per:units;...", conc, bucket rn/rper/burst,
--- units bucket un/uper/uburst, bygrant, mhold, mwaiters.
-local function spec_of(f)
-  local s = {conc = num(f.conc), bygrant = f.bygrant == '1', mhold = num(f.mhold),
-             mwaiters = num(f.mwaiters), windows = {}}
-  if f.win and f.win ~= '' then
-    for _, it in ipairs(split(f.win, ';')) do
-      local p = split(it, ':')
-      s.windows[#s.windows + 1] = {n = num(p[1]), per = num(p[2]), units = p[3] == '1'}
-    end
-  end
-  if num(f.rn) > 0 then
-    s.bucket = {interval = math.ceil(num(f.rper) / num(f.rn)), burst = num(f.burst)}
-  end
-  if num(f.un) > 0 then
-    s.ubucket = {interval = math.ceil(num(f.uper) / num(f.un)), burst = num(f.uburst)}
-  end
-  return s
+local function limbs(x)
+  local h = math.floor(x / LIMB)
+  return h, x - h * LIMB
 end
 
--- State --------------------------------------------------------------------
-
-local function parse_call(id, v)
-  local p = split(v, ',')
-  return {id = tonumber(id), g = num(p[1]), d = num(p[2]), e = p[3] == '1', ticket = p[4],
-          cost = num(p[5]), actual = num(p[6]), host = p[7], inc = p[8],
-          pid = p[9], uid = p[10], gid = p[11], x = num(p[12]), ab = num(p[13])}
+local function add2(h, l, x)
+  local xh, xl = limbs(x)
+  h, l = h + xh, l + xl
+  if l >= LIMB then h, l = h + 1, l - LIMB end
+  return h, l
 end
 
-local function call_string(c)
-  return table.concat({int(c.g), int(c.d), c.e and 1 or 0, c.ticket, int(c.cost), int(c.actual), c.host, c.inc,
-                       c.pid, c.uid, c.gid, int(c.x or 0), int(c.ab or 0)}, ',')
+local function sub2(h, l, x)
+  local xh, xl = limbs(x)
+  h, l = h - xh, l - xl
+  if l < 0 then h, l = h - 1, l + LIMB end
+  return h, l
+end
+
+local function val2(h, l)
+  if h >= SATHI then return MAXUSAGE end
+  return h * LIMB + l
+end
+
+local function add_sat(a, b) return math.min(a + b, MAXUSAGE) end
+
+local function tkey(host, inc, ticket) return host .. ':' .. inc .. ':' .. ticket end
+
+local CALL, ONE = '<ddddddssss', '\1'
+
+-- a call: its id (and sid, as a string: the field of its record), grant
+-- g, ticket, cost, actual, absorbed ab, held done, tix, host, incarnation
+-- inc and who ("pid,uid,gid").
+local function call_of(sid, s)
+  local g, cost, actual, ab, done, tix, ticket, host, inc, who = struct.unpack(CALL, s, 2)
+  return {id = tonumber(sid), sid = sid, g = g, ticket = ticket, cost = cost, actual = actual,
+          ab = ab, done = done, tix = tix == 1, host = host, inc = inc, who = who}
+end
+
+local function call_text(c)
+  return ONE .. struct.pack(CALL, c.g, c.cost, c.actual, c.ab, c.done, c.tix and 1 or 0, c.ticket, c.host, c.inc, c.who)
+end
+
+local function lease_text(exp, inc) return string.format('%d,%s', exp, inc) end
+
+-- lease_of_text is a lease entry's expiry and incarnation.
+local function lease_of_text(s)
+  local i = string.find(s, ',', 1, true)
+  return tonumber(string.sub(s, 1, i - 1)), string.sub(s, i + 1)
 end
 
 -- units of a call: its settled cost if settled, else its estimate.
@@ -98,30 +146,497 @@ local function units(c)
   return c.cost
 end
 
--- max_cost: the largest cost the spec's units items can ever admit, or -1
--- if none limits it (meter.Spec.MaxCost).
-local function max_cost(S)
+local WAITER = '^([^,]*),([^,]*),([^,]*),(%d+),(%d+),(.*)$'
+
+local function waiter_of(seq, s)
+  local host, inc, ticket, since, cost, who = string.match(s, WAITER)
+  return {seq = seq, host = host, inc = inc, ticket = ticket, since = tonumber(since), cost = tonumber(cost), who = who}
+end
+
+-- entry_of parses a ledger member: n calls of u units, the latest grant g
+-- and completion d (0: in progress), the earliest completion first.
+local function entry_of(m)
+  if string.byte(m, 1) == 103 then -- 'g': a history group put back
+    local seq, n, first, g, d, u = string.match(m, '^g(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)$')
+    return {group = true, seq = seq, n = tonumber(n), first = tonumber(first), g = tonumber(g), d = tonumber(d), u = tonumber(u)}
+  end
+  local id, u, g, d = string.match(m, '^(%d+):(%d+):(%d+):(%d+)$')
+  d = tonumber(d)
+  return {id = id, n = 1, u = tonumber(u), g = tonumber(g), d = d, first = d}
+end
+
+local function call_entry(id, u, g, d) return string.format('%d:%d:%d:%d', id, u, g, d) end
+
+-- CALLONE stands for a call entry where only its weight in a call window
+-- (1) is needed.
+local CALLONE = {n = 1, u = 1, d = 1}
+
+-- group_text is a group "n:first:granted:done:units" (the tail of a past
+-- member and of a ledger group).
+local function group_text(e)
+  return table.concat({int(e.n), int(e.first), int(e.g), int(e.d), int(e.u)}, ':')
+end
+
+local function group_of(s)
+  local seq, n, first, g, d, u = string.match(s, '^g?(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)$')
+  return {seq = seq, n = tonumber(n), first = tonumber(first), g = tonumber(g), d = tonumber(d), u = tonumber(u)}
+end
+
+-- Keys ---------------------------------------------------------------------------
+
+local NAMES = {'m', 'c', 'o', 'l', 'q', 'w', 't', 'h', 'p', 'd', 'dm', 'lo', 'lg', 'nl', 's'}
+
+-- keysets caches each meter's keys by its first key (read-only).
+local keysets, nkeysets = {}, 0
+
+local function keys_of(m)
+  local K = keysets[m]
+  if K then return K end
+  local tag = string.sub(m, 1, -2)
+  K = {tag = tag, hosts = {}}
+  for i, n in ipairs(NAMES) do K[i] = tag .. n end
+  if nkeysets >= 4096 then keysets, nkeysets = {}, 0 end
+  keysets[m], nkeysets = K, nkeysets + 1
+  return K
+end
+
+-- keyed adapts f(K, A) to the one key a function is given.
+local function keyed(f)
+  return function(K1, A) return f(keys_of(K1[1]), A) end
+end
+
+-- The meter ---------------------------------------------------------------------
+--
+-- A meter's definition is its hash m (spec fields written by create and
+-- setspec from specFields, owner, name, version, the run id of the server
+-- that served it last, and while a rebuild runs its phase); its hot state
+-- is the string s: the numbers every step reads and writes, packed as
+-- little-endian doubles (struct; exact up to 2^53), read with one GET and
+-- written with one SET. The parsed spec is cached by the library, by the
+-- meter's tag and its spec's version and signature (sver, sig in s).
+--
+-- s holds, in order (FIELDS): sver, sig, the layout (2), flags (1: a
+-- rebuild or migration under way, see m's rb), next_id, grants, revoked,
+-- lapses, seq (the last arrival number), ops, hwm (the time high-water
+-- mark), on and ouh:oul (the open set's count and units), held (calls held
+-- after max_hold), nx (the next instant something leaves a window or a
+-- hold ends; 0 none), minexp (the earliest lease expiry), tat, utat (the
+-- buckets), quiet (nothing is granted before it: a meter put back after
+-- the store lost its data), pn (the history's groups), pseq (their last
+-- insertion number), pfd (a lower bound of their oldest completion), qn
+-- (waiters); then for each window i: wp (its start: how many ledger entries
+-- it left behind), wh:wl (the sum of what it counts in the ledger).
+
+local FIELDS = {'sver', 'sig', 'layout', 'flags', 'next_id', 'grants', 'revoked', 'lapses', 'seq', 'ops', 'hwm',
+                'on', 'ouh', 'oul', 'held', 'nx', 'minexp', 'tat', 'utat', 'quiet', 'pn', 'pseq', 'pfd', 'qn'}
+local SVER, SIG, LAYOUT_I, FLAGS, NEXT_ID, GRANTS, REVOKED, LAPSES, SEQ, OPS, HWM = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+local ON, OUH, OUL, HELD, NX, MINEXP, TAT, UTAT, QUIET, PN, PSEQ, PFD, QN = 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+  22, 23, 24
+local BASE = 24
+
+local formats = {}
+local function format_of(nwin)
+  local f = formats[nwin]
+  if not f then
+    f = '<' .. string.rep('d', BASE + 3 * nwin)
+    formats[nwin] = f
+  end
+  return f
+end
+
+-- The hot state is an array v in the order of FIELDS, then each window's
+-- start and sum (at the indices w.p, w.h, w.l of spec_of).
+local function state_of(blob)
+  local v = {struct.unpack(format_of((#blob / 8 - BASE) / 3), blob)}
+  v[#v] = nil -- struct.unpack's next position
+  return v
+end
+
+local function blob_of(v, nwin)
+  return struct.pack(format_of(nwin), unpack(v, 1, BASE + 3 * nwin))
+end
+
+-- sig_of is a checksum of a spec's text: with sver, it tells the cached
+-- spec of a meter from another's.
+local function sig_of(text)
+  local h = 0
+  for i = 1, #text do h = (h * 31 + string.byte(text, i)) % 2147483647 end
+  return h
+end
+
+-- spec_of reads the rule's fields of the meter hash: windows
+-- "n:per:units;...", conc, bucket rn/rper/burst, units bucket
+-- un/uper/uburst, bygrant, mhold, mwaiters, horizon. lmode is how the
+-- ledger is ordered: 'g' (count=grant with a window: every call enters at
+-- its grant) or 'c' (at its end).
+local function spec_of(f)
+  local S = {conc = num(f.conc), bygrant = f.bygrant == '1', mhold = num(f.mhold), mwaiters = num(f.mwaiters),
+             horizon = num(f.horizon), windows = {}, name = f.name, text = f.spec or ''}
+  local i = 0
+  for n, per, u in string.gmatch(f.win or '', '(%d+):(%d+):(%d)') do
+    i = i + 1
+    S.windows[i] = {i = i, n = tonumber(n), per = tonumber(per), units = u == '1', p = BASE + 3 * i - 2,
+                    h = BASE + 3 * i - 1, l = BASE + 3 * i}
+  end
+  local byper = {}
+  for j, w in ipairs(S.windows) do byper[j] = w end
+  table.sort(byper, function(a, b) return a.per < b.per end)
+  S.byper, S.longest = byper, byper[#byper]
+  S.lmode = (S.bygrant and i > 0) and 'g' or 'c'
+  if num(f.rn) > 0 then S.bucket = {interval = math.ceil(num(f.rper) / num(f.rn)), burst = num(f.burst)} end
+  if num(f.un) > 0 then S.ubucket = {interval = math.ceil(num(f.uper) / num(f.un)), burst = num(f.uburst)} end
+  -- the largest cost the units items can ever admit, -1: none limits it
   local m = -1
   for _, w in ipairs(S.windows) do
     if w.units and (m < 0 or w.n < m) then m = w.n end
   end
   if S.ubucket and (m < 0 or S.ubucket.burst < m) then m = S.ubucket.burst end
-  return m
+  S.maxcost = m
+  return S
 end
 
-local function fits(S, cost)
-  local m = max_cost(S)
-  return m < 0 or cost <= m
+local function fields_of(K)
+  local raw = redis.call('HGETALL', K[1])
+  local f = {}
+  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  return f
 end
 
--- Bounds (meter/bounds.go): usage saturates at MAXUSAGE, where doubles are
--- still exact.
-local MAXUSAGE = 9007199254740992
-local function weight_in(w, calls, u)
-  if not w.units then return calls end
-  return u
+-- specs caches parsed specs by meter tag (read-only once cached).
+local specs, nspecs = {}, 0
+
+local function spec_for(K, tag, v)
+  local S = specs[tag]
+  if S and S.sver == v[SVER] and S.sig == v[SIG] then return S end
+  S = spec_of(fields_of(K))
+  S.sver, S.sig = v[SVER], v[SIG]
+  if nspecs >= 4096 then specs, nspecs = {}, 0 end
+  if not specs[tag] then nspecs = nspecs + 1 end
+  specs[tag] = S
+  return S
 end
-local function add_sat(a, b) return math.min(a + b, MAXUSAGE) end
+
+local function clock(A)
+  if A[2] ~= '' then return tonumber(A[2]) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- fresh_state is the hot state of a new meter of spec text at version.
+local function fresh_state(version, text, nwin)
+  local v = {}
+  for i = 1, BASE + 3 * nwin do v[i] = 0 end
+  v[SVER], v[SIG], v[LAYOUT_I], v[NEXT_ID] = version, sig_of(text), 2, 1
+  return v
+end
+
+-- legacy_state reads a meter of layout 1 (library rlfs1: no s): its
+-- counters, and a migration to run first (phase mp, see Migration).
+local function legacy_state(K)
+  local f = fields_of(K)
+  local v = fresh_state(num(f.version), f.spec or '', #spec_of(f).windows)
+  for i, k in ipairs(FIELDS) do
+    if k ~= 'sver' and k ~= 'sig' and k ~= 'layout' and f[k] then v[i] = num(f[k]) end
+  end
+  v[NEXT_ID], v[FLAGS] = math.max(v[NEXT_ID], 1), 1
+  redis.call('HSET', K[1], 'rb', 'mp', 'rbc', '0')
+  return v
+end
+
+-- open reads the meter's hot state, its spec and the clock (never behind
+-- the meter's high-water mark). nil: no such meter.
+local function open(K, A)
+  local blob = redis.call('GET', K[15])
+  local v
+  if blob then
+    v = state_of(blob)
+  elseif redis.call('EXISTS', K[1]) == 1 then
+    v = legacy_state(K)
+  else
+    return nil
+  end
+  local tag = K.tag
+  local S = spec_for(K, tag, v)
+  local now = clock(A)
+  local prev = v[HWM]
+  if now < prev then now = prev else v[HWM] = now end
+  return {K = K, tag = tag, S = S, v = v, now = now, prev = prev, prefix = A[1], name = S.name, work = 0}
+end
+
+-- flush writes the hot state back.
+local function flush(st)
+  if st.gone then return end
+  redis.call('SET', st.K[15], blob_of(st.v, #st.S.windows))
+end
+
+-- ops orders what functions tell hosts about the queue: a host applies a
+-- wake instant only if no later one told it another (meter.Admission.Order).
+local function ops(st)
+  if not st.opsd then st.v[OPS], st.opsd = st.v[OPS] + 1, true end
+  return st.v[OPS]
+end
+
+local function get_call(st, sid)
+  local s = redis.call('HGET', st.K[2], sid)
+  if not s then return nil end
+  return call_of(sid, s)
+end
+
+-- oh and wh are a host's keys, cached with the meter's (K.hosts).
+local function oh(st, host)
+  local H = st.K.hosts[host]
+  if not H then
+    H = {st.tag .. 'oh:' .. host, st.tag .. 'wh:' .. host}
+    st.K.hosts[host] = H
+  end
+  return H[1]
+end
+
+local function wh(st, host)
+  oh(st, host)
+  return st.K.hosts[host][2]
+end
+
+local MORE = {ok = 'MORE'}
+local function missing() return redis.error_reply('RLFS_NOMETER no such meter') end
+
+-- The ledger -----------------------------------------------------------------
+--
+-- l holds what still counts, or may count again, against a window: with
+-- lmode 'c' the ended calls (released, lapsed, or held after max_hold) at
+-- their end; with lmode 'g' every call at its grant. Window i counts the
+-- entries from rank wp<i> on, whose sum is wh<i>:wl<i>; those before it have
+-- a count time at or before now - PER (they left it). After upkeep the
+-- starts are exact at now, so an entry added or removed is behind window i
+-- exactly when its count time is at or before now - PER_i: no rank is read.
+
+local function weight(w, e)
+  if w.units then return e.u end
+  return e.n
+end
+
+-- ledger_add adds entry e (member m) at count time x. With lmode 'g', a
+-- call in progress behind every window waits in lo, out of the ledger's
+-- front (retirement reads it). An entry already there is not added twice.
+local function ledger_add(st, x, m, e)
+  local S, v, now = st.S, st.v, st.now
+  local L = S.longest
+  if S.lmode == 'g' and e.d == 0 and not e.group and L and x <= now - L.per then
+    redis.call('ZADD', st.K[12], x, m)
+    return
+  end
+  if redis.call('ZADD', st.K[4], int(x), m) == 0 then return end
+  for _, w in ipairs(S.windows) do
+    if x <= now - w.per then
+      v[w.p] = v[w.p] + 1
+    else
+      v[w.h], v[w.l] = add2(v[w.h], v[w.l], weight(w, e))
+      v[NX] = minpos(v[NX], x + w.per)
+    end
+  end
+  if e.group then redis.call('ZADD', st.K[13], e.first, m) end
+end
+
+-- ledger_del removes entry e (member m, count time x); false if it was in
+-- neither the ledger nor lo (a call the history holds already).
+local function ledger_del(st, x, m, e)
+  if redis.call('ZREM', st.K[4], m) == 0 then
+    return redis.call('ZREM', st.K[12], m) == 1
+  end
+  local v, now = st.v, st.now
+  for _, w in ipairs(st.S.windows) do
+    if x <= now - w.per then
+      v[w.p] = v[w.p] - 1
+    else
+      v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight(w, e))
+    end
+  end
+  if e.group then redis.call('ZREM', st.K[13], m) end
+  return true
+end
+
+-- ledger_swap replaces a call's entry (its units or end changed).
+local function ledger_swap(st, x, old, nu)
+  if ledger_del(st, x, call_entry(old.id, old.u, old.g, old.d), old) then
+    ledger_add(st, x, call_entry(nu.id, nu.u, nu.g, nu.d), nu)
+  end
+end
+
+-- count_time is when an entry starts counting: its grant with lmode 'g',
+-- else its end.
+local function count_time(S, e)
+  if S.lmode == 'g' then return e.g end
+  return e.d
+end
+
+-- The open set ----------------------------------------------------------------
+
+-- close_open takes call c out of the open set and its sums.
+local function close_open(st, c)
+  local v = st.v
+  if st.S.mhold > 0 then redis.call('ZREM', st.K[3], c.sid) end
+  v[ON] = v[ON] - 1
+  v[OUH], v[OUL] = sub2(v[OUH], v[OUL], units(c))
+end
+
+-- end_call completes call c at t (a release, a lapse, a restart): it stops
+-- holding and enters the ledger at its end (lmode 'c'), or its entry there
+-- learns its end (lmode 'g'). A held call only loses its record. With
+-- direct (a release on a meter without windows, where it counts nowhere
+-- at once), it goes straight into the history, as retirement would.
+local function end_call(st, c, t, direct)
+  local K, v = st.K, st.v
+  redis.call('HDEL', K[2], c.sid)
+  redis.call('ZREM', oh(st, c.host), c.sid)
+  if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
+  if c.done > 0 then
+    v[HELD] = v[HELD] - 1
+    return
+  end
+  close_open(st, c)
+  if t < c.g then t = c.g end
+  local u = units(c)
+  local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
+  if direct and not st.S.longest then
+    st.v[PSEQ] = st.v[PSEQ] + 1
+    redis.call('ZADD', K[9], int(t), string.format('%012d:1:%d:%d:%d:%d', st.v[PSEQ], t, c.g, t, u))
+    v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], t)
+  elseif st.S.lmode == 'c' then
+    ledger_add(st, t, call_entry(c.id, u, c.g, t), e)
+  else
+    ledger_swap(st, c.g, {id = c.id, n = 1, u = u, g = c.g, d = 0}, e)
+  end
+end
+
+-- hold_ended: max_hold ended call c (in progress) at t. It counts as
+-- completed then; its record stays, held, until its host releases it.
+local function hold_ended(st, c, t)
+  local v = st.v
+  close_open(st, c)
+  c.done = t
+  redis.call('HSET', st.K[2], c.sid, call_text(c))
+  v[HELD] = v[HELD] + 1
+  local u = units(c)
+  local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
+  if st.S.lmode == 'c' then
+    ledger_add(st, t, call_entry(c.id, u, c.g, t), e)
+  else
+    ledger_swap(st, c.g, {id = c.id, n = 1, u = u, g = c.g, d = 0}, e)
+  end
+end
+
+-- The rule -------------------------------------------------------------------
+
+-- used_in is what counts against window w: its ledger sum, and with lmode
+-- 'c' the calls in progress (their end is unknown, or max_hold away).
+local function used_in(st, w)
+  local v = st.v
+  local n = val2(v[w.h], v[w.l])
+  if st.S.lmode == 'c' then
+    if w.units then n = add_sat(n, val2(v[OUH], v[OUL])) else n = add_sat(n, v[ON]) end
+  end
+  return n
+end
+
+-- walk_ledger: the end (count time + PER) at which the weight counted in
+-- window w from its start exceeds k, walking at most MAXWALK entries; past
+-- them, the end of the last one walked (the meter looks again then).
+local function walk_ledger(st, w, k)
+  local pos, walked, last = st.v[w.p], 0, 0
+  while walked < MAXWALK do
+    local e = redis.call('ZRANGE', st.K[4], pos, pos + 63, 'WITHSCORES')
+    if #e == 0 then break end
+    for j = 1, #e, 2 do
+      local wt = weight(w, entry_of(e[j]))
+      last = tonumber(e[j + 1]) + w.per
+      walked = walked + 1
+      if k < wt then return last end
+      k = k - wt
+      if walked == MAXWALK then return last end
+    end
+    pos = pos + #e / 2
+  end
+  return last
+end
+
+-- walk_open is walk_ledger over the calls in progress, in grant order,
+-- each ending at grant + max_hold + PER.
+local function walk_open(st, w, k)
+  local pos, walked, last = 0, 0, 0
+  while walked < MAXWALK do
+    local e = redis.call('ZRANGE', st.K[3], pos, pos + 63, 'WITHSCORES')
+    if #e == 0 then break end
+    local ids = {}
+    for j = 1, #e, 2 do ids[#ids + 1] = e[j] end
+    local recs = redis.call('HMGET', st.K[2], unpack(ids))
+    for j = 1, #ids do
+      local wt = recs[j] and units(call_of(ids[j], recs[j])) or 0
+      last = tonumber(e[2 * j]) + st.S.mhold + w.per
+      walked = walked + 1
+      if k < wt then return last end
+      k = k - wt
+      if walked == MAXWALK then return last end
+    end
+    pos = pos + #ids
+  end
+  return last
+end
+
+-- kth is when window w, over its limit, may admit: the end of the k-th
+-- (0-based) unit or call counting, in count order: the ledger's entries
+-- from the window's start, then (lmode 'c') the calls in progress, whose
+-- ends come later (0: only a release, without max_hold). A call window
+-- finds it by rank, unless history groups (of n calls each) are in the
+-- ledger; a units window walks (walk_ledger).
+local function kth(st, w, k)
+  local S, v = st.S, st.v
+  local s = val2(v[w.h], v[w.l])
+  if k < s then
+    if w.units or redis.call('ZCARD', st.K[13]) > 0 then return walk_ledger(st, w, k) end
+    local e = redis.call('ZRANGE', st.K[4], v[w.p] + k, v[w.p] + k, 'WITHSCORES')
+    return tonumber(e[2]) + w.per
+  end
+  if S.mhold <= 0 then return 0 end
+  k = k - s
+  if w.units then return walk_open(st, w, k) end
+  local e = redis.call('ZRANGE', st.K[3], k, k, 'WITHSCORES')
+  if #e == 0 then return 0 end
+  return tonumber(e[2]) + S.mhold + w.per
+end
+
+-- admit applies the rule (meter.AdmitCost) to a call of cost at now:
+-- concurrency, every window and both buckets, on counters. It returns ok,
+-- and when not ok the earliest instant it could be admitted (0: only after
+-- a release, or never for a cost no units item can admit).
+local function admit(st, cost)
+  local S, v, now = st.S, st.v, st.now
+  if S.maxcost >= 0 and cost > S.maxcost then return false, 0 end
+  local at, blocked = now, false
+  if S.conc > 0 and v[ON] >= S.conc then
+    if S.mhold > 0 then
+      local e = redis.call('ZRANGE', st.K[3], v[ON] - S.conc, v[ON] - S.conc, 'WITHSCORES')
+      at = math.max(at, tonumber(e[2]) + S.mhold)
+    else
+      blocked = true
+    end
+  end
+  for _, w in ipairs(S.windows) do
+    local need = 1
+    if w.units then need = cost end
+    local used = used_in(st, w)
+    if used + need > w.n then
+      local t = kth(st, w, used + need - w.n - 1)
+      if t == 0 then blocked = true elseif t > at then at = t end
+    end
+  end
+  if S.bucket then at = math.max(at, v[TAT] - S.bucket.interval * (S.bucket.burst - 1)) end
+  if S.ubucket and cost > 0 then at = math.max(at, v[UTAT] - S.ubucket.interval * (S.ubucket.burst - cost)) end
+  if blocked then return false, 0 end
+  if at > now then return false, at end
+  return true, 0
+end
+
+-- Buckets (meter/bounds.go) ----------------------------------------------------
 
 -- bucket_cap: the latest TAT a bucket may have at now, one full period of
 -- debt beyond empty (meter.bucketCap).
@@ -155,170 +670,206 @@ local function rejudge(old, nu, tat, now)
   return math.min(tat, bucket_cap(nu, now))
 end
 
-local function load_calls(K)
-  local raw = redis.call('HGETALL', K[2])
-  local calls = {}
-  for i = 1, #raw, 2 do calls[#calls + 1] = parse_call(raw[i], raw[i + 1]) end
-  table.sort(calls, function(a, b) return a.id < b.id end)
-  return calls
-end
+-- Ageing and expiry ------------------------------------------------------------
 
-local function parse_past(s)
-  local out = {}
-  if not s or s == '' then return out end
-  for _, it in ipairs(split(s, ';')) do
-    local p = split(it, ':')
-    out[#out + 1] = {n = num(p[1]), first = num(p[2]), g = num(p[3]), d = num(p[4]), u = num(p[5])}
-  end
-  return out
-end
-
--- The history is parsed only when needed: by a meter with windows, or
--- when retire must drop, compact or insert out of order. A retirement that
--- only appends (the usual case: calls complete in order) adds to p, so
--- that a call's cost does not grow with the history kept (up to 256
--- groups within the horizon). Bringing the history into Lua as one string
--- cost ~12 µs per copy (Lua's collector pays for the allocation).
-
--- parse_member parses a member of p: its group and its seq.
-local function parse_member(it)
-  local p = split(it, ':')
-  return {n = num(p[2]), first = num(p[3]), g = num(p[4]), d = num(p[5]), u = num(p[6])}, num(p[1])
-end
-
-local function group_string(p)
-  return table.concat({int(p.n), int(p.first), int(p.g), int(p.d), int(p.u)}, ':')
-end
-
-local function get_past(st)
-  if not st.past then
-    st.past = {}
-    for _, it in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do st.past[#st.past + 1] = parse_member(it) end
-  end
-  return st.past
-end
-
--- push_groups adds groups to p after its last member, of seq last.
-local function push_groups(K, groups, last)
-  local args = {}
-  for _, p in ipairs(groups) do
-    last = last + 1
-    args[#args + 1] = int(last)
-    args[#args + 1] = int(last) .. ':' .. group_string(p)
-    if #args == 2000 then redis.call('ZADD', K[9], unpack(args)); args = {} end
-  end
-  if #args > 0 then redis.call('ZADD', K[9], unpack(args)) end
-end
-
--- past_text is the history as one string, "g;g;...", for the view.
-local function past_text(K)
-  local out = {}
-  for _, it in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do
-    out[#out + 1] = string.sub(it, (string.find(it, ':', 1, true) or 0) + 1)
-  end
-  return table.concat(out, ';')
-end
-
--- The rule -----------------------------------------------------------------
-
--- in_past: the call ended by max_hold, still open, counts in the history.
-local function in_past(c) return c.d == 0 and c.e end
-
--- done_at: when the call completed, or would by max_hold (0: unknown).
-local function done_at(S, c)
-  if c.d > 0 then return c.d end
-  if (c.x or 0) > 0 then return c.x end
-  if S.mhold > 0 then return c.g + S.mhold end
-  return 0
-end
-
-local function counts_until(S, c, per)
-  if S.bygrant then return c.g + per end
-  local d = done_at(S, c)
-  if d == 0 then return 0 end
-  return d + per
-end
-
--- kth: the end at which the weight counted before it exceeds k (0-based);
--- unknown ends (0) sort last.
-local function kth(ends, k)
-  table.sort(ends, function(a, b)
-    if a[1] == 0 then return false end
-    if b[1] == 0 then return true end
-    return a[1] < b[1]
-  end)
-  for _, e in ipairs(ends) do
-    if k < e[2] then return e[1] end
-    k = k - e[2]
-  end
-  return 0
-end
-
--- window_ends: the ends of what counts against window w at now, and the
--- weight counting (calls, or units for a units window).
-local function window_ends(S, w, calls, past, now)
-  local ends, n = {}, 0
-  for _, p in ipairs(past) do
-    if p.d > now - w.per then
-      local u = (S.bygrant and p.g or p.d) + w.per
-      if u > now then
-        local wt = weight_in(w, p.n, p.u)
-        if wt > 0 then ends[#ends + 1] = {u, wt}; n = add_sat(n, wt) end
+-- age moves each window's start past the ledger entries that stopped
+-- counting against it (count time at or before now - PER), subtracting them:
+-- each entry leaves each window once. Windows go from the shortest to the
+-- longest: behind the longest, an entry counts nowhere, and with lmode 'g'
+-- a call still in progress moves to lo. It returns false when its budget
+-- is spent (the starts so far are kept), and the next instant an entry
+-- leaves a window.
+local function age(st)
+  local S, v, K = st.S, st.v, st.K
+  local nxa = 0
+  for _, w in ipairs(S.byper) do
+    local cut, pos = st.now - w.per, v[w.p]
+    local done = false
+    while not done do
+      if st.work >= STEP then
+        v[w.p] = pos
+        return false, nxa
       end
+      local e = redis.call('ZRANGE', K[4], pos, pos + 15, 'WITHSCORES')
+      for j = 1, #e, 2 do
+        local x = tonumber(e[j + 1])
+        if x > cut then
+          nxa = minpos(nxa, x + w.per)
+          done = true
+          break
+        end
+        st.work = st.work + 1
+        -- a call entry weighs 1 in a call window: parsed only when needed
+        local en = CALLONE
+        if w.units or S.lmode == 'g' or string.byte(e[j], 1) == 103 then en = entry_of(e[j]) end
+        v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight(w, en))
+        if w == S.longest and S.lmode == 'g' and en.d == 0 and not en.group then
+          redis.call('ZREM', K[4], e[j])
+          redis.call('ZADD', K[12], e[j + 1], e[j])
+          for _, o in ipairs(S.windows) do
+            if o ~= w then v[o.p] = v[o.p] - 1 end
+          end
+        else
+          pos = pos + 1
+        end
+      end
+      if #e < 32 then done = true end
     end
+    v[w.p] = pos
   end
-  for _, c in ipairs(calls) do
-    local u = counts_until(S, c, w.per)
-    if not in_past(c) and (u == 0 or u > now) then
-      local wt = weight_in(w, 1, units(c))
-      if wt > 0 then ends[#ends + 1] = {u, wt}; n = add_sat(n, wt) end
-    end
-  end
-  return ends, n
+  return true, nxa
 end
 
--- admit applies the rule to a call of cost `cost` at now: concurrency,
--- every window and both buckets. It returns ok, and when not ok the
--- earliest instant it could be admitted (0: only after a release).
-local function admit(S, st, now, cost)
-  local at, blocked = now, false
-  local function later(t)
-    if t == 0 then blocked = true elseif t > at then at = t end
-  end
-  if S.conc > 0 then
-    local ends = {}
-    for _, c in ipairs(st.calls) do
-      local d = done_at(S, c)
-      if not in_past(c) and (d == 0 or d > now) then ends[#ends + 1] = {d, 1} end
+-- expire ends the holds max_hold ended, oldest first (hold_ended).
+local function expire(st)
+  local S = st.S
+  if S.mhold <= 0 then return true end
+  while true do
+    if st.work >= STEP then return false end
+    local e = redis.call('ZRANGE', st.K[3], 0, 15, 'WITHSCORES')
+    for j = 1, #e, 2 do
+      local g = tonumber(e[j + 1])
+      if g + S.mhold > st.now then
+        st.v[NX] = minpos(st.v[NX], g + S.mhold)
+        return true
+      end
+      local c = get_call(st, e[j])
+      if c then hold_ended(st, c, g + S.mhold) else redis.call('ZREM', st.K[3], e[j]) end
+      st.work = st.work + 1
     end
-    if #ends >= S.conc then later(kth(ends, #ends - S.conc)) end
+    if #e < 32 then return true end
   end
-  for _, w in ipairs(S.windows) do
-    local ends, n = window_ends(S, w, st.calls, get_past(st), now)
-    local need = weight_in(w, 1, cost)
-    if n + need > w.n then later(kth(ends, n + need - w.n - 1)) end
-  end
-  if S.bucket then
-    local e = st.tat - S.bucket.interval * (S.bucket.burst - 1)
-    if e > now then later(e) end
-  end
-  if S.ubucket and cost > 0 then
-    local e = st.utat - S.ubucket.interval * (S.ubucket.burst - cost)
-    if e > now then later(e) end
-  end
-  if blocked then return false, 0 end
-  if at > now then return false, at end
-  return true, 0
 end
 
--- Retirement (meter.State.Retire) --------------------------------------------
+-- Leases ----------------------------------------------------------------------
 
-local PASTDIV, MAXPAST = 16, 256
+local function host_entry(st, host)
+  local s = redis.call('HGET', st.K[8], host)
+  if not s then return nil end
+  local exp, inc = lease_of_text(s)
+  return {exp = exp, inc = inc}
+end
+
+-- earliest recomputes minexp from every host's lease (few: one per host
+-- that uses the meter).
+local function earliest(st)
+  local raw = redis.call('HGETALL', st.K[8])
+  local m = 0
+  for i = 2, #raw, 2 do m = minpos(m, (lease_of_text(raw[i]))) end
+  st.v[MINEXP] = m
+end
+
+-- touch_lease is a step's look at the host's lease: it creates the entry,
+-- replaces one of another incarnation, and renews one that was not renewed
+-- for a third of the lease (always, with force: the renewal loop). A lease
+-- is never shortened (resume may have extended it). It returns the
+-- lease's expiry: the host's proof that its lease holds until then.
+local function touch_lease(st, host, inc, lease, force)
+  local e = host_entry(st, host)
+  if e and e.inc == inc and not force and e.exp - st.now >= lease * 2 / 3 then return e.exp end
+  local exp = st.now + lease
+  if e and e.inc == inc and e.exp > exp then exp = e.exp end
+  redis.call('HSET', st.K[8], host, lease_text(exp, inc))
+  if e and e.exp <= st.v[MINEXP] then earliest(st) else st.v[MINEXP] = minpos(st.v[MINEXP], exp) end
+  return exp
+end
+
+-- resume keeps the store's own downtime out of the leases. A lease counts
+-- the time the server serves: when a call finds that the server restarted
+-- (or a replica took over) since the meter's previous call, every lease is
+-- extended by the time since that call, so that no live host's calls end,
+-- and none of its waiters leave, because the store was down (a host that
+-- died meanwhile lapses a lease later than it would have). The server's
+-- run id tells; reading it (INFO) costs a few µs, so it is read only after
+-- the meter was left alone for RESUME_CHECK, which any restart takes. A
+-- server that refuses INFO (an ACL without it) leaves leases as they are.
+local function resume(st)
+  if st.prev ~= 0 and st.now - st.prev < RESUME_CHECK then return end
+  local info = redis.pcall('INFO', 'server')
+  local run = type(info) == 'string' and string.match(info, 'run_id:(%x+)')
+  if not run then return end
+  local was = redis.call('HGET', st.K[1], 'run')
+  if run == was then return end
+  redis.call('HSET', st.K[1], 'run', run)
+  if not was or st.prev == 0 then return end
+  local gap = st.now - st.prev
+  local raw = redis.call('HGETALL', st.K[8])
+  for i = 1, #raw, 2 do
+    local exp, inc = lease_of_text(raw[i + 1])
+    redis.call('HSET', st.K[8], raw[i], lease_text(exp + gap, inc))
+  end
+  if st.v[MINEXP] ~= 0 then st.v[MINEXP] = st.v[MINEXP] + gap end
+end
+
+local function forget_waiter(st, wt)
+  if redis.call('ZREM', st.K[5], wt.seq) == 1 then st.v[QN] = st.v[QN] - 1 end
+  redis.call('HDEL', st.K[6], wt.seq)
+  redis.call('HDEL', st.K[7], tkey(wt.host, wt.inc, wt.ticket))
+  redis.call('ZREM', wh(st, wt.host), wt.seq)
+end
+
+-- end_host ends host's calls at t and takes its waiters out of the queue,
+-- at most LAPSE of each per call; with keep (a restart), only those of
+-- other incarnations than keep (older: they come first). It returns
+-- whether it is done, and how many calls it ended.
+local function end_host(st, host, t, keep)
+  local n = 0
+  local ids = redis.call('ZRANGE', oh(st, host), 0, LAPSE - 1)
+  for _, id in ipairs(ids) do
+    local c = get_call(st, id)
+    if c and keep and c.inc == keep then break end
+    if c then end_call(st, c, t) else redis.call('ZREM', oh(st, host), id) end
+    n = n + 1
+  end
+  if n == LAPSE then return false, n end
+  local seqs = redis.call('ZRANGE', wh(st, host), 0, LAPSE - 1)
+  local m = 0
+  for _, seq in ipairs(seqs) do
+    local s = redis.call('HGET', st.K[6], seq)
+    local wt = s and waiter_of(seq, s)
+    if wt and keep and wt.inc == keep then break end
+    if wt then forget_waiter(st, wt) else redis.call('ZREM', wh(st, host), seq) end
+    m = m + 1
+  end
+  return m < LAPSE, n
+end
+
+-- lapse ends the leases that ran out: their hosts' calls in progress count
+-- as completed at the lapse, their waiters leave the queue.
+local function lapse(st)
+  local raw = redis.call('HGETALL', st.K[8])
+  local m = 0
+  for i = 1, #raw, 2 do
+    local exp = lease_of_text(raw[i + 1])
+    if exp <= st.now then
+      if not end_host(st, raw[i], exp, nil) then return false end
+      redis.call('HDEL', st.K[8], raw[i])
+      st.v[LAPSES] = st.v[LAPSES] + 1
+    else
+      m = minpos(m, exp)
+    end
+  end
+  st.v[MINEXP] = m
+  return true
+end
+
+-- Retirement (meter.State.Retire) ----------------------------------------------
+--
+-- At a release, the ledger's entries that count against no window (count
+-- time at or before now - longest: the longest window's start) move into
+-- the history, one group each (at most RETIRE a step: the rest at the next
+-- release); groups older than the horizon are dropped, and past MAXPAST
+-- groups the history is compacted. The history is ordered by completion.
+
+local function past_member(st, e)
+  st.v[PSEQ] = st.v[PSEQ] + 1
+  return string.format('%012.0f', st.v[PSEQ]) .. ':' .. group_text(e)
+end
 
 local function merge_past(past, now, div)
   local out = {}
-  local cur = past[#past]
-  cur = {n = cur.n, first = cur.first, g = cur.g, d = cur.d, u = cur.u}
+  local c = past[#past]
+  local cur = {n = c.n, first = c.first, g = c.g, d = c.d, u = c.u}
   for i = #past - 1, 1, -1 do
     local p = past[i]
     -- integer division as Go's time.Duration / time.Duration truncates
@@ -336,615 +887,787 @@ local function merge_past(past, now, div)
   return rev
 end
 
-local function compact_past(past, now)
-  local div = PASTDIV
+-- compact merges the history into at most MAXPAST/2 groups (meter.compactPast).
+local function compact(st)
+  local past = {}
+  for _, m in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do past[#past + 1] = group_of(m) end
+  local div, out = PASTDIV, nil
   while true do
-    local out = merge_past(past, now, div)
+    out = merge_past(past, st.now, div)
     if #out <= MAXPAST / 2 or div <= 1 then
-      if #out > MAXPAST / 2 then out = merge_past(out, now, 0) end
-      return out
+      if #out > MAXPAST / 2 then out = merge_past(out, st.now, 0) end
+      break
     end
     div = math.floor(div / 2)
   end
+  redis.call('DEL', st.K[9])
+  local args = {}
+  for _, g in ipairs(out) do
+    args[#args + 1] = g.d
+    args[#args + 1] = past_member(st, g)
+  end
+  redis.call('ZADD', st.K[9], unpack(args))
+  st.v[PN] = #out
 end
 
 local function longest(S)
-  local l = 0
-  for _, w in ipairs(S.windows) do if w.per > l then l = w.per end end
-  return l
+  if S.longest then return S.longest.per end
+  return 0
 end
 
--- append_past pushes the retired groups (sorted by completion) to the
--- history when that is all retire has to do: none completed before the
--- history's last group, nothing is older than the horizon (drop) and no
--- compaction is due. It reports whether it did.
-local function append_past(st, retired, dropBefore)
-  local n, last = redis.call('ZCARD', st.K[9]), 0
+local function retire(st)
+  local S, v, K, now = st.S, st.v, st.K, st.now
+  local n
+  if S.longest then n = v[S.longest.p] else n = redis.call('ZCARD', K[4]) end
+  n = math.min(n, RETIRE)
   if n > 0 then
-    if parse_member(redis.call('ZRANGE', st.K[9], 0, 0)[1]).d <= dropBefore then return false end
-    if #retired == 0 then return true end
-    if n + #retired > MAXPAST then return false end
-    local lg
-    lg, last = parse_member(redis.call('ZRANGE', st.K[9], -1, -1)[1])
-    if lg.d > retired[1].d then return false end
-  elseif #retired > MAXPAST then
-    return false
-  end
-  for _, r in ipairs(retired) do
-    if r.d <= dropBefore then return false end
-  end
-  push_groups(st.K, retired, last)
-  return true
-end
-
--- retire moves completed calls that count against no window into the
--- history, drops history older than the horizon and compacts it; it
--- reports whether anything changed. A call that max_hold ended counts as
--- completed then (meter.State.Expire): it is retired too, and its record
--- stays, out of the rule (in_past), until it is released.
-local function retire(S, st, now, horizon)
-  local cutoff = now - longest(S)
-  local keep, retired = {}, {}
-  for _, c in ipairs(st.calls) do
-    local d = c.d
-    if d == 0 and not c.e then
-      d = done_at(S, c)
-      if d > now then d = 0 end
+    local e = redis.call('ZRANGE', K[4], 0, n - 1)
+    local args = {}
+    for _, m in ipairs(e) do
+      local g = entry_of(m)
+      args[#args + 1] = g.d
+      args[#args + 1] = past_member(st, g)
+      v[PFD] = minpos(v[PFD], g.d)
+      if g.group then redis.call('ZREM', K[13], m) end
     end
-    local at = S.bygrant and c.g or d
-    if d > 0 and at <= cutoff then
-      retired[#retired + 1] = {n = 1, first = d, g = c.g, d = d, u = units(c), id = c.id, open = c.d == 0 and c}
-      if c.d == 0 then keep[#keep + 1] = c end
-    else
-      keep[#keep + 1] = c
+    redis.call('ZREMRANGEBYRANK', K[4], 0, n - 1)
+    for _, w in ipairs(S.windows) do v[w.p] = v[w.p] - n end
+    for i = 1, #args, 1000 do
+      redis.call('ZADD', K[9], unpack(args, i, math.min(i + 999, #args)))
     end
+    v[PN] = v[PN] + n
   end
-  local changed = #retired > 0
-  if changed then
-    table.sort(retired, function(a, b) if a.d ~= b.d then return a.d < b.d end return a.id < b.id end)
-    for _, r in ipairs(retired) do
-      if r.open then
-        r.open.x, r.open.e = r.d, true
-        redis.call('HSET', st.K[2], r.id, call_string(r.open))
-      else
-        redis.call('HDEL', st.K[2], r.id)
-      end
-      r.id, r.open = nil, nil
-    end
-    st.calls = keep
+  local keep = now - math.max(S.horizon, longest(S))
+  if v[PFD] ~= 0 and v[PFD] <= keep then
+    v[PN] = v[PN] - redis.call('ZREMRANGEBYSCORE', K[9], '-inf', keep)
+    local f = redis.call('ZRANGE', K[9], 0, 0, 'WITHSCORES')
+    v[PFD] = num(f[2])
   end
-  local h = horizon
-  if longest(S) > h then h = longest(S) end
-  if not st.past and append_past(st, retired, now - h) then return changed end
-  local past = get_past(st)
-  for _, r in ipairs(retired) do
-    local i = #past
-    -- keep the history ordered by completion (count=grant may retire out of order)
-    while i > 0 and past[i].d > r.d do i = i - 1 end
-    table.insert(past, i + 1, r)
-  end
-  local drop = 0
-  while drop < #past and past[drop + 1].d <= now - h do drop = drop + 1 end
-  if drop > 0 then
-    local rest = {}
-    for i = drop + 1, #past do rest[#rest + 1] = past[i] end
-    st.past = rest
-    changed = true
-  end
-  if #st.past > MAXPAST then st.past = compact_past(st.past, now) end
-  if changed then
-    redis.call('DEL', st.K[9])
-    push_groups(st.K, st.past, 0)
-  end
-  return changed
+  if v[PN] > MAXPAST then compact(st) end
 end
 
--- Context --------------------------------------------------------------------
+-- The queue ----------------------------------------------------------------------
 
-local ctx = {}
-
-local function open(K, A)
-  local f = {}
-  local raw = redis.call('HGETALL', K[1])
-  if #raw == 0 then return nil end
-  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if A[2] ~= '' then now = tonumber(A[2]) end
-  local hwm = num(f.hwm)
-  if now < hwm then now = hwm elseif now > hwm then redis.call('HSET', K[1], 'hwm', int(now)) end
-  -- ops orders what each call tells hosts about the queue: a host applies
-  -- a wake instant only if no later call told it another.
-  local ops = redis.call('HINCRBY', K[1], 'ops', 1)
-  local st = {K = K, f = f, S = spec_of(f), now = now, prev = hwm, prefix = A[1], name = f.name, ops = ops,
-              tat = num(f.tat), utat = num(f.utat),
-              horizon = num(f.horizon), quiet = num(f.quiet)}
-  if f.past then -- a meter of an earlier library: its history moves to p
-    redis.call('DEL', K[9])
-    push_groups(K, parse_past(f.past), 0)
-    redis.call('HDEL', K[1], 'past', 'pastn')
-    f.past, f.pastn = nil, nil
-  end
-  st.calls = load_calls(K)
-  return st
-end
-
-local function publish_host(st, host, msg)
-  redis.call('PUBLISH', st.prefix .. ':h:' .. host, msg)
-end
-
-local function host_entry(st, host)
-  local v = redis.call('HGET', st.K[5], host)
-  if not v then return nil end
-  local p = split(v, ',')
-  return {exp = num(p[1]), inc = p[2], waiters = num(p[3])}
-end
-
-local function set_host(st, host, e)
-  redis.call('HSET', st.K[5], host, int(e.exp) .. ',' .. e.inc .. ',' .. int(e.waiters))
-end
-
--- renew extends host's lease on this meter to now+lease, for incarnation inc.
-local function renew(st, host, inc, lease)
-  local e = host_entry(st, host) or {exp = 0, inc = inc, waiters = 0}
-  if e.inc ~= inc then e.inc, e.waiters = inc, 0 end
-  e.exp = st.now + lease
-  set_host(st, host, e)
-end
-
-local function waiters_delta(st, host, d)
-  local e = host_entry(st, host)
-  if e then e.waiters = math.max(0, e.waiters + d); set_host(st, host, e) end
-end
-
-local function parse_waiter(seq, v)
-  local p = split(v, ',')
-  return {seq = tonumber(seq), host = p[1], inc = p[2], ticket = p[3], since = num(p[4]),
-          cost = num(p[5]), pid = p[6], uid = p[7], gid = p[8]}
-end
-
-local function tkey(host, inc, ticket) return host .. ':' .. inc .. ':' .. ticket end
-
-local function forget_waiter(st, wt)
-  redis.call('ZREM', st.K[3], wt.seq)
-  redis.call('HDEL', st.K[4], wt.seq)
-  redis.call('HDEL', st.K[7], tkey(wt.host, wt.inc, wt.ticket))
-end
-
-local function remove_waiter(st, wt)
-  forget_waiter(st, wt)
-  waiters_delta(st, wt.host, -1)
-end
-
--- complete marks call c done at t (counted at grant+max_hold, or when
--- max_hold ended it, if that is earlier). A call in the history already
--- (in_past) just loses its record.
-local function complete(st, c, t)
-  if c.d > 0 then return false end
-  if in_past(c) then
-    redis.call('HDEL', st.K[2], c.id)
-    local rest = {}
-    for _, x in ipairs(st.calls) do if x.id ~= c.id then rest[#rest + 1] = x end end
-    st.calls = rest
-    return true
-  end
-  local e = false
-  local held = done_at(st.S, c)
-  if held > 0 and held <= t then t, e = held, true end
-  if t < c.g then t = c.g end
-  c.d, c.e = t, e
-  redis.call('HSET', st.K[2], c.id, call_string(c))
-  return true
-end
-
--- resume keeps the store's own downtime out of the leases. A lease counts
--- the time the server serves: when a call finds that the server restarted
--- (or a replica took over) since the meter's previous call, every lease is
--- extended by the time since that call, so that no live host's calls end,
--- and none of its waiters leave, because the store was down (a host that
--- died meanwhile lapses a lease later than it would have). The server's
--- run id tells; reading it (INFO) costs a few µs, so it is read only after
--- the meter was left alone for RESUME_CHECK, which any restart takes. A
--- server that refuses INFO (an ACL without it) leaves leases as they are.
-local RESUME_CHECK = 100000
-local function resume(st)
-  if st.f.run and st.now - st.prev < RESUME_CHECK then return end
-  local info = redis.pcall('INFO', 'server')
-  local run = type(info) == 'string' and string.match(info, 'run_id:(%x+)')
-  if not run or run == st.f.run then return end
-  redis.call('HSET', st.K[1], 'run', run)
-  if not st.f.run or st.prev == 0 then return end
-  local gap = st.now - st.prev
-  local raw = redis.call('HGETALL', st.K[5])
-  for i = 1, #raw, 2 do
-    local e = host_entry(st, raw[i])
-    e.exp = e.exp + gap
-    set_host(st, raw[i], e)
+local function head(st)
+  while true do
+    local h = redis.call('ZRANGE', st.K[5], 0, 0)
+    if #h == 0 then return nil end
+    local s = redis.call('HGET', st.K[6], h[1])
+    if s then return waiter_of(h[1], s) end
+    redis.call('ZREM', st.K[5], h[1])
+    st.v[QN] = st.v[QN] - 1
   end
 end
 
--- lapse ends the leases that ran out: their hosts' calls in progress count
--- as completed at the lapse, their waiters leave the queue.
-local function lapse(st)
-  resume(st)
-  local raw = redis.call('HGETALL', st.K[5])
-  for i = 1, #raw, 2 do
-    local host = raw[i]
-    local p = split(raw[i + 1], ',')
-    local exp, inc = num(p[1]), p[2]
-    if exp <= st.now then
-      for _, c in ipairs(st.calls) do
-        if c.host == host and c.inc == inc and c.d == 0 then complete(st, c, exp) end
-      end
-      if num(p[3]) > 0 then
-        local ws = redis.call('HGETALL', st.K[4])
-        for j = 1, #ws, 2 do
-          local wt = parse_waiter(ws[j], ws[j + 1])
-          if wt.host == host and wt.inc == inc then forget_waiter(st, wt) end
-        end
-      end
-      redis.call('HDEL', st.K[5], host)
-      redis.call('HINCRBY', st.K[1], 'lapses', 1)
-    end
-  end
+local function enqueue(st, wt)
+  local v = st.v
+  v[SEQ], v[QN] = v[SEQ] + 1, v[QN] + 1
+  local seq = int(v[SEQ])
+  redis.call('ZADD', st.K[5], v[SEQ], seq)
+  redis.call('HSET', st.K[6], seq, string.format('%s,%s,%s,%d,%d,%s', wt.host, wt.inc, wt.ticket, st.now, wt.cost, wt.who))
+  redis.call('HSET', st.K[7], tkey(wt.host, wt.inc, wt.ticket), seq)
+  redis.call('ZADD', wh(st, wt.host), v[SEQ], seq)
+  return v[SEQ]
 end
 
--- grant makes a call for waiter (or caller) wt at now and stores it.
-local function grant(st, wt)
-  local id = redis.call('HINCRBY', st.K[1], 'next_id', 1) - 1
-  local c = {id = id, g = st.now, d = 0, e = false, ticket = wt.ticket, cost = wt.cost, actual = -1,
-             host = wt.host, inc = wt.inc, pid = wt.pid, uid = wt.uid, gid = wt.gid}
-  redis.call('HSET', st.K[2], id, call_string(c))
-  st.calls[#st.calls + 1] = c
-  redis.call('HINCRBY', st.K[1], 'grants', 1)
-  if st.S.bucket then
-    st.tat = math.max(st.tat, st.now) + st.S.bucket.interval
-    redis.call('HSET', st.K[1], 'tat', int(st.tat))
-  end
-  if st.S.ubucket and c.cost > 0 then
-    st.utat = math.max(st.utat, st.now) + st.S.ubucket.interval * c.cost
-    redis.call('HSET', st.K[1], 'utat', int(st.utat))
-  end
+-- grant makes a call for waiter (or caller) wt at now and stores it;
+-- with indexed (a waiter granted by dispatch), t maps its ticket to it.
+local function grant(st, wt, indexed)
+  local S, v, K, now = st.S, st.v, st.K, st.now
+  local id = math.max(v[NEXT_ID], 1)
+  v[NEXT_ID], v[GRANTS] = id + 1, v[GRANTS] + 1
+  local sid, snow = int(id), int(now)
+  local c = {id = id, sid = sid, g = now, ticket = wt.ticket, cost = wt.cost, actual = -1, ab = 0, host = wt.host,
+             inc = wt.inc, who = wt.who, done = 0, tix = indexed}
+  redis.call('HSET', K[2], sid, call_text(c))
+  if S.mhold > 0 then redis.call('ZADD', K[3], snow, sid) end
+  redis.call('ZADD', oh(st, wt.host), snow, sid)
+  if indexed then redis.call('HSET', K[7], tkey(wt.host, wt.inc, wt.ticket), 'c' .. sid) end
+  v[ON] = v[ON] + 1
+  v[OUH], v[OUL] = add2(v[OUH], v[OUL], wt.cost)
+  if S.lmode == 'g' then ledger_add(st, now, call_entry(id, wt.cost, now, 0), {n = 1, u = wt.cost, g = now, d = 0}) end
+  if S.mhold > 0 then v[NX] = minpos(v[NX], now + S.mhold) end
+  if S.bucket then v[TAT] = math.max(v[TAT], now) + S.bucket.interval end
+  if S.ubucket and wt.cost > 0 then v[UTAT] = math.max(v[UTAT], now) + S.ubucket.interval * wt.cost end
   return c
 end
 
 -- wake is when the head should be tried again: the rule's instant or, when
--- only a release can admit it, the earliest lease lapse of a host holding a
--- call (0: none).
+-- only a release can admit it, the earliest lease lapse (0: none).
 local function wake(st, at)
   if at ~= 0 then return at end
-  local raw = redis.call('HGETALL', st.K[5])
-  local best = 0
-  for i = 1, #raw, 2 do
-    local exp = num(split(raw[i + 1], ',')[1])
-    if best == 0 or exp < best then best = exp end
-  end
-  return best
+  return st.v[MINEXP]
 end
 
-local function head(st)
-  local h = redis.call('ZRANGE', st.K[3], 0, 0)
-  if #h == 0 then return nil end
-  local v = redis.call('HGET', st.K[4], h[1])
-  if not v then redis.call('ZREM', st.K[3], h[1]); return head(st) end
-  return parse_waiter(h[1], v)
-end
-
--- next_at is when to try the head of the queue (of cost `cost`) again:
--- the end of the quiet time, else the rule's instant (wake).
+-- next_at is when to try the head of the queue (of cost `cost`) again: the
+-- end of the quiet time, else the rule's instant (wake).
 local function next_at(st, cost)
-  if st.now < st.quiet then return st.quiet end
-  local _, a = admit(st.S, st, st.now, cost)
+  if st.now < st.v[QUIET] then return st.v[QUIET] end
+  local _, a = admit(st, cost)
   return wake(st, a)
 end
 
--- notify_next tells every host with waiters when to try the head again.
-local function notify_next(st, at, hd)
-  local raw = redis.call('HGETALL', st.K[5])
-  local msg = 'n,' .. int(at) .. ',' .. int(st.now) .. ',' .. (hd and hd.host or '') .. ',' .. int(st.ops) .. ',' .. st.name
+-- notify tells every host with waiters when to try the head again.
+local function notify(st, at, hd)
+  local raw = redis.call('HGETALL', st.K[8])
+  local msg = 'n,' .. int(at) .. ',' .. int(st.now) .. ',' .. (hd and hd.host or '') .. ',' .. int(ops(st)) .. ',' .. st.name
   for i = 1, #raw, 2 do
-    if num(split(raw[i + 1], ',')[3]) > 0 then publish_host(st, raw[i], msg) end
+    if redis.call('ZCARD', wh(st, raw[i])) > 0 then redis.call('PUBLISH', st.prefix .. ':h:' .. raw[i], msg) end
   end
 end
 
--- dispatch grants the head of the queue while the rule admits it, telling
--- each waiter's host, and returns when to try the next head (0: no waiter
--- or only a release).
+-- lease_of is host's lease expiry for incarnation inc (0: none).
+local function lease_of(st, host, inc)
+  local e = host_entry(st, host)
+  if e and e.inc == inc then return e.exp end
+  return 0
+end
+
+-- dispatch grants the head of the queue while the rule admits it (at most
+-- DISPATCH; then it asks for a dispatch at once), telling each waiter's
+-- host, and returns when to try the next head (0: no waiter, or only a
+-- release).
 local function dispatch(st)
-  local granted = false
+  local granted = 0
   while true do
     local hd = head(st)
     if not hd then
-      if granted then notify_next(st, 0, nil) end
+      if granted > 0 then notify(st, 0, nil) end
       return 0
     end
-    while not fits(st.S, hd.cost) do
+    if st.S.maxcost >= 0 and hd.cost > st.S.maxcost then
       -- a limits write shrank a units item below its cost: it can never
-      -- be admitted (E2BIG on its host, as meter.Meter's dispatch does)
-      remove_waiter(st, hd)
-      publish_host(st, hd.host, 'r,' .. hd.ticket .. ',0,0,' .. int(st.now) .. ',' .. st.name)
-      hd = head(st)
-      if not hd then
-        notify_next(st, 0, nil)
-        return 0
+      -- be admitted (E2BIG on its host)
+      forget_waiter(st, hd)
+      redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, 'r,' .. hd.ticket .. ',0,0,' .. int(st.now) .. ',' .. st.name)
+    else
+      local ok, at = false, st.v[QUIET]
+      if st.now >= st.v[QUIET] then ok, at = admit(st, hd.cost) end
+      if ok and granted >= DISPATCH then ok, at = false, st.now end
+      if not ok then
+        local w = wake(st, at)
+        notify(st, w, hd)
+        return w
       end
+      forget_waiter(st, hd)
+      local c = grant(st, hd, true)
+      granted = granted + 1
+      redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, table.concat({'g', hd.ticket, int(c.id), int(c.g), int(st.now),
+        int(lease_of(st, hd.host, hd.inc)), st.name}, ','))
     end
-    local ok, at = admit(st.S, st, st.now, hd.cost)
-    if st.now < st.quiet then ok, at = false, st.quiet end
-    if not ok then
-      local w = wake(st, at)
-      notify_next(st, w, hd)
-      return w
-    end
-    remove_waiter(st, hd)
-    local c = grant(st, hd)
-    granted = true
-    publish_host(st, hd.host, 'g,' .. hd.ticket .. ',' .. int(c.id) .. ',' .. int(c.g) .. ',' .. int(st.now) .. ',' .. st.name)
   end
 end
 
-local function find_call(st, id)
-  for _, c in ipairs(st.calls) do if c.id == id then return c end end
+-- step_reply dispatches if anyone waits and replies {wake, now, head host, ops}.
+local function step_reply(st)
+  if st.v[QN] == 0 then return {0, st.now, '', ops(st)} end
+  local at = dispatch(st)
+  local hd = head(st)
+  return {at, st.now, hd and hd.host or '', ops(st)}
+end
+
+-- Rebuild (a limits write) and migration ----------------------------------------
+--
+-- A limits write (setspec) changes the spec at once and leaves the ledger
+-- to a rebuild, run in steps of REBUILD entries by whichever function
+-- comes next (the writing host drives it with rlfs2_rebuild); nothing is
+-- decided until it is done. Its phases (field rb; rbc a cursor, rbnow the
+-- instant it judges at):
+--   a   re-key the ledger into nl by the new order (lmode changed)
+--   o   add the calls in progress to nl (lmode 'g' now)
+--   r   nl becomes the ledger; lo empties
+--   lo  lmode 'g' kept: the calls waiting in lo go back to the ledger
+--   p   put back the history groups a window of the new spec counts
+--   mo  make the open set o (max_hold set: it needs the calls' order)
+--   b   walk the ledger: every window's start and sum; with lmode 'g', the
+--       calls in progress behind every window go to lo
+-- A meter of layout 1 (library rlfs1, no layout field) is migrated the same
+-- way first (phases mp, mc, mw, mh; field mig), then rebuilt from b.
+
+local function set_phase(st, ph, cursor)
+  st.f.rb, st.f.rbc, st.v[FLAGS] = ph, cursor, 1
+  redis.call('HSET', st.K[1], 'rb', ph, 'rbc', cursor)
+end
+
+-- rekey copies REBUILD ledger entries into nl with the new count times.
+local function rekey(st)
+  local S, K = st.S, st.K
+  local c0 = num(st.f.rbc)
+  local e = redis.call('ZRANGE', K[4], c0, c0 + REBUILD - 1)
+  local args = {}
+  for _, m in ipairs(e) do
+    local en = entry_of(m)
+    if en.group or en.d > 0 or S.lmode == 'g' then
+      args[#args + 1] = count_time(S, en)
+      args[#args + 1] = m
+    end
+  end
+  if #args > 0 then redis.call('ZADD', K[14], unpack(args)) end
+  st.work = st.work + #e
+  if #e < REBUILD then
+    if S.lmode == 'g' then set_phase(st, 'o', 0) else set_phase(st, 'r', 0) end
+  else
+    set_phase(st, 'a', c0 + REBUILD)
+  end
+end
+
+-- scan_calls calls each(id, call) for the calls of REBUILD records of c
+-- (HSCAN from the cursor rbc: a call may come twice) and returns the next
+-- cursor ('0': done).
+local function scan_calls(st, each)
+  local r = redis.call('HSCAN', st.K[2], st.f.rbc, 'COUNT', REBUILD)
+  for i = 1, #r[2], 2 do each(r[2][i], call_of(r[2][i], r[2][i + 1])) end
+  st.work = st.work + #r[2] / 2
+  return r[1]
+end
+
+-- add_open puts calls in progress into nl, at their grant.
+local function add_open(st)
+  local args = {}
+  local next = scan_calls(st, function(id, c)
+    if c.done == 0 then
+      args[#args + 1] = c.g
+      args[#args + 1] = call_entry(id, units(c), c.g, 0)
+    end
+  end)
+  if #args > 0 then redis.call('ZADD', st.K[14], unpack(args)) end
+  if next == '0' then set_phase(st, 'r', 0) else set_phase(st, 'o', next) end
+end
+
+-- make_open fills the open set, which max_hold needs (a limits write set
+-- it): the calls in progress, by grant.
+local function make_open(st)
+  local args = {}
+  local next = scan_calls(st, function(id, c)
+    if c.done == 0 then
+      args[#args + 1] = c.g
+      args[#args + 1] = id
+    end
+  end)
+  if #args > 0 then redis.call('ZADD', st.K[3], unpack(args)) end
+  if next == '0' then
+    redis.call('HDEL', st.K[1], 'rbmo')
+    set_phase(st, 'b', 0)
+  else
+    set_phase(st, 'mo', next)
+  end
+end
+
+local function swap_ledger(st)
+  local K = st.K
+  if redis.call('EXISTS', K[14]) == 1 then redis.call('RENAME', K[14], K[4]) else redis.call('DEL', K[4]) end
+  redis.call('DEL', K[12])
+  set_phase(st, 'p', 0)
+end
+
+-- unpark moves REBUILD calls from lo back into the ledger.
+local function unpark(st)
+  local K = st.K
+  local e = redis.call('ZRANGE', K[12], 0, REBUILD - 1, 'WITHSCORES')
+  if #e > 0 then
+    local args = {}
+    for j = 1, #e, 2 do args[#args + 1] = e[j + 1]; args[#args + 1] = e[j] end
+    redis.call('ZADD', K[4], unpack(args))
+    redis.call('ZREMRANGEBYRANK', K[12], 0, #e / 2 - 1)
+  end
+  st.work = st.work + #e / 2
+  if #e / 2 < REBUILD then set_phase(st, 'p', 0) end
+end
+
+-- put_back moves the history groups that a window of the spec counts at
+-- rbnow into the ledger (the history holds at most a few hundred groups).
+local function put_back(st)
+  local S, K, v = st.S, st.K, st.v
+  local now = num(st.f.rbnow)
+  if S.longest then
+    local cut = now - S.longest.per
+    local gs = redis.call('ZRANGE', K[9], '(' .. int(cut), '+inf', 'BYSCORE')
+    for _, m in ipairs(gs) do
+      local g = group_of(m)
+      local x = count_time(S, g)
+      if x > cut then
+        local lm = 'g' .. m
+        redis.call('ZADD', K[4], x, lm)
+        redis.call('ZADD', K[13], g.first, lm)
+        redis.call('ZREM', K[9], m)
+        v[PN] = v[PN] - 1
+      end
+    end
+  end
+  for _, w in ipairs(S.windows) do v[w.p], v[w.h], v[w.l] = 0, 0, 0 end
+  if st.f.rbmo then set_phase(st, 'mo', '0') else set_phase(st, 'b', 0) end
+end
+
+-- next_event is the next instant something leaves a window or a hold ends
+-- (0: none), read from the ledger at every window's start and the open set.
+local function next_event(st)
+  local S, v, K = st.S, st.v, st.K
+  local nx = 0
+  for _, w in ipairs(S.windows) do
+    local e = redis.call('ZRANGE', K[4], v[w.p], v[w.p], 'WITHSCORES')
+    if #e > 0 then nx = minpos(nx, tonumber(e[2]) + w.per) end
+  end
+  if S.mhold > 0 then
+    local e = redis.call('ZRANGE', K[3], 0, 0, 'WITHSCORES')
+    if #e > 0 then nx = minpos(nx, tonumber(e[2]) + S.mhold) end
+  end
+  return nx
+end
+
+-- measure walks REBUILD ledger entries: each window's start and sum at rbnow.
+local function measure(st)
+  local S, v, K = st.S, st.v, st.K
+  local now, c0 = num(st.f.rbnow), num(st.f.rbc)
+  local L = S.longest
+  local e = redis.call('ZRANGE', K[4], c0, c0 + REBUILD - 1, 'WITHSCORES')
+  local kept = 0
+  for j = 1, #e, 2 do
+    local x, en = tonumber(e[j + 1]), entry_of(e[j])
+    if S.lmode == 'g' and en.d == 0 and not en.group and L and x <= now - L.per then
+      redis.call('ZREM', K[4], e[j])
+      redis.call('ZADD', K[12], x, e[j])
+    else
+      kept = kept + 1
+      for _, w in ipairs(S.windows) do
+        if x <= now - w.per then
+          v[w.p] = v[w.p] + 1
+        else
+          v[w.h], v[w.l] = add2(v[w.h], v[w.l], weight(w, en))
+        end
+      end
+    end
+  end
+  st.work = st.work + #e / 2
+  if #e / 2 < REBUILD then
+    v[NX] = next_event(st)
+    redis.call('HDEL', K[1], 'rb', 'rbc', 'rbnow')
+    st.f.rb, v[FLAGS] = nil, 0
+  else
+    set_phase(st, 'b', c0 + kept)
+  end
+end
+
+-- The migration of a layout 1 meter: its calls (in c, in progress or
+-- completed), its waiters and leases take the forms above.
+
+local function migrate_call(st, id, s)
+  if string.byte(s, 1) == 1 then return end -- converted already (HSCAN may return it twice)
+  local p = split(s, ',')
+  local S, K, v = st.S, st.K, st.v
+  local g, d, ended, held = num(p[1]), num(p[2]), p[3] == '1', num(p[12])
+  local c = {id = tonumber(id), g = g, ticket = p[4], cost = num(p[5]), actual = num(p[6]), ab = num(p[13]),
+             host = p[7], inc = p[8], who = p[9] .. ',' .. p[10] .. ',' .. p[11], done = 0}
+  local u = units(c)
+  if d > 0 then
+    redis.call('HDEL', K[2], id)
+    redis.call('ZADD', K[4], count_time(S, {g = g, d = d}), call_entry(id, u, g, d))
+    return
+  end
+  redis.call('ZADD', oh(st, c.host), g, id)
+  redis.call('HSET', K[7], tkey(c.host, c.inc, c.ticket), 'c' .. id)
+  c.tix = true
+  if ended or held > 0 then -- max_hold ended it; ended: in the history already
+    if held > 0 then c.done = held else c.done = g + S.mhold end
+    v[HELD] = v[HELD] + 1
+    if not ended then redis.call('ZADD', K[4], count_time(S, {g = g, d = c.done}), call_entry(id, u, g, c.done)) end
+  else
+    v[ON] = v[ON] + 1
+    v[OUH], v[OUL] = add2(v[OUH], v[OUL], u)
+    if S.mhold > 0 then redis.call('ZADD', K[3], g, id) end
+    if S.lmode == 'g' then redis.call('ZADD', K[4], g, call_entry(id, u, g, 0)) end
+  end
+  redis.call('HSET', K[2], id, call_text(c))
+end
+
+local function migrate_past(st)
+  local K, v = st.K, st.v
+  local groups = {}
+  for _, it in ipairs(split(redis.call('HGET', K[1], 'past') or '', ';')) do
+    if it ~= '' then groups[#groups + 1] = group_of('0:' .. it) end
+  end
+  for _, m in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do groups[#groups + 1] = group_of(m) end
+  redis.call('DEL', K[9])
+  redis.call('HDEL', K[1], 'past', 'pastn')
+  v[PN], v[PFD] = 0, 0
+  for _, g in ipairs(groups) do
+    redis.call('ZADD', K[9], g.d, past_member(st, g))
+    v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], g.d)
+  end
+  set_phase(st, 'mc', '0')
+end
+
+local function migrate_scan(st, key, ph, nextph, each)
+  local r = redis.call('HSCAN', key, st.f.rbc, 'COUNT', LIST)
+  for i = 1, #r[2], 2 do each(r[2][i], r[2][i + 1]) end
+  st.work = st.work + #r[2] / 2
+  if r[1] == '0' then set_phase(st, nextph, '0') else set_phase(st, ph, r[1]) end
+end
+
+local function migrate_hosts(st)
+  local raw = redis.call('HGETALL', st.K[8])
+  for i = 1, #raw, 2 do
+    local exp, inc = string.match(raw[i + 1], '^(%d+),([^,]*)')
+    redis.call('HSET', st.K[8], raw[i], lease_text(tonumber(exp), inc))
+  end
+  earliest(st)
+  for _, w in ipairs(st.S.windows) do st.v[w.p], st.v[w.h], st.v[w.l] = 0, 0, 0 end
+  st.v[QN] = redis.call('ZCARD', st.K[5])
+  st.f.rbnow = int(st.now)
+  redis.call('HSET', st.K[1], 'layout', LAYOUT, 'rbnow', st.f.rbnow)
+  set_phase(st, 'b', 0)
+end
+
+local function migrate(st)
+  local ph = st.f.rb
+  if ph == 'mc' then
+    migrate_scan(st, st.K[2], 'mc', 'mw', function(id, s) migrate_call(st, id, s) end)
+  elseif ph == 'mw' then
+    migrate_scan(st, st.K[6], 'mw', 'mh', function(seq, s)
+      redis.call('ZADD', wh(st, split(s, ',')[1]), seq, seq)
+    end)
+  elseif ph == 'mh' then
+    migrate_hosts(st)
+  else
+    migrate_past(st)
+  end
+end
+
+-- rebuild runs steps until the rebuild is done (true) or the step's budget
+-- is spent (false: the function replies MORE).
+local PHASES = {a = rekey, o = add_open, r = swap_ledger, lo = unpark, p = put_back, mo = make_open, b = measure}
+
+local function rebuild(st)
+  while st.f.rb do
+    if st.work >= REBUILD then return false end
+    local f = PHASES[st.f.rb]
+    if f then f(st) else migrate(st) end
+  end
+  return true
+end
+
+-- upkeep is what every step does before it decides: a rebuild (or
+-- migration) under way, the store's own downtime (resume), then, when due,
+-- ageing, expiry and lapses. false: its budget is spent (reply MORE).
+local function upkeep(st)
+  if st.v[FLAGS] ~= 0 then
+    local r = redis.call('HMGET', st.K[1], 'rb', 'rbc', 'rbnow', 'rbmo')
+    st.f = {rb = r[1] or nil, rbc = r[2] or '0', rbnow = r[3] or '0', rbmo = r[4] or nil}
+    if not st.f.rb then st.v[FLAGS] = 0 end -- nothing under way after all
+    if not rebuild(st) then return false end
+  end
+  resume(st)
+  local v = st.v
+  if v[NX] ~= 0 and st.now >= v[NX] then
+    local ok, nxa = age(st)
+    if not ok then return false end
+    v[NX] = nxa
+    if not expire(st) then return false end
+  end
+  if v[MINEXP] ~= 0 and st.now >= v[MINEXP] then
+    if not lapse(st) then return false end
+  end
+  return true
+end
+
+-- Steps of a call's life -------------------------------------------------------
+--
+-- Each step opens the meter, does its upkeep (MORE while that is not
+-- done), does its work and writes the counters back in one HSET.
+
+local function step(body)
+  return function(K, A)
+    local st = open(K, A)
+    if not st then return missing() end
+    if not upkeep(st) then
+      flush(st)
+      return MORE
+    end
+    local r = body(st, A)
+    flush(st)
+    return r
+  end
+end
+
+-- Admission replies: {kind, a, b, now, head host, ops, lease} where kind is
+--   1 granted: a = call id, b = its grant instant
+--   0 refused: a = why (1 not now and nonblocking, 2 max_waiters, 3 a cost
+--     no units item can ever admit)
+--   2 queued: a = seq, b = when to dispatch (0: after a release)
+--   3 left the queue (cancel): b = when to dispatch
+--   4 gone (cancel): neither queued nor granted
+-- and lease is the caller's lease expiry (its proof that it holds until).
+
+local function queued_reply(st, seq, lexp)
+  local hd = head(st)
+  return {2, seq, next_at(st, hd.cost), st.now, hd.host, ops(st), lexp}
+end
+
+-- asked_before answers a ticket asked for again (after an outage): it keeps
+-- its place in the queue, or gets its grant: one made by a dispatch (t
+-- says), or one made at once whose reply was lost (among the host's calls
+-- granted since, at most LIST).
+local function asked_before(st, host, inc, ticket, since, lexp)
+  local x = redis.call('HGET', st.K[7], tkey(host, inc, ticket))
+  if x and string.byte(x, 1) ~= 99 then return queued_reply(st, tonumber(x), lexp) end
+  if x then -- 'c'..id
+    local c = get_call(st, string.sub(x, 2))
+    if c then return {1, c.id, c.g, st.now, '', 0, lexp} end
+    return nil
+  end
+  local ids = redis.call('ZRANGE', oh(st, host), since, '+inf', 'BYSCORE', 'LIMIT', 0, LIST)
+  if #ids == 0 then return nil end
+  local recs = redis.call('HMGET', st.K[2], unpack(ids))
+  for j, r in ipairs(recs) do
+    if r then
+      local c = call_of(ids[j], r)
+      if c.inc == inc and c.ticket == ticket then return {1, c.id, c.g, st.now, '', 0, lexp} end
+    end
+  end
   return nil
 end
 
--- reply_next: {wake, now, host of the head waiter ('' none), ops}.
-local function reply_next(st, at)
-  local hd = head(st)
-  return {at, st.now, hd and hd.host or '', st.ops}
-end
-
-local function missing() return redis.error_reply('RLFS_NOMETER no such meter') end
-
--- Functions ------------------------------------------------------------------
-
--- rlfs1_acquire: ARGV 3 host, 4 inc, 5 lease, 6 ticket, 7 cost, 8 nonblock,
--- 9 pid, 10 uid, 11 gid. Replies {1, id, granted, now} for a grant,
--- {0, why, 0, now} for a refusal (why 1 busy, 2 max_waiters, 3 a cost no
--- units item can ever admit), or
--- {2, seq, wake, now, head host, ops} when queued. A ticket that is queued
--- already (asked again after an outage) keeps its place.
-local function acquire(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  local host, inc, cost = A[3], A[4], num(A[7])
-  lapse(st)
-  renew(st, host, inc, num(A[5]))
-  dispatch(st)
-  local seq = redis.call('HGET', K[7], tkey(host, inc, A[6]))
-  if seq then
-    local hd = head(st)
-    return {2, tonumber(seq), next_at(st, hd.cost), st.now, hd.host, st.ops}
+-- rlfs2_acquire: ARGV 3 host, 4 inc, 5 lease (µs), 6 ticket, 7 cost, 8 how
+-- (letters: n nonblocking, f first: this ticket was never asked for), 9
+-- who ("pid,uid,gid"), 10 asked (µs: the ticket was first asked for after
+-- it). The fast path (nobody waits, nothing due): the hot state, the
+-- host's lease entry and the clock are read, the rule is checked on
+-- counters, and the grant is written (its record, the host's set, the
+-- open set with max_hold, the hot state). Replies an admission.
+local function acquire(st, A)
+  local S, v, K = st.S, st.v, st.K
+  local host, inc, ticket, cost, how = A[3], A[4], A[6], num(A[7]), A[8]
+  local lexp = touch_lease(st, host, inc, num(A[5]), false)
+  if v[QN] > 0 then dispatch(st) end
+  local waiting = v[QN]
+  if not string.find(how, 'f', 1, true) then
+    local r = asked_before(st, host, inc, ticket, num(A[10]), lexp)
+    if r then return r end
   end
-  for _, c in ipairs(st.calls) do
-    if c.host == host and c.inc == inc and c.ticket == A[6] and c.d == 0 then return {1, c.id, c.g, st.now} end
-  end
-  if not fits(st.S, cost) then return {0, 3, 0, st.now} end
-  local me = {host = host, inc = inc, ticket = A[6], cost = cost, pid = A[9], uid = A[10], gid = A[11], since = st.now}
-  local empty = redis.call('ZCARD', st.K[3]) == 0
-  if empty and st.now >= st.quiet and admit(st.S, st, st.now, cost) then
+  if S.maxcost >= 0 and cost > S.maxcost then return {0, 3, 0, st.now, '', 0, lexp} end
+  local me = {host = host, inc = inc, ticket = ticket, cost = cost, who = A[9]}
+  if waiting == 0 and st.now >= v[QUIET] and admit(st, cost) then
     local c = grant(st, me)
-    return {1, c.id, c.g, st.now}
+    return {1, c.id, c.g, st.now, '', 0, lexp}
   end
-  if A[8] == '1' then return {0, 1, 0, st.now} end
-  if st.S.mwaiters > 0 and redis.call('ZCARD', st.K[3]) >= st.S.mwaiters then return {0, 2, 0, st.now} end
-  seq = redis.call('HINCRBY', st.K[1], 'seq', 1)
-  redis.call('ZADD', st.K[3], seq, seq)
-  redis.call('HSET', st.K[4], seq, table.concat({host, inc, me.ticket, int(st.now), int(cost), me.pid, me.uid, me.gid}, ','))
-  redis.call('HSET', st.K[7], tkey(host, inc, me.ticket), seq)
-  waiters_delta(st, host, 1)
-  local hd = head(st)
-  return {2, seq, next_at(st, hd.cost), st.now, hd.host, st.ops}
+  if string.find(how, 'n', 1, true) then return {0, 1, 0, st.now, '', 0, lexp} end
+  if S.mwaiters > 0 and waiting >= S.mwaiters then return {0, 2, 0, st.now, '', 0, lexp} end
+  return queued_reply(st, enqueue(st, me), lexp)
 end
 
--- rlfs1_cancel: ARGV 3 host, 4 inc, 5 lease, 6 seq, 7 ticket. Takes the
--- waiter out of the queue. Replies {0, 0, wake, now, head host, ops} if it was waiting,
--- {1, id, granted, now} if it had been granted (the host then releases or
--- revokes the call), {2, 0, 0, now} if it is gone.
-local function cancel(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
+-- rlfs2_cancel: ARGV 3 host, 4 inc, 5 lease, 6 seq, 7 ticket. Takes the
+-- waiter out of the queue (3), or replies its grant (1: the host releases
+-- or revokes it), or 4.
+local function cancel(st, A)
   local host, inc = A[3], A[4]
-  lapse(st)
-  renew(st, host, inc, num(A[5]))
-  local v = redis.call('HGET', st.K[4], A[6])
-  if v then
-    local wt = parse_waiter(A[6], v)
+  local lexp = touch_lease(st, host, inc, num(A[5]), false)
+  local s = redis.call('HGET', st.K[6], A[6])
+  if s then
+    local wt = waiter_of(A[6], s)
     if wt.host == host and wt.inc == inc then
       local hd = head(st)
-      remove_waiter(st, wt)
+      forget_waiter(st, wt)
       local at = 0
       if hd and hd.seq == wt.seq then at = dispatch(st) end
       local nh = head(st)
-      return {0, 0, at, st.now, nh and nh.host or '', st.ops}
+      return {3, 0, at, st.now, nh and nh.host or '', ops(st), lexp}
     end
   end
-  for _, c in ipairs(st.calls) do
-    if c.host == host and c.inc == inc and c.ticket == A[7] then return {1, c.id, c.g, st.now} end
+  local x = redis.call('HGET', st.K[7], tkey(host, inc, A[7]))
+  if x and string.byte(x, 1) == 99 then
+    local c = get_call(st, string.sub(x, 2))
+    if c then return {1, c.id, c.g, st.now, '', 0, lexp} end
   end
-  return {2, 0, 0, st.now}
+  return {4, 0, 0, st.now, '', 0, lexp}
 end
 
--- rlfs1_release: ARGV 3 host, 4 inc, 5 lease, 6 id, 7 done (0: now; else
--- when a late delivery says it completed, at most now). Replies {wake, now}.
-local function release(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  renew(st, A[3], A[4], num(A[5]))
-  local c = find_call(st, tonumber(A[6]))
+-- Step replies: {wake, now, head host, ops} (step_reply).
+
+-- rlfs2_release: ARGV 3 id, 4 done (0: now; else when a late delivery says
+-- it completed, at most now). The call ends, the ledger's front retires;
+-- the queue is dispatched if anyone waits.
+local function release(st, A)
+  local c = get_call(st, A[3])
   if c then
-    local t = num(A[7])
+    local t = num(A[4])
     if t == 0 or t > st.now then t = st.now end
-    complete(st, c, t)
+    end_call(st, c, t, true)
   end
-  retire(st.S, st, st.now, st.horizon)
-  return reply_next(st, dispatch(st))
+  retire(st)
+  return step_reply(st)
 end
 
--- rlfs1_revoke: ARGV 3 host, 4 inc, 5 lease, 6 id. The call's open failed:
--- nothing of it counts. Replies {wake, now}.
-local function revoke(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  renew(st, A[3], A[4], num(A[5]))
-  local c = find_call(st, tonumber(A[6]))
-  -- a call that max_hold ended counts as completed already: it stays
-  local dl = c and done_at(st.S, c)
-  if c and c.d == 0 and (dl == 0 or dl > st.now) then
-    redis.call('HDEL', st.K[2], c.id)
-    for i, x in ipairs(st.calls) do if x.id == c.id then table.remove(st.calls, i) break end end
-    redis.call('HINCRBY', st.K[1], 'grants', -1)
-    redis.call('HINCRBY', st.K[1], 'revoked', 1)
-    if st.S.bucket then
-      st.tat = st.tat - st.S.bucket.interval
-      redis.call('HSET', st.K[1], 'tat', int(st.tat))
+-- rlfs2_revoke: ARGV 3 id. The call's open failed: nothing of it counts. A
+-- call that max_hold ended counts already: it stays.
+local function revoke(st, A)
+  local S, v, K = st.S, st.v, st.K
+  local c = get_call(st, A[3])
+  if c and c.done == 0 then
+    local u = units(c)
+    redis.call('HDEL', K[2], c.sid)
+    redis.call('ZREM', oh(st, c.host), c.sid)
+    if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
+    close_open(st, c)
+    if S.lmode == 'g' then ledger_del(st, c.g, call_entry(c.id, u, c.g, 0), {n = 1, u = u, d = 0}) end
+    v[GRANTS], v[REVOKED] = v[GRANTS] - 1, v[REVOKED] + 1
+    if S.bucket then v[TAT] = v[TAT] - S.bucket.interval end
+    if S.ubucket and u - c.ab > 0 and v[UTAT] ~= 0 then v[UTAT] = v[UTAT] - S.ubucket.interval * (u - c.ab) end
+  end
+  return step_reply(st)
+end
+
+-- rlfs2_settle: ARGV 3 id, 4 actual cost. An error RLFS_NOCALL if the call
+-- is neither in progress nor held, or held and retired into the history
+-- already (its cost is part of a group: as meter.Meter.Settle).
+local function settle(st, A)
+  local S, v = st.S, st.v
+  local c = get_call(st, A[3])
+  if not c then return redis.error_reply('RLFS_NOCALL call not in progress') end
+  local old, nu = units(c), num(A[4])
+  if c.done > 0 or S.lmode == 'g' then
+    local e = {id = c.id, n = 1, u = old, g = c.g, d = c.done, first = c.done}
+    local x = count_time(S, e)
+    if ledger_del(st, x, call_entry(c.id, old, c.g, c.done), e) then
+      e.u = nu
+      ledger_add(st, x, call_entry(c.id, nu, c.g, c.done), e)
+    elseif c.done > 0 then
+      return redis.error_reply('RLFS_NOCALL call ended by max_hold and retired')
     end
-    if st.S.ubucket and units(c) - (c.ab or 0) > 0 and st.utat ~= 0 then
-      st.utat = st.utat - st.S.ubucket.interval * (units(c) - (c.ab or 0))
-      redis.call('HSET', st.K[1], 'utat', int(st.utat))
-    end
   end
-  return reply_next(st, dispatch(st))
-end
-
--- rlfs1_settle: ARGV 3 host, 4 inc, 5 lease, 6 id, 7 actual cost. Replies
--- {wake, now}; an error if the call is not in progress.
-local function settle(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  renew(st, A[3], A[4], num(A[5]))
-  local c = find_call(st, tonumber(A[6]))
-  if not c or c.d > 0 then return redis.error_reply('RLFS_NOCALL call not in progress') end
-  local old = units(c)
-  c.actual = num(A[7])
-  if st.S.ubucket then
-    st.utat, c.ab = charge(st.S.ubucket, st.utat, c.g, st.now, c.ab or 0, c.actual - old)
-    redis.call('HSET', st.K[1], 'utat', int(st.utat))
+  if c.done == 0 then
+    v[OUH], v[OUL] = sub2(v[OUH], v[OUL], old)
+    v[OUH], v[OUL] = add2(v[OUH], v[OUL], nu)
   end
-  redis.call('HSET', st.K[2], c.id, call_string(c))
-  return reply_next(st, dispatch(st))
+  c.actual = nu
+  if S.ubucket then v[UTAT], c.ab = charge(S.ubucket, v[UTAT], c.g, st.now, c.ab, nu - old) end
+  redis.call('HSET', st.K[2], c.sid, call_text(c))
+  return step_reply(st)
 end
 
--- rlfs1_dispatch: ARGV 3 host (or ''), 4 inc, 5 lease. Grants what the rule
--- admits now; renews the host's lease when given. Replies {wake, now}.
-local function dispatch_fn(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  if A[3] ~= '' then renew(st, A[3], A[4], num(A[5])) end
-  return reply_next(st, dispatch(st))
+-- rlfs2_dispatch: ARGV 3 host (or ''), 4 inc, 5 lease. Grants what the rule
+-- admits now. rlfs2_rebuild (no ARGV past 2) is the same step: the host
+-- that wrote the limits sends it until the rebuild is done (until it
+-- stops replying MORE).
+local function dispatch_fn(st, A)
+  if A[3] and A[3] ~= '' then touch_lease(st, A[3], A[4], num(A[5]), false) end
+  return step_reply(st)
 end
 
--- rlfs1_renew: ARGV 3 host, 4 inc, 5 lease. Extends the host's lease and
--- replies {wake, now, head host, ops, id1, ticket1, granted1, ...}: the host's
--- calls in progress, so that it can pick up a grant whose message it missed.
-local function renew_fn(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  renew(st, A[3], A[4], num(A[5]))
-  local out = reply_next(st, dispatch(st))
-  for _, c in ipairs(st.calls) do
-    if c.host == A[3] and c.inc == A[4] and c.d == 0 then
-      out[#out + 1] = c.id; out[#out + 1] = c.ticket; out[#out + 1] = c.g
+-- rlfs2_renew: ARGV 3 host, 4 inc, 5 lease, 6 since (µs; 0: none). The
+-- renewal loop's step: extends the host's lease and replies {now, lease,
+-- wake, head host, ops, complete, last, id1, ticket1, granted1, ...}: the
+-- host's calls in progress of this incarnation granted after since, so
+-- that it can pick up a grant whose message it missed; at most LIST are
+-- read: complete 0 says there may be more after instant last.
+local function renew(st, A)
+  local host, inc, since = A[3], A[4], num(A[6])
+  local lexp = touch_lease(st, host, inc, num(A[5]), true)
+  local r = step_reply(st)
+  local out = {st.now, lexp, r[1], r[3], r[4], 1, 0}
+  if since > 0 then
+    local ids = redis.call('ZRANGE', oh(st, host), '(' .. int(since), '+inf', 'BYSCORE', 'LIMIT', 0, LIST, 'WITHSCORES')
+    if #ids == 2 * LIST then out[6], out[7] = 0, tonumber(ids[#ids]) end
+    for j = 1, #ids, 2 do
+      local c = get_call(st, ids[j])
+      if c and c.inc == inc and c.done == 0 then
+        out[#out + 1] = c.id; out[#out + 1] = c.ticket; out[#out + 1] = c.g
+      end
     end
   end
   return out
 end
 
--- rlfs1_start: ARGV 3 host, 4 inc. A host's daemon (re)started: the calls
--- in progress and the waiters of its earlier incarnations end now.
--- Replies {wake, now, head host, ops, ended}.
-local function start(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  local host, inc, ended = A[3], A[4], 0
-  for _, c in ipairs(st.calls) do
-    if c.host == host and c.inc ~= inc and c.d == 0 then complete(st, c, st.now); ended = ended + 1 end
+-- rlfs2_start: ARGV 3 host, 4 inc. A host's daemon (re)started: the calls
+-- in progress and the waiters of its earlier incarnations end now, LAPSE a
+-- step. Replies {now, calls ended, more (1: send it again)}.
+local function start(st, A)
+  local host, inc = A[3], A[4]
+  local done, n = end_host(st, host, st.now, inc)
+  if done then
+    local e = host_entry(st, host)
+    if e and e.inc ~= inc then redis.call('HDEL', st.K[8], host) end
+    step_reply(st)
   end
-  local ws = redis.call('HGETALL', st.K[4])
-  for j = 1, #ws, 2 do
-    local wt = parse_waiter(ws[j], ws[j + 1])
-    if wt.host == host and wt.inc ~= inc then forget_waiter(st, wt) end
-  end
-  local e = host_entry(st, host)
-  if e and e.inc ~= inc then redis.call('HDEL', st.K[5], host) end
-  retire(st.S, st, st.now, st.horizon)
-  local r = reply_next(st, dispatch(st))
-  r[5] = ended
-  return r
+  return {st.now, n, done and 0 or 1}
 end
 
--- spec_fields: ARGV from 4 on are field, value pairs of the spec (and, at
--- creation, of the owner).
+-- Definitions ---------------------------------------------------------------------
+
 local function set_fields(K, A, from)
-  for i = from, #A, 2 do redis.call('HSET', K[1], A[i], A[i + 1]) end
+  local args = {}
+  for i = from, #A do args[#args + 1] = A[i] end
+  if #args > 0 then redis.call('HSET', K[1], unpack(args)) end
 end
 
--- rlfs1_create: ARGV 3 name, then field, value pairs (quiet_for: see
--- below). Replies 1, or 0 if the meter exists. The host then lists it in the set of meters and tells
--- the others ("c,NAME" on the event channel), in that order, so that a host
--- that subscribes meanwhile finds it in one or the other.
 -- bump sets the meter's version, which orders its definitions for the
--- hosts that reload it: the server's time (µs), always increasing (the
--- test clock does not move between changes, so it is not used here).
+-- hosts that reload it, and returns it: the server's time (µs), always
+-- increasing (the test clock does not move between changes, so it is not
+-- used here).
 local function bump(K)
   local t = redis.call('TIME')
   local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local old = num(redis.call('HGET', K[1], 'version'))
   if v <= old then v = old + 1 end
   redis.call('HSET', K[1], 'version', int(v))
+  return v
 end
 
+-- rlfs2_create: ARGV 3 name, then field, value pairs (quiet_for: a host
+-- putting the meter back after the store lost its data; nothing is granted
+-- for that long). Replies 1, or 0 if the meter exists. The host then lists
+-- it in the set of meters and tells the others ("c,NAME" on the event
+-- channel), in that order, so that a host that subscribes meanwhile finds
+-- it in one or the other.
 local function create(K, A)
   if redis.call('EXISTS', K[1]) == 1 then return 0 end
-  redis.call('DEL', K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9])
-  redis.call('HSET', K[1], 'name', A[3], 'next_id', 1, 'grants', 0, 'seq', 0, 'tat', 0, 'utat', 0)
+  redis.call('UNLINK', K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14], K[15])
+  redis.call('HSET', K[1], 'name', A[3], 'layout', LAYOUT)
   set_fields(K, A, 4)
-  -- quiet_for (µs): a host putting the meter back after the store lost its
-  -- data; nothing is granted for that long (quiet, an instant).
-  local q = num(redis.call('HGET', K[1], 'quiet_for'))
+  local f = fields_of(K)
+  local v = fresh_state(bump(K), f.spec or '', #spec_of(f).windows)
+  local q = num(f.quiet_for)
   if q > 0 then
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    if A[2] ~= '' then now = tonumber(A[2]) end
-    redis.call('HSET', K[1], 'quiet', int(now + q))
+    v[QUIET] = clock(A) + q
     redis.call('HDEL', K[1], 'quiet_for')
   end
-  bump(K)
+  redis.call('SET', K[15], blob_of(v, #spec_of(f).windows))
   return 1
 end
 
--- rlfs1_setspec: ARGV 3 name, then field, value pairs. Replies {wake, now}.
+-- rlfs2_setspec: ARGV 3 name, then field, value pairs. After the upkeep
+-- under the old spec (the holds its max_hold ended count as completed
+-- then), the spec changes, the buckets' debt is re-judged, and a rebuild
+-- starts (see Rebuild): the host sends rlfs2_rebuild until it is done.
+-- Replies 1.
 local function setspec(K, A)
-  local old = open(K, A)
-  if not old then return missing() end
-  lapse(old)
-  -- a hold that max_hold ended counts as completed then, whatever the new
-  -- limits say: its end is fixed (held)
-  for _, c in ipairs(old.calls) do
-    local held = done_at(old.S, c)
-    if c.d == 0 and (c.x or 0) == 0 and held > 0 and held <= old.now then
-      c.x = held
-      redis.call('HSET', K[2], c.id, call_string(c))
-    end
-  end
-  set_fields(K, A, 4)
-  bump(K)
   local st = open(K, A)
-  -- the buckets' debt, owed in tokens under the new limits (meter.rejudgeTAT)
-  st.tat = rejudge(old.S.bucket, st.S.bucket, old.tat, st.now)
-  st.utat = rejudge(old.S.ubucket, st.S.ubucket, old.utat, st.now)
-  redis.call('HSET', K[1], 'tat', int(st.tat), 'utat', int(st.utat))
+  if not st then return missing() end
+  if not upkeep(st) then
+    flush(st)
+    return MORE
+  end
+  local old, v = st.S, st.v
+  set_fields(K, A, 4)
+  local f = fields_of(K)
+  local nu = spec_of(f)
+  v[TAT] = rejudge(old.bucket, nu.bucket, v[TAT], st.now)
+  v[UTAT] = rejudge(old.ubucket, nu.ubucket, v[UTAT], st.now)
+  v[SVER], v[SIG], v[FLAGS] = bump(K), sig_of(f.spec or ''), 1
+  for i = BASE + 1, BASE + 3 * #nu.windows do v[i] = 0 end
+  local first = 'p'
+  if old.lmode ~= nu.lmode then first = 'a' elseif nu.lmode == 'g' then first = 'lo' end
+  redis.call('UNLINK', K[14])
+  if nu.mhold == 0 then
+    redis.call('UNLINK', K[3]) -- only max_hold needs the calls in progress in order
+  elseif old.mhold == 0 then
+    redis.call('HSET', K[1], 'rbmo', 1)
+  end
+  redis.call('HSET', K[1], 'rb', first, 'rbc', 0, 'rbnow', int(st.now))
+  redis.call('SET', K[15], blob_of(v, #nu.windows))
   redis.call('PUBLISH', A[1] .. ':ev', 's,' .. A[3])
-  return reply_next(st, dispatch(st))
+  return 1
 end
 
--- rlfs1_setattr: ARGV 3 name, then mode, uid, gid pairs. Replies 1.
+-- rlfs2_setattr: ARGV 3 name, then mode, uid, gid pairs. Replies 1.
 local function setattr(K, A)
   if redis.call('EXISTS', K[1]) == 0 then return missing() end
   set_fields(K, A, 4)
@@ -953,123 +1676,151 @@ local function setattr(K, A)
   return 1
 end
 
--- rlfs1_delete: ARGV 3 name. Removes an idle meter with its history and
--- data. Replies 1, or 0 while it has holders or waiters. The host then
--- unlists it and tells the others ("d,NAME").
-local function delete(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  if redis.call('ZCARD', K[3]) > 0 then return 0 end
-  -- busy while a call is open, even one that max_hold ended (as
-  -- meter.Registry.Remove: EBUSY with "expired holds still open")
-  for _, c in ipairs(st.calls) do
-    if c.d == 0 then return 0 end
-  end
-  redis.call('DEL', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9])
+-- rlfs2_delete: ARGV 3 name. Removes an idle meter with its history and
+-- data (UNLINK: Redis frees them in the background). Replies 1, or 0 while
+-- it has holders (held ones too, as meter.Registry.Remove) or waiters. The
+-- host then unlists it and tells the others ("d,NAME").
+local function delete(st, A)
+  local K, v = st.K, st.v
+  if v[QN] > 0 or v[ON] > 0 or v[HELD] > 0 then return 0 end
+  local hosts = redis.call('HKEYS', K[8])
+  for _, h in ipairs(hosts) do redis.call('UNLINK', oh(st, h), wh(st, h)) end
+  redis.call('UNLINK', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14], K[15])
+  st.gone = true -- nothing to write back
   return 1
 end
 
--- rlfs1_view: ARGV 3 lists ('1': holders and waiters too). A read of the
--- meter after lapses: {now, fields..., '|calls', call records..., '|waiters',
--- waiter records..., '|usage', used per window..., '|next', ok, at}.
-local function view(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  local out = {st.now}
-  local raw = redis.call('HGETALL', K[1])
-  for i = 1, #raw do out[#out + 1] = raw[i] end
-  out[#out + 1] = 'past'
-  out[#out + 1] = past_text(K)
-  out[#out + 1] = '|calls'
-  for _, c in ipairs(st.calls) do
-    if c.d == 0 or A[3] == '1' then out[#out + 1] = int(c.id) .. ',' .. call_string(c) end
+-- rlfs2_def: a meter's definition: {name, spec, mode, uid, gid, grants,
+-- version}; an RLFS_NOMETER error if it does not exist.
+local function def(K, A)
+  local r = redis.call('HMGET', K[1], 'name', 'spec', 'mode', 'uid', 'gid', 'grants', 'version')
+  if not r[1] then return missing() end
+  local blob = redis.call('GET', K[15])
+  if blob then r[6] = state_of(blob)[GRANTS] end
+  for i = 1, #r do r[i] = r[i] or '' end
+  return r
+end
+
+-- View ------------------------------------------------------------------------------
+
+local function history_of_view(st)
+  local past, first = 0, 0
+  for _, m in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do
+    local g = group_of(m)
+    past = past + g.n
+    if first == 0 then first = g.first end
   end
-  out[#out + 1] = '|waiters'
-  out[#out + 1] = redis.call('ZCARD', K[3])
-  if A[3] == '1' then
-    local seqs = redis.call('ZRANGE', K[3], 0, -1)
-    for _, s in ipairs(seqs) do
-      local v = redis.call('HGET', K[4], s)
-      if v then out[#out + 1] = s .. ',' .. v end
-    end
+  local lg = redis.call('ZRANGE', st.K[13], 0, -1, 'WITHSCORES')
+  for j = 1, #lg, 2 do
+    past = past + group_of(lg[j]).n
+    first = minpos(first, tonumber(lg[j + 1]))
   end
-  out[#out + 1] = '|usage'
-  for _, w in ipairs(st.S.windows) do
-    local _, n = window_ends(st.S, w, st.calls, get_past(st), st.now)
-    out[#out + 1] = n
-  end
-  out[#out + 1] = '|next'
+  return past, first
+end
+
+-- rlfs2_view: ARGV 3 call id ('' none), 4 seq ('' none). A picture of the
+-- meter after its upkeep: {now, spec, mode, uid, gid, grants, version, tat,
+-- utat, {used per window}, next ok, next at, wake, {hosts}, holders, held,
+-- waiters, retired calls, their earliest completion, the call's record ('':
+-- none), the waiter's record, the waiter's place (1-based; 0: none)}.
+-- Lists of holders and waiters: rlfs2_list.
+local function view(st, A)
+  local S, v, K = st.S, st.v, st.K
+  local d = redis.call('HMGET', K[1], 'spec', 'mode', 'uid', 'gid', 'version')
+  local usage = {}
+  for i, w in ipairs(S.windows) do usage[i] = used_in(st, w) end
   local hd = head(st)
-  local ok, at = admit(st.S, st, st.now, hd and hd.cost or 1)
+  local ok, at = admit(st, hd and hd.cost or 1)
   if hd and ok then ok, at = false, st.now end
-  if st.now < st.quiet then ok, at = false, st.quiet end
-  out[#out + 1] = ok and 1 or 0
-  out[#out + 1] = at
-  out[#out + 1] = wake(st, at)
-  local hosts = redis.call('HGETALL', K[5])
-  out[#out + 1] = '|hosts'
-  for i = 1, #hosts do out[#out + 1] = hosts[i] end
+  if st.now < v[QUIET] then ok, at = false, v[QUIET] end
+  local past, first = history_of_view(st)
+  local call, waiter, place = '', '', 0
+  if A[3] and A[3] ~= '' then call = redis.call('HGET', K[2], A[3]) or '' end
+  if A[4] and A[4] ~= '' then
+    waiter = redis.call('HGET', K[6], A[4]) or ''
+    if waiter ~= '' then place = (redis.call('ZRANK', K[5], A[4]) or -1) + 1 end
+  end
+  return {st.now, d[1] or '', d[2] or '', d[3] or '', d[4] or '', v[GRANTS], num(d[5]), v[TAT], v[UTAT],
+          usage, ok and 1 or 0, at, wake(st, at), redis.call('HKEYS', K[8]), v[ON], v[HELD], v[QN],
+          past, first, call, waiter, place}
+end
+
+-- rlfs2_list: ARGV 3 kind, 4 cursor. A chunk of the meter's records, at
+-- most LIST: kind 'c', the calls in progress and held ({next cursor ('0':
+-- done), id1, record1, ...}: HSCAN order, possibly twice); kind 'w', the
+-- waiters after seq cursor ({last seq ('0': done), seq1, record1, ...}).
+local function list(K, A)
+  if A[3] == 'c' then
+    local r = redis.call('HSCAN', K[2], A[4], 'COUNT', LIST)
+    local out = {r[1]}
+    for i = 1, #r[2] do out[#out + 1] = r[2][i] end
+    return out
+  end
+  local seqs = redis.call('ZRANGE', K[5], '(' .. A[4], '+inf', 'BYSCORE', 'LIMIT', 0, LIST)
+  if #seqs == 0 then return {'0'} end
+  local recs = redis.call('HMGET', K[6], unpack(seqs))
+  local out = {seqs[#seqs]}
+  if #seqs < LIST then out[1] = '0' end
+  for i, s in ipairs(seqs) do
+    if recs[i] then out[#out + 1] = s; out[#out + 1] = recs[i] end
+  end
   return out
 end
 
--- rlfs1_reassert: ARGV 3 host, 4 inc, 5 lease, then call records of the
--- host (id,granted,done,cost,actual,ticket,pid,uid,gid) that still count.
--- After the store lost its data, a host puts its calls back; a call whose id
--- is taken gets a new one. Replies {wake, now, head host, ops, old1, new1, ...}.
-local function reassert(K, A)
-  local st = open(K, A)
-  if not st then return missing() end
-  lapse(st)
-  renew(st, A[3], A[4], num(A[5]))
-  local out = {0, st.now, '', 0}
+-- Re-assert -------------------------------------------------------------------------
+
+-- rlfs2_reassert: ARGV 3 host, 4 inc, 5 lease, then at most 256 records of
+-- the host's calls that still count ("id,granted,done,cost,actual,ticket,
+-- pid,uid,gid"). After the store lost its data, a host puts its calls
+-- back; a call whose id is taken gets a new one. Replies {now, old1, new1,
+-- ...}.
+local function reassert(st, A)
+  local S, v, K = st.S, st.v, st.K
+  local host, inc = A[3], A[4]
+  touch_lease(st, host, inc, num(A[5]), true)
+  local out = {st.now}
   for i = 6, #A do
     local p = split(A[i], ',')
     local id = tonumber(p[1])
-    local cur = redis.call('HGET', K[2], id)
-    local mine = cur and parse_call(id, cur)
-    if not (mine and mine.host == A[3] and mine.inc == A[4] and mine.ticket == p[6]) then
+    local cur = get_call(st, p[1])
+    if not (cur and cur.host == host and cur.inc == inc and cur.ticket == p[6]) then
       if cur then
-        id = redis.call('HINCRBY', K[1], 'next_id', 1) - 1 -- taken by another call since the loss
-      elseif id >= num(redis.call('HGET', K[1], 'next_id')) then
-        redis.call('HSET', K[1], 'next_id', int(id + 1))
+        id = math.max(v[NEXT_ID], 1)
+        v[NEXT_ID] = id + 1
+      elseif id >= v[NEXT_ID] then
+        v[NEXT_ID] = id + 1
       end
-      local c = {id = id, g = num(p[2]), d = num(p[3]), e = false, ticket = p[6], cost = num(p[4]),
-                 actual = num(p[5]), host = A[3], inc = A[4], pid = p[7], uid = p[8], gid = p[9]}
-      redis.call('HSET', K[2], id, call_string(c))
-      redis.call('HINCRBY', K[1], 'grants', 1)
+      local c = {id = id, g = num(p[2]), ticket = p[6], cost = num(p[4]), actual = num(p[5]), ab = 0, host = host,
+                 inc = inc, who = p[7] .. ',' .. p[8] .. ',' .. p[9], done = 0, tix = true}
+      local d, u = num(p[3]), units(c)
+      if d == 0 then
+        local sid = int(id)
+        redis.call('HSET', K[2], sid, call_text(c))
+        if S.mhold > 0 then redis.call('ZADD', K[3], c.g, sid) end
+        redis.call('ZADD', oh(st, host), c.g, sid)
+        redis.call('HSET', K[7], tkey(host, inc, c.ticket), 'c' .. sid)
+        v[ON] = v[ON] + 1
+        v[OUH], v[OUL] = add2(v[OUH], v[OUL], u)
+        if S.lmode == 'g' then ledger_add(st, c.g, call_entry(id, u, c.g, 0), {n = 1, u = u, g = c.g, d = 0}) end
+        if S.mhold > 0 then v[NX] = minpos(v[NX], c.g + S.mhold) end
+      else
+        local e = {n = 1, u = u, g = c.g, d = d, first = d}
+        ledger_add(st, count_time(S, e), call_entry(id, u, c.g, d), e)
+      end
+      v[GRANTS] = v[GRANTS] + 1
     end
-    out[#out + 1] = tonumber(p[1]); out[#out + 1] = id
+    out[#out + 1] = tonumber(p[1])
+    out[#out + 1] = id
   end
-  st.calls = load_calls(K)
-  local r = reply_next(st, dispatch(st))
-  out[1], out[3], out[4] = r[1], r[3], r[4]
   return out
 end
 
--- rlfs1_admit (tests): the rule alone, on state given as arguments:
--- ARGV 1 win, 2 conc, 3 rn, 4 rper, 5 burst, 6 bygrant, 7 mhold, 8 tat,
--- 9 now, 10 cost, 11 past, 12 un, 13 uper, 14 uburst, 15 utat, then call
--- records "id,granted,done,cost,actual". Replies {ok, at}.
-local function admit_fn(K, A)
-  local S = spec_of({win = A[1], conc = A[2], rn = A[3], rper = A[4], burst = A[5], bygrant = A[6],
-                     mhold = A[7], un = A[12], uper = A[13], uburst = A[14]})
-  local st = {calls = {}, past = parse_past(A[11]), tat = num(A[8]), utat = num(A[15])}
-  for i = 16, #A do
-    local p = split(A[i], ',')
-    st.calls[#st.calls + 1] = {id = num(p[1]), g = num(p[2]), d = num(p[3]), cost = num(p[4]), actual = num(p[5])}
-  end
-  local ok, at = admit(S, st, num(A[9]), num(A[10]))
-  return {ok and 1 or 0, at}
-end
-
--- Data files ---------------------------------------------------------------
+-- Data files ----------------------------------------------------------------------
 
 -- data_totals: the files and bytes of the meter's data other than name,
--- and whether name exists.
+-- and whether name exists (at most meter.MaxDataFiles entries).
 local function data_totals(K, name)
-  local raw = redis.call('HGETALL', K[8])
+  local raw = redis.call('HGETALL', K[11])
   local files, bytes, exists = 0, 0, false
   for i = 1, #raw, 2 do
     if raw[i] == name then
@@ -1082,7 +1833,7 @@ local function data_totals(K, name)
   return files, bytes, exists
 end
 
--- rlfs1_data_write: ARGV 3 name, 4 content, 5 mtime, 6 max files, 7 max
+-- rlfs2_data_write: ARGV 3 name, 4 content, 5 mtime, 6 max files, 7 max
 -- bytes. Replaces a data file whole, within the meter's bounds. Replies 1,
 -- or an RLFS_NOSPACE error (nothing changed).
 local function data_write(K, A)
@@ -1094,70 +1845,83 @@ local function data_write(K, A)
   if bytes + #A[4] > num(A[7]) then
     return redis.error_reply('RLFS_NOSPACE the meter would hold ' .. int(bytes + #A[4]) .. ' bytes of data')
   end
-  redis.call('HSET', K[6], A[3], A[4])
-  redis.call('HSET', K[8], A[3], int(#A[4]) .. ',' .. A[5])
+  redis.call('HSET', K[10], A[3], A[4])
+  redis.call('HSET', K[11], A[3], int(#A[4]) .. ',' .. A[5])
   return 1
 end
 
--- rlfs1_data_read: ARGV 3 name. Replies {content, "size,mtime"}, or {}.
+-- rlfs2_data_read: ARGV 3 name. Replies {content, "size,mtime"}, or {}.
 local function data_read(K, A)
-  local c = redis.call('HGET', K[6], A[3])
+  local c = redis.call('HGET', K[10], A[3])
   if not c then return {} end
-  return {c, redis.call('HGET', K[8], A[3]) or ''}
+  return {c, redis.call('HGET', K[11], A[3]) or ''}
 end
 
--- rlfs1_data_rename: ARGV 3 from, 4 to, 5 mtime. Replies 1, or 0 if from
+-- rlfs2_data_rename: ARGV 3 from, 4 to, 5 mtime. Replies 1, or 0 if from
 -- does not exist.
 local function data_rename(K, A)
-  local c = redis.call('HGET', K[6], A[3])
+  local c = redis.call('HGET', K[10], A[3])
   if not c then return 0 end
   if A[3] ~= A[4] then
-    redis.call('HDEL', K[6], A[3])
-    redis.call('HDEL', K[8], A[3])
+    redis.call('HDEL', K[10], A[3])
+    redis.call('HDEL', K[11], A[3])
   end
-  redis.call('HSET', K[6], A[4], c)
-  redis.call('HSET', K[8], A[4], int(#c) .. ',' .. A[5])
+  redis.call('HSET', K[10], A[4], c)
+  redis.call('HSET', K[11], A[4], int(#c) .. ',' .. A[5])
   return 1
 end
 
--- rlfs1_data_delete: ARGV 3 name. Replies 1, or 0 if it does not exist.
+-- rlfs2_data_delete: ARGV 3 name. Replies 1, or 0 if it does not exist.
 local function data_delete(K, A)
-  redis.call('HDEL', K[8], A[3])
-  return redis.call('HDEL', K[6], A[3])
+  redis.call('HDEL', K[11], A[3])
+  return redis.call('HDEL', K[10], A[3])
 end
 
--- meter_fn adapts a function to callers that pass 8 keys, without p: the
--- daemons of the previous library, which one daemon's FUNCTION LOAD
--- REPLACE can leave calling this one during a rolling upgrade. p is then
--- derived from m (same hash tag, so the same Cluster slot).
-local function meter_fn(f)
-  return function(K, A)
-    if not K[9] and K[1] then
-      local k = {}
-      for i = 1, 8 do k[i] = K[i] end
-      k[9] = string.sub(K[1], 1, -2) .. 'p'
-      K = k
-    end
-    return f(K, A)
-  end
+-- Test hooks --------------------------------------------------------------------------
+
+-- rlfs2_peek: ARGV 3 cost. The rule's answer for a call of cost now, after
+-- the upkeep, granting nothing: {ok, at} (meter/redis's tests compare it
+-- with meter.AdmitCost).
+local function peek(st, A)
+  local ok, at = admit(st, num(A[3]))
+  return {ok and 1 or 0, at}
 end
 
-redis.register_function('rlfs1_acquire', meter_fn(acquire))
-redis.register_function('rlfs1_cancel', meter_fn(cancel))
-redis.register_function('rlfs1_release', meter_fn(release))
-redis.register_function('rlfs1_revoke', meter_fn(revoke))
-redis.register_function('rlfs1_settle', meter_fn(settle))
-redis.register_function('rlfs1_dispatch', meter_fn(dispatch_fn))
-redis.register_function('rlfs1_renew', meter_fn(renew_fn))
-redis.register_function('rlfs1_start', meter_fn(start))
-redis.register_function('rlfs1_create', meter_fn(create))
-redis.register_function('rlfs1_setspec', meter_fn(setspec))
-redis.register_function('rlfs1_setattr', meter_fn(setattr))
-redis.register_function('rlfs1_delete', meter_fn(delete))
-redis.register_function('rlfs1_view', meter_fn(view))
-redis.register_function('rlfs1_reassert', meter_fn(reassert))
-redis.register_function{function_name = 'rlfs1_admit', callback = admit_fn, flags = {'no-writes'}}
-redis.register_function('rlfs1_data_write', data_write)
-redis.register_function{function_name = 'rlfs1_data_read', callback = data_read, flags = {'no-writes'}}
-redis.register_function('rlfs1_data_rename', data_rename)
-redis.register_function('rlfs1_data_delete', data_delete)
+-- rlfs2_ledger: the meter's ledger counters as the tests read them:
+-- {now, on, open units, held, nx, {start, sum} per window, ledger size, lo
+-- size, history size}.
+local function ledger(st, A)
+  local v, K = st.v, st.K
+  local out = {st.now, v[ON], val2(v[OUH], v[OUL]), v[HELD], v[NX]}
+  for _, w in ipairs(st.S.windows) do out[#out + 1] = {v[w.p], val2(v[w.h], v[w.l])} end
+  out[#out + 1] = redis.call('ZCARD', K[4])
+  out[#out + 1] = redis.call('ZCARD', K[12])
+  out[#out + 1] = redis.call('ZCARD', K[9])
+  return out
+end
+
+-- Registration ----------------------------------------------------------------------
+
+redis.register_function('rlfs2_acquire', keyed(step(acquire)))
+redis.register_function('rlfs2_cancel', keyed(step(cancel)))
+redis.register_function('rlfs2_release', keyed(step(release)))
+redis.register_function('rlfs2_revoke', keyed(step(revoke)))
+redis.register_function('rlfs2_settle', keyed(step(settle)))
+redis.register_function('rlfs2_dispatch', keyed(step(dispatch_fn)))
+redis.register_function('rlfs2_rebuild', keyed(step(dispatch_fn)))
+redis.register_function('rlfs2_renew', keyed(step(renew)))
+redis.register_function('rlfs2_start', keyed(step(start)))
+redis.register_function('rlfs2_reassert', keyed(step(reassert)))
+redis.register_function('rlfs2_view', keyed(step(view)))
+redis.register_function('rlfs2_delete', keyed(step(delete)))
+redis.register_function('rlfs2_create', keyed(create))
+redis.register_function('rlfs2_setspec', keyed(setspec))
+redis.register_function('rlfs2_setattr', keyed(setattr))
+redis.register_function{function_name = 'rlfs2_def', callback = keyed(def), flags = {'no-writes'}}
+redis.register_function{function_name = 'rlfs2_list', callback = keyed(list), flags = {'no-writes'}}
+redis.register_function('rlfs2_data_write', keyed(data_write))
+redis.register_function{function_name = 'rlfs2_data_read', callback = keyed(data_read), flags = {'no-writes'}}
+redis.register_function('rlfs2_data_rename', keyed(data_rename))
+redis.register_function('rlfs2_data_delete', keyed(data_delete))
+redis.register_function('rlfs2_peek', keyed(step(peek)))
+redis.register_function('rlfs2_ledger', keyed(step(ledger)))

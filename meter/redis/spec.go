@@ -43,21 +43,11 @@ func attrFields(a meter.Attr) []string {
 	return []string{"mode", strconv.FormatUint(uint64(a.Mode), 10), "uid", strconv.FormatUint(uint64(a.UID), 10), "gid", strconv.FormatUint(uint64(a.GID), 10)}
 }
 
-func boolStr(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
-}
-
-// storedOf parses a meter hash (field -> value) into its definition.
-func storedOf(name string, f map[string]string) (meter.Stored, error) {
-	spec, err := meter.ParseSpec(f["spec"])
+// storedOf parses a meter's definition (rlfs2_def).
+func storedOf(name string, d defReply) (meter.Stored, error) {
+	spec, err := meter.ParseSpec(d.spec)
 	if err != nil {
 		return meter.Stored{}, err
 	}
-	u := func(k string) uint32 { v, _ := strconv.ParseUint(f[k], 10, 32); return uint32(v) }
-	grants, _ := strconv.ParseUint(f["grants"], 10, 64)
-	version, _ := strconv.ParseUint(f["version"], 10, 64)
-	return meter.Stored{Name: name, Spec: spec, Attr: meter.Attr{Mode: u("mode"), UID: u("uid"), GID: u("gid")}, Grants: grants, Version: version}, nil
+	return meter.Stored{Name: name, Spec: spec, Attr: attrOf(d.mode, d.uid, d.gid), Grants: uint64(d.grants), Version: uint64(d.version)}, nil
 }

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,13 +18,23 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
+// The session: options, the connection, the library, Close.
+
 //go:embed rlfs.lua
 var library string
 
-// libraryName is the name the library registers (its first line).
-const libraryName = "rlfs1"
+// fence replaces the library of earlier daemons (rlfs1): see fence.lua.
+//
+//go:embed fence.lua
+var fence string
 
-var _ meter.Decider = (*Store)(nil)
+// libraryName is the name the library registers (its first line).
+const libraryName = "rlfs2"
+
+var (
+	_ meter.Decider      = (*Store)(nil)
+	_ meter.Reachability = (*Store)(nil)
+)
 
 // DefaultLease is how long a host's calls and waiters outlive its last
 // renewal when it dies or is cut off.
@@ -55,13 +63,13 @@ type Options struct {
 	// History is the history horizon of the meters this host creates or
 	// changes (meter.Options.History; default meter.DefaultHistory).
 	History time.Duration
+	// Logger receives one line per outage, recovery and lease problem.
+	Logger *slog.Logger
 	// ProcessID maps the thread id an open came from (meter.Holder.PID as
 	// the engine has it) to its process id, for the waiter and call records
 	// every host reads: another host cannot resolve a thread of this one
 	// (nil: the thread id is stored).
 	ProcessID func(tid int) int
-	// Logger receives one line per outage, recovery and lease problem.
-	Logger *slog.Logger
 	// Journal is this host's journal file ("": none, as in tests): its
 	// calls and the meters it knows, so that after a restart it can deliver
 	// the completions it owed and put its calls back should the store have
@@ -71,17 +79,19 @@ type Options struct {
 	clock meter.Clock // tests only: the library's time follows it too
 }
 
-// Store is a meter.Decider on Redis 7: the rule, the queue and the
-// leases run in the server as the functions of rlfs.lua, one round trip per
-// grant. It is safe for concurrent use; create it with Open.
+// Store is a meter.Decider on Redis 7: the rule, the queue and the leases
+// run in the server as the functions of rlfs.lua, one round trip per grant.
+// It is safe for concurrent use; create it with Open. The package doc
+// (doc.go) maps its files.
 type Store struct {
-	c      rueidis.Client
-	opt    Options
-	inc    string // this daemon's incarnation
-	clock  meter.Clock
-	fake   bool // opt.clock is set: send the library our now
-	log    *slog.Logger
-	margin time.Duration // a lease is given up this long before it lapses
+	c     rueidis.Client
+	opt   Options
+	inc   string // this daemon's incarnation
+	clock meter.Clock
+	fake  bool // opt.clock is set: send the library our now
+	log   *slog.Logger
+	host  *hostState // this host's part of the fleet: leases, calls, outbox, journal
+
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	base   context.Context // every call's parent; Close cancels it
@@ -89,51 +99,18 @@ type Store struct {
 
 	epochMu sync.Mutex // one checkEpoch at a time
 
-	mu     sync.Mutex
-	events meter.Events
-	down   time.Time // unreachable since (zero: reachable)
-	epoch  string
-	mine   map[string]*local                // meters where this host has calls or waiters
-	defs   map[string]meter.Stored          // the meters this host knows, for re-asserting them
-	outbox []outOp                          // completions made while the store was unreachable
-	sync   struct{ store, local time.Time } // a store instant and the local instant it was read
-	remap  map[string]map[uint64]uint64     // call ids the store changed when this host put them back
-	// reasserts counts the times this host put back what the store lost.
-	reasserts uint64
-	closed    bool
-	jl        *journal // nil without Options.Journal
-	// lostWhileDown: the journal's epoch differs from the store's, which
-	// lost its data while this host's daemon was stopped.
-	lostWhileDown bool
+	mu      sync.Mutex
+	events  meter.Events
+	down    time.Time // unreachable since (zero: reachable)
+	closed  bool
+	renewOn bool // the renewal loop runs
 
 	failures, outages uint64 // see Health
 }
 
-// local is this host's part of one meter.
-type local struct {
-	calls   map[uint64]ownCall   // calls granted to this host, until they stop counting
-	waiters map[uint64]time.Time // tickets queued in the store, with when they were asked for
-	lastOK  time.Time            // send time of the last call that renewed the lease
-}
-
-// ownCall is one of this host's calls, as the store has it (µs, store time).
-type ownCall struct {
-	ticket  uint64
-	granted int64
-	done    int64 // 0: in progress
-	holder  meter.Holder
-}
-
-// outOp is a completion (or revocation) waiting for the store.
-type outOp struct {
-	meter  string
-	id     uint64
-	done   int64 // µs, store time estimate
-	revoke bool
-}
-
-// Open connects to the store, loads the library and starts this host's
-// lease renewal and event subscription. Events go nowhere until Subscribe.
+// Open connects to the store, loads the library and the fence, reads this
+// host's journal and the store's epoch. Events go nowhere, and leases are
+// not renewed, until Subscribe.
 func Open(opt Options) (*Store, error) {
 	if err := opt.defaults(); err != nil {
 		return nil, err
@@ -150,45 +127,39 @@ func Open(opt Options) (*Store, error) {
 		return nil, fmt.Errorf("redis: connect to %s: %w; check the address and that redis-server runs", redacted(opt.URL), err)
 	}
 	s := &Store{c: c, opt: opt, inc: newIncarnation(), clock: opt.clock, fake: opt.clock != nil, log: opt.Logger,
-		stop: make(chan struct{}), mine: map[string]*local{}, defs: map[string]meter.Stored{}}
+		stop: make(chan struct{})}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	if s.clock == nil {
 		s.clock = meter.SystemClock{}
 	}
-	s.margin = min(time.Second, opt.Lease/4)
-	if err := s.loadLibrary(); err != nil {
+	s.host = newHostState(opt, s.clock)
+	if err := s.open(); err != nil {
+		s.cancel()
 		c.Close()
-		return nil, err
-	}
-	if opt.Journal != "" {
-		j, recs, err := openJournal(opt.Journal, opt.Host)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		s.jl = j
-		jEpoch := s.replay(recs)
-		if s.epoch, err = s.ensureEpoch(); err != nil {
-			j.close()
-			c.Close()
-			return nil, err
-		}
-		s.lostWhileDown = jEpoch != "" && jEpoch != s.epoch
-		s.mu.Lock()
-		err = j.rewrite(s.snapshotLocked())
-		s.mu.Unlock()
-		if err != nil {
-			j.close()
-			c.Close()
-			return nil, fmt.Errorf("redis: rewrite the journal %s: %v", opt.Journal, err)
-		}
-		return s, nil
-	}
-	if s.epoch, err = s.ensureEpoch(); err != nil {
-		c.Close()
+		s.host.close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// open loads the library, replays the journal and reads the epoch.
+func (s *Store) open() error {
+	if err := s.loadLibrary(s.base); err != nil {
+		return err
+	}
+	var jEpoch string
+	if s.opt.Journal != "" {
+		e, err := s.host.openJournal(s.opt.Journal)
+		if err != nil {
+			return err
+		}
+		jEpoch = e
+	}
+	epoch, err := s.ensureEpoch(s.base)
+	if err != nil {
+		return err
+	}
+	return s.host.started(epoch, jEpoch)
 }
 
 func (opt *Options) defaults() error {
@@ -266,42 +237,36 @@ func newIncarnation() string {
 // Host names this daemon in the fleet.
 func (s *Store) Host() string { return s.opt.Host }
 
-// loadLibrary loads rlfs.lua into every node (FUNCTION LOAD REPLACE).
-func (s *Store) loadLibrary() error {
-	nodes := s.c.Nodes()
-	for addr, n := range nodes {
-		ctx, cancel := s.ctx()
-		err := n.Do(ctx, n.B().FunctionLoad().Replace().FunctionCode(library).Build()).Error()
-		cancel()
-		if aerr := accessError("load the rlfs functions (FUNCTION LOAD) into", addr, s.opt, err); aerr != nil {
-			return aerr
-		}
-		if err != nil {
-			return fmt.Errorf("redis: load the rlfs functions into %s: %w; rlfs needs Redis 7 or newer (FUNCTION LOAD), and an ACL user allowed to load functions", addr, err)
+// loadLibrary loads rlfs.lua, and the fence of earlier daemons, into every
+// node (FUNCTION LOAD REPLACE).
+func (s *Store) loadLibrary(ctx context.Context) error {
+	for addr, n := range s.c.Nodes() {
+		for _, code := range []string{library, fence} {
+			cctx, cancel := s.callCtx(ctx)
+			err := n.Do(cctx, n.B().FunctionLoad().Replace().FunctionCode(code).Build()).Error()
+			cancel()
+			if err != nil {
+				if aerr := accessError("load the rlfs functions (FUNCTION LOAD) into", addr, s.opt, err); aerr != nil {
+					return aerr
+				}
+				return fmt.Errorf("redis: load the rlfs functions into %s: %w; rlfs needs Redis 7 or newer (FUNCTION LOAD), and an ACL user allowed to load functions", addr, err)
+			}
 		}
 	}
 	return nil
 }
 
 // ensureEpoch reads the store's epoch, setting one if the store is new.
-func (s *Store) ensureEpoch() (string, error) {
-	ctx, cancel := s.ctx()
-	defer cancel()
+func (s *Store) ensureEpoch(ctx context.Context) (string, error) {
 	k := epochKey(s.opt.Prefix)
-	if err := s.c.Do(ctx, s.c.B().Set().Key(k).Value(newIncarnation()).Nx().Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
-		if aerr := accessError("write "+k+" (SET) on", redacted(s.opt.URL), s.opt, err); aerr != nil {
-			return "", aerr
-		}
-		return "", fmt.Errorf("redis: write %s: %w", k, err)
+	if _, err := s.do(ctx, "write "+k, s.c.B().Set().Key(k).Value(newIncarnation()).Nx().Build()); err != nil {
+		return "", err
 	}
-	e, err := s.c.Do(ctx, s.c.B().Get().Key(k).Build()).ToString()
+	res, err := s.do(ctx, "read "+k, s.c.B().Get().Key(k).Build())
 	if err != nil {
-		if aerr := accessError("read "+k+" (GET) on", redacted(s.opt.URL), s.opt, err); aerr != nil {
-			return "", aerr
-		}
-		return "", fmt.Errorf("redis: read %s: %w", k, err)
+		return "", err
 	}
-	return e, nil
+	return res.ToString()
 }
 
 // callTimeout bounds one round trip: an answer later than a third of the
@@ -310,92 +275,12 @@ func (s *Store) callTimeout() time.Duration { return min(s.opt.Lease/3, maxCallT
 
 const maxCallTimeout = 3 * time.Second
 
-func (s *Store) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.base, s.callTimeout())
-}
-
-// now is the instant the library uses: "" (its own TIME) unless a test
-// clock is set.
-func (s *Store) nowArg() string {
-	if !s.fake {
-		return ""
-	}
-	return strconv.FormatInt(s.clock.Now().UnixMicro(), 10)
-}
-
-// errNoMeter is the library's error for a meter it does not have.
-const errNoMeter = "RLFS_NOMETER"
-
-// fcall runs library function fn on meter name's keys with args after the
-// prefix and the time. It returns the reply and when it was sent. A store
-// that does not answer gives meter.ErrUnavailable; an unknown meter
-// meter.ErrNotExist.
-func (s *Store) fcall(fn, name string, args ...string) ([]rueidis.RedisMessage, time.Time, error) {
-	return s.fcallOf(fn, name, true, args...)
-}
-
-// fcallOf is fcall; with recheck, a meter this host knows that the store
-// does not is looked for again if the store lost its data and this host
-// put it back meanwhile (a caller that puts it back itself passes false).
-func (s *Store) fcallOf(fn, name string, recheck bool, args ...string) ([]rueidis.RedisMessage, time.Time, error) {
-	k := keysOf(s.opt.Prefix, name)
-	a := append([]string{s.opt.Prefix, s.nowArg()}, args...)
-	for attempt := 0; ; attempt++ {
-		ctx, cancel := s.ctx()
-		gen := s.putBacks()
-		sent := s.clock.Now()
-		res := s.c.Do(ctx, s.c.B().Fcall().Function(fn).Numkeys(int64(len(k))).Key(k[:]...).Arg(a...).Build())
-		cancel()
-		arr, err := res.ToArray()
-		if err == nil {
-			return arr, sent, nil
-		}
-		if re, ok := rueidis.IsRedisErr(err); ok {
-			msg := re.Error()
-			switch {
-			case isNoFunction(re):
-				if lerr := s.reloadLibrary(attempt, err); lerr != nil {
-					return nil, sent, lerr
-				}
-				continue
-			case strings.HasPrefix(msg, errNoMeter):
-				if recheck && s.knows(name) {
-					switch s.lostData(gen) {
-					case epochPutBack:
-						recheck = false
-						continue // the store lost its data; the meter is back
-					case epochUnsure:
-						return nil, sent, s.unavailable(err) // lost, not yet put back: wait
-					}
-				}
-				return nil, sent, fmt.Errorf("%w: %q", meter.ErrNotExist, name)
-			case re.IsLoading(), re.IsClusterDown(), re.IsTryAgain(), strings.HasPrefix(msg, "MASTERDOWN"), strings.HasPrefix(msg, "READONLY"):
-				return nil, sent, s.unavailable(err)
-			}
-			return nil, sent, fmt.Errorf("redis: %s %q: %w", fn, name, err)
-		}
-		return nil, sent, s.unavailable(err)
-	}
-}
-
-// maxReloads is how many times one call loads the library again after
-// "Function not found" before it counts the store as unreachable.
-const maxReloads = 3
-
-// reloadLibrary loads the library again after the store answered the
-// attempt-th try of a call with err, "Function not found" (FUNCTION FLUSH,
-// a restart without persistence, a failover). A store that loses it again
-// and again (flushes in a row) is treated as unreachable, not as failing:
-// opens wait for it, completions are kept in the outbox, and the recovery
-// loop tries again.
-func (s *Store) reloadLibrary(attempt int, err error) error {
-	if attempt >= maxReloads {
-		return s.unavailable(err)
-	}
-	if lerr := s.loadLibrary(); lerr != nil {
-		return s.unavailable(lerr)
-	}
-	return nil
+// callCtx is the context of one round trip: ctx's, within callTimeout,
+// and ended by Close.
+func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	stop := context.AfterFunc(s.base, cancel)
+	return cctx, func() { stop(); cancel() }
 }
 
 // Close stops renewing leases and closes the connection. This host's calls
@@ -413,8 +298,6 @@ func (s *Store) Close() error {
 	s.cancel()
 	s.c.Close() // ends the calls in flight (ErrClosing)
 	s.wg.Wait()
-	s.mu.Lock()
-	s.jl.close()
-	s.mu.Unlock()
+	s.host.close()
 	return nil
 }

@@ -1,0 +1,333 @@
+package redis
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// hostState's books: the outbox, the id remap, the definitions this host
+// knows, the store's epoch, and the journal that keeps them (journal.go
+// is the file).
+
+// The outbox.
+
+// postpone keeps a completion (or revocation) for when the store is back.
+func (h *hostState) postpone(o outOp) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.outbox = append(h.outbox, o)
+	h.journalLocked(jrec{K: "out", M: o.meter, ID: o.id, D: o.done, Rev: o.revoke})
+	id := o.id
+	if nu, ok := h.remap[o.meter][id]; ok {
+		id = nu
+	}
+	if p := h.meters[o.meter]; p != nil {
+		if c, ok := p.calls[id]; ok {
+			if o.revoke {
+				delete(p.calls, id)
+			} else {
+				c.done = o.done
+				p.calls[id] = c
+			}
+		}
+	}
+}
+
+// takeOutbox empties the outbox and returns what it held, in order.
+func (h *hostState) takeOutbox() []outOp {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.outbox
+	h.outbox = nil
+	return out
+}
+
+// keepOutbox puts back, before what came since, the operations the store
+// did not take.
+func (h *hostState) keepOutbox(rest []outOp) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.outbox = append(append([]outOp(nil), rest...), h.outbox...)
+}
+
+// delivered records that the store took the whole outbox.
+func (h *hostState) delivered() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.outbox) == 0 {
+		h.journalLocked(jrec{K: "sent"})
+	}
+}
+
+// The remap: call ids the store changed when this host put them back.
+
+// mapID is the store's id of the call the engine knows as id.
+func (h *hostState) mapID(name string, id uint64) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if nu, ok := h.remap[name][id]; ok {
+		return nu
+	}
+	return id
+}
+
+// remapped records the ids (old, new) the store gave the calls put back.
+func (h *hostState) remapped(name string, ids [][2]uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.meters[name]
+	for _, on := range ids {
+		old, nu := on[0], on[1]
+		if old == nu || p == nil {
+			continue
+		}
+		if h.remap == nil {
+			h.remap = map[string]map[uint64]uint64{}
+		}
+		if h.remap[name] == nil {
+			h.remap[name] = map[uint64]uint64{}
+		}
+		h.remap[name][old] = nu
+		if c, ok := p.calls[old]; ok {
+			delete(p.calls, old)
+			p.calls[nu] = c
+		}
+	}
+}
+
+// callRecords lists, by meter, this host's calls that still count, as
+// rlfs2_reassert takes them.
+func (h *hostState) callRecords() map[string][]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	calls := map[string][]string{}
+	for name, p := range h.meters {
+		for id, c := range p.calls {
+			cost := c.cost
+			if cost == 0 && c.granted != 0 {
+				cost = 1 // a journal of an earlier version kept no cost
+			}
+			calls[name] = append(calls[name], strings.Join([]string{u64(id), strconv.FormatInt(c.granted, 10),
+				strconv.FormatInt(c.done, 10), strconv.FormatInt(cost, 10), "-1", u64(c.ticket), strconv.Itoa(c.holder.PID),
+				u64(uint64(c.holder.UID)), u64(uint64(c.holder.GID))}, ","))
+		}
+	}
+	return calls
+}
+
+// The definitions this host knows, to put them back should the store
+// lose its data.
+
+func (h *hostState) remember(m meter.Stored) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m.State, m.Grants = meter.State{}, 0
+	if old, ok := h.defs[m.Name]; !ok || !old.Spec.Equal(m.Spec) || old.Attr != m.Attr {
+		h.journalLocked(defRec(m))
+	}
+	h.defs[m.Name] = m
+}
+
+func (h *hostState) setDef(name string, f func(*meter.Stored)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m, ok := h.defs[name]; ok {
+		f(&m)
+		h.defs[name] = m
+		h.journalLocked(defRec(m))
+	}
+}
+
+// knows reports whether this host knows meter name's definition.
+func (h *hostState) knows(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.defs[name]
+	return ok
+}
+
+func (h *hostState) forget(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.defs[name]; ok {
+		delete(h.defs, name)
+		h.journalLocked(jrec{K: "undef", M: name})
+	}
+}
+
+// definitions lists the meters this host knows.
+func (h *hostState) definitions() []meter.Stored {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]meter.Stored, 0, len(h.defs))
+	for _, d := range h.defs {
+		out = append(out, d)
+	}
+	return out
+}
+
+// missingFrom lists the meters this host knows that names lacks.
+func (h *hostState) missingFrom(names map[string]bool) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var gone []string
+	for n := range h.defs {
+		if !names[n] {
+			gone = append(gone, n)
+		}
+	}
+	return gone
+}
+
+// The epoch.
+
+// epochIs reports whether e is the epoch this host last saw.
+func (h *hostState) epochIs(e string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return e == h.epoch
+}
+
+// putBacks counts the times this host put back what the store lost; a
+// caller reads it before it looks for a meter (Store.lostData).
+func (h *hostState) putBacks() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reasserts
+}
+
+// reasserted records that this host put back its part of the store's
+// data, now of epoch e.
+func (h *hostState) reasserted(e string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.epoch = e
+	h.journalLocked(jrec{K: "epoch", E: e})
+	h.reasserts++
+}
+
+// takeLostWhileDown reports, once, that the store lost its data while this
+// host's daemon was stopped.
+func (h *hostState) takeLostWhileDown() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	lost := h.lostWhileDown
+	h.lostWhileDown = false
+	return lost
+}
+
+// The journal.
+
+// openJournal locks and replays the journal at path; it returns the epoch
+// the journal last saw.
+func (h *hostState) openJournal(path string) (string, error) {
+	j, recs, err := openJournal(path, h.name)
+	if err != nil {
+		return "", err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.jl = j
+	return h.replayLocked(recs), nil
+}
+
+// started records the store's epoch at Open and rewrites the journal.
+func (h *hostState) started(epoch, journalEpoch string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.epoch = epoch
+	h.lostWhileDown = journalEpoch != "" && journalEpoch != epoch
+	if h.jl == nil {
+		return nil
+	}
+	if err := h.jl.rewrite(h.snapshotLocked()); err != nil {
+		return fmt.Errorf("redis: rewrite the journal %s: %v", h.jl.path, err)
+	}
+	return nil
+}
+
+func (h *hostState) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.jl.close()
+	h.jl = nil
+}
+
+// replayLocked rebuilds, from the journal's records, the meters this host
+// knew, its calls, its undelivered completions and the epoch it last saw.
+func (h *hostState) replayLocked(recs []jrec) (epoch string) {
+	for _, r := range recs {
+		switch r.K {
+		case "epoch":
+			epoch = r.E
+		case "def":
+			if spec, err := meter.ParseSpec(r.Spec); err == nil {
+				h.defs[r.M] = meter.Stored{Name: r.M, Spec: spec, Attr: meter.Attr{Mode: r.Mode, UID: r.UID, GID: r.GID}}
+			}
+		case "undef":
+			delete(h.defs, r.M)
+		case "call":
+			h.partLocked(r.M).calls[r.ID] = ownCall{ticket: r.Ticket, granted: r.G, done: r.D, cost: r.C,
+				holder: meter.Holder{PID: r.PID, Host: h.name}}
+		case "done", "gone":
+			if p := h.meters[r.M]; p != nil {
+				if c, ok := p.calls[r.ID]; ok && r.K == "done" {
+					c.done = r.D
+					p.calls[r.ID] = c
+				} else if r.K == "gone" {
+					delete(p.calls, r.ID)
+				}
+			}
+		case "out":
+			h.outbox = append(h.outbox, outOp{meter: r.M, id: r.ID, done: r.D, revoke: r.Rev})
+		case "sent":
+			h.outbox = nil
+		}
+	}
+	return epoch
+}
+
+// journalLocked appends r, compacting the journal when it grew large; the
+// caller holds h.mu. A failed write is logged once: the journal is then
+// behind (what it misses is what this host could not put back after a loss
+// of the store's data), and the grants go on.
+func (h *hostState) journalLocked(r jrec) {
+	j := h.jl
+	if j == nil {
+		return
+	}
+	err := j.write(r)
+	if err == nil && j.size > journalCompactAt {
+		err = j.rewrite(h.snapshotLocked())
+	}
+	if err != nil && !j.bad {
+		h.log.Warn("the fleet journal cannot be written; this host could not put its calls back should the store lose its data", "journal", j.path, "err", err)
+	}
+	j.bad = err != nil
+}
+
+// snapshotLocked is what the journal must hold now.
+func (h *hostState) snapshotLocked() []jrec {
+	recs := []jrec{{K: "epoch", E: h.epoch}}
+	for _, d := range h.defs {
+		recs = append(recs, defRec(d))
+	}
+	for name, p := range h.meters {
+		for id, c := range p.calls {
+			recs = append(recs, jrec{K: "call", M: name, ID: id, Ticket: c.ticket, G: c.granted, D: c.done, C: c.cost, PID: c.holder.PID})
+		}
+	}
+	for _, o := range h.outbox {
+		recs = append(recs, jrec{K: "out", M: o.meter, ID: o.id, D: o.done, Rev: o.revoke})
+	}
+	return recs
+}
+
+func defRec(d meter.Stored) jrec {
+	return jrec{K: "def", M: d.Name, Spec: d.Spec.String(), Mode: d.Attr.Mode, UID: d.Attr.UID, GID: d.Attr.GID}
+}
+
+func u64(v uint64) string { return strconv.FormatUint(v, 10) }
