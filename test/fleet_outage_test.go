@@ -145,11 +145,17 @@ func callOf(t *testing.T, line string) uint64 {
 // storedDone is when call id of meterName completed, as the store has it.
 func storedDone(t *testing.T, srv *redistest.Server, meterName string, id uint64) time.Time {
 	t.Helper()
-	v := storeCommand(t, srv, "HGET", "{rlfs:"+meterName+"}:c", strconv.FormatUint(id, 10))
-	f := strings.Split(v, ",")
-	require.Greater(t, len(f), 2, "call %d of %s in the store: %q", id, meterName, v)
-	us, err := strconv.ParseInt(f[1], 10, 64)
-	require.NoError(t, err, "call %d of %s in the store: %q", id, meterName, v)
+	// A completed call lives in the meter's ledger, as the member
+	// "ID:UNITS:GRANTED:DONE" (docs/engine.md, "Redis: keys of one meter").
+	const find = `for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+	  if string.sub(m, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then return m end
+	end
+	return 'none'`
+	v := storeCommand(t, srv, "EVAL", find, "1", "{rlfs:"+meterName+"}:l", strconv.FormatUint(id, 10))
+	f := strings.Split(v, ":")
+	require.Len(t, f, 4, "call %d of %s in the store's ledger: %q", id, meterName, v)
+	us, err := strconv.ParseInt(f[3], 10, 64)
+	require.NoError(t, err, "call %d of %s in the store's ledger: %q", id, meterName, v)
 	require.NotZero(t, us, "call %d of %s is still in progress in the store: %q", id, meterName, v)
 	return time.UnixMicro(us)
 }

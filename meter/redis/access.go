@@ -43,7 +43,7 @@ func accessError(op, where string, opt Options, err error) error {
 		return fmt.Errorf("redis: %s %s: the store refuses this host (%w); give Redis a password (requirepass, or an ACL user for rlfs: docs/fleet.md) and pass it in the URL or in RLFS_STORE_PASSWORD",
 			op, where, err)
 	case "NOPERM":
-		return fmt.Errorf("redis: %s %s: %s may not run a command rlfs needs (%w); allow it (the ACL rule in docs/fleet.md, \"An ACL user for rlfs\", lists every command, key and channel rlfs uses) or use another user",
+		return fmt.Errorf("redis: %s %s: %s may not run a command rlfs needs (%w); allow it with ACL SETUSER (the rule in docs/fleet.md, \"An ACL user for rlfs\", lists every command, key and channel rlfs uses) or use another user",
 			op, where, aclUser(user), err)
 	}
 	return nil
