@@ -1,12 +1,10 @@
 package test
 
 import (
-	"fmt"
-	"os"
+		"os"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -22,18 +20,25 @@ func TestFleetBadHostInStoreListed(t *testing.T) {
 	t.Parallel()
 	srv, ds := fleet(t, 1, nil, "m=concurrency=1")
 	d := ds[0]
-	now := time.Now().UnixMicro()
 	slash, long := "evil/../x\nforged: 1", strings.Repeat("w", 300)
-	// Records as rlfs.lua writes them: a call in progress
-	// (granted,done,expired,ticket,cost,actual,host,inc,pid,uid,gid,held)
-	// and a waiter behind it (host,inc,ticket,since,cost,pid,uid,gid).
-	storeCommand(t, srv, "HSET", "{rlfs:m}:c", "1000", fmt.Sprintf("%d,0,0,7,1,-1,%s,old,4242,0,0,0", now, slash))
-	storeCommand(t, srv, "HSET", "{rlfs:m}:w", "1000", fmt.Sprintf("%s,old,8,%d,1,4343,0,0", long, now))
-	storeCommand(t, srv, "ZADD", "{rlfs:m}:q", "1000", "1000")
-
+	// A call in progress of host slash, and a waiter behind it of host
+	// long, asked of the library as a daemon of each would (rlfs2_acquire:
+	// the prefix, the time, host, incarnation, lease µs, ticket, cost,
+	// how, who, asked).
+	acquire := func(host, ticket, who string) {
+		storeCommand(t, srv, "FCALL", "rlfs2_acquire", "1", "{rlfs:m}:m", "rlfs", "", host, "old", "30000000", ticket, "1", "f", who, "0")
+	}
+	acquire(slash, "7", "4242,0,0")
+	acquire(long, "8", "4343,0,0")
+	entry := func(dir string) string {
+		names := d.entries(t, "m", dir)
+		require.Len(t, names, 1, "ls %s", dir)
+		return names[0]
+	}
+	seqOf := func(dir string) string { n := entry(dir); return n[:strings.IndexByte(n, '.')] }
 	for dir, want := range map[string]struct{ name, host string }{
-		"holders": {`001000.4242@evil\x2f..\x2fx\nforged: 1`, `evil/../x\nforged: 1`},
-		"waiters": {"001000.4343@" + long[:255-len("001000.4343@")], long},
+		"holders": {seqOf("holders") + `.4242@evil\x2f..\x2fx\nforged: 1`, `evil/../x\nforged: 1`},
+		"waiters": {seqOf("waiters") + ".4343@" + long[:255-len(seqOf("waiters")+".4343@")], long},
 	} {
 		out, err := exec.Command("ls", d.path("m", dir)).CombinedOutput()
 		require.NoError(t, err, "ls %s: %s", dir, out)
