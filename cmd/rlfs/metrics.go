@@ -16,12 +16,28 @@ import (
 )
 
 // metrics exports every meter's state to Prometheus. Gauges and counters
-// are read from the meters at scrape time; the wait histogram is fed by grants.
+// are read from the meters at scrape time; the wait histogram is fed by
+// grants, the hold histogram by releases (this host's calls only, on a
+// fleet too: each daemon reports its own host's waits and holds).
 type metrics struct {
 	reg    *meter.Registry
 	health func() storeHealth // nil: not known
 	wait   *prometheus.HistogramVec
+	hold   *prometheus.HistogramVec
 	pr     *prometheus.Registry
+}
+
+// durationBuckets are the upper bounds, in seconds, of the wait and hold
+// histograms: from a tenth of a millisecond (an uncontended grant) through
+// milliseconds and seconds to minutes, and on to the hours that a hold of a
+// nightly job or a wait behind an hourly quota lasts. Twenty-two bounds,
+// about two or three per decade, so that p50 and p99 read from them are
+// within a bucket's width of the truth at every scale.
+var durationBuckets = []float64{
+	0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, // up to half a second
+	1, 2.5, 5, 10, 30, // seconds
+	60, 120, 300, 600, 1800, // minutes
+	3600, 7200, 14400, // hours
 }
 
 var (
@@ -51,18 +67,29 @@ func newMetrics() *metrics {
 	m := &metrics{pr: prometheus.NewRegistry()}
 	m.wait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "rlfs_wait_seconds",
-		Help:    "How long opens of acquire waited for their grant.",
-		Buckets: []float64{0.0001, 0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600},
+		Help:    "How long opens of acquire on this host waited for their grant.",
+		Buckets: durationBuckets,
+	}, []string{"meter"})
+	m.hold = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "rlfs_hold_seconds",
+		Help:    "How long calls granted on this host were held, from grant to the last close of acquire (past max_hold too).",
+		Buckets: durationBuckets,
 	}, []string{"meter"})
 	// The Go and process collectors give go_goroutines, process_open_fds and
 	// process_resident_memory_bytes: leaks show there first.
-	m.pr.MustRegister(m, m.wait, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.pr.MustRegister(m, m.wait, m.hold, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // observe records a grant's wait; it is the registry's OnGrant hook.
 func (m *metrics) observe(meterName string, waited time.Duration) {
 	m.wait.WithLabelValues(meterName).Observe(waited.Seconds())
+}
+
+// observeHold records how long a call was held; it is the registry's
+// OnRelease hook.
+func (m *metrics) observeHold(meterName string, held time.Duration) {
+	m.hold.WithLabelValues(meterName).Observe(held.Seconds())
 }
 
 // Describe sends the descriptors of the scrape-time metrics.
