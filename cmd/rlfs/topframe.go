@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -240,6 +241,7 @@ func rowCells(r topRow, now time.Time, ncols int) [][][]topSeg {
 		for i, h := range r.Hosts {
 			hosts[i] = meter.Escape(h)
 		}
+		slices.Sort(hosts)
 		first[9] = []topSeg{{strings.Join(hosts, ","), stPlain}}
 		if len(hosts) == 0 {
 			first[9][0].text = "-"
