@@ -109,7 +109,9 @@ func TestTopLiveKeys(t *testing.T) {
 	scr.SetSize(200, 30)
 	_, cur := topFixture()
 	done := make(chan error, 1)
-	go func() { done <- topLive(context.Background(), scr, topConfig{path: "/mnt/rl", interval: time.Hour}, cur) }()
+	go func() {
+		done <- topLive(context.Background(), scr, topConfig{path: "/mnt/rl", interval: time.Hour}, cur)
+	}()
 	screen := func() string {
 		scr.mu.Lock()
 		defer scr.mu.Unlock()
