@@ -109,8 +109,8 @@ func promMetricNames(expr string) []string {
 func TestPromMetricNames(t *testing.T) {
 	for expr, want := range map[string][]string{
 		`histogram_quantile(0.99, sum by (meter, le) (rate(rlfs_wait_seconds_bucket{meter=~"$meter"}[$__rate_interval])))`: {"rlfs_wait_seconds_bucket"},
-		`max by (meter, window) (rlfs_window_calls{meter=~"a|b"}) / max without (instance) (rlfs_window_limit_calls)`:        {"rlfs_window_calls", "rlfs_window_limit_calls"},
-		`sum(rate(rlfs_grants_total[5m])) > 1e3 and on (meter) rlfs_waiters offset 1m`:                                       {"rlfs_grants_total", "rlfs_waiters"},
+		`max by (meter, window) (rlfs_window_calls{meter=~"a|b"}) / max without (instance) (rlfs_window_limit_calls)`:      {"rlfs_window_calls", "rlfs_window_limit_calls"},
+		`sum(rate(rlfs_grants_total[5m])) > 1e3 and on (meter) rlfs_waiters offset 1m`:                                     {"rlfs_grants_total", "rlfs_waiters"},
 	} {
 		require.Equal(t, want, promMetricNames(expr), expr)
 	}
