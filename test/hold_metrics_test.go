@@ -2,11 +2,15 @@ package test
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter/redis/redistest"
 )
 
 // holdFor runs a shell that acquires acq, holds the call for hold and
@@ -83,4 +87,56 @@ func TestHoldHistogramFleet(t *testing.T) {
 	most = holdFor(t, h2.path("job", "acquire"), 300*time.Millisecond)
 	requireHoldIn(t, addr2, "job", 300*time.Millisecond, most)
 	require.Equal(t, 1.0, scrape(t, addr1)[`rlfs_hold_seconds_count{meter="job"}`], "h1 observed h2's hold")
+}
+
+// redisPID is the process id of the redis-server srv, from INFO server.
+func redisPID(t *testing.T, srv *redistest.Server) int {
+	t.Helper()
+	m := regexp.MustCompile(`process_id:(\d+)`).FindStringSubmatch(storeCommand(t, srv, "INFO", "server"))
+	require.NotNil(t, m, "no process_id in INFO server")
+	pid, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	return pid
+}
+
+// TestMetricsWhileStoreStopped pins a bug the dashboard's store outage
+// panel ran into: while a fleet's redis-server was stopped (SIGSTOP: its
+// connections hang, as over a cut link), each scrape of /metrics asked
+// the store for every meter's status in turn and waited for the client's
+// timeout each time: 3 to 6 s with two meters, 20 s or more with eight,
+// past Prometheus's scrape timeout, so rlfs_store_writes_failing never
+// reached the dashboard during the outage. A scrape now waits for the
+// meters' figures at most 2 s, all meters at once, and always carries
+// the store's health.
+func TestMetricsWhileStoreStopped(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	addr := freePort(t)
+	var meters []string
+	for i := range 8 {
+		meters = append(meters, fmt.Sprintf("m%d=10/1s", i))
+	}
+	d := startFleetDaemon(t, srv.URL(), "h1", []string{"--metrics", addr}, meters...)
+	require.NoError(t, openNonblock(d.path("m0", "acquire")))
+	require.Equal(t, 0.0, scrape(t, addr)["rlfs_store_writes_failing"])
+
+	pid := redisPID(t, srv)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	var took time.Duration
+	var got map[string]float64
+	waitFor(t, "a scrape says the store fails", func() bool {
+		start := time.Now()
+		got = scrape(t, addr)
+		took = time.Since(start)
+		require.Less(t, took, 10*time.Second, "a scrape while the store is stopped")
+		return got["rlfs_store_writes_failing"] == 1
+	}, func() string { return fmt.Sprintf("last scrape took %s", took) })
+	require.Greater(t, got["rlfs_store_failing_seconds"], 0.0)
+
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	waitFor(t, "the store answers again", func() bool {
+		got = scrape(t, addr)
+		return got["rlfs_store_writes_failing"] == 0 && got[`rlfs_grants_total{meter="m0"}`] == 1
+	}, nil)
 }
