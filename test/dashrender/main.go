@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -49,15 +50,18 @@ func run(addrs, hosts []string, dur, every time.Duration, out, note string) erro
 	if len(hosts) != len(addrs) {
 		return fmt.Errorf("give one host name per address with -hosts")
 	}
-	c := &http.Client{Timeout: 2 * time.Second}
+	c := &http.Client{Timeout: 5 * time.Second} // a scrape waits up to 2 s for the meters
+
 	var scrapes []scrape
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for end := time.Now().Add(dur); time.Now().Before(end); <-t.C {
-		s := scrape{at: time.Now()}
-		for _, a := range addrs {
-			s.fam = append(s.fam, get(c, a))
+		s := scrape{at: time.Now(), fam: make([]map[string]*dto.MetricFamily, len(addrs))}
+		var wg sync.WaitGroup
+		for i, a := range addrs {
+			wg.Go(func() { s.fam[i] = get(c, a) })
 		}
+		wg.Wait()
 		scrapes = append(scrapes, s)
 	}
 	panels := computePanels(scrapes, hosts)
@@ -66,7 +70,11 @@ func run(addrs, hosts []string, dur, every time.Duration, out, note string) erro
 		return err
 	}
 	defer f.Close()
-	return drawSVG(f, panels, scrapes[0].at, scrapes[len(scrapes)-1].at, note)
+	times := make([]time.Time, len(scrapes))
+	for i, s := range scrapes {
+		times[i] = s.at
+	}
+	return drawSVG(f, panels, times, note)
 }
 
 // get reads one daemon's metrics; nil when it does not answer.

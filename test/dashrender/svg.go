@@ -23,7 +23,8 @@ const (
 var palette = []string{"#73bf69", "#f2cc0c", "#8ab8ff", "#ff780a", "#f2495c", "#5794f2", "#b877d9", "#705da0", "#37872d", "#fade2a", "#447ebc", "#c15c17"}
 
 // drawSVG writes the panels as one SVG image.
-func drawSVG(w io.Writer, panels []panel, from, to time.Time, note string) error {
+func drawSVG(w io.Writer, panels []panel, times []time.Time, note string) error {
+	from, to := times[0], times[len(times)-1]
 	bw := bufio.NewWriter(w)
 	notes := wrap(note, 170)
 	header := 44 + 16*len(notes)
@@ -39,36 +40,37 @@ func drawSVG(w io.Writer, panels []panel, from, to time.Time, note string) error
 	for i, p := range panels {
 		x := gap + (i%2)*(panelW+gap)
 		y := header + (i/2)*(panelH+gap)
-		drawPanel(bw, p, x, y, from, to)
+		drawPanel(bw, p, x, y, times)
 	}
 	fmt.Fprintln(bw, "</svg>")
 	return bw.Flush()
 }
 
-func drawPanel(w io.Writer, p panel, x, y int, from, to time.Time) {
+func drawPanel(w io.Writer, p panel, x, y int, times []time.Time) {
+	from, to := times[0], times[len(times)-1]
 	fmt.Fprintf(w, `<g transform="translate(%d,%d)">`+"\n", x, y)
 	fmt.Fprintf(w, `<rect width="%d" height="%d" rx="3" fill="#181b1f" stroke="#2a2d33"/>`+"\n", panelW, panelH)
 	fmt.Fprintf(w, `<text x="10" y="22" fill="#d8d9da" font-size="14" font-weight="bold">%s</text>`+"\n", html.EscapeString(p.title))
 	pw, ph := panelW-plotL-plotR, panelH-plotT-plotB
-	top := p.ymax
+	top, points := p.ymax, 0
 	for _, s := range p.lines {
 		for _, v := range s.pts {
-			if !math.IsNaN(v) && v > top {
-				top = v
+			if !math.IsNaN(v) {
+				top, points = max(top, v), points+1
 			}
 		}
 	}
-	if len(p.lines) == 0 || top == 0 {
+	if points == 0 {
 		msg := "no data"
 		if len(p.lines) == 0 && p.empty != "" {
 			msg = p.empty
 		}
 		fmt.Fprintf(w, `<text x="%d" y="%d" fill="#8e8e8e" font-size="13" text-anchor="middle">%s</text>`+"\n", panelW/2, panelH/2, html.EscapeString(msg))
-		if len(p.lines) == 0 {
-			fmt.Fprintln(w, "</g>")
-			return
-		}
-		top = 1
+		fmt.Fprintln(w, "</g>")
+		return
+	}
+	if top == 0 {
+		top = 1 // all zero: a flat line at the bottom
 	}
 	top = niceTop(top)
 	for i := 0; i <= 4; i++ { // the y axis: 5 lines
@@ -85,7 +87,7 @@ func drawPanel(w io.Writer, p panel, x, y int, from, to time.Time) {
 	}
 	for i, s := range p.lines {
 		color := palette[i%len(palette)]
-		fmt.Fprintf(w, `<path fill="none" stroke="%s" stroke-width="1.6" d="%s"/>`+"\n", color, path(s.pts, pw, ph, top))
+		fmt.Fprintf(w, `<path fill="none" stroke="%s" stroke-width="1.6" d="%s"/>`+"\n", color, path(s.pts, times, pw, ph, top))
 		lx, ly := 10+(i%3)*(panelW/3), plotT+ph+34+(i/3)*16
 		fmt.Fprintf(w, `<rect x="%d" y="%d" width="12" height="4" fill="%s"/>`+"\n", lx, ly-5, color)
 		fmt.Fprintf(w, `<text x="%d" y="%d" fill="#ccccdc" font-size="11">%s</text>`+"\n", lx+16, ly, html.EscapeString(shorten(s.name, 32)))
@@ -93,8 +95,10 @@ func drawPanel(w io.Writer, p panel, x, y int, from, to time.Time) {
 	fmt.Fprintln(w, "</g>")
 }
 
-// path is an SVG path through the points, broken where they are NaN.
-func path(pts []float64, pw, ph int, top float64) string {
+// path is an SVG path through the points, at their scrapes' times,
+// broken where they are NaN.
+func path(pts []float64, times []time.Time, pw, ph int, top float64) string {
+	span := times[len(times)-1].Sub(times[0]).Seconds()
 	var b strings.Builder
 	pen := false
 	for i, v := range pts {
@@ -102,7 +106,7 @@ func path(pts []float64, pw, ph int, top float64) string {
 			pen = false
 			continue
 		}
-		x := float64(plotL) + float64(pw)*float64(i)/float64(max(1, len(pts)-1))
+		x := float64(plotL) + float64(pw)*times[i].Sub(times[0]).Seconds()/max(span, 1e-9)
 		y := float64(plotT+ph) - float64(ph)*math.Min(v, top)/top
 		cmd := "L"
 		if !pen {
