@@ -14,21 +14,24 @@ import (
 )
 
 // holdFor runs a shell that acquires acq, holds the call for hold and
-// closes it, and returns bounds on how long the call was held: at least
-// hold, at most the time from before the shell started to after it exited.
-func holdFor(t *testing.T, acq string, hold time.Duration) (most time.Duration) {
+// closes it, and returns when it started: the call was held at least hold,
+// and at most from then until the daemon is seen to have observed its
+// release (the release reaches the daemon after close returns, maybe
+// after the shell exited).
+func holdFor(t *testing.T, acq string, hold time.Duration) (start time.Time) {
 	t.Helper()
-	start := time.Now()
+	start = time.Now()
 	p := startProc(t, "sh", "-c", `exec 3<"$1" && sleep "$2" && exec 3<&-`, "sh", acq, strconv.FormatFloat(hold.Seconds(), 'f', 3, 64))
 	p.requireSuccess(t, pollTimeout)
-	return time.Since(start)
+	return start
 }
 
 // requireHoldIn waits until the daemon at addr has observed one hold of
-// meter m, and requires it in the buckets that a hold between least and
-// most falls in: none at a bound below least, one at every bound from most
-// up, a sum between the two.
-func requireHoldIn(t *testing.T, addr, m string, least, most time.Duration) {
+// meter m, started by holdFor at start, and requires it in the buckets
+// that a hold between least and most falls in, most being the time from
+// start to that scrape: none at a bound below least, one at every bound
+// from most up, a sum between the two.
+func requireHoldIn(t *testing.T, addr, m string, least time.Duration, start time.Time) {
 	t.Helper()
 	count := fmt.Sprintf(`rlfs_hold_seconds_count{meter=%q}`, m)
 	var got map[string]float64
@@ -36,6 +39,7 @@ func requireHoldIn(t *testing.T, addr, m string, least, most time.Duration) {
 		got = scrape(t, addr)
 		return got[count] == 1
 	}, func() string { return fmt.Sprintf("%s = %v", count, got[count]) })
+	most := time.Since(start)
 	sum := got[fmt.Sprintf(`rlfs_hold_seconds_sum{meter=%q}`, m)]
 	require.GreaterOrEqual(t, sum, least.Seconds(), "the hold observed is shorter than the call was held")
 	require.LessOrEqual(t, sum, most.Seconds(), "the hold observed is longer than the holder ran")
@@ -61,8 +65,8 @@ func TestHoldHistogramSQLite(t *testing.T) {
 	t.Parallel()
 	addr := freePort(t)
 	d := startDaemonFlags(t, []string{"--metrics", addr}, "job=concurrency=1")
-	most := holdFor(t, d.path("job", "acquire"), 200*time.Millisecond)
-	requireHoldIn(t, addr, "job", 200*time.Millisecond, most)
+	start := holdFor(t, d.path("job", "acquire"), 200*time.Millisecond)
+	requireHoldIn(t, addr, "job", 200*time.Millisecond, start)
 	require.Equal(t, 1.0, scrape(t, addr)[`rlfs_wait_seconds_count{meter="job"}`])
 }
 
@@ -77,15 +81,15 @@ func TestHoldHistogramFleet(t *testing.T) {
 	h1 := startFleetDaemon(t, srv.URL(), "h1", []string{"--metrics", addr1}, "job=concurrency=1")
 	h2 := startFleetDaemon(t, srv.URL(), "h2", []string{"--metrics", addr2}, "job=concurrency=1")
 
-	most := holdFor(t, h1.path("job", "acquire"), 200*time.Millisecond)
-	requireHoldIn(t, addr1, "job", 200*time.Millisecond, most)
+	start := holdFor(t, h1.path("job", "acquire"), 200*time.Millisecond)
+	requireHoldIn(t, addr1, "job", 200*time.Millisecond, start)
 	other := scrape(t, addr2)
 	require.Zero(t, other[`rlfs_hold_seconds_count{meter="job"}`], "h2 observed h1's hold")
 	require.Zero(t, other[`rlfs_wait_seconds_count{meter="job"}`], "h2 observed h1's wait")
 	require.Equal(t, 1.0, scrape(t, addr1)[`rlfs_wait_seconds_count{meter="job"}`])
 
-	most = holdFor(t, h2.path("job", "acquire"), 300*time.Millisecond)
-	requireHoldIn(t, addr2, "job", 300*time.Millisecond, most)
+	start = holdFor(t, h2.path("job", "acquire"), 300*time.Millisecond)
+	requireHoldIn(t, addr2, "job", 300*time.Millisecond, start)
 	require.Equal(t, 1.0, scrape(t, addr1)[`rlfs_hold_seconds_count{meter="job"}`], "h1 observed h2's hold")
 }
 
