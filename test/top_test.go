@@ -70,6 +70,7 @@ func TestTopOnceSQLite(t *testing.T) {
 	for range 3 {
 		require.NoError(t, openNonblock(d.path("email", "acquire")))
 	}
+	d.waitStatus(t, "email", "in_progress", "0 of unlimited") // the last RELEASE arrives after close returns
 
 	out, errOut, code := rlfsTop(t, "--once", d.mnt)
 	require.Equal(t, 0, code, "rlfs top --once:\n%s%s", out, errOut)
@@ -144,6 +145,7 @@ func TestTopOtherUser(t *testing.T) {
 	d := startPermsDaemon(t, "priv=1/1s", "pub=5/1h")
 	require.NoError(t, os.Chmod(d.path("priv"), 0o700))
 	require.NoError(t, openNonblock(d.path("pub", "acquire")))
+	d.waitStatus(t, "pub", "in_progress", "0 of 1")
 	bin := reachableCopy(t, rlfsBin)
 	top := func(args ...string) (stdout, stderr string, code int) {
 		t.Helper()
