@@ -140,65 +140,72 @@ func TestGrafanaDashboard(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "no dashboard in docs/grafana")
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		var dash dashboard
-		require.NoError(t, json.Unmarshal(b, &dash), "%s is not JSON", f)
-		require.NotEmpty(t, dash.Title, f)
-		require.NotEmpty(t, dash.UID, f)
-		used := map[string]bool{}
-		check := func(where, expr string, names []string) {
-			require.NotEmpty(t, names, "%s: %s: the query names no metric: %s", f, where, expr)
-			for _, n := range names {
-				used[n] = true
-				if exported[n] {
-					continue
-				}
-				if slices.Contains(pauseMetrics, n) {
-					t.Logf("%s: %s: %s is not exported by this daemon yet (the pause is not merged)", f, where, n)
-					continue
-				}
-				t.Errorf("%s: %s: the query names %s, which the daemon does not export: %s", f, where, n, expr)
-			}
-		}
-		ids := map[int]bool{}
-		var walk func(ps []dashPanel)
-		walk = func(ps []dashPanel) {
-			for _, p := range ps {
-				require.NotZero(t, p.ID, "%s: panel %q has no id", f, p.Title)
-				require.False(t, ids[p.ID], "%s: two panels have id %d", f, p.ID)
-				ids[p.ID] = true
-				require.NotNil(t, p.GridPos, "%s: panel %q has no gridPos", f, p.Title)
-				walk(p.Panels)
-				if p.Type == "row" {
-					continue
-				}
-				require.NotNil(t, p.Datasource, "%s: panel %q has no datasource", f, p.Title)
-				require.NotEmpty(t, p.Targets, "%s: panel %q has no query", f, p.Title)
-				for _, tg := range p.Targets {
-					require.NotEmpty(t, tg.RefID, "%s: panel %q", f, p.Title)
-					check("panel "+p.Title, tg.Expr, promMetricNames(tg.Expr))
-				}
-			}
-		}
-		walk(dash.Panels)
-		for _, v := range dash.Templating.List {
-			if v.Type != "query" {
+		checkDashboard(t, f, exported)
+	}
+}
+
+// checkDashboard checks the dashboard in file f against the names the
+// daemon exports.
+func checkDashboard(t *testing.T, f string, exported map[string]bool) {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	require.NoError(t, err)
+	var dash dashboard
+	require.NoError(t, json.Unmarshal(b, &dash), "%s is not JSON", f)
+	require.NotEmpty(t, dash.Title, f)
+	require.NotEmpty(t, dash.UID, f)
+	used := map[string]bool{}
+	check := func(where, expr string, names []string) {
+		require.NotEmpty(t, names, "%s: %s: the query names no metric: %s", f, where, expr)
+		for _, n := range names {
+			used[n] = true
+			if exported[n] {
 				continue
 			}
-			var q struct {
-				Query string `json:"query"`
+			if slices.Contains(pauseMetrics, n) {
+				t.Logf("%s: %s: %s is not exported by this daemon yet (the pause is not merged)", f, where, n)
+				continue
 			}
-			if json.Unmarshal(v.Query, &q) != nil {
-				require.NoError(t, json.Unmarshal(v.Query, &q.Query), "%s: variable %s", f, v.Name)
+			t.Errorf("%s: %s: the query names %s, which the daemon does not export: %s", f, where, n, expr)
+		}
+	}
+	ids := map[int]bool{}
+	var walk func(ps []dashPanel)
+	walk = func(ps []dashPanel) {
+		for _, p := range ps {
+			require.NotZero(t, p.ID, "%s: panel %q has no id", f, p.Title)
+			require.False(t, ids[p.ID], "%s: two panels have id %d", f, p.ID)
+			ids[p.ID] = true
+			require.NotNil(t, p.GridPos, "%s: panel %q has no gridPos", f, p.Title)
+			walk(p.Panels)
+			if p.Type == "row" {
+				continue
 			}
-			m := regexp.MustCompile(`^label_values\(\s*([^,]+?)\s*,\s*\w+\s*\)$`).FindStringSubmatch(q.Query)
-			require.NotNil(t, m, "%s: variable %s: %q is not label_values(METRIC, LABEL)", f, v.Name, q.Query)
-			check("variable "+v.Name, q.Query, promMetricNames(m[1]))
+			require.NotNil(t, p.Datasource, "%s: panel %q has no datasource", f, p.Title)
+			require.NotEmpty(t, p.Targets, "%s: panel %q has no query", f, p.Title)
+			for _, tg := range p.Targets {
+				require.NotEmpty(t, tg.RefID, "%s: panel %q", f, p.Title)
+				check("panel "+p.Title, tg.Expr, promMetricNames(tg.Expr))
+			}
 		}
-		for _, n := range []string{"rlfs_grants_total", "rlfs_wait_seconds_bucket", "rlfs_hold_seconds_bucket", "rlfs_window_calls",
-			"rlfs_window_limit_calls", "rlfs_waiters", "rlfs_paused", "rlfs_pauses_total", "rlfs_store_writes_failing"} {
-			require.True(t, used[n], "%s: no query shows %s", f, n)
+	}
+	walk(dash.Panels)
+	for _, v := range dash.Templating.List {
+		if v.Type != "query" {
+			continue
 		}
+		var q struct {
+			Query string `json:"query"`
+		}
+		if json.Unmarshal(v.Query, &q) != nil {
+			require.NoError(t, json.Unmarshal(v.Query, &q.Query), "%s: variable %s", f, v.Name)
+		}
+		m := regexp.MustCompile(`^label_values\(\s*([^,]+?)\s*,\s*\w+\s*\)$`).FindStringSubmatch(q.Query)
+		require.NotNil(t, m, "%s: variable %s: %q is not label_values(METRIC, LABEL)", f, v.Name, q.Query)
+		check("variable "+v.Name, q.Query, promMetricNames(m[1]))
+	}
+	for _, n := range []string{"rlfs_grants_total", "rlfs_wait_seconds_bucket", "rlfs_hold_seconds_bucket", "rlfs_window_calls",
+		"rlfs_window_limit_calls", "rlfs_waiters", "rlfs_paused", "rlfs_pauses_total", "rlfs_store_writes_failing"} {
+		require.True(t, used[n], "%s: no query shows %s", f, n)
 	}
 }
