@@ -73,6 +73,7 @@ const mainUsage = `rlfs — rate limits for every process on the host, as a file
 SYNOPSIS
     rlfs mount [flags] MOUNTPOINT     serve meters at MOUNTPOINT (foreground)
     rlfs status [--json] MOUNTPOINT   a table of meters (or --db PATH)
+    rlfs top [--once] MOUNTPOINT      a live view of the meters, refreshed each second
     rlfs run METER_DIR -- CMD ARGS    hold a meter while CMD runs, like flock(1)
     rlfs wait MOUNTPOINT              return once an rlfs mount there answers
     rlfs version                      print the version
@@ -103,6 +104,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(args[1:], stdout, stderr)
 	case "wait":
 		return runWait(ctx, args[1:], stdout, stderr)
+	case "top":
+		return runTop(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		return runVersion(args[1:], stdout, stderr)
 	}

@@ -144,21 +144,24 @@ max_pause = "10m"
 func TestMetricsLint(t *testing.T) {
 	clk := metertest.NewClock()
 	met := newMetrics()
-	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{Clock: clk, OnGrant: met.observe})
+	reg, err := meter.OpenLocal(metertest.NewMemStore(), meter.Options{Clock: clk, OnGrant: met.observe, OnRelease: met.observeHold})
 	require.NoError(t, err)
 	met.reg = reg
 	spec, _ := meter.ParseSpec("1/s")
 	_, err = reg.Create("email", spec, meter.DefaultAttr())
 	require.NoError(t, err)
-	_, err = reg.Get("email").Enqueue(meter.Holder{}, false)
+	tk, err := reg.Get("email").Enqueue(meter.Holder{}, false)
 	require.NoError(t, err)
 	clk.Advance(time.Second)
+	c, err := tk.Result()
+	require.NoError(t, err)
+	require.NoError(t, reg.Get("email").Release(c.ID))
 	problems, err := testutil.GatherAndLint(met.pr)
 	require.NoError(t, err)
 	require.Empty(t, problems, "metric names and help follow Prometheus conventions")
-	n, err := testutil.GatherAndCount(met.pr, "rlfs_grants_total", "rlfs_waiters", "rlfs_holders", "rlfs_wait_seconds")
+	n, err := testutil.GatherAndCount(met.pr, "rlfs_grants_total", "rlfs_waiters", "rlfs_holders", "rlfs_wait_seconds", "rlfs_hold_seconds")
 	require.NoError(t, err)
-	require.Equal(t, 4, n)
+	require.Equal(t, 5, n)
 }
 
 // The config file takes the fleet's keys, journal among them, with the

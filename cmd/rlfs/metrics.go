@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,12 +18,28 @@ import (
 )
 
 // metrics exports every meter's state to Prometheus. Gauges and counters
-// are read from the meters at scrape time; the wait histogram is fed by grants.
+// are read from the meters at scrape time; the wait histogram is fed by
+// grants, the hold histogram by releases (this host's calls only, on a
+// fleet too: each daemon reports its own host's waits and holds).
 type metrics struct {
 	reg    *meter.Registry
 	health func() storeHealth // nil: not known
 	wait   *prometheus.HistogramVec
+	hold   *prometheus.HistogramVec
 	pr     *prometheus.Registry
+}
+
+// durationBuckets are the upper bounds, in seconds, of the wait and hold
+// histograms: from a tenth of a millisecond (an uncontended grant) through
+// milliseconds and seconds to minutes, and on to the hours that a hold of a
+// nightly job or a wait behind an hourly quota lasts. Twenty-two bounds,
+// about two or three per decade, so that p50 and p99 read from them are
+// within a bucket's width of the truth at every scale.
+var durationBuckets = []float64{
+	0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, // up to half a second
+	1, 2.5, 5, 10, 30, // seconds
+	60, 120, 300, 600, 1800, // minutes
+	3600, 7200, 14400, // hours
 }
 
 var (
@@ -53,18 +71,29 @@ func newMetrics() *metrics {
 	m := &metrics{pr: prometheus.NewRegistry()}
 	m.wait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "rlfs_wait_seconds",
-		Help:    "How long opens of acquire waited for their grant.",
-		Buckets: []float64{0.0001, 0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600},
+		Help:    "How long opens of acquire on this host waited for their grant.",
+		Buckets: durationBuckets,
+	}, []string{"meter"})
+	m.hold = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "rlfs_hold_seconds",
+		Help:    "How long calls granted on this host were held, from grant to the last close of acquire (past max_hold too).",
+		Buckets: durationBuckets,
 	}, []string{"meter"})
 	// The Go and process collectors give go_goroutines, process_open_fds and
 	// process_resident_memory_bytes: leaks show there first.
-	m.pr.MustRegister(m, m.wait, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.pr.MustRegister(m, m.wait, m.hold, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // observe records a grant's wait; it is the registry's OnGrant hook.
 func (m *metrics) observe(meterName string, waited time.Duration) {
 	m.wait.WithLabelValues(meterName).Observe(waited.Seconds())
+}
+
+// observeHold records how long a call was held; it is the registry's
+// OnRelease hook.
+func (m *metrics) observeHold(meterName string, held time.Duration) {
+	m.hold.WithLabelValues(meterName).Observe(held.Seconds())
 }
 
 // Describe sends the descriptors of the scrape-time metrics.
@@ -97,39 +126,79 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if m.reg == nil {
 		return
 	}
-	for _, name := range m.reg.Names() {
+	for _, s := range m.statuses() {
+		m.collectMeter(ch, s)
+	}
+}
+
+// collectBudget bounds how long a scrape waits for the meters' figures. A
+// meter's status asks the store; while a fleet's store does not answer
+// (stopped, or cut off without a reset), each ask waits for the store
+// client's timeout, one meter after the other: scrapes took 3 to 6 s
+// with two meters, longer than Prometheus waits with a dozen, so the
+// store's health above never arrived just when it matters.
+const collectBudget = 2 * time.Second
+
+// statuses reads every meter's status at once, and returns, in name
+// order, those that came within collectBudget; the others are left out of
+// this scrape (their reads end on their own).
+func (m *metrics) statuses() []meter.Snapshot {
+	names := m.reg.Names()
+	got := make(chan meter.Snapshot, len(names)) // never blocks a late read
+	n := 0
+	for _, name := range names {
 		mt := m.reg.Get(name)
 		if mt == nil {
 			continue
 		}
-		s := mt.Status()
-		counter := func(d *prometheus.Desc, v uint64) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), name)
+		n++
+		go func() { got <- mt.Status() }()
+	}
+	timeout := time.NewTimer(collectBudget)
+	defer timeout.Stop()
+	var out []meter.Snapshot
+wait:
+	for ; n > 0; n-- {
+		select {
+		case s := <-got:
+			out = append(out, s)
+		case <-timeout.C:
+			break wait
 		}
-		counter(descGrants, s.Stats.Grants)
-		counter(descReleases, s.Stats.Releases)
-		counter(descTimeouts, s.Stats.Timeouts)
-		counter(descInterrupts, s.Stats.Interrupts)
-		counter(descExpired, s.Stats.Expired)
-		counter(descRejected, s.Stats.Rejected)
-		counter(descRevoked, s.Stats.Revoked)
-		counter(descUnits, uint64(s.Stats.Units))
-		counter(descSettled, s.Stats.Settled)
-		counter(descUnitsSet, uint64(s.Stats.UnitsSettled))
-		counter(descStoreErrs, s.Stats.StoreErrs)
-		counter(descPauses, s.Stats.Pauses)
-		paused := 0.0
-		if s.Pause.Active(s.Now) {
-			paused = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, paused, name)
-		ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(s.WaitersN), name)
-		ch <- prometheus.MustNewConstMetric(descHolders, prometheus.GaugeValue, float64(s.HoldersN), name)
-		for _, u := range s.Usage {
-			w := u.Window.String()
-			ch <- prometheus.MustNewConstMetric(descWindowUsed, prometheus.GaugeValue, float64(u.Used), name, w)
-			ch <- prometheus.MustNewConstMetric(descWindowMax, prometheus.GaugeValue, float64(u.Window.N), name, w)
-		}
+	}
+	slices.SortFunc(out, func(a, b meter.Snapshot) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// collectMeter sends the scrape-time metrics of one meter's status.
+func (m *metrics) collectMeter(ch chan<- prometheus.Metric, s meter.Snapshot) {
+	name := s.Name
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), name)
+	}
+	counter(descGrants, s.Stats.Grants)
+	counter(descReleases, s.Stats.Releases)
+	counter(descTimeouts, s.Stats.Timeouts)
+	counter(descInterrupts, s.Stats.Interrupts)
+	counter(descExpired, s.Stats.Expired)
+	counter(descRejected, s.Stats.Rejected)
+	counter(descRevoked, s.Stats.Revoked)
+	counter(descUnits, uint64(s.Stats.Units))
+	counter(descSettled, s.Stats.Settled)
+	counter(descUnitsSet, uint64(s.Stats.UnitsSettled))
+	counter(descStoreErrs, s.Stats.StoreErrs)
+	counter(descPauses, s.Stats.Pauses)
+	paused := 0.0
+	if s.Pause.Active(s.Now) {
+		paused = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, paused, name)
+	ch <- prometheus.MustNewConstMetric(descWaiters, prometheus.GaugeValue, float64(s.WaitersN), name)
+	ch <- prometheus.MustNewConstMetric(descHolders, prometheus.GaugeValue, float64(s.HoldersN), name)
+	for _, u := range s.Usage {
+		w := u.Window.String()
+		ch <- prometheus.MustNewConstMetric(descWindowUsed, prometheus.GaugeValue, float64(u.Used), name, w)
+		ch <- prometheus.MustNewConstMetric(descWindowMax, prometheus.GaugeValue, float64(u.Window.N), name, w)
 	}
 }
 

@@ -304,7 +304,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	reg, err := b.open(meter.Options{OnGrant: met.observe, RetryGrace: retryGrace, History: c.history})
+	reg, err := b.open(meter.Options{OnGrant: met.observe, OnRelease: met.observeHold, RetryGrace: retryGrace, History: c.history})
 	if err != nil {
 		return fmt.Errorf("load %s: %w", b.name, err)
 	}

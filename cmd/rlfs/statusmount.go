@@ -13,10 +13,18 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-// reportsFromPath reads the meters at path: every meter when path is the
-// mountpoint of an rlfs mount, one meter when it is a meter's directory.
-// Anything else is refused with what to pass instead.
+// reportsFromPath reads the meters at path for rlfs status (see
+// readMeters).
 func reportsFromPath(path string) ([]meter.Report, []unreadableMeter, error) {
+	return readMeters[meter.Report]("rlfs status", path)
+}
+
+// readMeters reads the meters at path, each meter's status.json decoded
+// into a T: every meter when path is the mountpoint of an rlfs mount, one
+// meter when it is a meter's directory. Anything else is refused with what
+// to pass instead, to the command cmd ("rlfs status", "rlfs top"). rlfs
+// status and rlfs top read meters through it alone.
+func readMeters[T any](cmd, path string) ([]T, []unreadableMeter, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
@@ -26,7 +34,7 @@ func reportsFromPath(path string) ([]meter.Report, []unreadableMeter, error) {
 	}
 	mnt, fstype, found := enclosingMount(abs)
 	if !found || fstype != rlfsFSType {
-		return nil, nil, notRlfsError(path, fstype)
+		return nil, nil, notRlfsError(cmd, path, fstype)
 	}
 	rel, err := filepath.Rel(mnt, abs)
 	if err != nil {
@@ -34,23 +42,24 @@ func reportsFromPath(path string) ([]meter.Report, []unreadableMeter, error) {
 	}
 	switch {
 	case rel == ".":
-		return reportsFromMount(mnt)
+		return readMount[T](cmd, mnt)
 	case !strings.Contains(rel, string(filepath.Separator)):
-		r, err := readReport(mnt, rel)
+		r, err := readReport[T](cmd, mnt, rel)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, fmt.Errorf("%s: no meter %q in the rlfs mount at %s; see ls %s", path, rel, mnt, mnt)
 		}
 		if err != nil {
 			return nil, nil, err
 		}
-		return []meter.Report{r}, nil, nil
+		return []T{r}, nil, nil
 	}
-	return nil, nil, fmt.Errorf("%s is inside the rlfs mount at %s but is not a meter; pass the mountpoint (rlfs status %s) or a meter's directory (rlfs status %s)",
-		path, mnt, mnt, filepath.Join(mnt, strings.SplitN(rel, string(filepath.Separator), 2)[0]))
+	return nil, nil, fmt.Errorf("%s is inside the rlfs mount at %s but is not a meter; pass the mountpoint (%s %s) or a meter's directory (%s %s)",
+		path, mnt, cmd, mnt, cmd, filepath.Join(mnt, strings.SplitN(rel, string(filepath.Separator), 2)[0]))
 }
 
-// notRlfsError says that path is not in an rlfs mount, and what to pass.
-func notRlfsError(path, fstype string) error {
+// notRlfsError says that path is not in an rlfs mount, and what to pass to
+// cmd.
+func notRlfsError(cmd, path, fstype string) error {
 	what := "a directory"
 	if fstype != "" {
 		what = "a directory on " + fstype
@@ -63,20 +72,24 @@ func notRlfsError(path, fstype string) error {
 	} else if !fi.IsDir() {
 		what = "not a directory"
 	}
-	hint := "rlfs status /mnt/rl"
+	hint := cmd + " /mnt/rl"
 	if mounts := rlfsMounts(); len(mounts) > 0 {
-		hint = "rlfs status " + mounts[0]
+		hint = cmd + " " + mounts[0]
 		if len(mounts) > 1 {
 			hint += " (rlfs is mounted at " + strings.Join(mounts, ", ") + ")"
 		}
 	}
-	return fmt.Errorf("%s is not an rlfs mount (%s); pass the mountpoint of rlfs mount or one meter's directory in it (%s), or a database with --db PATH", path, what, hint)
+	db := ", or a database with --db PATH"
+	if cmd != "rlfs status" {
+		db = ""
+	}
+	return fmt.Errorf("%s is not an rlfs mount (%s); pass the mountpoint of rlfs mount or one meter's directory in it (%s)%s", path, what, hint, db)
 }
 
-// reportsFromMount reads every meter of the rlfs mount at mnt. A meter
-// whose status this user may not read is listed apart, with why: the
-// others are shown all the same.
-func reportsFromMount(mnt string) ([]meter.Report, []unreadableMeter, error) {
+// readMount reads every meter of the rlfs mount at mnt. A meter whose
+// status this user may not read is listed apart, with why: the others are
+// shown all the same.
+func readMount[T any](cmd, mnt string) ([]T, []unreadableMeter, error) {
 	es, err := os.ReadDir(mnt)
 	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
 		return nil, nil, fmt.Errorf("%s is a dead rlfs mount (its daemon is gone); run umount -l %s, then rlfs mount again", mnt, mnt)
@@ -84,10 +97,10 @@ func reportsFromMount(mnt string) ([]meter.Report, []unreadableMeter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the rlfs mount at %s: %w", mnt, err)
 	}
-	var out []meter.Report
+	var out []T
 	var unreadable []unreadableMeter
 	for _, e := range es {
-		r, err := readReport(mnt, e.Name())
+		r, err := readReport[T](cmd, mnt, e.Name())
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			continue // removed meanwhile
@@ -102,20 +115,21 @@ func reportsFromMount(mnt string) ([]meter.Report, []unreadableMeter, error) {
 	return out, unreadable, nil
 }
 
-// readReport reads the status.json of meter name in the mount at mnt.
-func readReport(mnt, name string) (meter.Report, error) {
-	var r meter.Report
+// readReport reads the status.json of meter name in the mount at mnt into
+// a T (a meter.Report, or a struct that embeds one).
+func readReport[T any](cmd, mnt, name string) (T, error) {
+	var r T
 	b, err := os.ReadFile(filepath.Join(mnt, name, "status.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(filepath.Join(mnt, name, "status")); serr == nil {
-			return r, fmt.Errorf("the rlfs daemon serving %s is older than this rlfs status (meter %q has no status.json); restart it with this version, or read its status files: cat %s",
-				mnt, name, filepath.Join(mnt, "*", "status"))
+			return r, fmt.Errorf("the rlfs daemon serving %s is older than this %s (meter %q has no status.json); restart it with this version, or read its status files: cat %s",
+				mnt, cmd, name, filepath.Join(mnt, "*", "status"))
 		}
 		return r, err
 	}
 	if errors.Is(err, os.ErrPermission) {
-		return r, fmt.Errorf("meter %q of the rlfs mount at %s is %s (%w); run rlfs status as its owner, a member of its group or root (see ls -ld %s), or chmod the meter",
-			name, mnt, notReadableText(), err, filepath.Join(mnt, name))
+		return r, fmt.Errorf("meter %q of the rlfs mount at %s is %s (%w); run %s as its owner, a member of its group or root (see ls -ld %s), or chmod the meter",
+			name, mnt, notReadableText(), err, cmd, filepath.Join(mnt, name))
 	}
 	if err != nil {
 		return r, fmt.Errorf("read status of meter %q: %w", name, err)
