@@ -17,6 +17,7 @@ type failedMount struct {
 	rlfs   string // the one line starting "rlfs: "
 	stderr string
 	stdout string
+	argv   []string
 }
 
 // runBadMount runs rlfs mount with args, which must fail before mounting:

@@ -152,6 +152,22 @@ func fmtMS(d time.Duration) string {
 // most a "Try: " hint), nothing on stdout, mnt not mounted.
 func runBadMountCmd(t *testing.T, mnt string, prefix []string, args ...string) failedMount {
 	t.Helper()
+	for try := 1; ; try++ {
+		f, signaled := runBadMountOnce(t, mnt, prefix, args...)
+		if !signaled || try == 3 {
+			return f.check(t)
+		}
+		// Pdeathsig fires when the OS thread that started the process
+		// ends, and the Go runtime may end that thread: the process was
+		// killed before it could say anything. Run it again.
+		t.Logf("rlfs mount %q was killed by a signal before it failed (try %d); again", args, try)
+	}
+}
+
+// runBadMountOnce runs the bad mount once; signaled says it was killed by a
+// signal (then f is not checked).
+func runBadMountOnce(t *testing.T, mnt string, prefix []string, args ...string) (f failedMount, signaled bool) {
+	t.Helper()
 	argv := []string{rlfsBin}
 	if len(prefix) > 0 {
 		argv = append([]string(nil), prefix...)
@@ -181,8 +197,16 @@ func runBadMountCmd(t *testing.T, mnt string, prefix []string, args ...string) f
 	}
 	_, mounted := mountDev(mnt)
 	require.False(t, mounted, "%q failed but left %s mounted", argv, mnt)
-	f := failedMount{code: cmd.ProcessState.ExitCode(), stderr: stderr.String(), stdout: stdout.String()}
+	f = failedMount{code: cmd.ProcessState.ExitCode(), stderr: stderr.String(), stdout: stdout.String(), argv: argv}
 	require.Error(t, err, "%q must fail; stderr:\n%s", argv, f.stderr)
+	return f, !cmd.ProcessState.Exited()
+}
+
+// check requires of a failed mount one "rlfs: " line on stderr (and at
+// most a "Try: " hint), and nothing on stdout.
+func (f failedMount) check(t *testing.T) failedMount {
+	t.Helper()
+	argv := f.argv
 	var rlfsLines, other []string
 	for _, l := range strings.Split(strings.TrimRight(f.stderr, "\n"), "\n") {
 		switch {
