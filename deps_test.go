@@ -10,9 +10,9 @@ import (
 )
 
 // TestDependencies keeps imports pointing down (cmd/rlfs → fsnode → meter ←
-// meter/sqlite, meter/redis): the engine imports nothing outside the
-// standard library, fsnode knows no store, and nothing but cmd/rlfs imports
-// fsnode.
+// meter/sqlite, meter/redis; meter → meter/rule): the engine imports
+// nothing outside the standard library but its rule, the rule nothing at
+// all, fsnode knows no store, and nothing but cmd/rlfs imports fsnode.
 func TestDependencies(t *testing.T) {
 	deps := func(pkg string) []string {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{.Standard}}", pkg).Output()
@@ -26,8 +26,12 @@ func TestDependencies(t *testing.T) {
 		}
 		return nonstd
 	}
+	for _, d := range deps("./meter/rule") {
+		require.Equal(t, "github.com/rlfs/rlfs/meter/rule", d, "meter/rule imports %s; the rule and its data use the standard library only", d)
+	}
 	for _, d := range deps("./meter") {
-		require.Equal(t, "github.com/rlfs/rlfs/meter", d, "meter imports %s; the engine must use the standard library only", d)
+		require.Contains(t, []string{"github.com/rlfs/rlfs/meter", "github.com/rlfs/rlfs/meter/rule"}, d,
+			"meter imports %s; the engine uses the standard library and its rule (meter/rule) only", d)
 	}
 	for _, d := range deps("./fsnode") {
 		for _, store := range []string{"sqlite", "redis", "rueidis"} {

@@ -7,6 +7,8 @@ package meter
 import (
 	"fmt"
 	"time"
+
+	"github.com/rlfs/rlfs/meter/rule"
 )
 
 // Release records the completion of call id: the last close of its
@@ -81,7 +83,7 @@ func (m *Meter) Settle(id uint64, actual int64) error {
 		return fmt.Errorf("%w: settle call %d of %q: %w", ErrStore, id, m.name, err)
 	}
 	m.stats.Settled++
-	m.stats.UnitsSettled = addCounter(m.stats.UnitsSettled, actual)
+	m.stats.UnitsSettled = rule.AddCounter(m.stats.UnitsSettled, actual)
 	if _, still := m.held[id]; still {
 		c.Actual, c.Settled = actual, true
 		m.held[id] = c

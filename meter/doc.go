@@ -4,16 +4,11 @@
 //
 // # What lives here
 //
-// The rule and its data (the bottom):
-//   - spec.go, units.go: Spec (window limits, concurrency, buckets, units
-//     items, max_wait, max_hold, max_waiters) parsed from `limits` text.
-//   - state.go, past.go: State, the rule as plain data (AdmitCost), the
-//     specification every decider's answers are checked against; Past, the
-//     grouped history that widened windows count.
-//   - bounds.go, sums.go: what one caller can do to a meter (sums that
-//     saturate instead of wrapping; bucket debt at most one period).
-//   - ledger*.go, openset.go: Ledger, a meter's calls kept so that every
-//     decision costs O(1) amortized or O(log n) (docs/engine.md).
+// The rule and its data (the bottom) are package meter/rule: Spec, State
+// and AdmitCost (the rule as plain data, the specification), Past, the
+// bounds, and the Ledger that keeps a meter's calls for O(1) decisions.
+// rule_names.go gives them their meter.* names; meter/rule imports nothing
+// of the engine.
 //
 // The seam (the middle):
 //   - decider.go: Decider, one method per step of a call's life (Enqueue,

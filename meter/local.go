@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rlfs/rlfs/meter/rule"
 )
 
 // Local is the Decider of one host: it decides in-process, by the rule as
@@ -37,7 +39,7 @@ type localMeter struct {
 	version uint64
 	led     *Ledger
 	grants  uint64
-	queue   ranked[localWaiter] // by seq
+	queue   rule.Ranked[localWaiter] // by seq
 	seq     uint64
 	ops     uint64
 	expired uint64 // holds max_hold ended since the decider started
@@ -261,7 +263,7 @@ func (l *Local) DeleteMeter(ctx context.Context, name string) error {
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
 	lm.led.Advance(l.clock.Now())
-	if open, held := lm.led.Counts(); open+held+lm.queue.len() > 0 {
+	if open, held := lm.led.Counts(); open+held+lm.queue.Len() > 0 {
 		return fmt.Errorf("%w: %q", ErrBusy, name)
 	}
 	if err := l.store.DeleteMeter(name); err != nil {

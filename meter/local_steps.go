@@ -20,7 +20,7 @@ func (l *Local) Enqueue(ctx context.Context, name string, r Request) (Admission,
 	if err := lm.spec.Fits(r.Cost); err != nil {
 		return Admission{}, err
 	}
-	if lm.queue.len() == 0 && !lm.pause.Active(now) && lm.led.Admit(now, r.Cost).OK {
+	if lm.queue.Len() == 0 && !lm.pause.Active(now) && lm.led.Admit(now, r.Cost).OK {
 		c, err := l.grant(lm, now, r.Holder, r.Cost)
 		if err != nil {
 			return Admission{}, err
@@ -31,11 +31,11 @@ func (l *Local) Enqueue(ctx context.Context, name string, r Request) (Admission,
 	switch {
 	case r.Nonblock:
 		return Admission{}, ErrWouldBlock
-	case lm.spec.MaxWaiters > 0 && lm.queue.len() >= lm.spec.MaxWaiters:
+	case lm.spec.MaxWaiters > 0 && lm.queue.Len() >= lm.spec.MaxWaiters:
 		return Admission{}, ErrTooManyWaiters
 	}
 	lm.seq++
-	lm.queue.add(lm.seq, &localWaiter{seq: lm.seq, ticket: r.Ticket, holder: r.Holder, since: now, cost: r.Cost})
+	lm.queue.Add(lm.seq, &localWaiter{seq: lm.seq, ticket: r.Ticket, holder: r.Holder, since: now, cost: r.Cost})
 	lm.ops++
 	return Admission{Seq: lm.seq, Wake: lm.wakeAt(now), Head: true, Order: lm.ops}, nil
 }
@@ -57,7 +57,7 @@ func (l *Local) grant(lm *localMeter, now time.Time, h Holder, cost int64) (Call
 // wakeAt is when the head of the queue may be admitted (zero: nobody
 // waits, or only a release can admit it).
 func (lm *localMeter) wakeAt(now time.Time) time.Time {
-	w := lm.queue.front()
+	w := lm.queue.Front()
 	if w == nil {
 		return time.Time{}
 	}
@@ -76,20 +76,20 @@ func (lm *localMeter) wakeAt(now time.Time) time.Time {
 // events for the hosts: the grants, and, when somebody waited (or always,
 // with tell), when to try the next head.
 func (l *Local) dispatch(lm *localMeter, now time.Time, tell bool) []localEvent {
-	if lm.queue.len() == 0 && !tell {
+	if lm.queue.Len() == 0 && !tell {
 		return nil
 	}
 	var evs []localEvent
-	for w := lm.queue.front(); w != nil; w = lm.queue.front() {
+	for w := lm.queue.Front(); w != nil; w = lm.queue.Front() {
 		if err := lm.spec.Fits(w.cost); err != nil {
-			lm.queue.remove(w.seq)
+			lm.queue.Remove(w.seq)
 			evs = append(evs, localEvent{ticket: w.ticket, err: err})
 			continue
 		}
 		if lm.pause.Active(now) || !lm.led.Admit(now, w.cost).OK {
 			break
 		}
-		lm.queue.remove(w.seq)
+		lm.queue.Remove(w.seq)
 		c, err := l.grant(lm, now, w.holder, w.cost)
 		if err != nil {
 			evs = append(evs, localEvent{ticket: w.ticket, err: err})
@@ -108,13 +108,13 @@ func (l *Local) Cancel(ctx context.Context, name string, seq, ticket uint64) (Ad
 	if err != nil {
 		return Admission{}, err
 	}
-	w := lm.queue.get(seq)
+	w := lm.queue.Get(seq)
 	if w == nil || w.ticket != ticket {
 		lm.mu.Unlock()
 		return Admission{Gone: true}, nil
 	}
-	head := lm.queue.front() == w
-	lm.queue.remove(seq)
+	head := lm.queue.Front() == w
+	lm.queue.Remove(seq)
 	var evs []localEvent
 	if head {
 		evs = l.dispatch(lm, now, false)
@@ -237,10 +237,10 @@ func (l *Local) View(ctx context.Context, name string, q ViewQuery) (View, error
 	defer lm.mu.Unlock()
 	led := lm.led
 	v := View{Spec: lm.spec, Attr: lm.attr, Now: now, Grants: lm.grants, Usage: led.Usage(),
-		Buckets: led.BucketUsage(now), WaitersN: lm.queue.len(), ExpiredTotal: lm.expired, Pause: lm.pause}
+		Buckets: led.BucketUsage(now), WaitersN: lm.queue.Len(), ExpiredTotal: lm.expired, Pause: lm.pause}
 	v.HoldersN, v.ExpiredN = led.Counts()
 	v.Retired, v.RetiredSince = led.Retired()
-	if w := lm.queue.front(); w != nil {
+	if w := lm.queue.Front(); w != nil {
 		// A newcomer waits behind the queue: when the head may go.
 		if v.Next = led.Admit(now, w.cost); v.Next.OK {
 			v.Next = Decision{At: now}
@@ -253,7 +253,7 @@ func (l *Local) View(ctx context.Context, name string, q ViewQuery) (View, error
 	}
 	if q.Lists {
 		v.Holders, v.Expired = led.Holders(), led.Expired()
-		lm.queue.each(func(w *localWaiter) bool {
+		lm.queue.Each(func(w *localWaiter) bool {
 			v.Waiters = append(v.Waiters, Waiter{Seq: w.seq, Holder: w.holder, Since: w.since, Cost: w.cost})
 			return true
 		})
@@ -264,9 +264,9 @@ func (l *Local) View(ctx context.Context, name string, q ViewQuery) (View, error
 		}
 	}
 	if q.Seq != 0 {
-		if w := lm.queue.get(q.Seq); w != nil {
+		if w := lm.queue.Get(q.Seq); w != nil {
 			v.Waiter = &Waiter{Seq: w.seq, Holder: w.holder, Since: w.since, Cost: w.cost}
-			v.Place = lm.queue.rank(q.Seq) + 1
+			v.Place = lm.queue.Rank(q.Seq) + 1
 		}
 	}
 	return v, nil

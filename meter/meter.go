@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/rlfs/rlfs/meter/rule"
 )
 
 // Errors returned by Acquire and friends; check them with errors.Is.
@@ -262,7 +264,7 @@ func (m *Meter) grantedLocked(t *Ticket, c Call) {
 	c.Cost = t.Cost
 	m.held[c.ID] = c
 	m.stats.Grants++
-	m.stats.Units = addCounter(m.stats.Units, c.Cost)
+	m.stats.Units = rule.AddCounter(m.stats.Units, c.Cost)
 	waited := max(0, m.clock.Now().Sub(t.Since))
 	m.stats.WaitTotal += waited
 	if m.onGrant != nil {

@@ -16,40 +16,6 @@ type Waiter struct {
 	Cost   int64 // units it asks for
 }
 
-// BucketUsage is how many tokens a token bucket has now: Free of Burst.
-type BucketUsage struct {
-	Item  string `json:"item"` // "rate=10/1s" or "units:rate=90000/1m"
-	Free  int64  `json:"free"`
-	Burst int64  `json:"burst"`
-}
-
-// bucketUsage is b's free tokens at now, given its TAT.
-func bucketUsage(item string, b *Bucket, tat, now time.Time) BucketUsage {
-	u := BucketUsage{Item: item, Burst: int64(b.Burst), Free: int64(b.Burst)}
-	if owed := tat.Sub(now); owed > 0 {
-		u.Free = max(0, int64(b.Burst)-int64((owed+b.Interval()-1)/b.Interval()))
-	}
-	return u
-}
-
-// Buckets pictures spec's token buckets at now, given their TATs.
-func Buckets(spec Spec, tat, utat, now time.Time) []BucketUsage {
-	var out []BucketUsage
-	if b := spec.Bucket; b != nil {
-		out = append(out, bucketUsage(fmt.Sprintf("rate=%d/%s", b.N, formatDuration(b.Per)), b, tat, now))
-	}
-	if b := spec.UnitBucket; b != nil {
-		out = append(out, bucketUsage(fmt.Sprintf("units:rate=%d/%s", b.N, formatDuration(b.Per)), b, utat, now))
-	}
-	return out
-}
-
-// WindowUsage is how many calls count against one window.
-type WindowUsage struct {
-	Window Window
-	Used   int
-}
-
 // Snapshot is a consistent picture of one meter, for `status`, `holders/`
 // and `waiters/`. Times carry the clock's monotonic reading where it had one.
 type Snapshot struct {
@@ -175,13 +141,6 @@ func (s *Snapshot) usage(st *State) {
 	}
 }
 
-func earlier(t, u time.Time) time.Time {
-	if t.After(u) {
-		return u
-	}
-	return t
-}
-
 // Text renders the snapshot as `status` shows it: one `key: value` per line,
 // wall-clock times in RFC 3339 with milliseconds.
 func (s Snapshot) Text() string {
@@ -224,18 +183,13 @@ func (s Snapshot) Text() string {
 	return b.String()
 }
 
-// FormatTime prints t's wall-clock reading in UTC, RFC 3339 with milliseconds.
-func FormatTime(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
-}
-
 // SnapshotOf pictures a stored meter at now without a live Meter: for
 // reading a database that a running daemon owns. Calls in progress stay in
 // progress; waiters are not stored, so WaitersUnknown is set.
 func SnapshotOf(s Stored, now time.Time) Snapshot {
 	st := State{NextID: s.State.NextID, TAT: s.State.TAT}
 	for _, p := range s.State.Past {
-		p.First, p.Granted, p.Done = earlier(p.First, now), earlier(p.Granted, now), earlier(p.Done, now)
+		p.First, p.Granted, p.Done = earliest(p.First, now), earliest(p.Granted, now), earliest(p.Done, now)
 		st.Past = append(st.Past, p)
 	}
 	for _, c := range s.State.Calls {
@@ -260,15 +214,6 @@ func SnapshotOf(s Stored, now time.Time) Snapshot {
 	snap.usage(&st)
 	snap.Next = Admit(s.Spec, &st, now)
 	return snap
-}
-
-// String returns the window as a spec item, such as "75/1h" or
-// "units:90000/1m".
-func (w Window) String() string {
-	if w.Units {
-		return fmt.Sprintf("units:%d/%s", w.N, formatDuration(w.Per))
-	}
-	return fmt.Sprintf("%d/%s", w.N, formatDuration(w.Per))
 }
 
 // Held returns call id while it holds the meter: in progress, or ended by
@@ -315,3 +260,11 @@ func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
 
 // Now returns the meter clock's now.
 func (m *Meter) Now() time.Time { return m.clock.Now() }
+
+// earliest returns the earlier of t and u.
+func earliest(t, u time.Time) time.Time {
+	if t.After(u) {
+		return u
+	}
+	return t
+}

@@ -1,4 +1,4 @@
-package meter
+package rule
 
 import (
 	"slices"
@@ -100,7 +100,7 @@ func (l *Ledger) openWeight(w Window) sum {
 		return l.openU
 	}
 	var s sum
-	s.add(int64(l.open.len()))
+	s.add(int64(l.open.Len()))
 	return s
 }
 
@@ -111,7 +111,7 @@ func (l *Ledger) openWeight(w Window) sum {
 func (l *Ledger) Advance(now time.Time) []Call {
 	var expired []Call
 	if l.spec.MaxHold > 0 {
-		for c := l.open.front(); c != nil && !c.GrantedAt.Add(l.spec.MaxHold).After(now); c = l.open.front() {
+		for c := l.open.Front(); c != nil && !c.GrantedAt.Add(l.spec.MaxHold).After(now); c = l.open.Front() {
 			l.takeOpen(c.ID)
 			c.DoneAt, c.Expired = c.GrantedAt.Add(l.spec.MaxHold), true
 			l.held[c.ID] = *c
@@ -131,7 +131,7 @@ func (l *Ledger) Advance(now time.Time) []Call {
 
 // takeOpen removes call id from the calls in progress.
 func (l *Ledger) takeOpen(id uint64) *Call {
-	c := l.open.remove(id)
+	c := l.open.Remove(id)
 	if c != nil {
 		l.openU.sub(c.Units())
 	}

@@ -1,4 +1,4 @@
-package meter
+package rule
 
 import "time"
 
@@ -17,8 +17,8 @@ func (l *Ledger) Admit(now time.Time, cost int64) Decision {
 		}
 	}
 	s := l.spec
-	if s.Concurrency > 0 && l.open.len() >= s.Concurrency {
-		later(l.openEnd(l.open.len()-s.Concurrency, 0))
+	if s.Concurrency > 0 && l.open.Len() >= s.Concurrency {
+		later(l.openEnd(l.open.Len()-s.Concurrency, 0))
 	}
 	for i, w := range s.Windows {
 		used := l.win[i].sum.plus(l.openWeight(w)).value()
@@ -34,7 +34,7 @@ func (l *Ledger) Admit(now time.Time, cost int64) Decision {
 // against a window of per (0: against concurrency): at the end of its hold
 // with max_hold, else not before its release (zero).
 func (l *Ledger) openEnd(k int, per time.Duration) time.Time {
-	c := l.open.kth(k)
+	c := l.open.Kth(k)
 	if c == nil || l.spec.MaxHold <= 0 {
 		return never
 	}
@@ -78,7 +78,7 @@ func (l *Ledger) windowEnd(i int, k int64) time.Time {
 		return never
 	}
 	end := never
-	l.open.each(func(c *Call) bool {
+	l.open.Each(func(c *Call) bool {
 		end = c.GrantedAt.Add(l.spec.MaxHold + w.Per)
 		wt := weightIn(w, 1, c.Units())
 		if k < wt {

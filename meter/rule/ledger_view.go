@@ -1,4 +1,4 @@
-package meter
+package rule
 
 import (
 	"cmp"
@@ -9,12 +9,12 @@ import (
 
 // Counts returns how many calls are in progress and how many max_hold
 // ended that are not released.
-func (l *Ledger) Counts() (open, held int) { return l.open.len(), len(l.held) }
+func (l *Ledger) Counts() (open, held int) { return l.open.Len(), len(l.held) }
 
 // Holders returns the calls in progress, in grant order.
 func (l *Ledger) Holders() []Call {
-	out := make([]Call, 0, l.open.len())
-	l.open.each(func(c *Call) bool {
+	out := make([]Call, 0, l.open.Len())
+	l.open.Each(func(c *Call) bool {
 		out = append(out, *c)
 		return true
 	})
@@ -31,7 +31,7 @@ func (l *Ledger) Expired() []Call {
 // Call returns call id while it holds the meter: in progress, or ended by
 // max_hold and not released (c.Expired).
 func (l *Ledger) Call(id uint64) (Call, bool) {
-	if c := l.open.get(id); c != nil {
+	if c := l.open.Get(id); c != nil {
 		return *c, true
 	}
 	c, ok := l.held[id]

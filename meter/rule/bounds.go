@@ -1,4 +1,4 @@
-package meter
+package rule
 
 import (
 	"math"
@@ -35,9 +35,9 @@ func addSat(a, b, limit int64) int64 {
 	return a + b
 }
 
-// addCounter adds to a counter of units (Stats), saturating at the
-// largest int64 instead of wrapping.
-func addCounter(a, b int64) int64 { return addSat(a, max(b, 0), math.MaxInt64) }
+// AddCounter adds b ≥ 0 to a counter of units (the engine's Stats),
+// saturating at the largest int64 instead of wrapping.
+func AddCounter(a, b int64) int64 { return addSat(a, max(b, 0), math.MaxInt64) }
 
 // bucketCap is the latest TAT a bucket may have at now: one full period
 // of debt (Burst emission intervals) beyond empty, so that the next grant

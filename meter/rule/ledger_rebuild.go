@@ -1,4 +1,4 @@
-package meter
+package rule
 
 import (
 	"cmp"
@@ -27,7 +27,7 @@ func (l *Ledger) SetSpec(spec Spec, now time.Time) {
 // count=grant every call counts from its grant, in progress or not; with
 // count=completion only completed calls are entries.
 func (l *Ledger) recount() {
-	ents := make([]entry, 0, len(l.ents)-l.head+l.open.len())
+	ents := make([]entry, 0, len(l.ents)-l.head+l.open.Len())
 	for _, e := range l.ents[l.head:] {
 		if e.dead {
 			continue
@@ -41,7 +41,7 @@ func (l *Ledger) recount() {
 		}
 	}
 	if l.spec.Count == CountGrant {
-		l.open.each(func(c *Call) bool {
+		l.open.Each(func(c *Call) bool {
 			ents = append(ents, entry{at: c.GrantedAt, call: *c})
 			return true
 		})
@@ -131,7 +131,7 @@ func RestoreLedger(spec Spec, st State, now time.Time, history time.Duration) (*
 // counting, by id, and the history, with the groups that count again.
 func (l *Ledger) State() State {
 	st := State{TAT: l.tat, UTAT: l.utat, NextID: l.nextID, Past: slices.Clone(l.past)}
-	l.open.each(func(c *Call) bool {
+	l.open.Each(func(c *Call) bool {
 		st.Calls = append(st.Calls, *c)
 		return true
 	})
@@ -140,7 +140,7 @@ func (l *Ledger) State() State {
 		case e.dead:
 		case e.call.ID == 0:
 			st.Past = append(st.Past, e.grp)
-		case l.spec.Count == CountGrant && l.open.get(e.call.ID) != nil:
+		case l.spec.Count == CountGrant && l.open.Get(e.call.ID) != nil:
 			// listed with the calls in progress
 		default:
 			st.Calls = append(st.Calls, e.call)

@@ -1,13 +1,13 @@
-package meter
+package rule
 
-// ranked is a set of items keyed by ids added in increasing order (a
+// Ranked is a set of items keyed by ids added in increasing order (a
 // ledger's calls in progress in grant order; Local's queue in arrival
 // order), with O(1) membership and removal and an O(log n) k-th and rank
 // (a Fenwick tree over positions counts the items still there). Removed
 // items leave holes that a compaction squeezes out once they outnumber
 // the items (amortized O(1) an item). Not safe for concurrent use; the
 // zero value is empty.
-type ranked[T any] struct {
+type Ranked[T any] struct {
 	calls []*T           // by id; nil: removed
 	ids   []uint64       // the ids of calls
 	head  int            // calls[:head] are nil
@@ -17,12 +17,12 @@ type ranked[T any] struct {
 }
 
 // openSet is a ledger's calls in progress whose hold did not end.
-type openSet = ranked[Call]
+type openSet = Ranked[Call]
 
-func (o *ranked[T]) len() int { return o.n }
+func (o *Ranked[T]) Len() int { return o.n }
 
 // add appends c, whose id is larger than every id in the set.
-func (o *ranked[T]) add(id uint64, c *T) {
+func (o *Ranked[T]) Add(id uint64, c *T) {
 	if o.pos == nil {
 		o.pos = map[uint64]int{}
 	}
@@ -38,7 +38,7 @@ func (o *ranked[T]) add(id uint64, c *T) {
 }
 
 // get returns the item with id, or nil.
-func (o *ranked[T]) get(id uint64) *T {
+func (o *Ranked[T]) Get(id uint64) *T {
 	if i, ok := o.pos[id]; ok {
 		return o.calls[i]
 	}
@@ -47,7 +47,7 @@ func (o *ranked[T]) get(id uint64) *T {
 
 // remove takes the call with id out of the set and returns it (nil if
 // absent).
-func (o *ranked[T]) remove(id uint64) *T {
+func (o *Ranked[T]) Remove(id uint64) *T {
 	i, ok := o.pos[id]
 	if !ok {
 		return nil
@@ -67,7 +67,7 @@ func (o *ranked[T]) remove(id uint64) *T {
 }
 
 // front returns the oldest item, or nil.
-func (o *ranked[T]) front() *T {
+func (o *Ranked[T]) Front() *T {
 	if o.n == 0 {
 		return nil
 	}
@@ -75,7 +75,7 @@ func (o *ranked[T]) front() *T {
 }
 
 // kth returns the k-th oldest call (0-based), or nil if k ≥ len.
-func (o *ranked[T]) kth(k int) *T {
+func (o *Ranked[T]) Kth(k int) *T {
 	if k < 0 || k >= o.n {
 		return nil
 	}
@@ -92,7 +92,7 @@ func (o *ranked[T]) kth(k int) *T {
 
 // rank returns how many items come before the item with id (its 0-based
 // place), or -1 if it is not there.
-func (o *ranked[T]) rank(id uint64) int {
+func (o *Ranked[T]) Rank(id uint64) int {
 	i, ok := o.pos[id]
 	if !ok {
 		return -1
@@ -105,7 +105,7 @@ func (o *ranked[T]) rank(id uint64) int {
 }
 
 // each calls f for every call, oldest first, until f returns false.
-func (o *ranked[T]) each(f func(*T) bool) {
+func (o *Ranked[T]) Each(f func(*T) bool) {
 	for _, c := range o.calls[o.head:] {
 		if c != nil && !f(c) {
 			return
@@ -114,7 +114,7 @@ func (o *ranked[T]) each(f func(*T) bool) {
 }
 
 // newest calls f for every call, newest first, until f returns false.
-func (o *ranked[T]) newest(f func(*T) bool) {
+func (o *Ranked[T]) Newest(f func(*T) bool) {
 	for i := len(o.calls) - 1; i >= o.head; i-- {
 		if c := o.calls[i]; c != nil && !f(c) {
 			return
@@ -124,7 +124,7 @@ func (o *ranked[T]) newest(f func(*T) bool) {
 
 // rebuild squeezes out the holes into a slice of capacity size and builds
 // the tree again.
-func (o *ranked[T]) rebuild(size int) {
+func (o *Ranked[T]) rebuild(size int) {
 	calls := make([]*T, 0, max(size, o.n+1))
 	ids := make([]uint64, 0, cap(calls))
 	for i, c := range o.calls[o.head:] {
@@ -147,7 +147,7 @@ func (o *ranked[T]) rebuild(size int) {
 	}
 }
 
-func (o *ranked[T]) fenAdd(i int, d int32) {
+func (o *Ranked[T]) fenAdd(i int, d int32) {
 	for j := i + 1; j < len(o.fen); j += j & -j {
 		o.fen[j] += d
 	}

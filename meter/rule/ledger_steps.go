@@ -1,4 +1,4 @@
-package meter
+package rule
 
 import (
 	"time"
@@ -9,7 +9,7 @@ import (
 func (l *Ledger) Grant(now time.Time, h Holder, cost int64) Call {
 	c := &Call{ID: l.nextID, GrantedAt: now, Holder: h, Cost: cost}
 	l.nextID++
-	l.open.add(c.ID, c)
+	l.open.Add(c.ID, c)
 	l.openU.add(cost)
 	if l.spec.Count == CountGrant {
 		l.insert(entry{at: now, call: *c}, now)
@@ -83,7 +83,7 @@ func (l *Ledger) Settle(id uint64, actual int64, now time.Time) (Call, bool) {
 			l.utat, c.Absorbed = chargeBucket(b, l.utat, c.GrantedAt, now, c.Absorbed, actual-old)
 		}
 	}
-	if c := l.open.get(id); c != nil {
+	if c := l.open.Get(id); c != nil {
 		l.openU.sub(c.Units())
 		charge(c)
 		l.openU.add(c.Units())

@@ -1,4 +1,4 @@
-package meter
+package rule
 
 // sum is an exact sum of units: hi·2^32 + lo, 0 ≤ lo < 2^32. A call costs
 // at most 2^50 units and a history group counts at most MaxUsage, so hi
