@@ -1,6 +1,7 @@
 package rule
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -31,6 +32,7 @@ type Ledger struct {
 	win    []winPos
 
 	past   []Past // retired, grouped, by completion
+	epoch  time.Time // entries' times are offsets from it (the first time the ledger saw)
 	tat    time.Time
 	utat   time.Time
 	nextID uint64
@@ -38,12 +40,66 @@ type Ledger struct {
 
 // entry is a call that counts, or may, against the windows: completed
 // (count=completion), or granted (count=grant); or a history group that a
-// widened window counts again.
+// widened window counts again. It keeps what the windows, retirement and
+// State need of a call, in 64 bytes (times as offsets from the ledger's
+// epoch); the rest of a call in progress or held is in open or held.
 type entry struct {
-	at   time.Time // count time: completion, or grant with count=grant
-	call Call      // a call: call.ID != 0
-	grp  Past      // a group of history: call.ID == 0
-	dead bool      // retired (the entries before head are all dead)
+	at, granted, done time.Duration // count time, grant, completion (notDone: in progress)
+	id                uint64        // the call; 0 for a history group (grp)
+	units             int64         // what it counts against a units window
+	grp               *Past
+	dead              bool // retired (the entries before head are all dead)
+}
+
+// notDone is the completion of a call in progress (count=grant).
+const notDone = time.Duration(-1 << 63)
+
+// rel is t as an offset from the ledger's epoch (set by the first time it
+// sees; an offset keeps the monotonic clock's order).
+func (l *Ledger) rel(t time.Time) time.Duration {
+	if l.epoch.IsZero() {
+		l.epoch = t
+	}
+	return t.Sub(l.epoch)
+}
+
+// abs is the instant of offset d.
+func (l *Ledger) abs(d time.Duration) time.Time { return l.epoch.Add(d) }
+
+// callEntry is the entry of call c, counting from at.
+func (l *Ledger) callEntry(c Call, at time.Time) entry {
+	done := notDone
+	if !c.DoneAt.IsZero() {
+		done = l.rel(c.DoneAt)
+	}
+	return entry{at: l.rel(at), granted: l.rel(c.GrantedAt), done: done, id: c.ID, units: c.Units()}
+}
+
+// groupEntry is the entry of history group p, counting from at.
+func (l *Ledger) groupEntry(p Past, at time.Time) entry {
+	return entry{at: l.rel(at), units: p.U, grp: &p}
+}
+
+// callOf is the call of entry e as State lists it: its cost is what it
+// counts (whether estimated or settled: the rule reads Units()).
+func (l *Ledger) callOf(e entry) Call {
+	c := Call{ID: e.id, GrantedAt: l.abs(e.granted), Cost: e.units}
+	if e.done != notDone {
+		c.DoneAt = l.abs(e.done)
+	}
+	if h, ok := l.held[e.id]; ok {
+		return h
+	}
+	return c
+}
+
+// pastOfEntry is the history group of a retired call entry.
+func (l *Ledger) pastOfEntry(e entry, now time.Time) Past {
+	done := now // count=grant, still in progress: its group completes now (the safe side)
+	if e.done != notDone {
+		done = l.abs(e.done)
+	}
+	return Past{N: 1, U: e.units, First: done, Granted: l.abs(e.granted), Done: done}
 }
 
 // winPos is where window i starts in ents, and what counts from there.
@@ -58,16 +114,13 @@ type winPos struct {
 const MaxWalk = 256
 
 func (e *entry) weight(w Window) int64 {
-	if e.call.ID != 0 {
-		if w.Units {
-			return e.call.Units()
-		}
-		return 1
+	switch {
+	case w.Units:
+		return e.units
+	case e.grp != nil:
+		return int64(e.grp.N)
 	}
-	if w.Units {
-		return e.grp.U
-	}
-	return int64(e.grp.N)
+	return 1
 }
 
 // NewLedger returns an empty ledger for spec, keeping history as
@@ -121,7 +174,7 @@ func (l *Ledger) Advance(now time.Time) []Call {
 	}
 	for i, w := range l.spec.Windows {
 		p := &l.win[i]
-		for p.pos < len(l.ents) && !l.ents[p.pos].at.Add(w.Per).After(now) {
+		for p.pos < len(l.ents) && l.ents[p.pos].at+w.Per <= l.rel(now) {
 			p.sum.sub(l.ents[p.pos].weight(w))
 			p.pos++
 		}
@@ -144,14 +197,14 @@ func (l *Ledger) takeOpen(id uint64) *Call {
 func (l *Ledger) completed(c Call, now time.Time) {
 	if l.spec.Count == CountGrant {
 		if i := l.find(c); i >= 0 {
-			l.ents[i].call = c
+			l.ents[i].done = l.rel(c.DoneAt)
 			if i < l.scan {
 				l.late = append(l.late, c) // Retire passed it while it was in progress
 			}
 		}
 		return
 	}
-	l.insert(entry{at: c.DoneAt, call: c}, now)
+	l.insert(l.callEntry(c, c.DoneAt), now)
 }
 
 // insert puts e in ents in count-time order (almost always at the end)
@@ -159,22 +212,22 @@ func (l *Ledger) completed(c Call, now time.Time) {
 // count sorts before every window's start.
 func (l *Ledger) insert(e entry, now time.Time) {
 	i := len(l.ents)
-	for i > l.head && l.ents[i-1].at.After(e.at) {
+	for i > l.head && l.ents[i-1].at > e.at {
 		i--
 	}
 	l.ents = slices.Insert(l.ents, i, e)
-	if e.call.ID == 0 {
+	if e.grp != nil {
 		l.groups++
 	}
 	if i < l.scan {
 		l.scan++
-		if e.call.ID != 0 {
-			l.late = append(l.late, e.call) // completed long ago (max_hold): Retire takes it
+		if e.grp == nil {
+			l.late = append(l.late, l.callOf(e)) // completed long ago (max_hold): Retire takes it
 		}
 	}
 	for k, w := range l.spec.Windows {
 		p := &l.win[k]
-		if !e.at.Add(w.Per).After(now) {
+		if e.at+w.Per <= l.rel(now) {
 			p.pos++ // it stopped counting in w already: it sorts before w's start
 			continue
 		}
@@ -188,9 +241,10 @@ func (l *Ledger) find(c Call) int {
 	if at.IsZero() {
 		return -1
 	}
-	i, _ := slices.BinarySearchFunc(l.ents[l.head:], at, func(e entry, t time.Time) int { return e.at.Compare(t) })
-	for i += l.head; i < len(l.ents) && l.ents[i].at.Equal(at); i++ {
-		if l.ents[i].call.ID == c.ID && !l.ents[i].dead {
+	d := l.rel(at)
+	i, _ := slices.BinarySearchFunc(l.ents[l.head:], d, func(e entry, t time.Duration) int { return cmp.Compare(e.at, t) })
+	for i += l.head; i < len(l.ents) && l.ents[i].at == d; i++ {
+		if l.ents[i].id == c.ID && !l.ents[i].dead {
 			return i
 		}
 	}
@@ -208,7 +262,7 @@ func (l *Ledger) removeAt(i int) {
 			p.sum.sub(e.weight(w))
 		}
 	}
-	if e.call.ID == 0 {
+	if e.grp != nil {
 		l.groups--
 	}
 	if i < l.scan {
@@ -220,11 +274,11 @@ func (l *Ledger) removeAt(i int) {
 // reweigh changes the units of call c's entry (a settlement) in the
 // windows it counts in.
 func (l *Ledger) reweigh(i int, c Call) {
-	old := l.ents[i].call
-	l.ents[i].call = c
+	old := l.ents[i].units
+	l.ents[i].units = c.Units()
 	for k, w := range l.spec.Windows {
 		if p := &l.win[k]; w.Units && i >= p.pos {
-			p.sum.sub(old.Units())
+			p.sum.sub(old)
 			p.sum.add(c.Units())
 		}
 	}

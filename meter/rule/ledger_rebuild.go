@@ -32,17 +32,21 @@ func (l *Ledger) recount() {
 		if e.dead {
 			continue
 		}
-		if e.call.ID == 0 {
-			e.at = l.groupTime(e.grp)
+		switch {
+		case e.grp != nil:
+			e.at = l.rel(l.groupTime(*e.grp))
 			ents = append(ents, e)
-		} else if at := l.countTime(e.call); !at.IsZero() {
-			e.at = at
+		case l.spec.Count == CountGrant:
+			e.at = e.granted
+			ents = append(ents, e)
+		case e.done != notDone:
+			e.at = e.done
 			ents = append(ents, e)
 		}
 	}
 	if l.spec.Count == CountGrant {
-		l.open.Each(func(c *Call) bool {
-			ents = append(ents, entry{at: c.GrantedAt, call: *c})
+		l.open.Each(func(c *Call) bool { // in progress: no entry with count=completion
+			ents = append(ents, l.callEntry(*c, c.GrantedAt))
 			return true
 		})
 	}
@@ -59,7 +63,7 @@ func (l *Ledger) rebuild(now time.Time) {
 	var keep []Past
 	for _, p := range l.past {
 		if longest > 0 && p.end(l.spec, longest).After(now) {
-			l.ents = append(l.ents, entry{at: l.groupTime(p), grp: p})
+			l.ents = append(l.ents, l.groupEntry(p, l.groupTime(p)))
 		} else {
 			keep = append(keep, p)
 		}
@@ -69,22 +73,22 @@ func (l *Ledger) rebuild(now time.Time) {
 	}
 	ents := l.ents[l.head:]
 	slices.SortStableFunc(ents, func(a, b entry) int {
-		if c := a.at.Compare(b.at); c != 0 {
+		if c := cmp.Compare(a.at, b.at); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.call.ID, b.call.ID)
+		return cmp.Compare(a.id, b.id)
 	})
 	l.groups = 0
 	for _, e := range ents {
-		if e.call.ID == 0 {
+		if e.grp != nil {
 			l.groups++
 		}
 	}
 	l.win = make([]winPos, len(l.spec.Windows))
 	for i, w := range l.spec.Windows {
 		p := &l.win[i]
-		j, _ := slices.BinarySearchFunc(ents, now.Add(-w.Per), func(e entry, t time.Time) int {
-			if e.at.After(t) {
+		j, _ := slices.BinarySearchFunc(ents, l.rel(now)-w.Per, func(e entry, t time.Duration) int {
+			if e.at > t {
 				return 1
 			}
 			return -1
@@ -119,7 +123,7 @@ func RestoreLedger(spec Spec, st State, now time.Time, history time.Duration) (*
 		if was[i].InProgress() {
 			ended = append(ended, c)
 		}
-		l.ents = append(l.ents, entry{at: l.countTime(c), call: c})
+		l.ents = append(l.ents, l.callEntry(c, l.countTime(c)))
 	}
 	l.past = st.Past
 	l.rebuild(now)
@@ -138,12 +142,12 @@ func (l *Ledger) State() State {
 	for _, e := range l.ents[l.head:] {
 		switch {
 		case e.dead:
-		case e.call.ID == 0:
-			st.Past = append(st.Past, e.grp)
-		case l.spec.Count == CountGrant && l.open.Get(e.call.ID) != nil:
+		case e.grp != nil:
+			st.Past = append(st.Past, *e.grp)
+		case l.spec.Count == CountGrant && l.open.Get(e.id) != nil:
 			// listed with the calls in progress
 		default:
-			st.Calls = append(st.Calls, e.call)
+			st.Calls = append(st.Calls, l.callOf(e))
 		}
 	}
 	slices.SortFunc(st.Calls, func(a, b Call) int { return cmp.Compare(a.ID, b.ID) })

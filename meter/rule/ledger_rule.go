@@ -52,7 +52,7 @@ func (l *Ledger) windowEnd(i int, k int64) time.Time {
 	w, p := l.spec.Windows[i], l.win[i]
 	if !w.Units && l.groups == 0 {
 		if n := int64(len(l.ents) - p.pos); k < n {
-			return l.ents[p.pos+int(k)].at.Add(w.Per)
+			return l.abs(l.ents[p.pos+int(k)].at + w.Per)
 		} else {
 			k -= n
 		}
@@ -64,7 +64,7 @@ func (l *Ledger) windowEnd(i int, k int64) time.Time {
 	walked := 0
 	for j := p.pos; j < len(l.ents); j++ {
 		e := &l.ents[j]
-		end := e.at.Add(w.Per)
+		end := l.abs(e.at + w.Per)
 		if wt := e.weight(w); k < wt {
 			return end
 		} else {

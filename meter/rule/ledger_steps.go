@@ -12,7 +12,7 @@ func (l *Ledger) Grant(now time.Time, h Holder, cost int64) Call {
 	l.open.Add(c.ID, c)
 	l.openU.add(cost)
 	if l.spec.Count == CountGrant {
-		l.insert(entry{at: now, call: *c}, now)
+		l.insert(l.callEntry(*c, now), now)
 	}
 	if b := l.spec.Bucket; b != nil {
 		l.tat = later(l.tat, now).Add(b.Interval())
@@ -139,11 +139,11 @@ func (l *Ledger) Retire(now time.Time) (cutoff time.Time, changed bool) {
 	var retired []Past
 	retire := func(i int) {
 		e := &l.ents[i]
-		if e.call.ID == 0 {
+		if e.grp != nil {
 			l.groups--
-			retired = append(retired, e.grp)
+			retired = append(retired, *e.grp)
 		} else {
-			retired = append(retired, pastOf(e.call))
+			retired = append(retired, l.pastOfEntry(*e, now))
 		}
 		*e = entry{at: e.at, dead: true}
 	}
@@ -156,15 +156,15 @@ func (l *Ledger) Retire(now time.Time) (cutoff time.Time, changed bool) {
 	}
 	l.late = append(l.late[:0], l.late[n:]...)
 	// A call still in progress (count=grant) is retired once it completes.
-	for l.scan = max(l.scan, l.head); l.scan < len(l.ents) && !l.ents[l.scan].at.After(cutoff); l.scan++ {
+	for l.scan = max(l.scan, l.head); l.scan < len(l.ents) && l.ents[l.scan].at <= l.rel(cutoff); l.scan++ {
 		if len(retired) == MaxRetire {
 			// The rest wait: the store keeps the calls from the one
 			// before on (a call both kept and in the history counts
 			// longer, the safe side).
-			cutoff = l.ents[l.scan-1].at.Add(-1)
+			cutoff = l.abs(l.ents[l.scan-1].at - 1)
 			break
 		}
-		if e := &l.ents[l.scan]; !e.dead && (e.call.ID == 0 || !e.call.DoneAt.IsZero()) {
+		if e := &l.ents[l.scan]; !e.dead && (e.grp != nil || e.done != notDone) {
 			retire(l.scan)
 		}
 	}

@@ -67,8 +67,8 @@ func (l *Ledger) Retired() (n int, since time.Time) {
 	}
 	if l.groups > 0 {
 		for _, e := range l.ents[l.head:] {
-			if e.call.ID == 0 && !e.dead {
-				note(e.grp)
+			if e.grp != nil && !e.dead {
+				note(*e.grp)
 			}
 		}
 	}
