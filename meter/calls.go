@@ -124,7 +124,7 @@ func (m *Meter) close() func() {
 			gone = append(gone, t)
 		}
 	}
-	m.tickets, m.pending = map[uint64]*Ticket{}, nil
+	m.tickets, m.phantoms, m.pending = map[uint64]*Ticket{}, map[uint64]*Ticket{}, nil
 	if m.wake != nil {
 		m.wake.Stop()
 		m.wake = nil

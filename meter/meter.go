@@ -56,6 +56,7 @@ type Meter struct {
 	attr       Attr
 	version    uint64             // of the definition in force
 	tickets    map[uint64]*Ticket // this host's waiters by ticket id (queued, pending, kept places)
+	phantoms   map[uint64]*Ticket // the kept places among them (see Options.RetryGrace), usually none
 	pending    []*Ticket          // arrived while the decider was unreachable, in order
 	held       map[uint64]Call    // calls this host holds, not released
 	wake       Timer

@@ -84,7 +84,7 @@ func Open(d Decider, opt Options) (*Registry, error) {
 
 func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {
 	m := &Meter{name: name, clock: r.clock, dec: r.dec, reg: r, spec: spec, attr: attr, retryGrace: r.retryGrace,
-		tickets: map[uint64]*Ticket{}, held: map[uint64]Call{}}
+		tickets: map[uint64]*Ticket{}, phantoms: map[uint64]*Ticket{}, held: map[uint64]Call{}}
 	if r.onGrant != nil {
 		m.onGrant = func(w time.Duration) { r.onGrant(name, w) }
 	}

@@ -88,12 +88,15 @@ func (m *Meter) snapshot(lists bool) Snapshot {
 // keep their place for RetryGrace, and the grants they got meanwhile: they
 // are neither waiting nor held by anyone.
 func (m *Meter) hidePhantomsLocked(s *Snapshot) {
+	if len(m.phantoms) == 0 {
+		return
+	}
 	kept, grants := map[uint64]bool{}, map[uint64]bool{}
-	for _, t := range m.tickets {
+	for _, t := range m.phantoms {
 		switch {
-		case t.phantom && t.kept != nil:
+		case t.kept != nil:
 			grants[t.kept.ID] = true // granted meanwhile: not held by anyone yet
-		case t.phantom && t.Seq != 0:
+		case t.Seq != 0:
 			kept[t.Seq] = true
 		}
 	}
@@ -247,8 +250,8 @@ func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	pos = v.Place
-	for _, t := range m.tickets {
-		if t.phantom && t.Seq != 0 && t.Seq <= seq {
+	for _, t := range m.phantoms {
+		if t.Seq != 0 && t.Seq <= seq {
 			if t.Seq == seq {
 				return Waiter{}, 0, false
 			}

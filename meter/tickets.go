@@ -21,11 +21,12 @@ const backupWake = 50 * time.Millisecond
 // program's runtime signals interrupt blocked opens, and os.Open retries
 // them at once.
 func (m *Meter) reattachLocked(h Holder, cost int64, now time.Time) *Ticket {
-	for _, old := range m.tickets {
-		if !old.phantom || old.Holder.PID != h.PID || old.Holder.UID != h.UID || old.Cost != cost {
+	for _, old := range m.phantoms {
+		if old.Holder.PID != h.PID || old.Holder.UID != h.UID || old.Cost != cost {
 			continue
 		}
 		old.timer.Stop()
+		delete(m.phantoms, old.id)
 		t := &Ticket{id: old.id, Seq: old.Seq, Holder: h, Since: old.Since, Cost: old.Cost, done: make(chan struct{})}
 		if old.kept != nil {
 			delete(m.tickets, old.id)
@@ -63,6 +64,7 @@ func (m *Meter) leave(t *Ticket, why error) (Call, error) {
 	if errors.Is(why, ErrInterrupted) && m.retryGrace > 0 {
 		m.finishLocked(t, Call{}, why)
 		t.phantom = true
+		m.phantoms[t.id] = t
 		t.timer = m.clock.AfterFunc(m.retryGrace, func() { m.dropPhantom(t) })
 		m.mu.Unlock()
 		return t.Result()
@@ -113,6 +115,7 @@ func (m *Meter) dropPhantom(t *Ticket) {
 	}
 	t.phantom = false
 	delete(m.tickets, t.id)
+	delete(m.phantoms, t.id)
 	m.stats.Interrupts++
 	kept, seq := t.kept, t.Seq
 	m.mu.Unlock()
@@ -180,6 +183,7 @@ func (m *Meter) onRefused(ticket uint64, err error) {
 	delete(m.tickets, ticket)
 	if t.phantom {
 		t.phantom = false
+		delete(m.phantoms, ticket)
 		t.timer.Stop()
 	}
 	if t.finished() {
