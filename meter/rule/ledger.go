@@ -31,7 +31,7 @@ type Ledger struct {
 	groups int     // live entries of ents[head:] that are history groups
 	win    []winPos
 
-	past   []Past // retired, grouped, by completion
+	past   []Past    // retired, grouped, by completion
 	epoch  time.Time // entries' times are offsets from it (the first time the ledger saw)
 	tat    time.Time
 	utat   time.Time
