@@ -76,6 +76,7 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("  fdatasync calls per grant under that load.")
 	b.unitsDoc(p)
 	b.fleetDoc(p)
+	b.sizeDoc(p)
 	p("- **Daemon CPU per cycle** (b4, cpu.*): user+system time of the serving process from /proc/PID/stat over")
 	p("  a throughput run, divided by the cycles.")
 	p("")
@@ -135,6 +136,7 @@ func (b *bench) writeDetails(p func(string, ...any)) {
 		p("  repeated `ls` %s ms; RSS after start %s KiB, after ls %s KiB.", floats(m.lsWarm, 1), floats(m.rssStart, 0), floats(m.rssLs, 0))
 	}
 	b.fleetDetails(p)
+	b.sizeDetails(p)
 	p("")
 	p("### Problems seen during the run")
 	p("")
@@ -249,20 +251,21 @@ func sortedKeys(s samples) []string {
 	for k := range s {
 		ks = append(ks, k)
 	}
-	// a, b, c, g sort naturally; order numbers within b and g numerically.
+	// Keys sort part by part ("s1.q.1000.ref"); parts that are both
+	// numbers sort as numbers.
 	less := func(a, b string) int {
 		pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-		if pa[0] != pb[0] {
-			return strings.Compare(pa[0], pb[0])
-		}
-		if len(pa) > 1 && len(pb) > 1 {
-			na, ea := strconv.Atoi(pa[1])
-			nb, eb := strconv.Atoi(pb[1])
+		for i := range min(len(pa), len(pb)) {
+			na, ea := strconv.Atoi(pa[i])
+			nb, eb := strconv.Atoi(pb[i])
 			if ea == nil && eb == nil && na != nb {
 				return na - nb
 			}
+			if c := strings.Compare(pa[i], pb[i]); c != 0 {
+				return c
+			}
 		}
-		return strings.Compare(a, b)
+		return len(pa) - len(pb)
 	}
 	slices.SortFunc(ks, less)
 	return ks

@@ -44,7 +44,8 @@ func (b *bench) rows() []row {
 	rs = append(rs, b.onceRows()...)
 	rs = append(rs, b.syncRows()...)
 	rs = append(rs, b.unitsRows()...)
-	return append(rs, b.fleetRows()...)
+	rs = append(rs, b.fleetRows()...)
+	return append(rs, b.sizeRows()...)
 }
 
 // floorRows are the measurements made against the floors (a, b).
