@@ -30,10 +30,11 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("")
 	p("Medians over %d rounds; within each round rlfs and the floors are measured alternately (the order rotates", c.rounds)
 	p("from round to round), and each ratio is the median of the ratios measured in the same round. Lateness,")
-	p("waiters, meters, the fleet's handoffs and commands, and the profile are measured once. Targets are those of issues 5 and 9.")
+	p("waiters, meters, the fleet's handoffs and commands, and the profile are measured once. Targets are those of issues 5, 9 and 17.")
 	p("")
 	fmt.Fprint(w, table)
 	p("")
+	b.writeCompare(p)
 	p("## What is measured")
 	p("")
 	scale := "the full counts of issue 5"
@@ -82,6 +83,42 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("")
 	b.writeDetails(p)
 	b.writeProfile(p)
+}
+
+// writeCompare writes the before → after table of a run with -rlfs-before.
+func (b *bench) writeCompare(p func(string, ...any)) {
+	cmp, worse := b.compareTable()
+	if cmp == "" {
+		return
+	}
+	p("## Before → after")
+	p("")
+	p("The same steps measured two builds of `cmd/rlfs` in the same run: *before* (%s) and *after*", b.cfg.beforeLabel)
+	p("(%s), each with daemons of its own (its own Redis for the fleet rows), measured alternately in", b.cfg.afterLabel)
+	p("every round, the order rotating from round to round. The ratio is the median over rounds of after / before")
+	p("measured in the same round (measured once each: the ratio of the two). A figure more than 10%% worse")
+	p("(a time or count above 1.10×, a rate below 0.90×) is marked WORSE. n/r: a size that binary did not reach")
+	p("within the fill budget (the details say why).")
+	p("")
+	fmt.Fprint(writerFunc(p), cmp)
+	p("")
+	if len(worse) == 0 {
+		p("No figure got more than 10%% worse.")
+	}
+	for _, w := range worse {
+		p("- WORSE by more than 10%%: %s", w)
+	}
+	p("")
+}
+
+// writerFunc writes through p, line by line.
+type writerFunc func(string, ...any)
+
+func (f writerFunc) Write(b []byte) (int, error) {
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(b), "\n"), "\n") {
+		f("%s", line)
+	}
+	return len(b), nil
 }
 
 func (b *bench) writeDetails(p func(string, ...any)) {

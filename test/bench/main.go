@@ -22,6 +22,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,6 +61,7 @@ func main() {
 type config struct {
 	rlfs, rlfsProf, doc, command, work string
 	rlfsBefore                         string // the binary to compare with ("" : none)
+	beforeLabel, afterLabel            string // how the report names the two binaries
 
 	rounds, cycles, pyCycles          int
 	dur, fairDur, profileDur          time.Duration
@@ -101,6 +103,7 @@ type bench struct {
 	met        *meterResult
 	profs      []profResult
 	sized      []*sizeTarget // the daemons of the size sweeps, for their notes
+	before     *beforeSet    // the daemons of -rlfs-before
 
 	failed     []string // steps that could not run
 	suspicious []string
@@ -178,6 +181,8 @@ func parseRun(args []string) (config, error) {
 	fs.IntVar(&c.handoffs, "handoffs", 400, "cross-host handoffs timed")
 	fs.IntVar(&c.grants, "grants", 2000, "grants over which Redis commands are counted")
 	fs.StringVar(&c.rlfsBefore, "rlfs-before", "", "another rlfs binary (an older build) to measure beside -rlfs in the same rounds")
+	fs.StringVar(&c.beforeLabel, "before-label", "", "the name of -rlfs-before in the report (default: its path)")
+	fs.StringVar(&c.afterLabel, "after-label", "", "the name of -rlfs in the before → after table (default: its path)")
 	s1 := fs.String("s1-sizes", "0,100,1000,10000", "s1: calls held")
 	s2 := fs.String("s2-sizes", "0,1000,5000,10000,100000", "s2: completed calls in the window")
 	fs.IntVar(&c.sizeRounds, "size-rounds", 3, "rounds of the size sweeps (s2 fills a fresh meter each round)")
@@ -195,6 +200,8 @@ func parseRun(args []string) (config, error) {
 		return c, errors.New("run: -rlfs BIN is required")
 	}
 	clientEnv = append(os.Environ(), "GODEBUG="+*godebug)
+	c.beforeLabel = cmp.Or(c.beforeLabel, c.rlfsBefore)
+	c.afterLabel = cmp.Or(c.afterLabel, c.rlfs)
 	var err error
 	if c.s1Sizes, err = sizeList("s1-sizes", *s1); err != nil {
 		return c, err

@@ -256,8 +256,8 @@ func (b *bench) sweepWindowOn(store string) error {
 			}
 		}
 		for _, t := range ts {
-			if err := os.Remove(t.dir(name)); err != nil {
-				b.suspect("s2: rmdir %s: %v", t.dir(name), err)
+			if err := removeMeter(t.dir(name)); err != nil {
+				b.suspect("s2: %v", err)
 			}
 		}
 	}

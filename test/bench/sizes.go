@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -268,8 +270,8 @@ func (b *bench) cycleN(path string, n int, most time.Duration) (float64, error) 
 func (b *bench) freshMeter(t *sizeTarget, name string) error {
 	dir := t.dir(name)
 	if _, err := os.Stat(dir); err == nil {
-		if err := os.Remove(dir); err != nil {
-			return fmt.Errorf("rmdir %s: %w", dir, err)
+		if err := removeMeter(dir); err != nil {
+			return err
 		}
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -279,6 +281,22 @@ func (b *bench) freshMeter(t *sizeTarget, name string) error {
 		return fmt.Errorf("write %s/limits: %w", dir, err)
 	}
 	return nil
+}
+
+// removeMeter removes the meter directory dir, waiting up to 5s for the
+// RELEASE of its last call (asynchronous: rmdir says EBUSY meanwhile).
+func removeMeter(dir string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := os.Remove(dir)
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("rmdir %s: %w", dir, err)
+			}
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // stopSizeTargets stops the daemons first, then their holders: calls held
