@@ -25,7 +25,7 @@ import (
 //	bench client fifo -path P -status S -n N                → see clientFIFO
 //	bench client handoff -a P -b P -status S -n N           → see clientHandoff
 //	bench client hold -path P                               → see clientHold
-//	bench client fill -path P -n N                          → "CYCLES ERRORS"
+//	bench client fill -path P -n N                          → "CYCLES NS ERRORS"
 //
 // ERRORS is "none" or a list such as "EAGAIN=3,EINTR=1". An EINTR is retried
 // (and counted): a blocked FUSE open is interrupted only by a signal.

@@ -185,7 +185,7 @@ func parseRun(args []string) (config, error) {
 	fs.StringVar(&c.afterLabel, "after-label", "", "the name of -rlfs in the before → after table (default: its path)")
 	s1 := fs.String("s1-sizes", "0,100,1000,10000", "s1: calls held")
 	s2 := fs.String("s2-sizes", "0,1000,5000,10000,100000", "s2: completed calls in the window")
-	fs.IntVar(&c.sizeRounds, "size-rounds", 3, "rounds of the size sweeps (s2 fills a fresh meter each round)")
+	fs.IntVar(&c.sizeRounds, "size-rounds", 5, "rounds of the size sweeps (s2 fills a fresh meter each round)")
 	fs.IntVar(&c.s1Cycles, "s1-cycles", 2000, "s1: timed cycles per measurement")
 	fs.IntVar(&c.s2Cycles, "s2-cycles", 500, "s2: timed cycles per measurement (each adds a call to the window)")
 	fs.DurationVar(&c.sizeMax, "size-max", 2*time.Second, "size sweeps: a measurement stops after this long (at least 20 cycles)")

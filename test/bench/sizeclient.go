@@ -94,7 +94,7 @@ func holdMore(path string, fds []int, want int, errs *errCount) []int {
 }
 
 // clientFill makes -n instant calls one after the other (open, close) and
-// prints "CYCLES ERRORS": the calls it made.
+// prints "CYCLES NS ERRORS": the calls it made, and how long they took.
 func clientFill(args []string) error {
 	fs := flag.NewFlagSet("client fill", flag.ContinueOnError)
 	path := fs.String("path", "", "acquire file")
@@ -104,6 +104,7 @@ func clientFill(args []string) error {
 	}
 	var errs errCount
 	done := 0
+	start := time.Now()
 	for range *n {
 		fd, err := openRaw(*path, &errs)
 		if err != nil {
@@ -113,6 +114,6 @@ func clientFill(args []string) error {
 		errs.add(syscall.Close(fd))
 		done++
 	}
-	fmt.Printf("%d %s\n", done, errs.String())
+	fmt.Printf("%d %d %s\n", done, time.Since(start).Nanoseconds(), errs.String())
 	return nil
 }

@@ -19,10 +19,13 @@ import (
 
 // fillPlan paces the filling of a meter from one level to the next. Each
 // chunk is a fifth of the way (at least 100 calls), and no longer than a
-// third of the budget at the pace of the chunk before. Before the first
-// chunk and after each, it projects the rest at the last pace, which is a
-// lower bound when a call costs more the more the meter holds (and exact
-// when it does not): if the budget would not suffice, it says stop.
+// third of the budget at the pace of the chunk before (the time of one
+// call, as the clients timed it). After each chunk it projects the rest at
+// that pace, a lower bound when a call costs more the more the meter holds
+// (and about right when it does not): if the budget would not suffice, it
+// says stop. Before the first chunk it says stop only when the pace of the
+// level before projects twice the budget: that projection is of smaller
+// sizes, but one noisy chunk of the machine's other work must not stop a fill.
 type fillPlan struct {
 	budget   time.Duration
 	from, to int
@@ -39,8 +42,8 @@ func newFillPlan(budget time.Duration, from, to int, last *time.Duration) *fillP
 // hopeless says why the fill should not even start ("": it may).
 func (p *fillPlan) hopeless() string {
 	left := p.to - p.from
-	if rest := *p.last * time.Duration(left); *p.last > 0 && rest > p.budget {
-		return fmt.Sprintf("not tried: at %s a call (the pace at %d), the %d to add need %s or more, over the budget of %s",
+	if rest := *p.last * time.Duration(left); *p.last > 0 && rest > 2*p.budget {
+		return fmt.Sprintf("not tried: at %s a call (the pace at %d), the %d to add need %s or more, over twice the budget of %s",
 			us(p.last.Seconds()*1e6), p.from, left, rest.Round(time.Second), p.budget)
 	}
 	return ""
@@ -55,11 +58,12 @@ func (p *fillPlan) chunk(have int) int {
 	return min(n, p.to-have)
 }
 
-// after records a chunk of n calls that took took, leaving have; it
-// returns why the fill stops, or "" to go on.
-func (p *fillPlan) after(n int, took time.Duration, have int) string {
-	p.spent += took
-	*p.last = took / time.Duration(max(n, 1))
+// after records a chunk of n calls that took wall (paced: the time the
+// calls themselves took), leaving have; it returns why the fill stops, or
+// "" to go on.
+func (p *fillPlan) after(n int, wall, paced time.Duration, have int) string {
+	p.spent += wall
+	*p.last = paced / time.Duration(max(n, 1))
 	left := p.to - have
 	if left <= 0 {
 		return ""
@@ -162,15 +166,16 @@ func (b *bench) fillWindow(t *sizeTarget, name string, level int) error {
 		if err != nil {
 			return err
 		}
-		made := 0
+		made, paced := 0, time.Duration(0)
 		for _, o := range outs {
 			f := strings.Fields(o)
-			if len(f) != 2 {
+			if len(f) != 3 {
 				return fmt.Errorf("fill client said %q", o)
 			}
-			b.clientErrors("size sweep fill", f[1])
+			b.clientErrors("size sweep fill", f[2])
 			k, _ := strconv.Atoi(f[0])
-			made += k
+			ns, _ := strconv.ParseInt(f[1], 10, 64)
+			made, paced = made+k, max(paced, time.Duration(ns))
 		}
 		took := time.Since(start)
 		t.fillSecs += took.Seconds()
@@ -181,7 +186,7 @@ func (b *bench) fillWindow(t *sizeTarget, name string, level int) error {
 			t.stopAt(level, "the fill clients made no call (see the client errors)")
 			return nil
 		}
-		if why := plan.after(made, took, have); why != "" {
+		if why := plan.after(made, took, paced, have); why != "" {
 			t.stopAt(level, why)
 			return nil
 		}

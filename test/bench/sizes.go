@@ -154,7 +154,7 @@ func (b *bench) sweepHeldOn(store string) error {
 	}
 	for li, level := range b.cfg.s1Sizes {
 		for _, t := range ts {
-			if t.reaches(level) {
+			if level > 0 && t.reaches(level) {
 				b.progress("s1 %s%s: hold %d calls", storeName(store), t.bin, level)
 				if err := b.holdTo(t, level); err != nil {
 					return err
@@ -192,7 +192,7 @@ func (b *bench) holdTo(t *sizeTarget, level int) error {
 			return nil
 		}
 		have = t.hold.count
-		if why := plan.after(n, took, have); why != "" {
+		if why := plan.after(n, took, took, have); why != "" {
 			t.stopAt(level, why)
 			return nil
 		}
@@ -244,6 +244,10 @@ func (b *bench) measurePairs(sweep string, ts []*sizeTarget, level, r, cycles in
 			return fmt.Errorf("%s cycle at %d on %s%s (%s): %w", sweep, level, storeName(p.t.store), p.t.bin, meter, err)
 		}
 		b.s.add(p.t.key(sweep, level, what), us)
+		if sweep == "s2" && !p.ref { // the calls the measurement added
+			n, _ := waitStatusValue(filepath.Join(p.t.dir(meter), "status"), windowKey, 0, time.Second)
+			b.s.add(p.t.key("s2e", level, ""), float64(n))
+		}
 	}
 	return nil
 }
