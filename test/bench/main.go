@@ -183,14 +183,7 @@ func parseRun(args []string) (config, error) {
 	fs.StringVar(&c.rlfsBefore, "rlfs-before", "", "another rlfs binary (an older build) to measure beside -rlfs in the same rounds")
 	fs.StringVar(&c.beforeLabel, "before-label", "", "the name of -rlfs-before in the report (default: its path)")
 	fs.StringVar(&c.afterLabel, "after-label", "", "the name of -rlfs in the before → after table (default: its path)")
-	s1 := fs.String("s1-sizes", "0,100,1000,10000", "s1: calls held")
-	s2 := fs.String("s2-sizes", "0,1000,5000,10000,100000", "s2: completed calls in the window")
-	fs.IntVar(&c.sizeRounds, "size-rounds", 5, "rounds of the size sweeps (s2 fills a fresh meter each round)")
-	fs.IntVar(&c.s1Cycles, "s1-cycles", 2000, "s1: timed cycles per measurement")
-	fs.IntVar(&c.s2Cycles, "s2-cycles", 500, "s2: timed cycles per measurement (each adds a call to the window)")
-	fs.DurationVar(&c.sizeMax, "size-max", 2*time.Second, "size sweeps: a measurement stops after this long (at least 20 cycles)")
-	fs.DurationVar(&c.fillBudget, "fill-budget", 60*time.Second, "size sweeps: time allowed to fill from one size to the next")
-	fs.IntVar(&c.fillProcs, "fill-procs", 4, "s2: processes that fill the window")
+	s1, s2 := sizeFlags(fs, &c)
 	only := fs.String("only", "", "comma-separated steps to run (rounds,late,fleet,waiters,meters,units,s1,s2,profile); default all")
 	godebug := fs.String("client-godebug", "asyncpreemptoff=1", "GODEBUG of the Go client processes")
 	if err := fs.Parse(args); err != nil {
@@ -216,6 +209,20 @@ func parseRun(args []string) (config, error) {
 		}
 	}
 	return c, nil
+}
+
+// sizeFlags declares the flags of the size sweeps; the lists of sizes are
+// returned as text, to parse.
+func sizeFlags(fs *flag.FlagSet, c *config) (s1, s2 *string) {
+	s1 = fs.String("s1-sizes", "0,100,1000,10000", "s1: calls held")
+	s2 = fs.String("s2-sizes", "0,1000,5000,10000,100000", "s2: completed calls in the window")
+	fs.IntVar(&c.sizeRounds, "size-rounds", 5, "rounds of the size sweeps (s2 fills a fresh meter each round)")
+	fs.IntVar(&c.s1Cycles, "s1-cycles", 2000, "s1: timed cycles per measurement")
+	fs.IntVar(&c.s2Cycles, "s2-cycles", 500, "s2: timed cycles per measurement (each adds a call to the window)")
+	fs.DurationVar(&c.sizeMax, "size-max", 2*time.Second, "size sweeps: a measurement stops after this long (at least 20 cycles)")
+	fs.DurationVar(&c.fillBudget, "fill-budget", 60*time.Second, "size sweeps: time allowed to fill from one size to the next")
+	fs.IntVar(&c.fillProcs, "fill-procs", 4, "s2: processes that fill the window")
+	return s1, s2
 }
 
 // sizeList parses a comma-separated list of sizes, ascending, from 0.
