@@ -90,7 +90,7 @@ func (b *bench) compareTable() (string, []string) {
 		}
 		rs = append(rs, r)
 		if bad {
-			worse = append(worse, fmt.Sprintf("%s %s: %s", c.id, c.what, r.ratio))
+			worse = append(worse, fmt.Sprintf("%s %s: %s, %s", c.id, c.what, r.ratio, r.result))
 		}
 	}
 	for _, r := range b.compareOnce() {
@@ -126,12 +126,24 @@ func (b *bench) compareRow(c comparison) (row, bool, bool) {
 	if math.IsNaN(ratio) { // measured once each: the ratio of the two
 		ratio = s.med(c.after) / s.med(c.before)
 	}
-	bad := ratio > 1+regressionLimit
-	if c.higher {
-		bad = ratio < 1-regressionLimit
+	worse := func(v float64) bool {
+		if c.higher {
+			return v < 1-regressionLimit
+		}
+		return v > 1+regressionLimit
 	}
+	bad := worse(ratio)
 	r.ratio = x(ratio)
 	r.result = map[bool]string{true: "WORSE", false: "ok"}[bad]
+	if n := min(na, nb); n > 1 {
+		k := 0
+		for i := range n {
+			if worse(s[c.after][i] / s[c.before][i]) {
+				k++
+			}
+		}
+		r.result += fmt.Sprintf(" (%d of %d rounds worse)", k, n)
+	}
 	return r, bad, true
 }
 

@@ -42,7 +42,7 @@ if [ -n "$before" ]; then
 	dirty=""
 	git diff --quiet HEAD -- . || dirty=" with uncommitted changes"
 	extra=(-rlfs-before "$bin/rlfs-before" -before-label "commit $(git rev-parse --short "$before")"
-		-after-label "the work tree (HEAD $(git rev-parse --short HEAD)$dirty)")
+		-after-label "the work tree at HEAD $(git rev-parse --short HEAD)$dirty")
 fi
 echo "bench: built in $(( $(date +%s) - started ))s" >&2
 "$bin/bench" run -rlfs "$bin/rlfs" -rlfs-prof "$bin/rlfs-prof" -doc "$doc" "${extra[@]}" -command "$cmdline" "$@"
