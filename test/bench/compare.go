@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
+	"time"
 )
 
 // Comparing two binaries (issue 16: no benchmark regresses by more than
@@ -18,6 +21,41 @@ type beforeSet struct {
 	main, full *proc
 	onRedis    *target
 	fl         *fleetResult
+	late       lateResult
+	wait       *waitResult
+	met        *meterResult
+}
+
+// onBefore runs a step that measures once (late, waiters, meters) again on
+// the -rlfs-before binary, right after the measured one: with its files in
+// WORK/before, on its own daemon of the rounds, keeping what it measured in
+// b.before.
+func (b *bench) onBefore(f func() error) error {
+	bf := b.before
+	if bf == nil {
+		return nil
+	}
+	rlfs, work, main := b.cfg.rlfs, b.work, b.main
+	wait, met, late := b.wait, b.met, b.late
+	defer func() {
+		if b.wait != nil { // what this step measured
+			bf.wait = b.wait
+		}
+		if b.met != nil {
+			bf.met = b.met
+		}
+		if b.late.n > 0 {
+			bf.late = b.late
+		}
+		b.cfg.rlfs, b.work, b.main = rlfs, work, main
+		b.wait, b.met, b.late = wait, met, late
+	}()
+	b.cfg.rlfs, b.work, b.main = b.cfg.rlfsBefore, filepath.Join(work, "before"), bf.main
+	b.wait, b.met, b.late = nil, nil, lateResult{}
+	if err := os.MkdirAll(b.work, 0o755); err != nil {
+		return err
+	}
+	return f()
 }
 
 // comparison is one line of the before → after table: the samples key of
@@ -147,10 +185,45 @@ func (b *bench) compareRow(c comparison) (row, bool, bool) {
 	return r, bad, true
 }
 
-// compareOnce compares the fleet figures measured once per binary
-// (handoffs, commands per grant).
+// compareOnce compares the figures measured once per binary: lateness,
+// waiters, meters, the fleet's handoffs and commands per grant.
 func (b *bench) compareOnce() []row {
-	if b.fl == nil || b.before == nil || b.before.fl == nil {
+	if b.before == nil {
+		return nil
+	}
+	var rs []row
+	add := func(id, what string, after, before float64) {
+		ratio := after / before
+		rs = append(rs, row{id: id, what: what, rlfs: fmt.Sprintf("%.2f", before), typical: fmt.Sprintf("%.2f", after),
+			ratio: x(ratio), result: map[bool]string{true: "WORSE", false: "ok"}[ratio > 1+regressionLimit]})
+	}
+	if a, o := b.late, b.before.late; a.n > 0 && o.n > 0 {
+		add("d1", "grant lateness p50 (µs, measured once each)", a.p50, o.p50)
+		add("d2", "grant lateness p99 (µs, measured once each)", a.p99, o.p99)
+	}
+	if a, o := b.wait, b.before.wait; a != nil && o != nil {
+		add("e1", "blocked waiters: daemon RSS with the queue (MB, once each)", float64(a.bulk.rssWith)*1024/1e6, float64(o.bulk.rssWith)*1024/1e6)
+		add("e1q", "blocked waiters: queuing them all at once (ms, once each)", ms64(a.bulk.enqueue), ms64(o.bulk.enqueue))
+		add("e2", "waiters one by one: grant handover (µs per grant, once each)", perGrant(a.seq), perGrant(o.seq))
+		add("e2q", "waiters one by one: queuing them (ms, once each)", ms64(a.seq.enqueue), ms64(o.seq.enqueue))
+	}
+	if a, o := b.met, b.before.met; a != nil && o != nil {
+		add("f1", "meters: first `ls` after start (ms, median of starts)", median(a.lsCold), median(o.lsCold))
+		add("f2", "meters: `ls` repeated (ms)", median(a.lsWarm), median(o.lsWarm))
+		add("f3", "meters: start-up, exec to mounted (ms)", median(a.starts), median(o.starts))
+		add("f4s", "meters: daemon RSS after start (MB)", median(a.rssStart)*1024/1e6, median(o.rssStart)*1024/1e6)
+		add("f4", "meters: daemon RSS after ls (MB)", median(a.rssLs)*1024/1e6, median(o.rssLs)*1024/1e6)
+	}
+	return append(rs, b.compareFleetOnce()...)
+}
+
+func ms64(d time.Duration) float64 { return d.Seconds() * 1e3 }
+
+func perGrant(r fifoRun) float64 { return r.grant.Seconds() * 1e6 / float64(max(r.granted, 1)) }
+
+// compareFleetOnce compares the fleet's handoffs and commands per grant.
+func (b *bench) compareFleetOnce() []row {
+	if b.fl == nil || b.before.fl == nil {
 		return nil
 	}
 	a, o := b.fl, b.before.fl

@@ -7,9 +7,10 @@
 //	bench run -rlfs BIN -rlfs-prof BIN [-doc docs/benchmarks.md] [flags]
 //	bench run -rlfs BIN -rlfs-before OLD [-only rounds,units,fleet,s1,s2] [flags]
 //
-// With -rlfs-before, the steps that support it (rounds, units, fleet, s1,
-// s2) measure both binaries in the same rounds, and the report adds a
-// table "before → after" of same-round ratios.
+// With -rlfs-before, the steps rounds, units, fleet, s1 and s2 measure
+// both binaries in the same rounds, the steps late, waiters and meters
+// measure one right after the other, and the report adds a table
+// "before → after".
 //
 // The same binary also serves the floors and plays the clients, each in its
 // own process (no process ever opens a file of a mount it serves):
@@ -121,6 +122,9 @@ func runMain(args []string) error {
 		return err
 	}
 	b := &bench{cfg: c, self: self, began: time.Now(), s: samples{}}
+	if c.rlfsBefore != "" {
+		b.before = &beforeSet{}
+	}
 	temp := c.work == ""
 	if b.work = c.work; temp {
 		if b.work, err = os.MkdirTemp("", "rlfs-bench-"); err != nil {
@@ -258,6 +262,7 @@ func (b *bench) runSteps() {
 		}
 		if c.runs("late") {
 			b.step("grant lateness", b.lateness)
+			b.step("grant lateness (before)", func() error { return b.onBefore(b.lateness) })
 		}
 	}
 	b.stopAll()
@@ -267,9 +272,11 @@ func (b *bench) runSteps() {
 	}
 	if c.runs("waiters") {
 		b.step("10k waiters", b.waiters)
+		b.step("10k waiters (before)", func() error { return b.onBefore(b.waiters) })
 	}
 	if c.runs("meters") {
 		b.step("10k meters", b.meters)
+		b.step("10k meters (before)", func() error { return b.onBefore(b.meters) })
 	}
 	if c.runs("units") {
 		b.step("weighted calls", b.units)
@@ -307,9 +314,15 @@ func (b *bench) step(name string, f func() error) {
 	}
 }
 
-// scanLogs reports the WARN and ERROR lines the daemons logged.
+// scanLogs reports the WARN and ERROR lines the daemons logged
+// (WORK/before holds those of -rlfs-before's once-measured steps.)
 func (b *bench) scanLogs() {
-	ents, err := os.ReadDir(b.work)
+	b.scanLogsIn(b.work)
+	b.scanLogsIn(filepath.Join(b.work, "before"))
+}
+
+func (b *bench) scanLogsIn(dir string) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
@@ -317,7 +330,7 @@ func (b *bench) scanLogs() {
 		if !strings.HasSuffix(e.Name(), ".log") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(b.work, e.Name()))
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			continue
 		}

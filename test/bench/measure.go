@@ -69,7 +69,6 @@ func (b *bench) startMain() error {
 	if b.cfg.rlfsBefore == "" {
 		return nil
 	}
-	b.before = &beforeSet{}
 	if b.before.main, b.before.full, err = b.startMainPair("-before", b.cfg.rlfsBefore); err != nil {
 		return err
 	}
