@@ -9,35 +9,6 @@ import (
 	"github.com/rlfs/rlfs/meter"
 )
 
-func BenchmarkAdmit(b *testing.B) {
-	spec := mustSpec(b, "1/s,75/h,concurrency=1")
-	b.Run("idle", func(b *testing.B) {
-		var st meter.State
-		b.ReportAllocs()
-		for b.Loop() {
-			if !meter.Admit(spec, &st, t0).OK {
-				b.Fatal("Admit on an idle meter: not OK")
-			}
-		}
-	})
-	b.Run("75-calls-in-1h", func(b *testing.B) {
-		// The email quota at its limit: 75 instant calls, 40s apart.
-		var st meter.State
-		for i := range 75 {
-			at := t0.Add(time.Duration(i) * 40 * s)
-			c := st.Grant(spec, at, meter.Holder{})
-			st.Complete(c.ID, at)
-		}
-		now := t0.Add(50 * time.Minute)
-		b.ReportAllocs()
-		for b.Loop() {
-			if meter.Admit(spec, &st, now).OK {
-				b.Fatal("Admit with 75 calls in the last hour: OK")
-			}
-		}
-	})
-}
-
 func BenchmarkEnqueueRelease(b *testing.B) {
 	for _, bm := range []struct {
 		name, spec string

@@ -24,12 +24,14 @@ import (
 //	bench client late -path P -threads T                    → "ARRIVE GRANT CLOSE" per call
 //	bench client fifo -path P -status S -n N                → see clientFIFO
 //	bench client handoff -a P -b P -status S -n N           → see clientHandoff
+//	bench client hold -path P                               → see clientHold
+//	bench client fill -path P -n N                          → "CYCLES NS ERRORS"
 //
 // ERRORS is "none" or a list such as "EAGAIN=3,EINTR=1". An EINTR is retried
 // (and counted): a blocked FUSE open is interrupted only by a signal.
 func clientMain(args []string) error {
 	if len(args) == 0 {
-		return errors.New("client: want a mode: cycle, loop, late, fifo or handoff")
+		return errors.New("client: want a mode: cycle, loop, late, fifo, handoff, hold or fill")
 	}
 	switch args[0] {
 	case "cycle":
@@ -42,6 +44,10 @@ func clientMain(args []string) error {
 		return clientFIFO(args[1:])
 	case "handoff":
 		return clientHandoff(args[1:])
+	case "hold":
+		return clientHold(args[1:])
+	case "fill":
+		return clientFill(args[1:])
 	}
 	return fmt.Errorf("client: unknown mode %q", args[0])
 }
@@ -149,6 +155,7 @@ func clientCycle(args []string) error {
 	n := fs.Int("n", 10000, "timed cycles")
 	warm := fs.Int("warm", 1000, "untimed cycles first")
 	api := fs.String("api", "raw", "raw (syscall.Open/Close), os (os.Open/Close) or settle (O_RDWR, write a cost, Close)")
+	most := fs.Duration("max", 0, "stop the timed cycles after this long, and the warm-up after a quarter of it (0: never); at least 20 are timed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -157,15 +164,23 @@ func clientCycle(args []string) error {
 	if err != nil {
 		return err
 	}
-	for range *warm {
-		errs.add(one())
+	over := func(since time.Time, d time.Duration, done int) bool {
+		return *most > 0 && done >= 20 && time.Since(since) > d
 	}
 	start := time.Now()
-	for range *n {
+	for i := range *warm {
+		if over(start, *most/4, i) {
+			break
+		}
+		errs.add(one())
+	}
+	start = time.Now()
+	done := 0
+	for ; done < *n && !over(start, *most, done); done++ {
 		errs.add(one())
 	}
 	el := time.Since(start)
-	fmt.Printf("%d %s\n", el.Nanoseconds()/int64(*n), errs.String())
+	fmt.Printf("%d %s\n", el.Nanoseconds()/int64(max(done, 1)), errs.String())
 	return nil
 }
 

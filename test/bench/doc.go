@@ -30,10 +30,11 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("")
 	p("Medians over %d rounds; within each round rlfs and the floors are measured alternately (the order rotates", c.rounds)
 	p("from round to round), and each ratio is the median of the ratios measured in the same round. Lateness,")
-	p("waiters, meters, the fleet's handoffs and commands, and the profile are measured once. Targets are those of issues 5 and 9.")
+	p("waiters, meters, the fleet's handoffs and commands, and the profile are measured once. Targets are those of issues 5, 9 and 17.")
 	p("")
 	fmt.Fprint(w, table)
 	p("")
+	b.writeCompare(p)
 	p("## What is measured")
 	p("")
 	scale := "the full counts of issue 5"
@@ -76,11 +77,49 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("  fdatasync calls per grant under that load.")
 	b.unitsDoc(p)
 	b.fleetDoc(p)
+	b.sizeDoc(p)
 	p("- **Daemon CPU per cycle** (b4, cpu.*): user+system time of the serving process from /proc/PID/stat over")
 	p("  a throughput run, divided by the cycles.")
 	p("")
 	b.writeDetails(p)
 	b.writeProfile(p)
+}
+
+// writeCompare writes the before → after table of a run with -rlfs-before.
+func (b *bench) writeCompare(p func(string, ...any)) {
+	cmp, worse := b.compareTable()
+	if cmp == "" {
+		return
+	}
+	p("## Before → after")
+	p("")
+	p("The same steps measured two builds of `cmd/rlfs` in the same run: *before* (%s) and *after*", b.cfg.beforeLabel)
+	p("(%s), each with daemons of its own (its own Redis for the fleet rows), measured alternately in", b.cfg.afterLabel)
+	p("every round, the order rotating from round to round. The ratio is the median over rounds of after / before")
+	p("measured in the same round (measured once each: the ratio of the two). A figure more than 10%% worse")
+	p("(a time or count above 1.10×, a rate below 0.90×) is marked WORSE; beside it, in how many rounds the")
+	p("same-round ratio alone was that much worse, which tells a steady change from the machine's noise (the")
+	p("per-round values are in the details). n/r: a size that binary did not reach within the fill budget.")
+	p("")
+	fmt.Fprint(writerFunc(p), cmp)
+	p("")
+	if len(worse) == 0 {
+		p("No figure got more than 10%% worse.")
+	}
+	for _, w := range worse {
+		p("- WORSE by more than 10%%: %s", w)
+	}
+	p("")
+}
+
+// writerFunc writes through p, line by line.
+type writerFunc func(string, ...any)
+
+func (f writerFunc) Write(b []byte) (int, error) {
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(b), "\n"), "\n") {
+		f("%s", line)
+	}
+	return len(b), nil
 }
 
 func (b *bench) writeDetails(p func(string, ...any)) {
@@ -135,6 +174,7 @@ func (b *bench) writeDetails(p func(string, ...any)) {
 		p("  repeated `ls` %s ms; RSS after start %s KiB, after ls %s KiB.", floats(m.lsWarm, 1), floats(m.rssStart, 0), floats(m.rssLs, 0))
 	}
 	b.fleetDetails(p)
+	b.sizeDetails(p)
 	p("")
 	p("### Problems seen during the run")
 	p("")
@@ -251,20 +291,21 @@ func sortedKeys(s samples) []string {
 	for k := range s {
 		ks = append(ks, k)
 	}
-	// a, b, c, g sort naturally; order numbers within b and g numerically.
+	// Keys sort part by part ("s1.q.1000.ref"); parts that are both
+	// numbers sort as numbers.
 	less := func(a, b string) int {
 		pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-		if pa[0] != pb[0] {
-			return strings.Compare(pa[0], pb[0])
-		}
-		if len(pa) > 1 && len(pb) > 1 {
-			na, ea := strconv.Atoi(pa[1])
-			nb, eb := strconv.Atoi(pb[1])
+		for i := range min(len(pa), len(pb)) {
+			na, ea := strconv.Atoi(pa[i])
+			nb, eb := strconv.Atoi(pb[i])
 			if ea == nil && eb == nil && na != nb {
 				return na - nb
 			}
+			if c := strings.Compare(pa[i], pb[i]); c != 0 {
+				return c
+			}
 		}
-		return strings.Compare(a, b)
+		return len(pa) - len(pb)
 	}
 	slices.SortFunc(ks, less)
 	return ks

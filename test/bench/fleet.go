@@ -16,27 +16,39 @@ import (
 // a fleet of 3 hosts on one Redis (x, step "fleet").
 
 // startRedisMain starts the Redis of the rounds and a daemon on it, host
-// "bench-r", with the same idle meter as the SQLite daemon.
+// "bench-r", with the same idle meter as the SQLite daemon; with
+// -rlfs-before, a second Redis with that binary's daemon ("bench-r-before").
 func (b *bench) startRedisMain() error {
 	r, err := b.startRedis("redis-main")
 	if err != nil {
 		return err
 	}
 	b.redis = r
-	p, err := b.startRlfsRedis("bench-r", b.cfg.rlfs, r, nil, "--meter", "idle=concurrency=0")
+	if b.onRedis, err = b.startIdleOnRedis("bench-r", b.cfg.rlfs, r); err != nil || b.before == nil {
+		return err
+	}
+	rb, err := b.startRedis("redis-main-before")
 	if err != nil {
 		return err
 	}
-	b.onRedis = &target{"redis", filepath.Join(p.mnt, "idle", "acquire"), p.pid()}
-	return nil
+	b.before.onRedis, err = b.startIdleOnRedis("bench-r-before", b.cfg.rlfsBefore, rb)
+	return err
+}
+
+func (b *bench) startIdleOnRedis(host, bin string, r *redisServer) (*target, error) {
+	p, err := b.startRlfsRedis(host, bin, r, nil, "--meter", "idle=concurrency=0")
+	if err != nil {
+		return nil, err
+	}
+	return &target{"redis", filepath.Join(p.mnt, "idle", "acquire"), p.pid()}, nil
 }
 
 // rttPings is how many PINGs one RTT figure is the median of.
 const rttPings = 2000
 
 // redisRound measures, in round r, the Redis round trip and the idle cycle
-// of the daemon on Redis and of the SQLite daemon, one after the other in
-// an order that rotates from round to round.
+// of the daemon on Redis and of the SQLite daemon (and those of the other
+// binary), one after the other in an order that rotates from round to round.
 func (b *bench) redisRound(r int) error {
 	if b.onRedis == nil {
 		return nil
@@ -48,7 +60,13 @@ func (b *bench) redisRound(r int) error {
 	b.s.add("r.rtt", v)
 	sq := b.targets[0]
 	sq.name = "sqlite"
-	for _, t := range rotated([]target{sq, *b.onRedis}, r) {
+	ts := []target{sq, *b.onRedis}
+	if bf := b.before; bf != nil && bf.onRedis != nil {
+		on := *bf.onRedis
+		on.name = "redis.before"
+		ts = append(ts, target{"sqlite.before", filepath.Join(bf.main.mnt, "idle", "acquire"), bf.main.pid()}, on)
+	}
+	for _, t := range rotated(ts, r) {
 		us, err := b.cycle("raw", t.path)
 		if err != nil {
 			return fmt.Errorf("idle cycle on %s: %w", t.name, err)
@@ -58,6 +76,9 @@ func (b *bench) redisRound(r int) error {
 	// the cost above the SQLite cycle, in round trips of the same round
 	n := len(b.s["r.rtt"]) - 1
 	b.s.add("r.extra", (b.s["r.redis"][n]-b.s["r.sqlite"][n])/b.s["r.rtt"][n])
+	if len(ts) > 2 {
+		b.s.add("r.extra.before", (b.s["r.redis.before"][n]-b.s["r.sqlite.before"][n])/b.s["r.rtt"][n])
+	}
 	return nil
 }
 
@@ -80,52 +101,92 @@ type fleetResult struct {
 
 // fleet runs 3 daemons on one Redis: throughput of fleetProcs processes per
 // host on a concurrency=0 meter (cfg.rounds rounds), cross-host handoffs on
-// a concurrency=1 meter, and the Redis commands per grant.
+// a concurrency=1 meter, and the Redis commands per grant. With
+// -rlfs-before, a second fleet of that binary on its own Redis is measured
+// alike, its throughput in the same rounds.
 func (b *bench) fleet() error {
 	c := b.cfg
 	b.progress("fleet: 3 hosts on one Redis")
-	r, err := b.startRedis("redis-fleet")
+	fleets := []*fleetRun{{bin: c.rlfs, res: &fleetResult{}}}
+	b.fl = fleets[0].res
+	if b.before != nil {
+		b.before.fl = &fleetResult{}
+		fleets = append(fleets, &fleetRun{suffix: "-before", key: ".before", bin: c.rlfsBefore, res: b.before.fl})
+	}
+	for _, f := range fleets {
+		if err := b.startFleet(f); err != nil {
+			return err
+		}
+	}
+	for round := range c.rounds {
+		for i := range fleets {
+			f := fleets[(i+round)%len(fleets)]
+			b.progress("fleet%s throughput round %d/%d: %d × %d processes for %s", f.suffix, round+1, c.rounds, len(f.mnts), c.fleetProcs, c.fleetDur)
+			if err := b.fleetRound(f); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range fleets {
+		b.progress("fleet%s: %d cross-host handoffs", f.suffix, c.handoffs)
+		if err := b.handoffs(f.mnts, f.res); err != nil {
+			return err
+		}
+		b.progress("fleet%s: Redis commands over %d grants", f.suffix, c.grants)
+		if err := b.countCommands(f.redis, f.mnts[0], f.res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fleetRun is one fleet of the fleet step: its binary, Redis and mounts.
+type fleetRun struct {
+	suffix, key, bin string // suffix of names, of sample keys
+	redis            *redisServer
+	mnts             []string
+	res              *fleetResult
+}
+
+// startFleet starts f's Redis and its 3 hosts.
+func (b *bench) startFleet(f *fleetRun) error {
+	r, err := b.startRedis("redis-fleet" + f.suffix)
 	if err != nil {
 		return err
 	}
-	var mnts []string
+	f.redis = r
 	for _, h := range fleetHosts {
-		p, err := b.startRlfsRedis(h, c.rlfs, r, nil, "--meter", "thr=concurrency=0", "--meter", "hand=concurrency=1")
+		p, err := b.startRlfsRedis(h+f.suffix, f.bin, r, nil, "--meter", "thr=concurrency=0", "--meter", "hand=concurrency=1")
 		if err != nil {
 			return err
 		}
-		mnts = append(mnts, p.mnt)
+		f.mnts = append(f.mnts, p.mnt)
 	}
-	fr := &fleetResult{}
-	b.fl = fr
-	for round := range c.rounds {
-		b.progress("fleet throughput round %d/%d: %d × %d processes for %s", round+1, c.rounds, len(mnts), c.fleetProcs, c.fleetDur)
-		before, err := commandStats(r.addr)
-		if err != nil {
-			return err
-		}
-		rates, err := b.fleetThroughput(mnts)
-		if err != nil {
-			return err
-		}
-		after, err := commandStats(r.addr)
-		if err != nil {
-			return err
-		}
-		fr.perHost = append(fr.perHost, rates)
-		total := 0.0
-		for _, v := range rates {
-			total += v
-		}
-		b.s.add("x.total", total)
-		fr.load, fr.loadN = after.minus(before), total*c.fleetDur.Seconds()
-	}
-	b.progress("fleet: %d cross-host handoffs", c.handoffs)
-	if err := b.handoffs(mnts, fr); err != nil {
+	return nil
+}
+
+// fleetRound is one throughput round of f, with the commands Redis ran.
+func (b *bench) fleetRound(f *fleetRun) error {
+	before, err := commandStats(f.redis.addr)
+	if err != nil {
 		return err
 	}
-	b.progress("fleet: Redis commands over %d grants", c.grants)
-	return b.countCommands(r, mnts[0], fr)
+	rates, err := b.fleetThroughput(f.mnts)
+	if err != nil {
+		return err
+	}
+	after, err := commandStats(f.redis.addr)
+	if err != nil {
+		return err
+	}
+	f.res.perHost = append(f.res.perHost, rates)
+	total := 0.0
+	for _, v := range rates {
+		total += v
+	}
+	b.s.add("x.total"+f.key, total)
+	f.res.load, f.res.loadN = after.minus(before), total*b.cfg.fleetDur.Seconds()
+	return nil
 }
 
 // fleetThroughput runs fleetProcs looping clients on each host's thr meter,

@@ -5,6 +5,12 @@
 // a profiling build of rlfs and this program.
 //
 //	bench run -rlfs BIN -rlfs-prof BIN [-doc docs/benchmarks.md] [flags]
+//	bench run -rlfs BIN -rlfs-before OLD [-only rounds,units,fleet,s1,s2] [flags]
+//
+// With -rlfs-before, the steps rounds, units, fleet, s1 and s2 measure
+// both binaries in the same rounds, the steps late, waiters and meters
+// measure one right after the other, and the report adds a table
+// "before → after".
 //
 // The same binary also serves the floors and plays the clients, each in its
 // own process (no process ever opens a file of a mount it serves):
@@ -17,12 +23,14 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,6 +61,8 @@ func main() {
 // config is the run's scale; run.sh's defaults fit in 5 minutes on 2 cores.
 type config struct {
 	rlfs, rlfsProf, doc, command, work string
+	rlfsBefore                         string // the binary to compare with ("" : none)
+	beforeLabel, afterLabel            string // how the report names the two binaries
 
 	rounds, cycles, pyCycles          int
 	dur, fairDur, profileDur          time.Duration
@@ -62,6 +72,12 @@ type config struct {
 	fleetDur                          time.Duration
 	fleetProcs, handoffs, grants      int
 	only                              map[string]bool // empty: every step
+
+	// the size sweeps (s1, s2)
+	s1Sizes, s2Sizes               []int
+	sizeRounds, s1Cycles, s2Cycles int
+	fillProcs                      int
+	sizeMax, fillBudget            time.Duration
 }
 
 // runs says whether the step named name is to run.
@@ -87,6 +103,8 @@ type bench struct {
 	wait       *waitResult
 	met        *meterResult
 	profs      []profResult
+	sized      []*sizeTarget // the daemons of the size sweeps, for their notes
+	before     *beforeSet    // the daemons of -rlfs-before
 
 	failed     []string // steps that could not run
 	suspicious []string
@@ -104,6 +122,9 @@ func runMain(args []string) error {
 		return err
 	}
 	b := &bench{cfg: c, self: self, began: time.Now(), s: samples{}}
+	if c.rlfsBefore != "" {
+		b.before = &beforeSet{}
+	}
 	temp := c.work == ""
 	if b.work = c.work; temp {
 		if b.work, err = os.MkdirTemp("", "rlfs-bench-"); err != nil {
@@ -163,7 +184,11 @@ func parseRun(args []string) (config, error) {
 	fs.IntVar(&c.fleetProcs, "fleet-procs", 8, "client processes per host of the fleet throughput")
 	fs.IntVar(&c.handoffs, "handoffs", 400, "cross-host handoffs timed")
 	fs.IntVar(&c.grants, "grants", 2000, "grants over which Redis commands are counted")
-	only := fs.String("only", "", "comma-separated steps to run (rounds,late,fleet,waiters,meters,units,profile); default all")
+	fs.StringVar(&c.rlfsBefore, "rlfs-before", "", "another rlfs binary (an older build) to measure beside -rlfs in the same rounds")
+	fs.StringVar(&c.beforeLabel, "before-label", "", "the name of -rlfs-before in the report (default: its path)")
+	fs.StringVar(&c.afterLabel, "after-label", "", "the name of -rlfs in the before → after table (default: its path)")
+	s1, s2 := sizeFlags(fs, &c)
+	only := fs.String("only", "", "comma-separated steps to run (rounds,late,fleet,waiters,meters,units,s1,s2,profile); default all")
 	godebug := fs.String("client-godebug", "asyncpreemptoff=1", "GODEBUG of the Go client processes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -172,6 +197,15 @@ func parseRun(args []string) (config, error) {
 		return c, errors.New("run: -rlfs BIN is required")
 	}
 	clientEnv = append(os.Environ(), "GODEBUG="+*godebug)
+	c.beforeLabel = cmp.Or(c.beforeLabel, c.rlfsBefore)
+	c.afterLabel = cmp.Or(c.afterLabel, c.rlfs)
+	var err error
+	if c.s1Sizes, err = sizeList("s1-sizes", *s1); err != nil {
+		return c, err
+	}
+	if c.s2Sizes, err = sizeList("s2-sizes", *s2); err != nil {
+		return c, err
+	}
 	c.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		if s != "" {
@@ -179,6 +213,36 @@ func parseRun(args []string) (config, error) {
 		}
 	}
 	return c, nil
+}
+
+// sizeFlags declares the flags of the size sweeps; the lists of sizes are
+// returned as text, to parse.
+func sizeFlags(fs *flag.FlagSet, c *config) (s1, s2 *string) {
+	s1 = fs.String("s1-sizes", "0,100,1000,10000", "s1: calls held")
+	s2 = fs.String("s2-sizes", "0,1000,5000,10000,100000", "s2: completed calls in the window")
+	fs.IntVar(&c.sizeRounds, "size-rounds", 5, "rounds of the size sweeps (s2 fills a fresh meter each round)")
+	fs.IntVar(&c.s1Cycles, "s1-cycles", 2000, "s1: timed cycles per measurement")
+	fs.IntVar(&c.s2Cycles, "s2-cycles", 500, "s2: timed cycles per measurement (each adds a call to the window)")
+	fs.DurationVar(&c.sizeMax, "size-max", 2*time.Second, "size sweeps: a measurement stops after this long (at least 20 cycles)")
+	fs.DurationVar(&c.fillBudget, "fill-budget", 60*time.Second, "size sweeps: time allowed to fill from one size to the next")
+	fs.IntVar(&c.fillProcs, "fill-procs", 4, "s2: processes that fill the window")
+	return s1, s2
+}
+
+// sizeList parses a comma-separated list of sizes, ascending, from 0.
+func sizeList(flagName, text string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(text, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("run: -%s %q: want sizes ascending, such as 0,100,1000", flagName, text)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 || out[0] != 0 {
+		return nil, fmt.Errorf("run: -%s %q: the first size must be 0 (the reference of the ratios)", flagName, text)
+	}
+	return out, nil
 }
 
 // runSteps runs every step asked for; a failed step is recorded and the
@@ -198,6 +262,7 @@ func (b *bench) runSteps() {
 		}
 		if c.runs("late") {
 			b.step("grant lateness", b.lateness)
+			b.step("grant lateness (before)", func() error { return b.onBefore(b.lateness) })
 		}
 	}
 	b.stopAll()
@@ -207,12 +272,20 @@ func (b *bench) runSteps() {
 	}
 	if c.runs("waiters") {
 		b.step("10k waiters", b.waiters)
+		b.step("10k waiters (before)", func() error { return b.onBefore(b.waiters) })
 	}
 	if c.runs("meters") {
 		b.step("10k meters", b.meters)
+		b.step("10k meters (before)", func() error { return b.onBefore(b.meters) })
 	}
 	if c.runs("units") {
 		b.step("weighted calls", b.units)
+	}
+	if c.runs("s1") {
+		b.step("s1: calls held", b.sweepHeld)
+	}
+	if c.runs("s2") {
+		b.step("s2: calls in the window", b.sweepWindow)
 	}
 	if c.runs("profile") {
 		b.step("profile", b.profile)
@@ -241,9 +314,15 @@ func (b *bench) step(name string, f func() error) {
 	}
 }
 
-// scanLogs reports the WARN and ERROR lines the daemons logged.
+// scanLogs reports the WARN and ERROR lines the daemons logged
+// (WORK/before holds those of -rlfs-before's once-measured steps.)
 func (b *bench) scanLogs() {
-	ents, err := os.ReadDir(b.work)
+	b.scanLogsIn(b.work)
+	b.scanLogsIn(filepath.Join(b.work, "before"))
+}
+
+func (b *bench) scanLogsIn(dir string) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
@@ -251,7 +330,7 @@ func (b *bench) scanLogs() {
 		if !strings.HasSuffix(e.Name(), ".log") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(b.work, e.Name()))
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			continue
 		}

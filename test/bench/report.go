@@ -21,8 +21,14 @@ type reportText struct{ table, doc string }
 func (b *bench) report() reportText {
 	rows := b.rows()
 	table := renderTable(rows)
+	if cmp, worse := b.compareTable(); cmp != "" {
+		table += "\nBefore (" + b.cfg.beforeLabel + ") → after (" + b.cfg.afterLabel + "):\n\n" + cmp
+		for _, w := range worse {
+			table += "WORSE by more than 10%: " + w + "\n"
+		}
+	}
 	var doc strings.Builder
-	b.writeDoc(&doc, table)
+	b.writeDoc(&doc, renderTable(rows))
 	return reportText{table: table, doc: doc.String()}
 }
 
@@ -44,7 +50,8 @@ func (b *bench) rows() []row {
 	rs = append(rs, b.onceRows()...)
 	rs = append(rs, b.syncRows()...)
 	rs = append(rs, b.unitsRows()...)
-	return append(rs, b.fleetRows()...)
+	rs = append(rs, b.fleetRows()...)
+	return append(rs, b.sizeRows()...)
 }
 
 // floorRows are the measurements made against the floors (a, b).
@@ -158,21 +165,24 @@ func (b *bench) syncRows() []row {
 func renderTable(rs []row) string {
 	head := row{"#", "measurement", "rlfs", "typical floor", "minimal floor", "ratio (median of rounds)", "target", "result"}
 	cells := func(r row) []string {
-		c := []string{r.id, r.what, r.rlfs, r.typical, r.minimal, r.ratio, r.target, r.result}
-		for i := range c {
-			if c[i] == "" {
-				c[i] = "–"
-			}
-		}
-		return c
+		return []string{r.id, r.what, r.rlfs, r.typical, r.minimal, r.ratio, r.target, r.result}
 	}
 	all := [][]string{cells(head)}
 	for _, r := range rs {
 		all = append(all, cells(r))
 	}
+	return renderGrid(all)
+}
+
+// renderGrid renders a markdown table whose first line is the header;
+// empty cells print as "–".
+func renderGrid(all [][]string) string {
 	width := make([]int, len(all[0]))
 	for _, c := range all {
 		for i, v := range c {
+			if v == "" {
+				c[i], v = "–", "–"
+			}
 			width[i] = max(width[i], len([]rune(v)))
 		}
 	}

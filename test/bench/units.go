@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -22,25 +23,33 @@ var unitsVariants = []struct{ key, api, file string }{
 	{"settle", "settle", "acquire@10"},
 }
 
-// units measures the idle cycles of unitsVariants on a daemon of its own,
-// cfg.rounds times, in an order that rotates from round to round.
+// units measures the idle cycles of unitsVariants on a daemon of its own
+// (and on one of -rlfs-before), cfg.rounds times, in an order that rotates
+// from round to round.
 func (b *bench) units() error {
 	b.progress("weighted calls: idle cycles of acquire@N")
-	p, _, err := b.d.startRlfs("rlfs-units", b.cfg.rlfs, filepath.Join(b.work, "units.db"), filepath.Join(b.work, "mnt-units"), b.work, nil,
-		"--meter", unitsSpec)
-	if err != nil {
-		return err
+	type daemon struct{ dir, key string }
+	var ds []daemon
+	for _, bin := range b.binaries() {
+		name := "units" + strings.ReplaceAll(bin[0], ".", "-")
+		p, _, err := b.d.startRlfs("rlfs-"+name, bin[1], filepath.Join(b.work, name+".db"), filepath.Join(b.work, "mnt-"+name), b.work, nil,
+			"--meter", unitsSpec)
+		if err != nil {
+			return err
+		}
+		defer b.stopDaemon(p)
+		ds = append(ds, daemon{filepath.Join(p.mnt, "tokens"), bin[0]})
 	}
-	defer b.stopDaemon(p)
-	dir := filepath.Join(p.mnt, "tokens")
+	n := len(unitsVariants) * len(ds)
 	for r := range b.cfg.rounds {
-		for i := range unitsVariants {
-			v := unitsVariants[(i+r)%len(unitsVariants)]
-			us, err := b.cycle(v.api, filepath.Join(dir, v.file))
+		for i := range n {
+			k := (i + r) % n
+			v, d := unitsVariants[k%len(unitsVariants)], ds[k/len(unitsVariants)]
+			us, err := b.cycle(v.api, filepath.Join(d.dir, v.file))
 			if err != nil {
 				return fmt.Errorf("idle cycle of %s (%s): %w", v.file, v.api, err)
 			}
-			b.s.add("u."+v.key, us)
+			b.s.add("u."+v.key+d.key, us)
 		}
 	}
 	return nil
