@@ -81,22 +81,39 @@ func (a *acquireFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, ui
 	r := a.d.root
 	r.inflight.Add(1)
 	defer r.inflight.Done()
-	h := callerOf(ctx)
-	m := a.d.m
-	start := time.Now()
-	c, err := m.AcquireCost(ctx, h, a.cost, flags&syscall.O_NONBLOCK != 0)
-	if err != nil {
-		if errors.Is(err, meter.ErrStore) {
-			// Debug: on a full disk every open fails alike; the store logs
-			// when its writes start to fail and when they work again.
-			r.log.Debug("open of acquire failed", "meter", m.Name(), "pid", h.PID, "err", err)
-		}
-		return nil, 0, ToErrno(err)
+	g := &grantHandle{d: a.d, m: a.d.m, host: r.host}
+	if errno := g.acquire(ctx, a.cost, flags&syscall.O_NONBLOCK != 0); errno != 0 {
+		return nil, 0, errno
 	}
 	// FOPEN_NOFLUSH: no FLUSH per close (completion is the last close,
 	// RELEASE), one round trip less, and only for acquire: data/ files
 	// need their FLUSH.
-	return &grantHandle{d: a.d, m: m, call: c, waited: time.Since(start), host: r.host}, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+	return g, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NOFLUSH, 0
+}
+
+// acquire waits for g's call. Its frame and Open's are below every open
+// that waits: kept small, with the call written into g (see meter's
+// enqueueAside).
+func (g *grantHandle) acquire(ctx context.Context, cost int64, nonblock bool) syscall.Errno {
+	h := callerOf(ctx)
+	start := time.Now()
+	var err error
+	if g.call, err = g.m.AcquireCost(ctx, h, cost, nonblock); err != nil {
+		return g.d.root.openFailed(g.m, h, err)
+	}
+	g.waited = time.Since(start)
+	return 0
+}
+
+// openFailed is the errno of an open of acquire that failed with err (a
+// function of its own: Open's frame stays small, see meter's enqueueAside).
+func (r *Root) openFailed(m *meter.Meter, h meter.Holder, err error) syscall.Errno {
+	if errors.Is(err, meter.ErrStore) {
+		// Debug: on a full disk every open fails alike; the store logs
+		// when its writes start to fail and when they work again.
+		r.log.Debug("open of acquire failed", "meter", m.Name(), "pid", h.PID, "err", err)
+	}
+	return ToErrno(err)
 }
 
 // grantHandle is an open `acquire`: one granted call.

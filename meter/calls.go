@@ -19,12 +19,12 @@ func (m *Meter) Release(id uint64) error {
 	if c, ok := m.held[id]; ok {
 		m.stats.Releases++
 		delete(m.held, id)
-		if m.onRelease != nil {
-			m.onRelease(max(0, m.clock.Now().Sub(c.GrantedAt)))
+		if m.reg.onRelease != nil {
+			m.reg.onRelease(m.name, max(0, m.reg.clock.Now().Sub(c.GrantedAt)))
 		}
 	}
 	m.mu.Unlock()
-	if err := m.dec.Release(m.ctx(), m.name, id); err != nil {
+	if err := m.reg.dec.Release(m.ctx(), m.name, id); err != nil {
 		m.mu.Lock()
 		m.stats.StoreErrs++
 		m.mu.Unlock()
@@ -44,7 +44,7 @@ func (m *Meter) Revoke(id uint64) error {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
 	}
 	m.mu.Unlock()
-	err := m.dec.Revoke(m.ctx(), m.name, id)
+	err := m.reg.dec.Revoke(m.ctx(), m.name, id)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -72,7 +72,7 @@ func (m *Meter) Settle(id uint64, actual int64) error {
 	if !ok {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
 	}
-	err := m.dec.Settle(m.ctx(), m.name, id, actual)
+	err := m.reg.dec.Settle(m.ctx(), m.name, id, actual)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -86,7 +86,7 @@ func (m *Meter) Settle(id uint64, actual int64) error {
 	m.stats.UnitsSettled = rule.AddCounter(m.stats.UnitsSettled, actual)
 	if _, still := m.held[id]; still {
 		c.Actual, c.Settled = actual, true
-		m.held[id] = c
+		put(&m.held, id, c)
 	}
 	return nil
 }
@@ -96,7 +96,7 @@ func (m *Meter) Settle(id uint64, actual int64) error {
 func (m *Meter) LatestGrant(pid int, uid uint32, d time.Duration) (uint64, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.clock.Now()
+	now := m.reg.clock.Now()
 	var best Call
 	for _, c := range m.held {
 		if c.Holder.PID == pid && c.Holder.UID == uid && c.ID > best.ID && now.Sub(c.GrantedAt) <= d {
@@ -107,7 +107,7 @@ func (m *Meter) LatestGrant(pid int, uid uint32, d time.Duration) (uint64, bool)
 }
 
 // close fails this host's waiters with ErrClosed and returns a func that
-// takes them out of the decider's queue.
+// takes them out of the decider's queue (nil when none waited).
 func (m *Meter) close() func() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -124,12 +124,15 @@ func (m *Meter) close() func() {
 			gone = append(gone, t)
 		}
 	}
-	m.tickets, m.phantoms, m.pending = map[uint64]*Ticket{}, map[uint64]*Ticket{}, nil
+	m.tickets, m.phantoms, m.pending = nil, nil, nil
 	if m.wake != nil {
 		m.wake.Stop()
 		m.wake = nil
 	}
-	dec, name := m.dec, m.name
+	if len(gone) == 0 {
+		return nil
+	}
+	dec, name := m.reg.dec, m.name
 	return func() {
 		for _, t := range gone {
 			if t.kept != nil {

@@ -121,7 +121,7 @@ func (m *Meter) WriteData(name string, content []byte) error {
 	if err := m.errRemoved(); err != nil {
 		return err
 	}
-	err := m.dataStore().WriteData(m.name, name, content, m.clock.Now())
+	err := m.dataStore().WriteData(m.name, name, content, m.reg.clock.Now())
 	if err != nil && !errors.Is(err, ErrNoSpace) && !errors.Is(err, ErrNotExist) {
 		err = fmt.Errorf("%w: write %q of %q: %w", ErrStore, name, m.name, err)
 	}
@@ -137,7 +137,7 @@ func (m *Meter) RenameData(from, to string) error {
 	if err := m.errRemoved(); err != nil {
 		return err
 	}
-	err := m.dataStore().RenameData(m.name, from, to, m.clock.Now())
+	err := m.dataStore().RenameData(m.name, from, to, m.reg.clock.Now())
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		err = fmt.Errorf("%w: rename %q to %q in %q: %w", ErrStore, from, to, m.name, err)
 	}
@@ -177,7 +177,7 @@ func (m *Meter) DataRoom(name string) (int64, error) {
 }
 
 func (m *Meter) dataStore() DataStore {
-	return m.dec
+	return m.reg.dec
 }
 
 // DataStore keeps data files; every Store does. Each operation is atomic

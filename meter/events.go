@@ -53,7 +53,9 @@ func (r *Registry) refresh(name string) {
 	case !ok && m != nil:
 		delete(r.meters, name)
 		m.markRemoved()
-		m.close()()
+		if cancel := m.close(); cancel != nil {
+			cancel()
+		}
 	case ok && m == nil:
 		m = r.newMeter(name, s.Spec, s.Attr)
 		m.version = s.Version
@@ -110,12 +112,12 @@ func (e registryEvents) Reachable() {
 // SetSpec stores and applies a new spec at once: waiters are judged again
 // under it, and the calls already made count (see Decider.SetSpec).
 func (m *Meter) SetSpec(spec Spec) error {
-	return m.set(func() error { return m.dec.SetSpec(m.ctx(), m.name, spec) }, "limits")
+	return m.set(func() error { return m.reg.dec.SetSpec(m.ctx(), m.name, spec) }, "limits")
 }
 
 // SetAttr stores and applies a new owner and mode.
 func (m *Meter) SetAttr(a Attr) error {
-	return m.set(func() error { return m.dec.SetAttr(m.ctx(), m.name, a) }, "owner and mode")
+	return m.set(func() error { return m.reg.dec.SetAttr(m.ctx(), m.name, a) }, "owner and mode")
 }
 
 // set stores a change through the decider, then reloads the meter's

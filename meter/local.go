@@ -1,9 +1,9 @@
 package meter
 
 import (
-	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,16 +34,35 @@ type eventsBox struct{ ev Events }
 type localMeter struct {
 	mu      sync.Mutex
 	name    string
-	spec    Spec
 	attr    Attr
 	version uint64
 	led     *Ledger
 	grants  uint64
-	queue   rule.Ranked[localWaiter] // by seq
+	queue   *rule.Ranked[localWaiter] // by seq; nil until the first waiter
 	seq     uint64
 	ops     uint64
 	expired uint64 // holds max_hold ended since the decider started
-	pause   Pause
+	pause   *Pause // nil: never paused since the decider started
+}
+
+// spec is the meter's spec in force (its ledger keeps it).
+func (lm *localMeter) spec() Spec { return lm.led.Spec() }
+
+// paused is the meter's pause (zero: none).
+func (lm *localMeter) paused() Pause {
+	if lm.pause == nil {
+		return Pause{}
+	}
+	return *lm.pause
+}
+
+// setPause sets the meter's pause (zero: none).
+func (lm *localMeter) setPause(p Pause) {
+	if p == (Pause{}) {
+		lm.pause = nil
+	} else {
+		lm.pause = &p
+	}
 }
 
 // localWaiter is one queued open.
@@ -97,11 +116,12 @@ func NewLocal(store LocalStore, clock Clock, history time.Duration) (*Local, err
 				return nil, fmt.Errorf("meter: complete %q's calls in progress at the last stop: %w", s.Name, err)
 			}
 		}
-		p := s.Pause
-		if !p.Until.IsZero() {
+		lm := &localMeter{name: s.Name, attr: s.Attr, version: 1, led: led, grants: s.Grants}
+		if p := s.Pause; !p.Until.IsZero() {
 			p.Until = now.Add(min(p.Until.Sub(now), MaxPauseOf(s.Spec))) // on now's clock, within the cap (the clock was set back)
+			lm.setPause(p)
 		}
-		l.meters[s.Name] = &localMeter{name: s.Name, spec: s.Spec, attr: s.Attr, version: 1, led: led, grants: s.Grants, pause: p}
+		l.meters[s.Name] = lm
 	}
 	return l, nil
 }
@@ -176,18 +196,19 @@ func (l *Local) deliver(name string, evs []localEvent) {
 func (l *Local) Load(ctx context.Context) ([]Stored, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	out := make([]Stored, 0, len(l.meters))
-	for _, lm := range l.meters {
+	names := slices.Sorted(maps.Keys(l.meters)) // sorting the names moves less than sorting Stored
+	out := make([]Stored, 0, len(names))
+	for _, name := range names {
+		lm := l.meters[name]
 		lm.mu.Lock()
 		out = append(out, lm.stored())
 		lm.mu.Unlock()
 	}
-	slices.SortFunc(out, func(a, b Stored) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
 func (lm *localMeter) stored() Stored {
-	return Stored{Name: lm.name, Spec: lm.spec, Attr: lm.attr, Grants: lm.grants, Version: lm.version}
+	return Stored{Name: lm.name, Spec: lm.spec(), Attr: lm.attr, Grants: lm.grants, Version: lm.version}
 }
 
 // LoadMeter returns one meter's definition.
@@ -211,7 +232,7 @@ func (l *Local) CreateMeter(ctx context.Context, name string, spec Spec, attr At
 	if err := l.store.CreateMeter(name, spec, attr); err != nil {
 		return err
 	}
-	l.meters[name] = &localMeter{name: name, spec: spec, attr: attr, version: 1, led: NewLedger(spec, l.history)}
+	l.meters[name] = &localMeter{name: name, attr: attr, version: 1, led: NewLedger(spec, l.history)}
 	return nil
 }
 
@@ -226,7 +247,6 @@ func (l *Local) SetSpec(ctx context.Context, name string, spec Spec) error {
 		return err
 	}
 	lm.led.SetSpec(spec, now)
-	lm.spec = spec
 	lm.version++
 	l.advance(lm, now) // the holds the new max_hold ended
 	evs := l.dispatch(lm, now, true)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/rlfs/rlfs/meter/rule"
 )
 
 // The steps of a call's life on a Local: each locks its meter, brings the
@@ -17,10 +19,10 @@ func (l *Local) Enqueue(ctx context.Context, name string, r Request) (Admission,
 		return Admission{}, err
 	}
 	defer lm.mu.Unlock()
-	if err := lm.spec.Fits(r.Cost); err != nil {
+	if err := lm.spec().Fits(r.Cost); err != nil {
 		return Admission{}, err
 	}
-	if lm.queue.Len() == 0 && !lm.pause.Active(now) && lm.led.Admit(now, r.Cost).OK {
+	if lm.queue.Len() == 0 && !lm.paused().Active(now) && lm.led.Admit(now, r.Cost).OK {
 		c, err := l.grant(lm, now, r.Holder, r.Cost)
 		if err != nil {
 			return Admission{}, err
@@ -31,10 +33,13 @@ func (l *Local) Enqueue(ctx context.Context, name string, r Request) (Admission,
 	switch {
 	case r.Nonblock:
 		return Admission{}, ErrWouldBlock
-	case lm.spec.MaxWaiters > 0 && lm.queue.Len() >= lm.spec.MaxWaiters:
+	case lm.spec().MaxWaiters > 0 && lm.queue.Len() >= lm.spec().MaxWaiters:
 		return Admission{}, ErrTooManyWaiters
 	}
 	lm.seq++
+	if lm.queue == nil {
+		lm.queue = &rule.Ranked[localWaiter]{}
+	}
 	lm.queue.Add(lm.seq, &localWaiter{seq: lm.seq, ticket: r.Ticket, holder: r.Holder, since: now, cost: r.Cost})
 	lm.ops++
 	return Admission{Seq: lm.seq, Wake: lm.wakeAt(now), Head: true, Order: lm.ops}, nil
@@ -61,8 +66,8 @@ func (lm *localMeter) wakeAt(now time.Time) time.Time {
 	if w == nil {
 		return time.Time{}
 	}
-	if lm.pause.Active(now) {
-		return lm.pause.Until // then the rule's instant
+	if lm.paused().Active(now) {
+		return lm.paused().Until // then the rule's instant
 	}
 	d := lm.led.Admit(now, w.cost)
 	if d.OK {
@@ -81,12 +86,12 @@ func (l *Local) dispatch(lm *localMeter, now time.Time, tell bool) []localEvent 
 	}
 	var evs []localEvent
 	for w := lm.queue.Front(); w != nil; w = lm.queue.Front() {
-		if err := lm.spec.Fits(w.cost); err != nil {
+		if err := lm.spec().Fits(w.cost); err != nil {
 			lm.queue.Remove(w.seq)
 			evs = append(evs, localEvent{ticket: w.ticket, err: err})
 			continue
 		}
-		if lm.pause.Active(now) || !lm.led.Admit(now, w.cost).OK {
+		if lm.paused().Active(now) || !lm.led.Admit(now, w.cost).OK {
 			break
 		}
 		lm.queue.Remove(w.seq)
@@ -155,7 +160,7 @@ func (l *Local) Release(ctx context.Context, name string, id uint64) error {
 		err = l.store.Complete(name, c)
 	}
 	if cutoff, changed := lm.led.Retire(now); changed {
-		if rerr := l.store.Retire(name, cutoff, lm.spec.Count == CountGrant, lm.led.Past()); err == nil {
+		if rerr := l.store.Retire(name, cutoff, lm.spec().Count == CountGrant, lm.led.Past()); err == nil {
 			err = rerr
 		}
 	}
@@ -207,21 +212,21 @@ func (l *Local) Pause(ctx context.Context, name string, p Pause) (Pause, error) 
 	if err != nil {
 		return Pause{}, err
 	}
-	next := lm.pause
+	next := lm.paused()
 	switch {
 	case p.Until.IsZero():
 		next = Pause{}
 	case p.Until.After(next.Until) || !next.Active(now):
 		next = p
 	}
-	if next != lm.pause {
+	if next != lm.paused() {
 		if err := l.store.SetPause(name, next); err != nil {
 			lm.mu.Unlock()
-			return lm.pause, err
+			return lm.paused(), err
 		}
-		lm.pause = next
+		lm.setPause(next)
 	}
-	got := lm.pause
+	got := lm.paused()
 	evs := l.dispatch(lm, now, false)
 	lm.mu.Unlock()
 	l.deliver(name, evs)
@@ -236,8 +241,8 @@ func (l *Local) View(ctx context.Context, name string, q ViewQuery) (View, error
 	}
 	defer lm.mu.Unlock()
 	led := lm.led
-	v := View{Spec: lm.spec, Attr: lm.attr, Now: now, Grants: lm.grants, Usage: led.Usage(),
-		Buckets: led.BucketUsage(now), WaitersN: lm.queue.Len(), ExpiredTotal: lm.expired, Pause: lm.pause}
+	v := View{Spec: lm.spec(), Attr: lm.attr, Now: now, Grants: lm.grants, Usage: led.Usage(),
+		Buckets: led.BucketUsage(now), WaitersN: lm.queue.Len(), ExpiredTotal: lm.expired, Pause: lm.paused()}
 	v.HoldersN, v.ExpiredN = led.Counts()
 	v.Retired, v.RetiredSince = led.Retired()
 	if w := lm.queue.Front(); w != nil {
@@ -248,8 +253,8 @@ func (l *Local) View(ctx context.Context, name string, q ViewQuery) (View, error
 	} else {
 		v.Next = led.Admit(now, 1)
 	}
-	if lm.pause.Active(now) && (v.Next.OK || (!v.Next.At.IsZero() && v.Next.At.Before(lm.pause.Until))) {
-		v.Next = Decision{At: lm.pause.Until}
+	if lm.paused().Active(now) && (v.Next.OK || (!v.Next.At.IsZero() && v.Next.At.Before(lm.paused().Until))) {
+		v.Next = Decision{At: lm.paused().Until}
 	}
 	if q.Lists {
 		v.Holders, v.Expired = led.Holders(), led.Expired()
@@ -282,7 +287,7 @@ func (l *Local) Rewrite(write func([]Stored) error) error {
 		lm.mu.Lock()
 		defer lm.mu.Unlock()
 		s := lm.stored()
-		s.State, s.Pause = lm.led.State(), lm.pause
+		s.State, s.Pause = lm.led.State(), lm.paused()
 		all = append(all, s)
 	}
 	return write(all)

@@ -120,14 +120,14 @@ func (p Pause) Text(now time.Time) string {
 // force; an earlier one does not shorten it. It returns the pause in
 // force, and whether the cap bit.
 func (m *Meter) Pause(p Pause) (Pause, bool, error) {
-	now := m.clock.Now()
+	now := m.reg.clock.Now()
 	capped := false
 	if !p.Until.IsZero() {
 		if limit := now.Add(MaxPauseOf(m.Spec())); p.Until.After(limit) {
 			p.Until, capped = limit, true
 		}
 	}
-	got, err := m.dec.Pause(m.ctx(), m.name, p)
+	got, err := m.reg.dec.Pause(m.ctx(), m.name, p)
 	if err != nil {
 		m.mu.Lock()
 		m.stats.StoreErrs++

@@ -83,14 +83,7 @@ func Open(d Decider, opt Options) (*Registry, error) {
 }
 
 func (r *Registry) newMeter(name string, spec Spec, attr Attr) *Meter {
-	m := &Meter{name: name, clock: r.clock, dec: r.dec, reg: r, spec: spec, attr: attr, retryGrace: r.retryGrace,
-		tickets: map[uint64]*Ticket{}, phantoms: map[uint64]*Ticket{}, held: map[uint64]Call{}}
-	if r.onGrant != nil {
-		m.onGrant = func(w time.Duration) { r.onGrant(name, w) }
-	}
-	if r.onRelease != nil {
-		m.onRelease = func(h time.Duration) { r.onRelease(name, h) }
-	}
+	m := &Meter{name: name, reg: r, spec: spec, attr: attr}
 	return m
 }
 
@@ -185,7 +178,9 @@ func (r *Registry) Remove(name string) error {
 		return fmt.Errorf("%w: delete %q: %w", ErrStore, name, err)
 	}
 	m.markRemoved()
-	m.close()()
+	if cancel := m.close(); cancel != nil {
+		cancel()
+	}
 	delete(r.meters, name)
 	return nil
 }
@@ -203,9 +198,9 @@ func (r *Registry) Close() {
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, m := range ms {
-		cancel := m.close()
-		wg.Add(1)
-		go func() { defer wg.Done(); cancel() }()
+		if cancel := m.close(); cancel != nil { // its waiters leave the decider's queue
+			wg.Go(cancel)
+		}
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

@@ -61,10 +61,10 @@ func (m *Meter) Snapshot() Snapshot { return m.snapshot(true) }
 func (m *Meter) Status() Snapshot { return m.snapshot(false) }
 
 func (m *Meter) snapshot(lists bool) Snapshot {
-	v, err := m.dec.View(m.ctx(), m.name, ViewQuery{Lists: lists})
+	v, err := m.reg.dec.View(m.ctx(), m.name, ViewQuery{Lists: lists})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := Snapshot{Name: m.name, Spec: m.spec, Attr: m.attr, Now: m.clock.Now(), Stats: m.stats, Host: m.dec.Host()}
+	s := Snapshot{Name: m.name, Spec: m.spec, Attr: m.attr, Now: m.reg.clock.Now(), Stats: m.stats, Host: m.reg.dec.Host()}
 	if err != nil {
 		s.StoreDown = m.reg.unreachableSince()
 		if s.StoreDown.IsZero() {
@@ -223,7 +223,7 @@ func SnapshotOf(s Stored, now time.Time) Snapshot {
 // max_hold but not released yet (expired). A call of this host carries its
 // holder's command line.
 func (m *Meter) Held(id uint64) (c Call, expired bool, ok bool) {
-	v, err := m.dec.View(m.ctx(), m.name, ViewQuery{Call: id})
+	v, err := m.reg.dec.View(m.ctx(), m.name, ViewQuery{Call: id})
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	mine, isMine := m.held[id]
@@ -243,7 +243,7 @@ func (m *Meter) Held(id uint64) (c Call, expired bool, ok bool) {
 // Waiting returns the waiter with arrival number seq and its 1-based place
 // in the queue.
 func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
-	v, err := m.dec.View(m.ctx(), m.name, ViewQuery{Seq: seq})
+	v, err := m.reg.dec.View(m.ctx(), m.name, ViewQuery{Seq: seq})
 	if err != nil || v.Waiter == nil {
 		return Waiter{}, 0, false
 	}
@@ -262,7 +262,7 @@ func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
 }
 
 // Now returns the meter clock's now.
-func (m *Meter) Now() time.Time { return m.clock.Now() }
+func (m *Meter) Now() time.Time { return m.reg.clock.Now() }
 
 // earliest returns the earlier of t and u.
 func earliest(t, u time.Time) time.Time {

@@ -33,7 +33,7 @@ func (m *Meter) reattachLocked(h Holder, cost int64, now time.Time) *Ticket {
 			m.grantedLocked(t, *old.kept)
 			return t
 		}
-		m.tickets[t.id] = t
+		put(&m.tickets, t.id, t)
 		m.startWaitTimer(t)
 		return t
 	}
@@ -61,17 +61,17 @@ func (m *Meter) leave(t *Ticket, why error) (Call, error) {
 		m.mu.Unlock()
 		return t.Result()
 	}
-	if errors.Is(why, ErrInterrupted) && m.retryGrace > 0 {
+	if errors.Is(why, ErrInterrupted) && m.reg.retryGrace > 0 {
 		m.finishLocked(t, Call{}, why)
 		t.phantom = true
-		m.phantoms[t.id] = t
-		t.timer = m.clock.AfterFunc(m.retryGrace, func() { m.dropPhantom(t) })
+		put(&m.phantoms, t.id, t)
+		t.timer = m.reg.clock.AfterFunc(m.reg.retryGrace, func() { m.dropPhantom(t) })
 		m.mu.Unlock()
 		return t.Result()
 	}
 	seq := t.Seq
 	m.mu.Unlock()
-	adm, err := m.dec.Cancel(m.ctx(), m.name, seq, t.id)
+	adm, err := m.reg.dec.Cancel(m.ctx(), m.name, seq, t.id)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if t.finished() {
@@ -121,12 +121,12 @@ func (m *Meter) dropPhantom(t *Ticket) {
 	m.mu.Unlock()
 	var err error
 	if kept != nil {
-		err = m.dec.Revoke(m.ctx(), m.name, kept.ID)
+		err = m.reg.dec.Revoke(m.ctx(), m.name, kept.ID)
 	} else {
 		var adm Admission
-		adm, err = m.dec.Cancel(m.ctx(), m.name, seq, t.id)
+		adm, err = m.reg.dec.Cancel(m.ctx(), m.name, seq, t.id)
 		if err == nil && adm.Granted {
-			err = m.dec.Revoke(m.ctx(), m.name, adm.Call.ID)
+			err = m.reg.dec.Revoke(m.ctx(), m.name, adm.Call.ID)
 		} else if err == nil && !adm.Gone && !adm.Wake.IsZero() {
 			m.mu.Lock()
 			m.armWakeLocked(adm.Wake, adm.Head, adm.Order)
@@ -165,7 +165,7 @@ func (m *Meter) onGranted(ticket uint64, c Call) {
 	m.mu.Unlock()
 	// Nobody waits for it (interrupted, timed out, or the daemon
 	// restarted): nothing of it may count.
-	if err := m.dec.Revoke(m.ctx(), m.name, c.ID); err != nil {
+	if err := m.reg.dec.Revoke(m.ctx(), m.name, c.ID); err != nil {
 		m.mu.Lock()
 		m.stats.StoreErrs++
 		m.mu.Unlock()
@@ -222,7 +222,7 @@ func (m *Meter) armWakeLocked(at time.Time, head bool, order uint64) {
 	}
 	m.wakeAt = at
 	var tm Timer
-	tm = m.clock.AfterFunc(max(0, at.Sub(m.clock.Now())), func() {
+	tm = m.reg.clock.AfterFunc(max(0, at.Sub(m.reg.clock.Now())), func() {
 		m.mu.Lock()
 		if m.wake != tm || m.closed {
 			m.mu.Unlock()
@@ -237,7 +237,7 @@ func (m *Meter) armWakeLocked(at time.Time, head bool, order uint64) {
 
 // dispatch asks the decider to grant what it may now.
 func (m *Meter) dispatch() {
-	adm, err := m.dec.Dispatch(m.ctx(), m.name)
+	adm, err := m.reg.dec.Dispatch(m.ctx(), m.name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
@@ -284,7 +284,7 @@ func (m *Meter) onReachable() {
 		}
 		t.pending = false
 		m.mu.Unlock()
-		adm, err := m.dec.Enqueue(m.ctx(), m.name, Request{Ticket: t.id, Holder: t.Holder, Cost: t.Cost})
+		adm, err := m.reg.dec.Enqueue(m.ctx(), m.name, Request{Ticket: t.id, Holder: t.Holder, Cost: t.Cost})
 		m.mu.Lock()
 		if !t.finished() {
 			m.requeuedLocked(t, adm, err)

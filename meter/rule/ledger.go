@@ -20,8 +20,8 @@ type Ledger struct {
 	spec    Spec
 	history time.Duration
 
-	open  openSet         // in progress, hold not ended
-	held  map[uint64]Call // ended by max_hold, not released (also in ents)
+	open  *openSet        // in progress, hold not ended (nil until the first grant)
+	held  map[uint64]Call // ended by max_hold, not released (also in ents; nil until the first)
 	openU sum             // units of the calls in open
 
 	ents   []entry // counting (or not retired yet), by count time
@@ -126,7 +126,7 @@ func (e *entry) weight(w Window) int64 {
 // NewLedger returns an empty ledger for spec, keeping history as
 // Options.History says.
 func NewLedger(spec Spec, history time.Duration) *Ledger {
-	l := &Ledger{spec: spec, history: history, held: map[uint64]Call{}, nextID: 1}
+	l := &Ledger{spec: spec, history: history, nextID: 1}
 	l.win = make([]winPos, len(spec.Windows))
 	return l
 }
@@ -167,6 +167,9 @@ func (l *Ledger) Advance(now time.Time) []Call {
 		for c := l.open.Front(); c != nil && !c.GrantedAt.Add(l.spec.MaxHold).After(now); c = l.open.Front() {
 			l.takeOpen(c.ID)
 			c.DoneAt, c.Expired = c.GrantedAt.Add(l.spec.MaxHold), true
+			if l.held == nil {
+				l.held = map[uint64]Call{}
+			}
 			l.held[c.ID] = *c
 			l.completed(*c, now)
 			expired = append(expired, *c)

@@ -9,6 +9,9 @@ import (
 func (l *Ledger) Grant(now time.Time, h Holder, cost int64) Call {
 	c := &Call{ID: l.nextID, GrantedAt: now, Holder: h, Cost: cost}
 	l.nextID++
+	if l.open == nil {
+		l.open = &openSet{}
+	}
 	l.open.Add(c.ID, c)
 	l.openU.add(cost)
 	if l.spec.Count == CountGrant {

@@ -6,7 +6,8 @@ package rule
 // (a Fenwick tree over positions counts the items still there). Removed
 // items leave holes that a compaction squeezes out once they outnumber
 // the items (amortized O(1) an item). Not safe for concurrent use; the
-// zero value is empty.
+// zero value is empty, and so is a nil *Ranked to every method but Add
+// (a meter that never had a call or a waiter allocates none).
 type Ranked[T any] struct {
 	calls []*T           // by id; nil: removed
 	ids   []uint64       // the ids of calls
@@ -19,7 +20,12 @@ type Ranked[T any] struct {
 // openSet is a ledger's calls in progress whose hold did not end.
 type openSet = Ranked[Call]
 
-func (o *Ranked[T]) Len() int { return o.n }
+func (o *Ranked[T]) Len() int {
+	if o == nil {
+		return 0
+	}
+	return o.n
+}
 
 // add appends c, whose id is larger than every id in the set.
 func (o *Ranked[T]) Add(id uint64, c *T) {
@@ -39,6 +45,9 @@ func (o *Ranked[T]) Add(id uint64, c *T) {
 
 // get returns the item with id, or nil.
 func (o *Ranked[T]) Get(id uint64) *T {
+	if o == nil {
+		return nil
+	}
 	if i, ok := o.pos[id]; ok {
 		return o.calls[i]
 	}
@@ -48,6 +57,9 @@ func (o *Ranked[T]) Get(id uint64) *T {
 // remove takes the call with id out of the set and returns it (nil if
 // absent).
 func (o *Ranked[T]) Remove(id uint64) *T {
+	if o == nil {
+		return nil
+	}
 	i, ok := o.pos[id]
 	if !ok {
 		return nil
@@ -68,7 +80,7 @@ func (o *Ranked[T]) Remove(id uint64) *T {
 
 // front returns the oldest item, or nil.
 func (o *Ranked[T]) Front() *T {
-	if o.n == 0 {
+	if o.Len() == 0 {
 		return nil
 	}
 	return o.calls[o.head]
@@ -76,7 +88,7 @@ func (o *Ranked[T]) Front() *T {
 
 // kth returns the k-th oldest call (0-based), or nil if k ≥ len.
 func (o *Ranked[T]) Kth(k int) *T {
-	if k < 0 || k >= o.n {
+	if k < 0 || k >= o.Len() {
 		return nil
 	}
 	// Binary lifting: the largest position whose prefix holds ≤ k calls.
@@ -93,6 +105,9 @@ func (o *Ranked[T]) Kth(k int) *T {
 // rank returns how many items come before the item with id (its 0-based
 // place), or -1 if it is not there.
 func (o *Ranked[T]) Rank(id uint64) int {
+	if o == nil {
+		return -1
+	}
 	i, ok := o.pos[id]
 	if !ok {
 		return -1
@@ -106,6 +121,9 @@ func (o *Ranked[T]) Rank(id uint64) int {
 
 // each calls f for every call, oldest first, until f returns false.
 func (o *Ranked[T]) Each(f func(*T) bool) {
+	if o == nil {
+		return
+	}
 	for _, c := range o.calls[o.head:] {
 		if c != nil && !f(c) {
 			return
@@ -115,6 +133,9 @@ func (o *Ranked[T]) Each(f func(*T) bool) {
 
 // newest calls f for every call, newest first, until f returns false.
 func (o *Ranked[T]) Newest(f func(*T) bool) {
+	if o == nil {
+		return
+	}
 	for i := len(o.calls) - 1; i >= o.head; i-- {
 		if c := o.calls[i]; c != nil && !f(c) {
 			return
