@@ -156,9 +156,11 @@ func Role(addr string) string {
 
 var offsetRE = regexp.MustCompile(`(?m)^(master_repl_offset|master_link_status):(\S+)`)
 
-// replication reads a server's replication offset and, for a replica, the
-// state of its link ("" for a master).
-func replication(addr string) (offset int64, link string, ok bool) {
+// Replication reads a server's replication offset (for a replica: how much
+// of its master's stream it applied) and, for a replica, the state of its
+// link to the master ("up", "down"; "" for a master). ok is false when the
+// server does not answer.
+func Replication(addr string) (offset int64, link string, ok bool) {
 	ms := offsetRE.FindAllStringSubmatch(Command(addr, "INFO", "replication"), -1)
 	for _, m := range ms {
 		if m[1] == "master_link_status" {
@@ -177,8 +179,8 @@ func WaitSynced(t testing.TB, master, replica *Server, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		mo, _, mok := replication(master.Addr())
-		ro, link, rok := replication(replica.Addr())
+		mo, _, mok := Replication(master.Addr())
+		ro, link, rok := Replication(replica.Addr())
 		if mok && rok && link == "up" && ro >= mo {
 			return
 		}
