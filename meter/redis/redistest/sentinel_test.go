@@ -13,6 +13,7 @@ import (
 // and after the master is killed the sentinels promote the replica, which
 // kept the write.
 func TestReplicatedFailover(t *testing.T) {
+	t.Parallel()
 	r := StartReplicated(t, "rl", 3, 2, SentinelTiming{DownAfter: time.Second, FailoverTimeout: 3 * time.Second})
 	require.Equal(t, r.Master.Addr(), r.MasterAddr())
 	require.Equal(t, "master", Role(r.Master.Addr()))
