@@ -147,12 +147,14 @@ func (r *Replicated) WaitMaster(t testing.TB, addr string, timeout time.Duration
 // Role is the role a server says it has (ROLE's first line is "*3", so
 // INFO replication is read): "master", "slave", or "" if it does not answer.
 func Role(addr string) string {
-	m := regexp.MustCompile(`(?m)^role:(\w+)`).FindStringSubmatch(Command(addr, "INFO", "replication"))
+	m := roleRE.FindStringSubmatch(Command(addr, "INFO", "replication"))
 	if m == nil {
 		return ""
 	}
 	return m[1]
 }
+
+var roleRE = regexp.MustCompile(`(?m)^role:(\w+)`)
 
 var offsetRE = regexp.MustCompile(`(?m)^(master_repl_offset|master_link_status):(\S+)`)
 
