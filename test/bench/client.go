@@ -26,6 +26,7 @@ import (
 //	bench client handoff -a P -b P -status S -n N           → see clientHandoff
 //	bench client hold -path P                               → see clientHold
 //	bench client fill -path P -n N                          → "CYCLES NS ERRORS"
+//	bench client stamps -path P -start UNIXNS -dur D        → see clientStamps
 //
 // ERRORS is "none" or a list such as "EAGAIN=3,EINTR=1". An EINTR is retried
 // (and counted): a blocked FUSE open is interrupted only by a signal.
@@ -48,6 +49,8 @@ func clientMain(args []string) error {
 		return clientHold(args[1:])
 	case "fill":
 		return clientFill(args[1:])
+	case "stamps":
+		return clientStamps(args[1:])
 	}
 	return fmt.Errorf("client: unknown mode %q", args[0])
 }

@@ -77,6 +77,9 @@ func (b *bench) writeDoc(w io.Writer, table string) {
 	p("  fdatasync calls per grant under that load.")
 	b.unitsDoc(p)
 	b.fleetDoc(p)
+	if len(b.quotas) > 0 {
+		b.quotaDoc(p)
+	}
 	b.sizeDoc(p)
 	p("- **Daemon CPU per cycle** (b4, cpu.*): user+system time of the serving process from /proc/PID/stat over")
 	p("  a throughput run, divided by the cycles.")

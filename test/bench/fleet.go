@@ -301,6 +301,18 @@ func (fr *fleetResult) clientCommands() int {
 	return n
 }
 
+// ownCalls counts the FCALLs of acquire and release the hosts sent,
+// whatever the library's version (rlfs1_acquire, rlfs2_acquire, …).
+func (fr *fleetResult) ownCalls() int {
+	n := 0
+	for name, v := range fr.client {
+		if _, fn, ok := strings.Cut(name, "_"); ok && strings.HasPrefix(name, "rlfs") && (fn == "acquire" || fn == "release") {
+			n += v
+		}
+	}
+	return n
+}
+
 // fleetRows are rows r (Redis against SQLite, by rounds) and x (fleet).
 func (b *bench) fleetRows() []row {
 	var rs []row
@@ -336,7 +348,7 @@ func (b *bench) fleetRows() []row {
 	if fr.grants > 0 {
 		n := float64(fr.grants)
 		all := float64(fr.clientCommands())
-		own := float64(fr.client["rlfs1_acquire"] + fr.client["rlfs1_release"])
+		own := float64(fr.ownCalls())
 		rs = append(rs,
 			row{id: "x4", what: fmt.Sprintf("Redis commands sent per grant (%d grants, idle cycle, 3 hosts up)", fr.grants),
 				rlfs: fmt.Sprintf("%.3f: %.3f acquire+release FCALL, %.3f background (run inside functions: %.1f)",

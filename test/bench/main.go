@@ -71,6 +71,9 @@ type config struct {
 	redisServer                       string
 	fleetDur                          time.Duration
 	fleetProcs, handoffs, grants      int
+	quotaPlans                        []string // the quota step's plans, such as 3500/1m
+	quotaProcs                        int
+	quotaDur                          time.Duration
 	only                              map[string]bool // empty: every step
 
 	// the size sweeps (s1, s2)
@@ -96,6 +99,7 @@ type bench struct {
 	redis      *redisServer
 	onRedis    *target // the idle meter of rlfs on redis (rows r)
 	fl         *fleetResult
+	quotas     []*quotaResult
 
 	s          samples
 	fairCounts [][]float64
@@ -184,11 +188,14 @@ func parseRun(args []string) (config, error) {
 	fs.IntVar(&c.fleetProcs, "fleet-procs", 8, "client processes per host of the fleet throughput")
 	fs.IntVar(&c.handoffs, "handoffs", 400, "cross-host handoffs timed")
 	fs.IntVar(&c.grants, "grants", 2000, "grants over which Redis commands are counted")
+	quotas := fs.String("quota-plans", "3500/1m,10000/1m", "the quota step's plans (N/PERIOD, comma-separated)")
+	fs.IntVar(&c.quotaProcs, "quota-procs", 8, "client processes per host of the quota step")
+	fs.DurationVar(&c.quotaDur, "quota-dur", 75*time.Second, "how long the quota step's clients loop (more than the period: the violations after it count)")
 	fs.StringVar(&c.rlfsBefore, "rlfs-before", "", "another rlfs binary (an older build) to measure beside -rlfs in the same rounds")
 	fs.StringVar(&c.beforeLabel, "before-label", "", "the name of -rlfs-before in the report (default: its path)")
 	fs.StringVar(&c.afterLabel, "after-label", "", "the name of -rlfs in the before → after table (default: its path)")
 	s1, s2 := sizeFlags(fs, &c)
-	only := fs.String("only", "", "comma-separated steps to run (rounds,late,fleet,waiters,meters,units,s1,s2,profile); default all")
+	only := fs.String("only", "", "comma-separated steps to run (rounds,late,fleet,quota,waiters,meters,units,s1,s2,profile); default all")
 	godebug := fs.String("client-godebug", "asyncpreemptoff=1", "GODEBUG of the Go client processes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -206,6 +213,7 @@ func parseRun(args []string) (config, error) {
 	if c.s2Sizes, err = sizeList("s2-sizes", *s2); err != nil {
 		return c, err
 	}
+	c.quotaPlans = strings.Split(*quotas, ",")
 	c.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		if s != "" {
@@ -268,6 +276,10 @@ func (b *bench) runSteps() {
 	b.stopAll()
 	if c.runs("fleet") {
 		b.step("fleet of 3 hosts on Redis", b.fleet)
+		b.stopAll()
+	}
+	if c.runs("quota") {
+		b.step("fleet quotas", b.quota)
 		b.stopAll()
 	}
 	if c.runs("waiters") {

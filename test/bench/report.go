@@ -51,6 +51,7 @@ func (b *bench) rows() []row {
 	rs = append(rs, b.syncRows()...)
 	rs = append(rs, b.unitsRows()...)
 	rs = append(rs, b.fleetRows()...)
+	rs = append(rs, b.quotaRows()...)
 	return append(rs, b.sizeRows()...)
 }
 
