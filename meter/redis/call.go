@@ -41,6 +41,10 @@ const maxReloads = 3
 // MORE (a rebuild of 50 million entries takes 100,000 steps).
 const maxSteps = 100_000
 
+// errHeld is a revocation the store refused: max_hold ended the call, which
+// counts as completed; it stays, to be released (meter.ErrNotExist too).
+var errHeld = errors.New("redis: the call was ended by max_hold")
+
 // errAuth marks a store that refused rlfs's user: a wrong password, or an
 // ACL that does not allow what rlfs does. It is not an outage: the
 // operator must fix it.
@@ -125,7 +129,8 @@ func (s *Store) do(ctx context.Context, op string, cmd rueidis.Completed) (rueid
 //     replica): meter.ErrUnavailable, and the recovery loop starts;
 //   - WRONGPASS, NOAUTH, NOPERM, DENIED: errAuth, with the fix;
 //   - the library's RLFS_NOSPACE and RLFS_NOCALL: meter.ErrNoSpace and
-//     meter.ErrNotExist;
+//     meter.ErrNotExist; RLFS_HELD (a revocation of a call that max_hold
+//     ended): errHeld, which is a meter.ErrNotExist;
 //   - anything else: wrapped, a failure of the store.
 func (s *Store) classify(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
@@ -150,6 +155,8 @@ func (s *Store) classify(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("%w: %s", meter.ErrNoSpace, rest)
 	case word == "RLFS_NOCALL":
 		return fmt.Errorf("%w: %s (%s)", meter.ErrNotExist, rest, op)
+	case word == "RLFS_HELD":
+		return fmt.Errorf("%w: %w: %s (%s)", errHeld, meter.ErrNotExist, rest, op)
 	}
 	return fmt.Errorf("redis: %s: %w", op, err)
 }

@@ -169,11 +169,17 @@ func (lt *ledgerTrace) settle(id uint64, actual int64) {
 // stays; else nothing of it counts, and the buckets get their tokens back.
 func (lt *ledgerTrace) revoke(id uint64) {
 	lt.logf("revoke %d", id)
-	lt.l.revoke(lt.name, id)
+	refused := lt.l.revoke(lt.name, id)
 	lt.st.Expire(lt.spec, lt.now())
 	i := slices.IndexFunc(lt.st.Calls, func(c meter.Call) bool { return c.ID == id })
 	if i < 0 || !lt.st.Calls[i].InProgress() {
+		if refused == "" {
+			lt.fail("revoke %d of a call not in progress: taken back", id)
+		}
 		return
+	}
+	if refused != "" {
+		lt.fail("revoke %d of a call in progress: %s", id, refused)
 	}
 	c := lt.st.Calls[i]
 	lt.st.Calls = slices.Delete(lt.st.Calls, i, i+1)

@@ -56,10 +56,12 @@ type libStep struct {
 
 // run plays steps on meter name. Operations: "acquire TICKET [COST] [block]
 // [host H]", "release ID", "settle ID ACTUAL", "revoke ID", "peek COST",
-// "view". Replies: "granted ID", "queued SEQ wake W", "refused busy|
-// waiters|toobig"; a step reply "wake W"; "ok" or "at W" or "after a
-// release" (peek); "used U... holders H held X waiters N" (view); W is an
-// instant as +DURATION from the start, or "none".
+// "view", "pause D", "lift", "paused". Replies: "granted ID", "queued SEQ
+// wake W", "refused busy|waiters|toobig"; a step reply "wake W"; "ok" or
+// "at W" or "after a release" (peek); "used U... holders H held X waiters
+// N" (view); "set|kept until W" (pause, lift); "until W by B from F; next
+// W" (paused: the view's pause and next grant); W is an instant as
+// +DURATION from the start, or "none".
 func (l *lib) run(name string, steps []libStep) {
 	l.t.Helper()
 	start := l.now
@@ -102,7 +104,7 @@ func (l *lib) run(name string, steps []libStep) {
 		case "settle":
 			l.settle(name, uint64(arg(1)), arg(2))
 		case "revoke":
-			l.revoke(name, uint64(arg(1)))
+			got = l.revoke(name, uint64(arg(1)))
 		case "peek":
 			switch ok, at := l.peek(name, arg(1)); {
 			case ok:
@@ -115,6 +117,19 @@ func (l *lib) run(name string, steps []libStep) {
 		case "view":
 			v := l.view(name)
 			got = fmt.Sprintf("used %v holders %d held %d waiters %d", v.usage, v.holders, v.held, v.waiters)
+		case "pause", "lift":
+			d := "lift"
+			if f[0] == "pause" {
+				pd, err := time.ParseDuration(f[1])
+				require.NoError(l.t, err, "step %d: %s", i, s.op)
+				d = strconv.FormatInt(pd.Microseconds(), 10)
+			}
+			var r pauseReply
+			l.step(&r, "rlfs2_pause", name, d, "pid 7 on a", "the test")
+			got = map[bool]string{true: "set", false: "kept"}[r.set] + " until " + rel(r.until)
+		case "paused":
+			v := l.view(name)
+			got = fmt.Sprintf("until %s by %s from %s; next %s", rel(v.pause.until), v.pause.by, v.pause.from, rel(v.nextAt))
 		}
 		require.Equal(l.t, s.want, got, "step %d at +%v: %s", i, s.at, s.op)
 	}
@@ -138,6 +153,9 @@ func TestLibrarySteps(t *testing.T) {
 			{ms(1000), "view", "used [] holders 1 held 0 waiters 0"},
 			{ms(2999), "peek 1", "at +3s"},
 			{ms(3000), "peek 1", "ok"}, // max_hold ended call 2
+			{ms(3000), "view", "used [] holders 0 held 1 waiters 0"},
+			{ms(3000), "revoke 2", "RLFS_HELD"}, // it counts as completed: kept, to be released
+			{ms(3000), "revoke 9", "RLFS_NOCALL"},
 			{ms(3000), "view", "used [] holders 0 held 1 waiters 0"},
 		}},
 		{"concurrency=1", []libStep{

@@ -221,18 +221,23 @@ end
 -- mark), on and ouh:oul (the open set's count and units), held (calls held
 -- after max_hold), nx (the next instant something leaves a window or a
 -- hold ends; 0 none), minexp (the earliest lease expiry), tat, utat (the
--- buckets), quiet (nothing is granted before it: a meter put back after
--- the store lost its data), pn (the history's groups), pseq (their last
--- insertion number), pfd (a lower bound of their oldest completion), qn
--- (waiters); then for each window i: wp (its start: how many ledger entries
--- it left behind), wh:wl (the sum of what it counts in the ledger).
+-- buckets), gate (nothing is granted before it: the later of the quiet
+-- time's end and the pause's, so that the fast path checks both with one
+-- comparison), pn (the history's groups), pseq (their last insertion
+-- number), pfd (a lower bound of their oldest completion), qn (waiters),
+-- qend (the end of the quiet time of a meter put back after the store lost
+-- its data); then for each window i: wp (its start: how many ledger
+-- entries it left behind), wh:wl (the sum of what it counts in the
+-- ledger). The pause itself (until, by whom, from where) is in m: pu, pby,
+-- pfrom (see Pause).
 
 local FIELDS = {'sver', 'sig', 'layout', 'flags', 'next_id', 'grants', 'revoked', 'lapses', 'seq', 'ops', 'hwm',
-                'on', 'ouh', 'oul', 'held', 'nx', 'minexp', 'tat', 'utat', 'quiet', 'pn', 'pseq', 'pfd', 'qn'}
+                'on', 'ouh', 'oul', 'held', 'nx', 'minexp', 'tat', 'utat', 'quiet', 'pn', 'pseq', 'pfd', 'qn',
+                'qend'}
 local SVER, SIG, LAYOUT_I, FLAGS, NEXT_ID, GRANTS, REVOKED, LAPSES, SEQ, OPS, HWM = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-local ON, OUH, OUL, HELD, NX, MINEXP, TAT, UTAT, QUIET, PN, PSEQ, PFD, QN = 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
-  22, 23, 24
-local BASE = 24
+local ON, OUH, OUL, HELD, NX, MINEXP, TAT, UTAT, GATE, PN, PSEQ, PFD, QN, QEND = 12, 13, 14, 15, 16, 17, 18, 19, 20,
+  21, 22, 23, 24, 25
+local BASE = 25
 
 local formats = {}
 local function format_of(nwin)
@@ -245,9 +250,17 @@ local function format_of(nwin)
 end
 
 -- The hot state is an array v in the order of FIELDS, then each window's
--- start and sum (at the indices w.p, w.h, w.l of spec_of).
+-- start and sum (at the indices w.p, w.h, w.l of spec_of). A state written
+-- before qend (24 fields, then the windows': its length tells) gets it.
 local function state_of(blob)
-  local v = {struct.unpack(format_of((#blob / 8 - BASE) / 3), blob)}
+  local n = #blob / 8
+  if (n - BASE) % 3 ~= 0 then
+    local v = {struct.unpack('<' .. string.rep('d', n), blob)}
+    v[#v] = nil
+    table.insert(v, QEND, v[GATE])
+    return v
+  end
+  local v = {struct.unpack(format_of((n - BASE) / 3), blob)}
   v[#v] = nil -- struct.unpack's next position
   return v
 end
@@ -338,7 +351,7 @@ local function legacy_state(K)
   for i, k in ipairs(FIELDS) do
     if k ~= 'sver' and k ~= 'sig' and k ~= 'layout' and f[k] then v[i] = num(f[k]) end
   end
-  v[NEXT_ID], v[FLAGS] = math.max(v[NEXT_ID], 1), 1
+  v[NEXT_ID], v[FLAGS], v[QEND] = math.max(v[NEXT_ID], 1), 1, v[GATE]
   redis.call('HSET', K[1], 'rb', 'mp', 'rbc', '0')
   return v
 end
@@ -1000,9 +1013,9 @@ local function wake(st, at)
 end
 
 -- next_at is when to try the head of the queue (of cost `cost`) again: the
--- end of the quiet time, else the rule's instant (wake).
+-- end of the gate (a pause, the quiet time), else the rule's instant (wake).
 local function next_at(st, cost)
-  if st.now < st.v[QUIET] then return st.v[QUIET] end
+  if st.now < st.v[GATE] then return st.v[GATE] end
   local _, a = admit(st, cost)
   return wake(st, a)
 end
@@ -1041,8 +1054,8 @@ local function dispatch(st)
       forget_waiter(st, hd)
       redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, 'r,' .. hd.ticket .. ',0,0,' .. int(st.now) .. ',' .. st.name)
     else
-      local ok, at = false, st.v[QUIET]
-      if st.now >= st.v[QUIET] then ok, at = admit(st, hd.cost) end
+      local ok, at = false, st.v[GATE]
+      if st.now >= st.v[GATE] then ok, at = admit(st, hd.cost) end
       if ok and granted >= DISPATCH then ok, at = false, st.now end
       if not ok then
         local w = wake(st, at)
@@ -1445,7 +1458,7 @@ local function acquire(st, A)
   end
   if S.maxcost >= 0 and cost > S.maxcost then return {0, 3, 0, st.now, '', 0, lexp} end
   local me = {host = host, inc = inc, ticket = ticket, cost = cost, who = A[9]}
-  if waiting == 0 and st.now >= v[QUIET] and admit(st, cost) then
+  if waiting == 0 and st.now >= v[GATE] and admit(st, cost) then
     local c = grant(st, me)
     return {1, c.id, c.g, st.now, '', 0, lexp}
   end
@@ -1497,21 +1510,23 @@ local function release(st, A)
 end
 
 -- rlfs2_revoke: ARGV 3 id. The call's open failed: nothing of it counts. A
--- call that max_hold ended counts already: it stays.
+-- call that max_hold ended counts already: it stays, to be released, and
+-- the reply is an error RLFS_HELD (as meter.Local's ErrNotExist); an error
+-- RLFS_NOCALL if there is no such call.
 local function revoke(st, A)
   local S, v, K = st.S, st.v, st.K
   local c = get_call(st, A[3])
-  if c and c.done == 0 then
-    local u = units(c)
-    redis.call('HDEL', K[2], c.sid)
-    redis.call('ZREM', oh(st, c.host), c.sid)
-    if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
-    close_open(st, c)
-    if S.lmode == 'g' then ledger_del(st, c.g, call_entry(c.id, u, c.g, 0), {n = 1, u = u, d = 0}) end
-    v[GRANTS], v[REVOKED] = v[GRANTS] - 1, v[REVOKED] + 1
-    if S.bucket then v[TAT] = v[TAT] - S.bucket.interval end
-    if S.ubucket and u - c.ab > 0 and v[UTAT] ~= 0 then v[UTAT] = v[UTAT] - S.ubucket.interval * (u - c.ab) end
-  end
+  if not c then return redis.error_reply('RLFS_NOCALL call not in progress') end
+  if c.done > 0 then return redis.error_reply('RLFS_HELD call ended by max_hold: it counts as completed') end
+  local u = units(c)
+  redis.call('HDEL', K[2], c.sid)
+  redis.call('ZREM', oh(st, c.host), c.sid)
+  if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
+  close_open(st, c)
+  if S.lmode == 'g' then ledger_del(st, c.g, call_entry(c.id, u, c.g, 0), {n = 1, u = u, d = 0}) end
+  v[GRANTS], v[REVOKED] = v[GRANTS] - 1, v[REVOKED] + 1
+  if S.bucket then v[TAT] = v[TAT] - S.bucket.interval end
+  if S.ubucket and u - c.ab > 0 and v[UTAT] ~= 0 then v[UTAT] = v[UTAT] - S.ubucket.interval * (u - c.ab) end
   return step_reply(st)
 end
 
@@ -1541,6 +1556,36 @@ local function settle(st, A)
   if S.ubucket then v[UTAT], c.ab = charge(S.ubucket, v[UTAT], c.g, st.now, c.ab, nu - old) end
   redis.call('HSET', st.K[2], c.sid, call_text(c))
   return step_reply(st)
+end
+
+-- Pause ---------------------------------------------------------------------------
+--
+-- A pause (design §10) is kept in m: pu (until, µs), pby, pfrom; the gate
+-- in s is the later of it and the quiet time's end, so that every grant
+-- (the fast path, dispatch) checks one number. Waiters keep their places:
+-- the queue's wake instant becomes the gate's end, and every host with
+-- waiters is told (dispatch's notify); a lift dispatches at once.
+
+-- rlfs2_pause: ARGV 3 for (µs: a pause that lasts that long from now;
+-- 'lift' lifts the pause; 0 or less changes nothing), 4 by, 5 from. A later
+-- pause replaces the one in force, an earlier one does not shorten it.
+-- Replies {until (0: none), now, set (1: this pause is the one in force
+-- now), by, from}.
+local function pause(st, A)
+  local K, v = st.K, st.v
+  local r = redis.call('HMGET', K[1], 'pu', 'pby', 'pfrom')
+  local pu, by, from, set = num(r[1]), r[2] or '', r[3] or '', 0
+  local d = num(A[3])
+  if A[3] == 'lift' then
+    if pu ~= 0 then redis.call('HDEL', K[1], 'pu', 'pby', 'pfrom') end
+    pu, by, from = 0, '', ''
+  elseif d > 0 and st.now + d > pu then
+    pu, by, from, set = st.now + d, A[4], A[5], 1
+    redis.call('HSET', K[1], 'pu', int(pu), 'pby', by, 'pfrom', from)
+  end
+  v[GATE] = math.max(v[QEND], pu)
+  step_reply(st)
+  return {pu, st.now, set, by, from}
 end
 
 -- rlfs2_dispatch: ARGV 3 host (or ''), 4 inc, 5 lease. Grants what the rule
@@ -1626,7 +1671,8 @@ local function create(K, A)
   local v = fresh_state(bump(K), f.spec or '', #spec_of(f).windows)
   local q = num(f.quiet_for)
   if q > 0 then
-    v[QUIET] = clock(A) + q
+    v[QEND] = clock(A) + q
+    v[GATE] = v[QEND]
     redis.call('HDEL', K[1], 'quiet_for')
   end
   redis.call('SET', K[15], blob_of(v, #spec_of(f).windows))
@@ -1722,17 +1768,20 @@ end
 -- meter after its upkeep: {now, spec, mode, uid, gid, grants, version, tat,
 -- utat, {used per window}, next ok, next at, wake, {hosts}, holders, held,
 -- waiters, retired calls, their earliest completion, the call's record ('':
--- none), the waiter's record, the waiter's place (1-based; 0: none)}.
+-- none), the waiter's record, the waiter's place (1-based; 0: none), the
+-- pause (until, 0: none; by; from)}.
 -- Lists of holders and waiters: rlfs2_list.
 local function view(st, A)
   local S, v, K = st.S, st.v, st.K
-  local d = redis.call('HMGET', K[1], 'spec', 'mode', 'uid', 'gid', 'version')
+  local d = redis.call('HMGET', K[1], 'spec', 'mode', 'uid', 'gid', 'version', 'pu', 'pby', 'pfrom')
   local usage = {}
   for i, w in ipairs(S.windows) do usage[i] = used_in(st, w) end
   local hd = head(st)
   local ok, at = admit(st, hd and hd.cost or 1)
   if hd and ok then ok, at = false, st.now end
-  if st.now < v[QUIET] then ok, at = false, v[QUIET] end
+  -- the gate (a pause) comes first, unless the rule's instant is later or
+  -- only a release can admit (as meter.Local's view)
+  if st.now < v[GATE] and (ok or (at ~= 0 and at < v[GATE])) then ok, at = false, v[GATE] end
   local past, first = history_of_view(st)
   local call, waiter, place = '', '', 0
   if A[3] and A[3] ~= '' then call = redis.call('HGET', K[2], A[3]) or '' end
@@ -1742,7 +1791,7 @@ local function view(st, A)
   end
   return {st.now, d[1] or '', d[2] or '', d[3] or '', d[4] or '', v[GRANTS], num(d[5]), v[TAT], v[UTAT],
           usage, ok and 1 or 0, at, wake(st, at), redis.call('HKEYS', K[8]), v[ON], v[HELD], v[QN],
-          past, first, call, waiter, place}
+          past, first, call, waiter, place, num(d[6]), d[7] or '', d[8] or ''}
 end
 
 -- rlfs2_list: ARGV 3 kind, 4 cursor. A chunk of the meter's records, at
@@ -1908,6 +1957,7 @@ redis.register_function('rlfs2_release', keyed(step(release)))
 redis.register_function('rlfs2_revoke', keyed(step(revoke)))
 redis.register_function('rlfs2_settle', keyed(step(settle)))
 redis.register_function('rlfs2_dispatch', keyed(step(dispatch_fn)))
+redis.register_function('rlfs2_pause', keyed(step(pause)))
 redis.register_function('rlfs2_rebuild', keyed(step(dispatch_fn)))
 redis.register_function('rlfs2_renew', keyed(step(renew)))
 redis.register_function('rlfs2_start', keyed(step(start)))

@@ -127,15 +127,20 @@ func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 	return nil
 }
 
-// Revoke forgets call id: its open failed.
+// Revoke forgets call id: its open failed. A call that max_hold ended
+// is not taken back (meter.ErrNotExist): it counts as completed, and stays
+// this host's until released.
 func (s *Store) Revoke(ctx context.Context, name string, id uint64) error {
 	engineID := id
 	id = s.host.mapID(name, id)
 	var rep stepReply
 	sent, err := s.fcall(ctx, "rlfs2_revoke", name, &rep, u64(id))
-	if errors.Is(err, meter.ErrUnavailable) {
+	switch {
+	case errors.Is(err, meter.ErrUnavailable):
 		s.host.postpone(outOp{meter: name, id: engineID, revoke: true})
 		return nil
+	case errors.Is(err, errHeld):
+		return err
 	}
 	s.host.ended(name, id, 0, true)
 	if err != nil {
@@ -159,7 +164,11 @@ func (s *Store) deliver(ctx context.Context, o outOp) error {
 	id := u64(s.host.mapID(o.meter, o.id))
 	if o.revoke {
 		_, err := s.fcall(ctx, "rlfs2_revoke", o.meter, &rep, id)
-		return err
+		if !errors.Is(err, errHeld) {
+			return err
+		}
+		// max_hold ended it meanwhile: the engine forgot it, so it is
+		// released now (it counts as completed at its hold's end).
 	}
 	_, err := s.fcall(ctx, "rlfs2_release", o.meter, &rep, id, strconv.FormatInt(o.done, 10))
 	return err
