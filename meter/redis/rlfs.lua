@@ -57,7 +57,6 @@ local MAXWALK = 256   -- entries the k-th end walks (meter.MaxWalk)
 local DISPATCH = 256  -- grants one dispatch makes
 local LIST = 256      -- records one list step returns
 local MAXPAST, PASTDIV = 256, 16
-local RESUME_CHECK = 100000
 
 -- Numbers and records -------------------------------------------------------
 
@@ -117,19 +116,32 @@ local function add_sat(a, b) return math.min(a + b, MAXUSAGE) end
 
 local function tkey(host, inc, ticket) return host .. ':' .. inc .. ':' .. ticket end
 
-local CALL, ONE = '<ddddddssss', '\1'
+local CALL, CALLB = '<ddddddssss', '<Bddddddssss'
+
+-- Allocations are what a step costs most (a small table or a new string
+-- costs more than a command): the fast paths make few. call_of fills one
+-- scratch table (a call is used before the next is read), and records are
+-- written from values.
+local CALLC = {}
 
 -- a call: its id (and sid, as a string: the field of its record), grant
 -- g, ticket, cost, actual, absorbed ab, held done, tix, host, incarnation
--- inc and who ("pid,uid,gid").
+-- inc and who ("pid,uid,gid"). The table is call_of's scratch: valid until
+-- the next call_of (copy what must outlive it).
 local function call_of(sid, s)
-  local g, cost, actual, ab, done, tix, ticket, host, inc, who = struct.unpack(CALL, s, 2)
-  return {id = tonumber(sid), sid = sid, g = g, ticket = ticket, cost = cost, actual = actual,
-          ab = ab, done = done, tix = tix == 1, host = host, inc = inc, who = who}
+  local c = CALLC
+  c.g, c.cost, c.actual, c.ab, c.done, c.tix, c.ticket, c.host, c.inc, c.who = struct.unpack(CALL, s, 2)
+  c.id, c.sid, c.tix = tonumber(sid), sid, c.tix == 1
+  return c
+end
+
+-- record is a call's record, from its fields.
+local function record(g, cost, actual, ab, done, tix, ticket, host, inc, who)
+  return struct.pack(CALLB, 1, g, cost, actual, ab, done, tix and 1 or 0, ticket, host, inc, who)
 end
 
 local function call_text(c)
-  return ONE .. struct.pack(CALL, c.g, c.cost, c.actual, c.ab, c.done, c.tix and 1 or 0, c.ticket, c.host, c.inc, c.who)
+  return record(c.g, c.cost, c.actual, c.ab, c.done, c.tix, c.ticket, c.host, c.inc, c.who)
 end
 
 local function lease_text(exp, inc) return string.format('%d,%s', exp, inc) end
@@ -138,6 +150,13 @@ local function lease_text(exp, inc) return string.format('%d,%s', exp, inc) end
 local function lease_of_text(s)
   local i = string.find(s, ',', 1, true)
   return tonumber(string.sub(s, 1, i - 1)), string.sub(s, i + 1)
+end
+
+-- lease_is reads a lease entry s: its expiry, and whether it is of
+-- incarnation inc (without making strings).
+local function lease_is(s, inc)
+  local i = string.find(s, ',', 1, true)
+  return tonumber(string.sub(s, 1, i - 1)), #s - i == #inc and string.find(s, inc, i + 1, true) == i + 1
 end
 
 -- units of a call: its settled cost if settled, else its estimate.
@@ -269,6 +288,32 @@ local function blob_of(v, nwin)
   return struct.pack(format_of(nwin), unpack(v, 1, BASE + 3 * nwin))
 end
 
+-- blobs and states cache each meter's hot state, by its tag, as this
+-- library last wrote it: the blob, and its numbers (v). A step whose GET
+-- returns that blob (Lua interns strings: one comparison) takes v instead
+-- of decoding it; blobs[tag] is false while a step has it (a step that
+-- fails half-way leaves nothing changed behind). Anything that writes s
+-- otherwise (another server, a test) writes another blob, decoded anew.
+local blobs, states, nblobs = {}, {}, 0
+
+-- cached_state is the hot state of meter tag as stored in blob.
+local function cached_state(tag, blob)
+  if blobs[tag] == blob then
+    blobs[tag] = false
+    return states[tag]
+  end
+  return state_of(blob)
+end
+
+-- cache_state remembers v as meter tag's hot state, stored as blob.
+local function cache_state(tag, blob, v)
+  if blobs[tag] == nil then
+    if nblobs >= 4096 then blobs, states, nblobs = {}, {}, 0 end
+    nblobs = nblobs + 1
+  end
+  blobs[tag], states[tag] = blob, v
+end
+
 -- sig_of is a checksum of a spec's text: with sver, it tells the cached
 -- spec of a meter from another's.
 local function sig_of(text)
@@ -357,12 +402,14 @@ local function legacy_state(K)
 end
 
 -- open reads the meter's hot state, its spec and the clock (never behind
--- the meter's high-water mark). nil: no such meter.
+-- the meter's high-water mark) into st (ST, the one scratch table of a
+-- step: a function opens one meter). nil: no such meter.
+local ST = {}
 local function open(K, A)
   local blob = redis.call('GET', K[15])
   local v
   if blob then
-    v = state_of(blob)
+    v = cached_state(K.tag, blob)
   elseif redis.call('EXISTS', K[1]) == 1 then
     v = legacy_state(K)
   else
@@ -373,13 +420,19 @@ local function open(K, A)
   local now = clock(A)
   local prev = v[HWM]
   if now < prev then now = prev else v[HWM] = now end
-  return {K = K, tag = tag, S = S, v = v, now = now, prev = prev, prefix = A[1], name = S.name, work = 0}
+  -- one scratch table: a function opens one meter, once
+  local st = ST
+  st.K, st.tag, st.S, st.v, st.now, st.prev, st.prefix, st.name, st.work = K, tag, S, v, now, prev, A[1], S.name, 0
+  st.gone, st.opsd, st.f = nil, nil, nil
+  return st
 end
 
 -- flush writes the hot state back.
 local function flush(st)
   if st.gone then return end
-  redis.call('SET', st.K[15], blob_of(st.v, #st.S.windows))
+  local blob = blob_of(st.v, #st.S.windows)
+  redis.call('SET', st.K[15], blob)
+  cache_state(st.tag, blob, st.v)
 end
 
 -- ops orders what functions tell hosts about the queue: a host applies a
@@ -756,11 +809,12 @@ end
 
 -- Leases ----------------------------------------------------------------------
 
-local function host_entry(st, host)
+-- host_lease is host's lease entry: its expiry (nil: none), and whether
+-- it is of incarnation inc.
+local function host_lease(st, host, inc)
   local s = redis.call('HGET', st.K[8], host)
-  if not s then return nil end
-  local exp, inc = lease_of_text(s)
-  return {exp = exp, inc = inc}
+  if not s then return nil, false end
+  return lease_is(s, inc)
 end
 
 -- earliest recomputes minexp from every host's lease (few: one per host
@@ -778,12 +832,12 @@ end
 -- is never shortened (resume may have extended it). It returns the
 -- lease's expiry: the host's proof that its lease holds until then.
 local function touch_lease(st, host, inc, lease, force)
-  local e = host_entry(st, host)
-  if e and e.inc == inc and not force and e.exp - st.now >= lease * 2 / 3 then return e.exp end
+  local was, same = host_lease(st, host, inc)
+  if same and not force and was - st.now >= lease * 2 / 3 then return was end
   local exp = st.now + lease
-  if e and e.inc == inc and e.exp > exp then exp = e.exp end
+  if same and was > exp then exp = was end
   redis.call('HSET', st.K[8], host, lease_text(exp, inc))
-  if e and e.exp <= st.v[MINEXP] then earliest(st) else st.v[MINEXP] = minpos(st.v[MINEXP], exp) end
+  if was and was <= st.v[MINEXP] then earliest(st) else st.v[MINEXP] = minpos(st.v[MINEXP], exp) end
   return exp
 end
 
@@ -793,13 +847,21 @@ end
 -- extended by the time since that call, so that no live host's calls end,
 -- and none of its waiters leave, because the store was down (a host that
 -- died meanwhile lapses a lease later than it would have). The server's
--- run id tells; reading it (INFO) costs a few µs, so it is read only after
--- the meter was left alone for RESUME_CHECK, which any restart takes. A
--- server that refuses INFO (an ACL without it) leaves leases as they are.
+-- run id tells (INFO, read once by this library's instance: RUN). A
+-- restarted server (or another one) runs a new instance of the library:
+-- a meter is looked at once per instance (seen), by the first step on it.
+-- A server that refuses INFO (an ACL without it) leaves leases as they
+-- are.
+local seen, nseen, RUN = {}, 0, nil
 local function resume(st)
-  if st.prev ~= 0 and st.now - st.prev < RESUME_CHECK then return end
-  local info = redis.pcall('INFO', 'server')
-  local run = type(info) == 'string' and string.match(info, 'run_id:(%x+)')
+  if seen[st.tag] then return end
+  if nseen >= 4096 then seen, nseen = {}, 0 end
+  seen[st.tag], nseen = true, nseen + 1
+  if RUN == nil then
+    local info = redis.pcall('INFO', 'server')
+    RUN = type(info) == 'string' and string.match(info, 'run_id:(%x+)') or false
+  end
+  local run = RUN
   if not run then return end
   local was = redis.call('HGET', st.K[1], 'run')
   if run == was then return end
@@ -983,26 +1045,25 @@ local function enqueue(st, wt)
   return v[SEQ]
 end
 
--- grant makes a call for waiter (or caller) wt at now and stores it;
--- with indexed (a waiter granted by dispatch), t maps its ticket to it.
-local function grant(st, wt, indexed)
+-- grant makes a call of cost for ticket of host (incarnation inc, process
+-- who) at now and stores it; with indexed (a waiter granted by dispatch), t
+-- maps its ticket to it. It returns the call's id.
+local function grant(st, host, inc, ticket, cost, who, indexed)
   local S, v, K, now = st.S, st.v, st.K, st.now
   local id = math.max(v[NEXT_ID], 1)
   v[NEXT_ID], v[GRANTS] = id + 1, v[GRANTS] + 1
   local sid, snow = int(id), int(now)
-  local c = {id = id, sid = sid, g = now, ticket = wt.ticket, cost = wt.cost, actual = -1, ab = 0, host = wt.host,
-             inc = wt.inc, who = wt.who, done = 0, tix = indexed}
-  redis.call('HSET', K[2], sid, call_text(c))
+  redis.call('HSET', K[2], sid, record(now, cost, -1, 0, 0, indexed, ticket, host, inc, who))
   if S.mhold > 0 then redis.call('ZADD', K[3], snow, sid) end
-  redis.call('ZADD', oh(st, wt.host), snow, sid)
-  if indexed then redis.call('HSET', K[7], tkey(wt.host, wt.inc, wt.ticket), 'c' .. sid) end
+  redis.call('ZADD', oh(st, host), snow, sid)
+  if indexed then redis.call('HSET', K[7], tkey(host, inc, ticket), 'c' .. sid) end
   v[ON] = v[ON] + 1
-  v[OUH], v[OUL] = add2(v[OUH], v[OUL], wt.cost)
-  if S.lmode == 'g' then ledger_add(st, now, call_entry(id, wt.cost, now, 0), {n = 1, u = wt.cost, g = now, d = 0}) end
+  v[OUH], v[OUL] = add2(v[OUH], v[OUL], cost)
+  if S.lmode == 'g' then ledger_add(st, now, call_entry(id, cost, now, 0), {n = 1, u = cost, g = now, d = 0}) end
   if S.mhold > 0 then v[NX] = minpos(v[NX], now + S.mhold) end
   if S.bucket then v[TAT] = math.max(v[TAT], now) + S.bucket.interval end
-  if S.ubucket and wt.cost > 0 then v[UTAT] = math.max(v[UTAT], now) + S.ubucket.interval * wt.cost end
-  return c
+  if S.ubucket and cost > 0 then v[UTAT] = math.max(v[UTAT], now) + S.ubucket.interval * cost end
+  return id
 end
 
 -- wake is when the head should be tried again: the rule's instant or, when
@@ -1031,8 +1092,8 @@ end
 
 -- lease_of is host's lease expiry for incarnation inc (0: none).
 local function lease_of(st, host, inc)
-  local e = host_entry(st, host)
-  if e and e.inc == inc then return e.exp end
+  local exp, same = host_lease(st, host, inc)
+  if same then return exp end
   return 0
 end
 
@@ -1063,9 +1124,9 @@ local function dispatch(st)
         return w
       end
       forget_waiter(st, hd)
-      local c = grant(st, hd, true)
+      local id = grant(st, hd.host, hd.inc, hd.ticket, hd.cost, hd.who, true)
       granted = granted + 1
-      redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, table.concat({'g', hd.ticket, int(c.id), int(c.g), int(st.now),
+      redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, table.concat({'g', hd.ticket, int(id), int(st.now), int(st.now),
         int(lease_of(st, hd.host, hd.inc)), st.name}, ','))
     end
   end
@@ -1457,14 +1518,12 @@ local function acquire(st, A)
     if r then return r end
   end
   if S.maxcost >= 0 and cost > S.maxcost then return {0, 3, 0, st.now, '', 0, lexp} end
-  local me = {host = host, inc = inc, ticket = ticket, cost = cost, who = A[9]}
   if waiting == 0 and st.now >= v[GATE] and admit(st, cost) then
-    local c = grant(st, me)
-    return {1, c.id, c.g, st.now, '', 0, lexp}
+    return {1, grant(st, host, inc, ticket, cost, A[9]), st.now, st.now, '', 0, lexp}
   end
   if string.find(how, 'n', 1, true) then return {0, 1, 0, st.now, '', 0, lexp} end
   if S.mwaiters > 0 and waiting >= S.mwaiters then return {0, 2, 0, st.now, '', 0, lexp} end
-  return queued_reply(st, enqueue(st, me), lexp)
+  return queued_reply(st, enqueue(st, {host = host, inc = inc, ticket = ticket, cost = cost, who = A[9]}), lexp)
 end
 
 -- rlfs2_cancel: ARGV 3 host, 4 inc, 5 lease, 6 seq, 7 ticket. Takes the
@@ -1628,8 +1687,8 @@ local function start(st, A)
   local host, inc = A[3], A[4]
   local done, n = end_host(st, host, st.now, inc)
   if done then
-    local e = host_entry(st, host)
-    if e and e.inc ~= inc then redis.call('HDEL', st.K[8], host) end
+    local exp, same = host_lease(st, host, inc)
+    if exp and not same then redis.call('HDEL', st.K[8], host) end
     step_reply(st)
   end
   return {st.now, n, done and 0 or 1}
