@@ -123,6 +123,25 @@ func TestLibraryExpiry(t *testing.T) {
 	require.Equal(t, int64(2), lg.history, "both calls in the history: they count in no window")
 }
 
+// Expiry of more holds than a step's budget goes on in the next steps
+// (MORE) until every hold that ended is ended, and only then does the rule
+// answer. (It stopped after the first step's budget: the rest stayed in
+// progress, concurrency counting them, until some later instant.)
+func TestLibraryExpiryInSteps(t *testing.T) {
+	l := newLib(t)
+	l.create("m", "1000000/1h,concurrency=1000,max_hold=1m")
+	for i := range 1000 {
+		l.grant("m", uint64(i+1), 1)
+	}
+	require.EqualValues(t, admRefused, l.acquire("m", 1001, 1).kind, "concurrency=1000: the 1001st waits")
+	l.advance(2 * time.Minute)
+	id := l.grant("m", 1002, 1)
+	require.GreaterOrEqual(t, l.mores, 3, "MORE replies: 1000 holds end, a step's budget at a time")
+	lg := l.ledger("m")
+	require.Equal(t, []int64{1, 1000}, []int64{lg.on, lg.held}, "in progress: call %d alone; held: the 1000 max_hold ended", id)
+	require.Equal(t, []int64{1000}, lg.sum, "the window counts the 1000 completed at their hold's end")
+}
+
 // A host whose lease lapsed has its calls ended at the lapse, 128 a step:
 // until the last step the rest are in progress still (the safe side), and
 // nothing is decided.

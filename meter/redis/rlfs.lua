@@ -1434,8 +1434,12 @@ local function upkeep(st)
   if v[NX] ~= 0 and st.now >= v[NX] then
     local ok, nxa = age(st)
     if not ok then return false end
-    v[NX] = nxa
-    if not expire(st) then return false end
+    local due = v[NX]
+    v[NX] = nxa -- expiry lowers it (the next hold's end, the ledger's new entries)
+    if not expire(st) then
+      v[NX] = due -- still due: the next step goes on
+      return false
+    end
   end
   if v[MINEXP] ~= 0 and st.now >= v[MINEXP] then
     if not lapse(st) then return false end
