@@ -420,6 +420,26 @@ var traceScripts = []struct {
 		},
 	},
 	{
+		// A release retires at most meter.MaxRetire (32) ledger entries, the
+		// oldest, as rlfs.lua's RETIRE: 80 that leave together take three
+		// releases; a widening then counts the retired ones and the rest.
+		name: "RetireCapped", history: meter.DefaultHistory, ops: []string{
+			"limits 100/1ms,concurrency=0",
+			"churn 80 1us",
+			"advance 10ms",
+			"nb 81",
+			"release 81",
+			"nb 82",
+			"release 82",
+			"limits 200/1s,concurrency=0",
+			"nb 83",
+			"release 83",
+			"advance 2s",
+			"nb 84",
+			"release 84",
+		},
+	},
+	{
 		// Coverage: the history grows past meter.MaxPast groups and both
 		// compact it alike; a widening then judges the merged groups.
 		name: "CompactedHistoryWidened", history: meter.DefaultHistory, ops: []string{

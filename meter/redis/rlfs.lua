@@ -49,13 +49,16 @@
 -- store sends it again.
 
 local LAYOUT = '2'
-local STEP = 256      -- ledger or open-set entries one function ages or expires
-local RETIRE = 512    -- ledger entries one release retires (meter.Ledger does the same)
-local LAPSE = 128     -- calls (and waiters) of a lapsed host one function ends
-local REBUILD = 256   -- entries one rebuild or migration step reads
+-- A step's budgets, so that no FCALL runs longer than a few hundred µs
+-- whatever the meter's size (docs/engine.md has the measured times):
+local AGE = 128       -- ledger entries one step walks to age a window (a call window moves by rank: no walk)
+local HOLD = 5        -- an expired hold costs as much of that budget as five aged entries
+local RETIRE = 32     -- ledger entries one release retires (meter.MaxRetire: the same)
+local LAPSE = 16      -- calls (and waiters) of a lapsed or restarted host one step ends
+local REBUILD = 64    -- entries one rebuild or migration step reads
 local MAXWALK = 256   -- entries the k-th end walks (meter.MaxWalk)
-local DISPATCH = 256  -- grants one dispatch makes
-local LIST = 256      -- records one list step returns
+local DISPATCH = 16   -- grants one dispatch makes (then it asks for another at once)
+local LIST = 128      -- records one list step returns
 local MAXPAST, PASTDIV = 256, 16
 
 -- Numbers and records -------------------------------------------------------
@@ -748,11 +751,26 @@ end
 local function age(st)
   local S, v, K = st.S, st.v, st.K
   local nxa = 0
+  local plain = nil -- no history group in the ledger: every entry weighs 1 in a call window
   for _, w in ipairs(S.byper) do
     local cut, pos = st.now - w.per, v[w.p]
     local done = false
+    if not w.units and not (w == S.longest and S.lmode == 'g') then
+      if plain == nil then plain = redis.call('ZCARD', K[13]) == 0 end
+      if plain then
+        -- a call window's start is the rank of the first entry that counts
+        local np = redis.call('ZCOUNT', K[4], '-inf', int(cut))
+        if np > pos then
+          v[w.h], v[w.l] = sub2(v[w.h], v[w.l], np - pos)
+          pos = np
+        end
+        local e = redis.call('ZRANGE', K[4], pos, pos, 'WITHSCORES')
+        if #e > 0 then nxa = minpos(nxa, tonumber(e[2]) + w.per) end
+        done = true
+      end
+    end
     while not done do
-      if st.work >= STEP then
+      if st.work >= AGE then
         v[w.p] = pos
         return false, nxa
       end
@@ -791,8 +809,8 @@ local function expire(st)
   local S = st.S
   if S.mhold <= 0 then return true end
   while true do
-    if st.work >= STEP then return false end
-    local e = redis.call('ZRANGE', st.K[3], 0, 15, 'WITHSCORES')
+    if st.work >= AGE then return false end
+    local e = redis.call('ZRANGE', st.K[3], 0, 7, 'WITHSCORES')
     for j = 1, #e, 2 do
       local g = tonumber(e[j + 1])
       if g + S.mhold > st.now then
@@ -801,9 +819,9 @@ local function expire(st)
       end
       local c = get_call(st, e[j])
       if c then hold_ended(st, c, g + S.mhold) else redis.call('ZREM', st.K[3], e[j]) end
-      st.work = st.work + 1
+      st.work = st.work + HOLD
     end
-    if #e < 32 then return true end
+    if #e < 16 then return true end
   end
 end
 
