@@ -138,4 +138,3 @@ func TestCostPerGrant(t *testing.T) {
 			tc.spec, tc.held, tc.done, float64(grants[rounds/2])/1e3, float64(decisions[rounds/2])/1e3, ratios[rounds/2], rounds, n)
 	}
 }
-
