@@ -2,6 +2,9 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -131,24 +134,38 @@ func (ls *listener) take(t *testing.T, n int, start int64) []string {
 	return out
 }
 
-// A meter's hot state written before the pause (24 numbers before the
-// windows', without qend) is read as it was: its windows, its gate.
-func TestLibraryStateBeforeQend(t *testing.T) {
+// A meter of the hot state's layout 2 (24 numbers before the windows',
+// the history a sorted set, as the library wrote it before the pause) is
+// read as it was: its windows, its history, its counters; the first step
+// writes it in this layout (26 numbers, the history a string).
+func TestLibraryLayout2(t *testing.T) {
 	l := newLib(t)
 	l.create("m", "2/1s,units:10/1s,concurrency=0")
 	l.release("m", l.grant("m", 1, 3))
 	l.grant("m", 2, 4)
-	k := keysOf(libPrefix, "m")[14]
+	k := keysOf(libPrefix, "m")
 	ctx := context.Background()
-	b, err := l.c.Do(ctx, l.c.B().Get().Key(k).Build()).AsBytes()
+	b, err := l.c.Do(ctx, l.c.B().Get().Key(k[14]).Build()).AsBytes()
 	require.NoError(t, err)
-	require.Len(t, b, 8*(25+3*2), "the hot state: 25 numbers, then 3 a window")
-	old := append(append([]byte{}, b[:8*24]...), b[8*25:]...) // without qend
-	require.NoError(t, l.c.Do(ctx, l.c.B().Set().Key(k).Value(string(old)).Build()).Error())
+	require.Len(t, b, 8*(26+3*2), "the hot state: 26 numbers, then 3 a window")
+	old := append(append([]byte{}, b[:8*24]...), b[8*26:]...)      // without qend and pld
+	binary.LittleEndian.PutUint64(old[8*2:], math.Float64bits(2))  // layout 2
+	binary.LittleEndian.PutUint64(old[8*20:], math.Float64bits(2)) // pn: two groups
+	binary.LittleEndian.PutUint64(old[8*22:], math.Float64bits(float64(l.now-5000)))
+	require.NoError(t, l.c.Do(ctx, l.c.B().Set().Key(k[14]).Value(string(old)).Build()).Error())
+	require.NoError(t, l.c.Do(ctx, l.c.B().Zadd().Key(k[8]).ScoreMember().
+		ScoreMember(float64(l.now-5000), fmt.Sprintf("000000000001:3:%d:%d:%d:5", l.now-6000, l.now-7000, l.now-5000)).
+		ScoreMember(float64(l.now-4000), fmt.Sprintf("000000000002:1:%d:%d:%d:1", l.now-4000, l.now-4500, l.now-4000)).Build()).Error())
 	v := l.view("m")
-	require.Equal(t, []int64{2, 7}, v.usage, "usage read from a state without qend")
+	require.Equal(t, []int64{2, 7}, v.usage, "usage read from a state of layout 2")
+	require.Equal(t, int64(4), v.retired, "its history's calls")
+	require.Equal(t, l.now-6000, v.retiredSince, "its history's earliest completion")
 	l.run("m", []libStep{{0, "pause 1s", "set until +1s"}, {0, "acquire 3", "refused busy"}})
-	b, err = l.c.Do(ctx, l.c.B().Get().Key(k).Build()).AsBytes()
+	b, err = l.c.Do(ctx, l.c.B().Get().Key(k[14]).Build()).AsBytes()
 	require.NoError(t, err)
-	require.Len(t, b, 8*(25+3*2), "written back with qend")
+	require.Len(t, b, 8*(26+3*2), "written back in this layout")
+	typ, err := l.c.Do(ctx, l.c.B().Type().Key(k[8]).Build()).ToString()
+	require.NoError(t, err)
+	require.Equal(t, "string", typ, "the history converted")
+	require.Equal(t, int64(2), l.ledger("m").history, "its two groups")
 }

@@ -16,7 +16,7 @@
 --   K[6]  w   hash: seq -> waiter record
 --   K[7]  t   hash: host:inc:ticket -> seq (queued) or "c"..id (granted)
 --   K[8]  h   hash: host -> "lease expiry,incarnation"
---   K[9]  p   zset: the history, groups of retired calls, score = done
+--   K[9]  p   string: the history, groups of retired calls (see The history)
 --   K[10] d   hash: data file name -> content
 --   K[11] dm  hash: data file name -> "size,mtime"
 --   K[12] lo  zset: count=grant: calls in progress that count in no window
@@ -237,7 +237,8 @@ end
 -- written with one SET. The parsed spec is cached by the library, by the
 -- meter's tag and its spec's version and signature (sver, sig in s).
 --
--- s holds, in order (FIELDS): sver, sig, the layout (2), flags (1: a
+-- s holds, in order (FIELDS): sver, sig, its layout (3: the history a
+-- string; 2: a sorted set, converted by the first step), flags (1: a
 -- rebuild or migration under way, see m's rb), next_id, grants, revoked,
 -- lapses, seq (the last arrival number), ops, hwm (the time high-water
 -- mark), on and ouh:oul (the open set's count and units), held (calls held
@@ -248,18 +249,20 @@ end
 -- comparison), pn (the history's groups), pseq (their last insertion
 -- number), pfd (a lower bound of their oldest completion), qn (waiters),
 -- qend (the end of the quiet time of a meter put back after the store lost
--- its data); then for each window i: wp (its start: how many ledger
+-- its data), pld (the newest group's completion in the history); then for
+-- each window i: wp (its start: how many ledger
 -- entries it left behind), wh:wl (the sum of what it counts in the
 -- ledger). The pause itself (until, by whom, from where) is in m: pu, pby,
 -- pfrom (see Pause).
 
 local FIELDS = {'sver', 'sig', 'layout', 'flags', 'next_id', 'grants', 'revoked', 'lapses', 'seq', 'ops', 'hwm',
                 'on', 'ouh', 'oul', 'held', 'nx', 'minexp', 'tat', 'utat', 'quiet', 'pn', 'pseq', 'pfd', 'qn',
-                'qend'}
+                'qend', 'pld'}
 local SVER, SIG, LAYOUT_I, FLAGS, NEXT_ID, GRANTS, REVOKED, LAPSES, SEQ, OPS, HWM = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-local ON, OUH, OUL, HELD, NX, MINEXP, TAT, UTAT, GATE, PN, PSEQ, PFD, QN, QEND = 12, 13, 14, 15, 16, 17, 18, 19, 20,
-  21, 22, 23, 24, 25
-local BASE = 25
+local ON, OUH, OUL, HELD, NX, MINEXP, TAT, UTAT, GATE, PN, PSEQ, PFD, QN, QEND, PLD = 12, 13, 14, 15, 16, 17, 18, 19,
+  20, 21, 22, 23, 24, 25, 26
+local BASE = 26
+local SLAYOUT = 3 -- the hot state's layout (v[LAYOUT_I])
 
 local formats = {}
 local function format_of(nwin)
@@ -272,14 +275,16 @@ local function format_of(nwin)
 end
 
 -- The hot state is an array v in the order of FIELDS, then each window's
--- start and sum (at the indices w.p, w.h, w.l of spec_of). A state written
--- before qend (24 fields, then the windows': its length tells) gets it.
+-- start and sum (at the indices w.p, w.h, w.l of spec_of). A state of
+-- layout 2 (24 or 25 numbers before the windows': its length tells) gets
+-- qend and pld (its history is converted by upkeep).
 local function state_of(blob)
   local n = #blob / 8
   if (n - BASE) % 3 ~= 0 then
     local v = {struct.unpack('<' .. string.rep('d', n), blob)}
     v[#v] = nil
-    table.insert(v, QEND, v[GATE])
+    if (n - 24) % 3 == 0 then table.insert(v, QEND, v[GATE]) end
+    table.insert(v, PLD, 0)
     return v
   end
   local v = {struct.unpack(format_of((n - BASE) / 3), blob)}
@@ -387,7 +392,7 @@ end
 local function fresh_state(version, text, nwin)
   local v = {}
   for i = 1, BASE + 3 * nwin do v[i] = 0 end
-  v[SVER], v[SIG], v[LAYOUT_I], v[NEXT_ID] = version, sig_of(text), 2, 1
+  v[SVER], v[SIG], v[LAYOUT_I], v[NEXT_ID] = version, sig_of(text), SLAYOUT, 1
   return v
 end
 
@@ -538,6 +543,97 @@ local function count_time(S, e)
   return e.d
 end
 
+-- The history -------------------------------------------------------------------
+--
+-- The history (p) is one string of groups, five little-endian doubles each
+-- (n, first, granted, done, units), ordered by done, then by insertion (as
+-- meter.State's Past); PN counts them, PFD is the oldest's done, PLD the
+-- newest's. Groups that come in order are appended (APPEND); anything else
+-- (out of order, dropping old groups, compaction, a widening that puts
+-- groups back) reads and writes it whole: at most MAXPAST + RETIRE groups,
+-- a few KB, decoded and encoded by struct in one call each.
+
+local function dformat(k) return '<' .. string.rep('d', k) end
+
+-- hist_read is the history as one flat array: n, first, g, d, u of each
+-- group in turn.
+local function hist_read(st)
+  local b = redis.call('GET', st.K[9])
+  if not b or #b < 40 then return {} end
+  local H = {struct.unpack(dformat(#b / 8), b)}
+  H[#H] = nil
+  return H
+end
+
+-- hist_write stores the history H (flat) whole, and its counters.
+local function hist_write(st, H)
+  local v, k = st.v, #H
+  if k == 0 then
+    redis.call('DEL', st.K[9])
+    v[PN], v[PFD], v[PLD] = 0, 0, 0
+    return
+  end
+  redis.call('SET', st.K[9], struct.pack(dformat(k), unpack(H)))
+  v[PN], v[PFD], v[PLD] = k / 5, H[4], H[k - 1]
+end
+
+-- hist_add adds groups G (flat, in the order they came) to the history:
+-- sorted by done, stably, then appended if none is older than the newest
+-- there, else merged in after the groups of the same done (meter's
+-- addPast).
+local function hist_add(st, G)
+  local v, k = st.v, #G
+  if k == 0 then return end
+  local sorted = true
+  for i = 9, k, 5 do
+    if G[i] < G[i - 5] then sorted = false end
+  end
+  if not sorted then
+    local idx = {}
+    for i = 1, k / 5 do idx[i] = i end
+    table.sort(idx, function(a, b)
+      local da, db = G[5 * a - 1], G[5 * b - 1]
+      if da ~= db then return da < db end
+      return a < b
+    end)
+    local S2 = {}
+    for _, i in ipairs(idx) do
+      for j = 5 * i - 4, 5 * i do S2[#S2 + 1] = G[j] end
+    end
+    G = S2
+  end
+  if v[PN] == 0 or G[4] >= v[PLD] then
+    redis.call('APPEND', st.K[9], struct.pack(dformat(k), unpack(G)))
+    if v[PN] == 0 then v[PFD] = G[4] end
+    v[PN], v[PLD] = v[PN] + k / 5, G[k - 1]
+    return
+  end
+  local H, M, i, j = hist_read(st), {}, 1, 1
+  while i <= #H or j <= k do
+    local from
+    if j > k or (i <= #H and H[i + 3] <= G[j + 3]) then
+      from, i = H, i + 5
+      for x = i - 5, i - 1 do M[#M + 1] = from[x] end
+    else
+      from, j = G, j + 5
+      for x = j - 5, j - 1 do M[#M + 1] = from[x] end
+    end
+  end
+  hist_write(st, M)
+end
+
+-- hist_drop drops the groups that completed at or before keep (the oldest).
+local function hist_drop(st, keep)
+  local v = st.v
+  if v[PFD] == 0 or v[PFD] > keep then return end
+  local H = hist_read(st)
+  local i = 1
+  while i <= #H and H[i + 3] <= keep do i = i + 5 end
+  local R = {}
+  for x = i, #H do R[#R + 1] = H[x] end
+  hist_write(st, R)
+end
+
 -- The open set ----------------------------------------------------------------
 
 -- close_open takes call c out of the open set and its sums.
@@ -567,9 +663,7 @@ local function end_call(st, c, t, direct)
   local u = units(c)
   local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
   if direct and not st.S.longest then
-    st.v[PSEQ] = st.v[PSEQ] + 1
-    redis.call('ZADD', K[9], int(t), string.format('%012d:1:%d:%d:%d:%d', st.v[PSEQ], t, c.g, t, u))
-    v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], t)
+    hist_add(st, {1, t, c.g, t, u})
   elseif st.S.lmode == 'c' then
     ledger_add(st, t, call_entry(c.id, u, c.g, t), e)
   else
@@ -952,55 +1046,62 @@ end
 -- time at or before now - longest: the longest window's start) move into
 -- the history, one group each (at most RETIRE a step: the rest at the next
 -- release); groups older than the horizon are dropped, and past MAXPAST
--- groups the history is compacted. The history is ordered by completion.
-
-local function past_member(st, e)
-  st.v[PSEQ] = st.v[PSEQ] + 1
-  return string.format('%012.0f', st.v[PSEQ]) .. ':' .. group_text(e)
+-- groups the history is compacted.
+--
+-- convert_history turns a history of layout 2 (a sorted set, score done,
+-- members "SEQ:n:first:granted:done:units") into this layout's string.
+local function convert_history(st)
+  local K, v = st.K, st.v
+  local t = redis.call('TYPE', K[9])
+  if t.ok == 'zset' then
+    local G = {}
+    for _, m in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do
+      local g = group_of(m)
+      G[#G + 1], G[#G + 2], G[#G + 3], G[#G + 4], G[#G + 5] = g.n, g.first, g.g, g.d, g.u
+    end
+    hist_write(st, G)
+  end
+  v[LAYOUT_I] = SLAYOUT
 end
 
-local function merge_past(past, now, div)
+-- merge_past is one pass of meter's mergePast over H (flat): from the
+-- newest back, a group joins the newer one after it while that one's done
+-- is within (its age)/div of the group's first (div 0: all).
+local function merge_past(H, now, div)
   local out = {}
-  local c = past[#past]
-  local cur = {n = c.n, first = c.first, g = c.g, d = c.d, u = c.u}
-  for i = #past - 1, 1, -1 do
-    local p = past[i]
+  local k = #H
+  local n, first, g, d, u = H[k - 4], H[k - 3], H[k - 2], H[k - 1], H[k]
+  for i = k - 9, 1, -5 do
     -- integer division as Go's time.Duration / time.Duration truncates
-    if div == 0 or cur.d - p.first <= math.floor((now - cur.d) / div) then
-      cur.n, cur.u, cur.first = cur.n + p.n, add_sat(cur.u, p.u), p.first
-      if p.g > cur.g then cur.g = p.g end
+    if div == 0 or d - H[i + 1] <= math.floor((now - d) / div) then
+      n, u, first = n + H[i], add_sat(u, H[i + 4]), H[i + 1]
+      if H[i + 2] > g then g = H[i + 2] end
     else
-      out[#out + 1] = cur
-      cur = {n = p.n, first = p.first, g = p.g, d = p.d, u = p.u}
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = n, first, g, d, u
+      n, first, g, d, u = H[i], H[i + 1], H[i + 2], H[i + 3], H[i + 4]
     end
   end
-  out[#out + 1] = cur
+  out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = n, first, g, d, u
   local rev = {}
-  for i = #out, 1, -1 do rev[#rev + 1] = out[i] end
+  for i = #out - 4, 1, -5 do
+    for x = i, i + 4 do rev[#rev + 1] = out[x] end
+  end
   return rev
 end
 
 -- compact merges the history into at most MAXPAST/2 groups (meter.compactPast).
 local function compact(st)
-  local past = {}
-  for _, m in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do past[#past + 1] = group_of(m) end
+  local past = hist_read(st)
   local div, out = PASTDIV, nil
   while true do
     out = merge_past(past, st.now, div)
-    if #out <= MAXPAST / 2 or div <= 1 then
-      if #out > MAXPAST / 2 then out = merge_past(out, st.now, 0) end
+    if #out <= 5 * MAXPAST / 2 or div <= 1 then
+      if #out > 5 * MAXPAST / 2 then out = merge_past(out, st.now, 0) end
       break
     end
     div = math.floor(div / 2)
   end
-  redis.call('DEL', st.K[9])
-  local args = {}
-  for _, g in ipairs(out) do
-    args[#args + 1] = g.d
-    args[#args + 1] = past_member(st, g)
-  end
-  redis.call('ZADD', st.K[9], unpack(args))
-  st.v[PN] = #out
+  hist_write(st, out)
 end
 
 local function longest(S)
@@ -1015,27 +1116,17 @@ local function retire(st)
   n = math.min(n, RETIRE)
   if n > 0 then
     local e = redis.call('ZRANGE', K[4], 0, n - 1)
-    local args = {}
+    local G = {}
     for _, m in ipairs(e) do
       local g = entry_of(m)
-      args[#args + 1] = g.d
-      args[#args + 1] = past_member(st, g)
-      v[PFD] = minpos(v[PFD], g.d)
+      G[#G + 1], G[#G + 2], G[#G + 3], G[#G + 4], G[#G + 5] = g.n, g.first, g.g, g.d, g.u
       if g.group then redis.call('ZREM', K[13], m) end
     end
     redis.call('ZREMRANGEBYRANK', K[4], 0, n - 1)
     for _, w in ipairs(S.windows) do v[w.p] = v[w.p] - n end
-    for i = 1, #args, 1000 do
-      redis.call('ZADD', K[9], unpack(args, i, math.min(i + 999, #args)))
-    end
-    v[PN] = v[PN] + n
+    hist_add(st, G)
   end
-  local keep = now - math.max(S.horizon, longest(S))
-  if v[PFD] ~= 0 and v[PFD] <= keep then
-    v[PN] = v[PN] - redis.call('ZREMRANGEBYSCORE', K[9], '-inf', keep)
-    local f = redis.call('ZRANGE', K[9], 0, 0, 'WITHSCORES')
-    v[PFD] = num(f[2])
-  end
+  hist_drop(st, now - math.max(S.horizon, longest(S)))
   if v[PN] > MAXPAST then compact(st) end
 end
 
@@ -1273,18 +1364,21 @@ local function put_back(st)
   local now = num(st.f.rbnow)
   if S.longest then
     local cut = now - S.longest.per
-    local gs = redis.call('ZRANGE', K[9], '(' .. int(cut), '+inf', 'BYSCORE')
-    for _, m in ipairs(gs) do
-      local g = group_of(m)
+    local H, kept, moved = hist_read(st), {}, false
+    for i = 1, #H, 5 do
+      local g = {n = H[i], first = H[i + 1], g = H[i + 2], d = H[i + 3], u = H[i + 4]}
       local x = count_time(S, g)
-      if x > cut then
-        local lm = 'g' .. m
+      if g.d > cut and x > cut then
+        v[PSEQ] = v[PSEQ] + 1
+        local lm = 'g' .. string.format('%012.0f', v[PSEQ]) .. ':' .. group_text(g)
         redis.call('ZADD', K[4], x, lm)
         redis.call('ZADD', K[13], g.first, lm)
-        redis.call('ZREM', K[9], m)
-        v[PN] = v[PN] - 1
+        moved = true
+      else
+        for j = i, i + 4 do kept[#kept + 1] = H[j] end
       end
     end
+    if moved then hist_write(st, kept) end
   end
   for _, w in ipairs(S.windows) do v[w.p], v[w.h], v[w.l] = 0, 0, 0 end
   if st.f.rbmo then set_phase(st, 'mo', '0') else set_phase(st, 'b', 0) end
@@ -1380,11 +1474,12 @@ local function migrate_past(st)
   for _, m in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do groups[#groups + 1] = group_of(m) end
   redis.call('DEL', K[9])
   redis.call('HDEL', K[1], 'past', 'pastn')
-  v[PN], v[PFD] = 0, 0
+  v[PN], v[PFD], v[PLD] = 0, 0, 0
+  local G = {}
   for _, g in ipairs(groups) do
-    redis.call('ZADD', K[9], g.d, past_member(st, g))
-    v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], g.d)
+    G[#G + 1], G[#G + 2], G[#G + 3], G[#G + 4], G[#G + 5] = g.n, g.first, g.g, g.d, g.u
   end
+  hist_add(st, G)
   set_phase(st, 'mc', '0')
 end
 
@@ -1441,6 +1536,7 @@ end
 -- migration) under way, the store's own downtime (resume), then, when due,
 -- ageing, expiry and lapses. false: its budget is spent (reply MORE).
 local function upkeep(st)
+  if st.v[LAYOUT_I] < SLAYOUT then convert_history(st) end
   if st.v[FLAGS] ~= 0 then
     local r = redis.call('HMGET', st.K[1], 'rb', 'rbc', 'rbnow', 'rbmo')
     st.f = {rb = r[1] or nil, rbc = r[2] or '0', rbnow = r[3] or '0', rbmo = r[4] or nil}
@@ -1832,10 +1928,10 @@ end
 
 local function history_of_view(st)
   local past, first = 0, 0
-  for _, m in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do
-    local g = group_of(m)
-    past = past + g.n
-    if first == 0 then first = g.first end
+  local H = hist_read(st)
+  for i = 1, #H, 5 do
+    past = past + H[i]
+    first = minpos(first, H[i + 1])
   end
   local lg = redis.call('ZRANGE', st.K[13], 0, -1, 'WITHSCORES')
   for j = 1, #lg, 2 do
@@ -2026,7 +2122,7 @@ local function ledger(st, A)
   for _, w in ipairs(st.S.windows) do out[#out + 1] = {v[w.p], val2(v[w.h], v[w.l])} end
   out[#out + 1] = redis.call('ZCARD', K[4])
   out[#out + 1] = redis.call('ZCARD', K[12])
-  out[#out + 1] = redis.call('ZCARD', K[9])
+  out[#out + 1] = v[PN]
   return out
 end
 
