@@ -77,6 +77,33 @@ func TestCostSteps(t *testing.T) {
 	clk.Advance(2 * time.Minute)
 	report("expiry: max_hold ends 100k calls at once", func() { cycle(t, a, "x", 1<<44) })
 
+	require.NoError(t, a.CreateMeter(ctx, "u", mustSpecT(t, "units:100000000/1h,concurrency=0"), meter.DefaultAttr()))
+	fill(t, a, "u", 2000, 1<<45, true)
+	report("kth: a units window over its limit walks 256 entries", func() {
+		for range 500 {
+			_, err := a.Enqueue(ctx, "u", meter.Request{Ticket: 1 << 46, Cost: 99_999_000, Nonblock: true})
+			require.ErrorIs(t, err, meter.ErrWouldBlock)
+		}
+	})
+	require.NoError(t, a.CreateMeter(ctx, "q", mustSpecT(t, "concurrency=0"), meter.DefaultAttr()))
+	_, err := a.Pause(ctx, "q", meter.Pause{Until: clk.Now().Add(time.Hour)})
+	require.NoError(t, err)
+	queue(t, a, "q", 10_000, 1<<47)
+	report("dispatch: a lift grants 10k waiters", func() {
+		_, err := a.Pause(ctx, "q", meter.Pause{})
+		require.NoError(t, err)
+		for {
+			adm, err := a.Dispatch(ctx, "q")
+			require.NoError(t, err)
+			if adm.Wake.IsZero() {
+				break
+			}
+		}
+	})
+	v, err := a.View(ctx, "q", meter.ViewQuery{})
+	require.NoError(t, err)
+	require.Equal(t, 10_000, v.HoldersN, "the 10k waiters granted")
+
 	b := bareStore(t, srv.URL(), "b", Options{Lease: time.Minute, clock: clk})
 	require.NoError(t, b.CreateMeter(ctx, "h", mustSpecT(t, "concurrency=0"), meter.DefaultAttr()))
 	fill(t, b, "h", n, 1, false)
@@ -152,5 +179,16 @@ func fill(t *testing.T, s *Store, name string, n int, first uint64, release bool
 	}
 	for range w {
 		require.NoError(t, <-errs)
+	}
+}
+
+// queue queues n blocking acquires on meter name from host s.
+func queue(t *testing.T, s *Store, name string, n int, first uint64) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		adm, err := s.Enqueue(ctx, name, meter.Request{Ticket: first + uint64(i), Cost: 1})
+		require.NoError(t, err)
+		require.False(t, adm.Granted, "ticket %d queued", first+uint64(i))
 	}
 }

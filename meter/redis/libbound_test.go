@@ -28,12 +28,19 @@ func (l *lib) hot(name string) (on, held float64) {
 	return f(12), f(15) // ON, HELD (rlfs.lua's FIELDS)
 }
 
+// rlfs.lua's budgets: AGE entries walked to age a window, LAPSE calls of
+// a lapsed host ended, a step.
+const libAge, libLapse = 96, 12
+
+// stepsOf is how many steps of budget b n entries take.
+func stepsOf(n, b int) int { return (n + b - 1) / b }
+
 // Ageing moves each window's start past what stopped counting, each entry
 // once: across many calls it reads only what is due. A call window moves
 // by rank (one ZCOUNT), however many leave; a units window walks the
 // entries that leave, and a jump that leaves more than a step's budget
-// (128) at once is aged in steps (MORE); the rule answers only when all is
-// aged.
+// (libAge) at once is aged in steps (MORE); the rule answers only when all
+// is aged.
 func TestLibraryAgeing(t *testing.T) {
 	for _, spec := range []string{"2000/1s,concurrency=0", "units:2000/1s,concurrency=0"} {
 		t.Run(spec, func(t *testing.T) { testAgeing(t, spec, strings.HasPrefix(spec, "units:")) })
@@ -57,10 +64,10 @@ func testAgeing(t *testing.T, spec string, walks bool) {
 		nextAt time.Duration // the next instant an entry leaves
 	}{
 		{1000 * time.Millisecond, 1499, 1, 0, 1000500 * time.Microsecond},
-		{1100 * time.Millisecond, 1299, 201, 1, 1100500 * time.Microsecond}, // 200 at once: two steps
-		{1100 * time.Millisecond, 1299, 201, 0, 1100500 * time.Microsecond}, // nothing due: nothing read
-		{1399 * time.Millisecond, 701, 799, 4, 1399500 * time.Microsecond},  // 598 at once: five steps of 128
-		{3 * time.Second, 0, 1500, 5, 0},                                    // 701 at once: six steps
+		{1100 * time.Millisecond, 1299, 201, stepsOf(200, libAge) - 1, 1100500 * time.Microsecond}, // 200 at once
+		{1100 * time.Millisecond, 1299, 201, 0, 1100500 * time.Microsecond},                        // nothing due: nothing read
+		{1399 * time.Millisecond, 701, 799, stepsOf(598, libAge) - 1, 1399500 * time.Microsecond},  // 598 at once
+		{3 * time.Second, 0, 1500, stepsOf(701, libAge) - 1, 0},                                    // 701 at once
 	} {
 		if !walks {
 			tc.mores = 0
@@ -154,7 +161,7 @@ func TestLibraryExpiryInSteps(t *testing.T) {
 	require.Equal(t, []int64{1000}, lg.sum, "the window counts the 1000 completed at their hold's end")
 }
 
-// A host whose lease lapsed has its calls ended at the lapse, 16 a step:
+// A host whose lease lapsed has its calls ended at the lapse, libLapse a step:
 // until the last step the rest are in progress still (the safe side), and
 // nothing is decided.
 func TestLibraryLapseInChunks(t *testing.T) {
@@ -170,12 +177,14 @@ func TestLibraryLapseInChunks(t *testing.T) {
 	l.now = start + 2*lease
 	m, err := l.send("rlfs2_acquire", "m", "a", "i", strconv.FormatInt(libLease, 10), "1001", "1", "nf", "7,1000,1000", "0")
 	require.NoError(t, err)
-	require.True(t, isMore(m), "the first step after b's lapse ends 16 of its 600 calls and replies MORE")
+	require.True(t, isMore(m), "the first step after b's lapse ends libLapse of its 600 calls and replies MORE")
 	on, _ := l.hot("m")
-	require.EqualValues(t, 600-16+1, on, "calls in progress between the steps: b's other calls, a's")
+	require.EqualValues(t, 600-libLapse+1, on, "calls in progress between the steps: b's other calls, a's")
 	r := l.acquireAs("m", "a", libLease, 1001, 1, true)
 	require.EqualValues(t, admGranted, r.kind, "a's acquire once b's calls ended")
-	require.Equal(t, 36, l.mores, "MORE replies after the first: 16 more ended each, then the last 8")
+	// a step that ends libLapse calls replies MORE (there may be more): the
+	// last one ends none, then b's waiters
+	require.Equal(t, 600/libLapse-1, l.mores, "MORE replies after the first")
 	v := l.view("m")
 	require.Equal(t, int64(2), v.holders, "holders: a's two calls")
 	require.Equal(t, []int64{602}, v.usage, "b's 600 calls count from the lapse, a's 2 in progress")

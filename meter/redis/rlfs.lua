@@ -51,14 +51,14 @@
 local LAYOUT = '2'
 -- A step's budgets, so that no FCALL runs longer than a few hundred µs
 -- whatever the meter's size (docs/engine.md has the measured times):
-local AGE = 128       -- ledger entries one step walks to age a window (a call window moves by rank: no walk)
-local HOLD = 5        -- an expired hold costs as much of that budget as five aged entries
+local AGE = 96        -- ledger entries one step walks to age a window (a call window moves by rank: no walk)
+local HOLD = 8        -- an expired hold costs as much of that budget as eight aged entries
 local RETIRE = 32     -- ledger entries one release retires (meter.MaxRetire: the same)
-local LAPSE = 16      -- calls (and waiters) of a lapsed or restarted host one step ends
+local LAPSE = 12      -- calls (and waiters) of a lapsed or restarted host one step ends
 local REBUILD = 64    -- entries one rebuild or migration step reads
 local MAXWALK = 256   -- entries the k-th end walks (meter.MaxWalk)
-local DISPATCH = 16   -- grants one dispatch makes (then it asks for another at once)
-local LIST = 128      -- records one list step returns
+local DISPATCH = 8    -- grants one dispatch makes (then it asks for another at once)
+local LIST = 96       -- records one list step returns
 local MAXPAST, PASTDIV = 256, 16
 
 -- Numbers and records -------------------------------------------------------
@@ -185,6 +185,13 @@ local function entry_of(m)
   local id, u, g, d = string.match(m, '^(%d+):(%d+):(%d+):(%d+)$')
   d = tonumber(d)
   return {id = id, n = 1, u = tonumber(u), g = tonumber(g), d = d, first = d}
+end
+
+-- units_of is the units of ledger member m, a call's (not a group's),
+-- read without parsing the rest: the walks read it for every entry.
+local function units_of(m)
+  local i = string.find(m, ':', 1, true)
+  return tonumber(string.sub(m, i + 1, string.find(m, ':', i + 1, true) - 1))
 end
 
 local function call_entry(id, u, g, d) return string.format('%d:%d:%d:%d', id, u, g, d) end
@@ -489,6 +496,14 @@ local function weight(w, e)
   return e.n
 end
 
+-- weight_of is weight(w, entry_of(m)) for ledger member m: a call weighs 1
+-- in a call window, its units in a units window.
+local function weight_of(w, m)
+  if string.byte(m, 1) == 103 then return weight(w, entry_of(m)) end
+  if w.units then return units_of(m) end
+  return 1
+end
+
 -- ledger_add adds entry e (member m) at count time x. With lmode 'g', a
 -- call in progress behind every window waits in lo, out of the ledger's
 -- front (retirement reads it). An entry already there is not added twice.
@@ -705,21 +720,21 @@ end
 -- window w from its start exceeds k, walking at most MAXWALK entries; past
 -- them, the end of the last one walked (the meter looks again then).
 local function walk_ledger(st, w, k)
-  local pos, walked, last = st.v[w.p], 0, 0
+  local pos, walked, last = st.v[w.p], 0, nil
   while walked < MAXWALK do
     local e = redis.call('ZRANGE', st.K[4], pos, pos + 63, 'WITHSCORES')
     if #e == 0 then break end
     for j = 1, #e, 2 do
-      local wt = weight(w, entry_of(e[j]))
-      last = tonumber(e[j + 1]) + w.per
+      local wt = weight_of(w, e[j])
+      last = e[j + 1] -- its count time, read when it is the answer
       walked = walked + 1
-      if k < wt then return last end
+      if k < wt or walked == MAXWALK then return tonumber(last) + w.per end
       k = k - wt
-      if walked == MAXWALK then return last end
     end
     pos = pos + #e / 2
   end
-  return last
+  if last then return tonumber(last) + w.per end
+  return 0
 end
 
 -- walk_open is walk_ledger over the calls in progress, in grant order,
@@ -877,10 +892,10 @@ local function age(st)
           break
         end
         st.work = st.work + 1
-        -- a call entry weighs 1 in a call window: parsed only when needed
+        -- parsed only as far as needed
         local en = CALLONE
-        if w.units or S.lmode == 'g' or string.byte(e[j], 1) == 103 then en = entry_of(e[j]) end
-        v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight(w, en))
+        if S.lmode == 'g' then en = entry_of(e[j]) end
+        v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight_of(w, e[j]))
         if w == S.longest and S.lmode == 'g' and en.d == 0 and not en.group then
           redis.call('ZREM', K[4], e[j])
           redis.call('ZADD', K[12], e[j + 1], e[j])
