@@ -122,7 +122,8 @@ func (s *Store) do(ctx context.Context, op string, cmd rueidis.Completed) (rueid
 }
 
 // classify turns a failure into the seam's errors, once for every call:
-//   - the caller's context ended: its error, nothing else is concluded;
+//   - the caller's context ended, or the store was closed: that error,
+//     nothing else is concluded;
 //   - no answer (connection refused or broken, timeout, client closed) and
 //     the answers of a store that cannot serve now (LOADING, MASTERDOWN,
 //     CLUSTERDOWN, TRYAGAIN, READONLY after a failover made the server a
@@ -135,6 +136,9 @@ func (s *Store) do(ctx context.Context, op string, cmd rueidis.Completed) (rueid
 func (s *Store) classify(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("redis: %s: %w", op, ctx.Err())
+	}
+	if s.base.Err() != nil {
+		return fmt.Errorf("redis: %s: %w", op, s.base.Err()) // Close
 	}
 	re, ok := rueidis.IsRedisErr(err)
 	if !ok {

@@ -58,6 +58,7 @@ local LAPSE = 12      -- calls (and waiters) of a lapsed or restarted host one s
 local REBUILD = 64    -- entries one rebuild or migration step reads
 local MAXWALK = 256   -- entries the k-th end walks (meter.MaxWalk)
 local DISPATCH = 8    -- grants one dispatch makes (then it asks for another at once)
+local RELEASES = 16   -- releases one rlfs2_release takes (releases.go: maxReleases)
 local LIST = 96       -- records one list step returns
 local MAXPAST, PASTDIV = 256, 16
 
@@ -1687,15 +1688,19 @@ end
 
 -- Step replies: {wake, now, head host, ops} (step_reply).
 
--- rlfs2_release: ARGV 3 id, 4 done (0: now; else when a late delivery says
--- it completed, at most now). The call ends, the ledger's front retires;
--- the queue is dispatched if anyone waits.
+-- rlfs2_release: ARGV 3 id, 4 done (0: now; else when the host's release
+-- happened, at most now), and more pairs (id, done) after them: the
+-- releases a host sends together, at most RELEASES. Each call ends (one no
+-- longer there is skipped), the ledger's front retires; the queue is
+-- dispatched if anyone waits.
 local function release(st, A)
-  local c = get_call(st, A[3])
-  if c then
-    local t = num(A[4])
-    if t == 0 or t > st.now then t = st.now end
-    end_call(st, c, t, true)
+  for i = 3, math.min(#A, 2 + 2 * RELEASES), 2 do
+    local c = get_call(st, A[i])
+    if c then
+      local t = num(A[i + 1])
+      if t == 0 or t > st.now then t = st.now end
+      end_call(st, c, t, true)
+    end
   end
   retire(st)
   return step_reply(st)
