@@ -33,8 +33,8 @@ type hostState struct {
 	// yet settled or returned.
 	inflight int
 	unsent   bool // the store took operations since the journal last said "sent"
-	remap  map[string]map[uint64]uint64
-	sync   struct{ store, local time.Time } // a store instant and the local instant it was read
+	remap    map[string]map[uint64]uint64
+	sync     struct{ store, local time.Time } // a store instant and the local instant it was read
 
 	epoch         string
 	reasserts     uint64 // times this host put back what the store lost
