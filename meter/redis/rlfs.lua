@@ -70,6 +70,10 @@ local function num(x) return tonumber(x) or 0 end
 -- (microseconds since the epoch) in exponent notation.
 local function int(n) return string.format('%d', n) end
 
+-- INST is what the library's instance found out once, by its first step
+-- (resume): run, the server's run id (false: INFO refused).
+local INST = {}
+
 -- minpos is the earlier of two instants, where 0 means none.
 local function minpos(a, b)
   if a == 0 then return b end
@@ -156,12 +160,6 @@ local function lease_of_text(s)
   return tonumber(string.sub(s, 1, i - 1)), string.sub(s, i + 1)
 end
 
--- lease_is reads a lease entry s: its expiry, and whether it is of
--- incarnation inc (without making strings).
-local function lease_is(s, inc)
-  local i = string.find(s, ',', 1, true)
-  return tonumber(string.sub(s, 1, i - 1)), #s - i == #inc and string.find(s, inc, i + 1, true) == i + 1
-end
 
 -- units of a call: its settled cost if settled, else its estimate.
 local function units(c)
@@ -169,10 +167,9 @@ local function units(c)
   return c.cost
 end
 
-local WAITER = '^([^,]*),([^,]*),([^,]*),(%d+),(%d+),(.*)$'
 
 local function waiter_of(seq, s)
-  local host, inc, ticket, since, cost, who = string.match(s, WAITER)
+  local host, inc, ticket, since, cost, who = string.match(s, '^([^,]*),([^,]*),([^,]*),(%d+),(%d+),(.*)$')
   return {seq = seq, host = host, inc = inc, ticket = ticket, since = tonumber(since), cost = tonumber(cost), who = who}
 end
 
@@ -196,10 +193,6 @@ local function units_of(m)
 end
 
 local function call_entry(id, u, g, d) return string.format('%d:%d:%d:%d', id, u, g, d) end
-
--- CALLONE stands for a call entry where only its weight in a call window
--- (1) is needed.
-local CALLONE = {n = 1, u = 1, d = 1}
 
 -- group_text is a group "n:first:granted:done:units" (the tail of a past
 -- member and of a ledger group).
@@ -893,11 +886,10 @@ local function age(st)
           break
         end
         st.work = st.work + 1
-        -- parsed only as far as needed
-        local en = CALLONE
+        local en = nil -- parsed only as far as needed: whole with count=grant
         if S.lmode == 'g' then en = entry_of(e[j]) end
         v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight_of(w, e[j]))
-        if w == S.longest and S.lmode == 'g' and en.d == 0 and not en.group then
+        if w == S.longest and en and en.d == 0 and not en.group then
           redis.call('ZREM', K[4], e[j])
           redis.call('ZADD', K[12], e[j + 1], e[j])
           for _, o in ipairs(S.windows) do
@@ -942,7 +934,8 @@ end
 local function host_lease(st, host, inc)
   local s = redis.call('HGET', st.K[8], host)
   if not s then return nil, false end
-  return lease_is(s, inc)
+  local i = string.find(s, ',', 1, true) -- "expiry,incarnation", read without making strings
+  return tonumber(string.sub(s, 1, i - 1)), #s - i == #inc and string.find(s, inc, i + 1, true) == i + 1
 end
 
 -- earliest recomputes minexp from every host's lease (few: one per host
@@ -975,21 +968,21 @@ end
 -- extended by the time since that call, so that no live host's calls end,
 -- and none of its waiters leave, because the store was down (a host that
 -- died meanwhile lapses a lease later than it would have). The server's
--- run id tells (INFO, read once by this library's instance: RUN). A
+-- run id tells (INFO, read once by this library's instance: INST.run). A
 -- restarted server (or another one) runs a new instance of the library:
 -- a meter is looked at once per instance (seen), by the first step on it.
 -- A server that refuses INFO (an ACL without it) leaves leases as they
 -- are.
-local seen, nseen, RUN = {}, 0, nil
+local seen, nseen = {}, 0
 local function resume(st)
   if seen[st.tag] then return end
   if nseen >= 4096 then seen, nseen = {}, 0 end
   seen[st.tag], nseen = true, nseen + 1
-  if RUN == nil then
+  if INST.run == nil then
     local info = redis.pcall('INFO', 'server')
-    RUN = type(info) == 'string' and string.match(info, 'run_id:(%x+)') or false
+    INST.run = type(info) == 'string' and string.match(info, 'run_id:(%x+)') or false
   end
-  local run = RUN
+  local run = INST.run
   if not run then return end
   local was = redis.call('HGET', st.K[1], 'run')
   if run == was then return end
@@ -1181,7 +1174,7 @@ local function grant(st, host, inc, ticket, cost, who, indexed)
   redis.call('HSET', K[2], sid, record(now, cost, -1, 0, 0, indexed, ticket, host, inc, who))
   if S.mhold > 0 then redis.call('ZADD', K[3], snow, sid) end
   redis.call('ZADD', oh(st, host), snow, sid)
-  if indexed then redis.call('HSET', K[7], tkey(host, inc, ticket), 'c' .. sid) end
+  if indexed then redis.call('HSET', K[7], tkey(host, inc, ticket), 'c' .. int(id)) end
   v[ON] = v[ON] + 1
   v[OUH], v[OUL] = add2(v[OUH], v[OUL], cost)
   if S.lmode == 'g' then ledger_add(st, now, call_entry(id, cost, now, 0), {n = 1, u = cost, g = now, d = 0}) end
@@ -1637,7 +1630,7 @@ end
 -- rlfs2_acquire: ARGV 3 host, 4 inc, 5 lease (µs), 6 ticket, 7 cost, 8 how
 -- (letters: n nonblocking, f first: this ticket was never asked for), 9
 -- who ("pid,uid,gid"), 10 asked (µs: the ticket was first asked for after
--- it). The fast path (nobody waits, nothing due): the hot state, the
+-- it; only without f). The fast path (nobody waits, nothing due): the hot state, the
 -- host's lease entry and the clock are read, the rule is checked on
 -- counters, and the grant is written (its record, the host's set, the
 -- open set with max_hold, the hot state). Replies an admission.

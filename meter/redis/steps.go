@@ -34,8 +34,11 @@ func (s *Store) Enqueue(ctx context.Context, name string, r meter.Request) (mete
 		how += "f"
 	}
 	who := strconv.Itoa(h.PID) + "," + u64(uint64(h.UID)) + "," + u64(uint64(h.GID))
-	sent, err := s.fcall(ctx, "rlfs2_acquire", name, &rep, s.opt.Host, s.inc, s.leaseArg(), u64(r.Ticket),
-		strconv.FormatInt(r.Cost, 10), how, who, strconv.FormatInt(asked, 10))
+	args := []string{s.opt.Host, s.inc, s.leaseArg(), u64(r.Ticket), strconv.FormatInt(r.Cost, 10), how, who}
+	if !first {
+		args = append(args, strconv.FormatInt(asked, 10)) // (asked for before: since when)
+	}
+	sent, err := s.fcall(ctx, "rlfs2_acquire", name, &rep, args...)
 	if err != nil {
 		if errors.Is(err, meter.ErrUnavailable) {
 			s.host.unanswered(name) // it may have been granted: the renewal looks
