@@ -25,7 +25,6 @@ func pauseCase(t *testing.T, test func(t *testing.T, a, b *daemon), meters ...st
 	})
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
-		t.Skip("TEMPORARY: the fleet's pause lands with the rebuilt Lua library")
 		_, ds := fleet(t, 2, nil, meters...)
 		test(t, ds[0], ds[1])
 	})
@@ -194,4 +193,38 @@ func TestPauseDescriptorCannotLift(t *testing.T) {
 	require.Equal(t, "not paused", readPause(t, d, "m"))
 	require.NoError(t, h.stdin.Close())
 	h.waitOutput(t, "closed")
+}
+
+// TestPauseFleetSurvivesRedisRestart: the pause is kept in Redis with the
+// meter: after redis-server restarts from its AOF, it holds on every host
+// (an O_NONBLOCK open gets EAGAIN), the waiter queued before it keeps its
+// place, and a lift written on the other host grants it at once.
+func TestPauseFleetSurvivesRedisRestart(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t, "--appendonly", "yes")
+	ds := fleetOn(t, srv, 2, nil, "m=concurrency=0")
+	a, b := ds[0], ds[1]
+	writePause(t, a, "m", "1h")
+	before := readPause(t, b, "m")
+	require.Regexp(t, `^paused until \S+ \(in 59m59\.\d+s\) by pid \d+ .* on h1 through the pause file$`, before)
+	w := startProc(t, "cat", b.path("m", "acquire"))
+	a.waitStatus(t, "m", "waiting", "1")
+	srv.Restart()
+	n := len("paused until 2026-01-01T00:00:00")
+	for _, d := range ds {
+		var after string
+		waitFor(t, "the pause read on "+d.host()+" after Redis restarted", func() bool {
+			after = readPause(t, d, "m")
+			return strings.HasPrefix(after, "paused until ")
+		}, func() string { return after })
+		require.Equal(t, before[:n], after[:n], "the pause on %s after Redis restarted from its AOF", d.host())
+		c := startProc(t, python3.need(t), "-c", nonblockOpen, d.path("m", "acquire"))
+		c.waitOutput(t, "EAGAIN")
+	}
+	require.Equal(t, "1", a.status(t, "m")["waiting"], "the waiter queued before the restart")
+	lifted := time.Now()
+	writePause(t, a, "m", "0")
+	require.NoError(t, w.wait(t, pollTimeout), "cat acquire on h2, queued through the pause")
+	require.Less(t, time.Since(lifted), loaded(time.Second), "a lift grants at once")
+	require.Equal(t, "not paused", readPause(t, b, "m"))
 }

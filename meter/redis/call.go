@@ -41,6 +41,10 @@ const maxReloads = 3
 // MORE (a rebuild of 50 million entries takes 100,000 steps).
 const maxSteps = 100_000
 
+// errHeld is a revocation the store refused: max_hold ended the call, which
+// counts as completed; it stays, to be released (meter.ErrNotExist too).
+var errHeld = errors.New("redis: the call was ended by max_hold")
+
 // errAuth marks a store that refused rlfs's user: a wrong password, or an
 // ACL that does not allow what rlfs does. It is not an outage: the
 // operator must fix it.
@@ -118,18 +122,23 @@ func (s *Store) do(ctx context.Context, op string, cmd rueidis.Completed) (rueid
 }
 
 // classify turns a failure into the seam's errors, once for every call:
-//   - the caller's context ended: its error, nothing else is concluded;
+//   - the caller's context ended, or the store was closed: that error,
+//     nothing else is concluded;
 //   - no answer (connection refused or broken, timeout, client closed) and
 //     the answers of a store that cannot serve now (LOADING, MASTERDOWN,
 //     CLUSTERDOWN, TRYAGAIN, READONLY after a failover made the server a
 //     replica): meter.ErrUnavailable, and the recovery loop starts;
 //   - WRONGPASS, NOAUTH, NOPERM, DENIED: errAuth, with the fix;
 //   - the library's RLFS_NOSPACE and RLFS_NOCALL: meter.ErrNoSpace and
-//     meter.ErrNotExist;
+//     meter.ErrNotExist; RLFS_HELD (a revocation of a call that max_hold
+//     ended): errHeld, which is a meter.ErrNotExist;
 //   - anything else: wrapped, a failure of the store.
 func (s *Store) classify(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("redis: %s: %w", op, ctx.Err())
+	}
+	if s.base.Err() != nil {
+		return fmt.Errorf("redis: %s: %w", op, s.base.Err()) // Close
 	}
 	re, ok := rueidis.IsRedisErr(err)
 	if !ok {
@@ -150,6 +159,8 @@ func (s *Store) classify(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("%w: %s", meter.ErrNoSpace, rest)
 	case word == "RLFS_NOCALL":
 		return fmt.Errorf("%w: %s (%s)", meter.ErrNotExist, rest, op)
+	case word == "RLFS_HELD":
+		return fmt.Errorf("%w: %w: %s (%s)", errHeld, meter.ErrNotExist, rest, op)
 	}
 	return fmt.Errorf("redis: %s: %w", op, err)
 }

@@ -29,8 +29,12 @@ type hostState struct {
 	meters map[string]*meterPart // meters where this host has calls or waiters
 	defs   map[string]meter.Stored
 	outbox []outOp
-	remap  map[string]map[uint64]uint64
-	sync   struct{ store, local time.Time } // a store instant and the local instant it was read
+	// inflight counts the outbox's operations taken to be sent and not
+	// yet settled or returned.
+	inflight int
+	unsent   bool // the store took operations since the journal last said "sent"
+	remap    map[string]map[uint64]uint64
+	sync     struct{ store, local time.Time } // a store instant and the local instant it was read
 
 	epoch         string
 	reasserts     uint64 // times this host put back what the store lost
@@ -71,6 +75,9 @@ type outOp struct {
 	id     uint64
 	done   int64 // µs, store time estimate
 	revoke bool
+	// settled, if not nil, is closed once the store took it, or it is
+	// kept in the outbox for a store that does not answer (Release waits).
+	settled chan struct{}
 }
 
 func newHostState(opt Options, clock meter.Clock) *hostState {

@@ -14,7 +14,9 @@ import (
 
 // The outbox.
 
-// postpone keeps a completion (or revocation) for when the store is back.
+// postpone keeps a completion (or revocation) in the outbox, journaled,
+// until the store takes it: a release is sent from there (releases.go), and
+// what the store could not take waits there until it is back.
 func (h *hostState) postpone(o outOp) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -36,30 +38,74 @@ func (h *hostState) postpone(o outOp) {
 	}
 }
 
-// takeOutbox empties the outbox and returns what it held, in order.
+// takeOutbox empties the outbox and returns what it held, in order: the
+// caller delivers it, and hands back what the store did not take
+// (returnOutbox) or says how many it took (settled).
 func (h *hostState) takeOutbox() []outOp {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := h.outbox
 	h.outbox = nil
+	h.inflight += len(out)
 	return out
 }
 
-// keepOutbox puts back, before what came since, the operations the store
-// did not take.
-func (h *hostState) keepOutbox(rest []outOp) {
+// returnOutbox puts back, before what came since, the operations taken
+// that the store did not take.
+func (h *hostState) returnOutbox(rest []outOp) {
+	if len(rest) == 0 {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.outbox = append(append([]outOp(nil), rest...), h.outbox...)
+	h.inflight -= len(rest)
 }
 
-// delivered records that the store took the whole outbox.
-func (h *hostState) delivered() {
+// settled records that the store took n operations taken.
+func (h *hostState) settled(n int) {
+	if n == 0 {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.outbox) == 0 {
+	h.inflight -= n
+	h.unsent = true
+}
+
+// noteSent journals, once the outbox is empty and nothing is on its way,
+// that the store took what the journal put in it: a replay after a crash
+// does not deliver it again. The renewal loop calls it (one record a
+// tick, not one a release): a replay may deliver again the releases of the
+// last tick, which the store took already: that changes nothing (a call's
+// id is never given again while the store keeps its data, and Load drops
+// the outbox of a store that lost it).
+func (h *hostState) noteSent() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.unsent && len(h.outbox) == 0 && h.inflight == 0 {
+		h.journalLocked(jrec{K: "sent"})
+		h.unsent = false
+	}
+}
+
+// dropOutbox empties the outbox without delivering it (the store lost its
+// data: the ids it holds name calls of another store; their ends are in
+// the books, which re-assert puts back).
+func (h *hostState) dropOutbox() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.outbox) > 0 {
+		h.outbox = nil
 		h.journalLocked(jrec{K: "sent"})
 	}
+}
+
+// pending reports whether the outbox holds operations.
+func (h *hostState) pending() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.outbox) > 0
 }
 
 // The remap: call ids the store changed when this host put them back.

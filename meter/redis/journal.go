@@ -47,7 +47,8 @@ type journal struct {
 	f    *os.File
 	size int64
 	lock *os.File
-	bad  bool // a write failed: logged once, the journal is behind
+	bad  bool   // a write failed: logged once, the journal is behind
+	buf  []byte // the line being written (write's, reused)
 }
 
 // openJournal locks path's journal and reads what it holds.
@@ -131,11 +132,64 @@ func (j *journal) write(r jrec) error {
 	if j == nil {
 		return nil
 	}
-	b, _ := json.Marshal(r)
-	b = append(b, '\n')
-	n, err := j.f.Write(b)
+	j.buf = append(appendRec(j.buf[:0], r), '\n')
+	n, err := j.f.Write(j.buf)
 	j.size += int64(n)
 	return err
+}
+
+// appendRec appends r as json.Marshal writes it, without reflection when
+// its strings are plain (printable ASCII that JSON writes as is); else
+// through json.Marshal. TestJournalEncoding holds the two together.
+func appendRec(b []byte, r jrec) []byte {
+	for _, s := range []string{r.K, r.M, r.E, r.Spec} {
+		if !plainJSON(s) {
+			m, _ := json.Marshal(r)
+			return append(b, m...)
+		}
+	}
+	b = append(append(append(b, `{"k":"`...), r.K...), '"')
+	str := func(key, v string) {
+		if v != "" {
+			b = append(append(append(append(append(b, `,"`...), key...), `":"`...), v...), '"')
+		}
+	}
+	num := func(key string, v int64) {
+		if v != 0 {
+			b = strconv.AppendInt(append(append(append(b, `,"`...), key...), `":`...), v, 10)
+		}
+	}
+	unum := func(key string, v uint64) {
+		if v != 0 {
+			b = strconv.AppendUint(append(append(append(b, `,"`...), key...), `":`...), v, 10)
+		}
+	}
+	str("m", r.M)
+	str("e", r.E)
+	str("spec", r.Spec)
+	unum("mode", uint64(r.Mode))
+	unum("uid", uint64(r.UID))
+	unum("gid", uint64(r.GID))
+	unum("id", r.ID)
+	unum("t", r.Ticket)
+	num("g", r.G)
+	num("d", r.D)
+	num("c", r.C)
+	num("pid", int64(r.PID))
+	if r.Rev {
+		b = append(b, `,"rev":true`...)
+	}
+	return append(b, '}')
+}
+
+// plainJSON reports whether json.Marshal writes s as is between quotes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // rewrite replaces the journal with recs (a snapshot of what matters).

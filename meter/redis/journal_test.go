@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -96,4 +97,23 @@ func mustSpecT(t *testing.T, text string) meter.Spec {
 	s, err := meter.ParseSpec(text)
 	require.NoError(t, err)
 	return s
+}
+
+// The journal's lines are json.Marshal's, written without reflection when
+// the strings are plain (appendRec).
+func TestJournalEncoding(t *testing.T) {
+	for _, r := range []jrec{
+		{K: "call", M: "email", ID: 7, Ticket: 9, G: 1767225600000001, C: 3, PID: 42},
+		{K: "done", M: "api-v2.x", ID: 1 << 60, D: 1767225600000002},
+		{K: "out", M: "m", ID: 5, D: -1, Rev: true},
+		{K: "def", M: "m", Spec: "1/s,concurrency=0,max_hold=1h", Mode: 0o640, UID: 1000, GID: 100},
+		{K: "epoch", E: "0123456789abcdef"},
+		{K: "sent"},
+		{K: "def", M: `a "quoted" <name> & more`, Spec: "1/s"},
+		{K: "call", M: "ünïcode\x01", ID: 1},
+	} {
+		want, err := json.Marshal(r)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(appendRec(nil, r)), "%+v", r)
+	}
 }

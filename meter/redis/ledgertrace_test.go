@@ -2,7 +2,9 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -81,7 +83,16 @@ func (lt *ledgerTrace) logf(format string, args ...any) {
 func (lt *ledgerTrace) fail(format string, args ...any) {
 	lt.l.t.Helper()
 	k := keysOf(libPrefix, lt.name)
-	hist, _ := lt.l.c.Do(context.Background(), lt.l.c.B().Zrange().Key(k[8]).Min("0").Max("-1").Build()).AsStrSlice()
+	var hist []string
+	if b, err := lt.l.c.Do(context.Background(), lt.l.c.B().Get().Key(k[8]).Build()).AsBytes(); err == nil {
+		for i := 0; i+40 <= len(b); i += 40 {
+			var g [5]int64
+			for j := range g {
+				g[j] = int64(math.Float64frombits(binary.LittleEndian.Uint64(b[i+8*j:])))
+			}
+			hist = append(hist, fmt.Sprintf("%d:%d:%d:%d:%d", g[0], g[1], g[2], g[3], g[4]))
+		}
+	}
 	ledger, _ := lt.l.c.Do(context.Background(), lt.l.c.B().Zrange().Key(k[3]).Min("0").Max("-1").Build()).AsStrSlice()
 	var past []string
 	for _, p := range lt.st.Past {
@@ -169,11 +180,17 @@ func (lt *ledgerTrace) settle(id uint64, actual int64) {
 // stays; else nothing of it counts, and the buckets get their tokens back.
 func (lt *ledgerTrace) revoke(id uint64) {
 	lt.logf("revoke %d", id)
-	lt.l.revoke(lt.name, id)
+	refused := lt.l.revoke(lt.name, id)
 	lt.st.Expire(lt.spec, lt.now())
 	i := slices.IndexFunc(lt.st.Calls, func(c meter.Call) bool { return c.ID == id })
 	if i < 0 || !lt.st.Calls[i].InProgress() {
+		if refused == "" {
+			lt.fail("revoke %d of a call not in progress: taken back", id)
+		}
 		return
+	}
+	if refused != "" {
+		lt.fail("revoke %d of a call in progress: %s", id, refused)
 	}
 	c := lt.st.Calls[i]
 	lt.st.Calls = slices.Delete(lt.st.Calls, i, i+1)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,13 +28,28 @@ func (l *lib) hot(name string) (on, held float64) {
 	return f(12), f(15) // ON, HELD (rlfs.lua's FIELDS)
 }
 
+// rlfs.lua's budgets: AGE entries walked to age a window, LAPSE calls of
+// a lapsed host ended, a step.
+const libAge, libLapse = 96, 12
+
+// stepsOf is how many steps of budget b n entries take.
+func stepsOf(n, b int) int { return (n + b - 1) / b }
+
 // Ageing moves each window's start past what stopped counting, each entry
-// once: across many calls it reads only what is due; a jump that leaves
-// more than a step's budget at once is aged in steps (MORE), and the rule
-// answers only when all is aged.
+// once: across many calls it reads only what is due. A call window moves
+// by rank (one ZCOUNT), however many leave; a units window walks the
+// entries that leave, and a jump that leaves more than a step's budget
+// (libAge) at once is aged in steps (MORE); the rule answers only when all
+// is aged.
 func TestLibraryAgeing(t *testing.T) {
+	for _, spec := range []string{"2000/1s,concurrency=0", "units:2000/1s,concurrency=0"} {
+		t.Run(spec, func(t *testing.T) { testAgeing(t, spec, strings.HasPrefix(spec, "units:")) })
+	}
+}
+
+func testAgeing(t *testing.T, spec string, walks bool) {
 	l := newLib(t)
-	l.create("m", "2000/1s,concurrency=0")
+	l.create("m", spec)
 	start := l.now
 	for i := range 1500 {
 		l.now = start + int64(i)*500 // a call every 0.5 ms
@@ -44,15 +60,18 @@ func TestLibraryAgeing(t *testing.T) {
 		at     time.Duration
 		used   int64
 		start  int64
-		mores  int
+		mores  int           // walking
 		nextAt time.Duration // the next instant an entry leaves
 	}{
 		{1000 * time.Millisecond, 1499, 1, 0, 1000500 * time.Microsecond},
-		{1100 * time.Millisecond, 1299, 201, 0, 1100500 * time.Microsecond},
-		{1100 * time.Millisecond, 1299, 201, 0, 1100500 * time.Microsecond}, // nothing due: nothing read
-		{1399 * time.Millisecond, 701, 799, 2, 1399500 * time.Microsecond},  // 598 at once: three steps of 256
-		{3 * time.Second, 0, 1500, 2, 0},                                    // 701 at once: three steps
+		{1100 * time.Millisecond, 1299, 201, stepsOf(200, libAge) - 1, 1100500 * time.Microsecond}, // 200 at once
+		{1100 * time.Millisecond, 1299, 201, 0, 1100500 * time.Microsecond},                        // nothing due: nothing read
+		{1399 * time.Millisecond, 701, 799, stepsOf(598, libAge) - 1, 1399500 * time.Microsecond},  // 598 at once
+		{3 * time.Second, 0, 1500, stepsOf(701, libAge) - 1, 0},                                    // 701 at once
 	} {
+		if !walks {
+			tc.mores = 0
+		}
 		l.now = start + tc.at.Microseconds()
 		ok, _ := l.peek("m", 1)
 		require.True(t, ok, "peek at +%v", tc.at)
@@ -123,7 +142,26 @@ func TestLibraryExpiry(t *testing.T) {
 	require.Equal(t, int64(2), lg.history, "both calls in the history: they count in no window")
 }
 
-// A host whose lease lapsed has its calls ended at the lapse, 128 a step:
+// Expiry of more holds than a step's budget goes on in the next steps
+// (MORE) until every hold that ended is ended, and only then does the rule
+// answer. (It stopped after the first step's budget: the rest stayed in
+// progress, concurrency counting them, until some later instant.)
+func TestLibraryExpiryInSteps(t *testing.T) {
+	l := newLib(t)
+	l.create("m", "1000000/1h,concurrency=1000,max_hold=1m")
+	for i := range 1000 {
+		l.grant("m", uint64(i+1), 1)
+	}
+	require.EqualValues(t, admRefused, l.acquire("m", 1001, 1).kind, "concurrency=1000: the 1001st waits")
+	l.advance(2 * time.Minute)
+	id := l.grant("m", 1002, 1)
+	require.GreaterOrEqual(t, l.mores, 3, "MORE replies: 1000 holds end, a step's budget at a time")
+	lg := l.ledger("m")
+	require.Equal(t, []int64{1, 1000}, []int64{lg.on, lg.held}, "in progress: call %d alone; held: the 1000 max_hold ended", id)
+	require.Equal(t, []int64{1000}, lg.sum, "the window counts the 1000 completed at their hold's end")
+}
+
+// A host whose lease lapsed has its calls ended at the lapse, libLapse a step:
 // until the last step the rest are in progress still (the safe side), and
 // nothing is decided.
 func TestLibraryLapseInChunks(t *testing.T) {
@@ -139,12 +177,14 @@ func TestLibraryLapseInChunks(t *testing.T) {
 	l.now = start + 2*lease
 	m, err := l.send("rlfs2_acquire", "m", "a", "i", strconv.FormatInt(libLease, 10), "1001", "1", "nf", "7,1000,1000", "0")
 	require.NoError(t, err)
-	require.True(t, isMore(m), "the first step after b's lapse ends 128 of its 600 calls and replies MORE")
+	require.True(t, isMore(m), "the first step after b's lapse ends libLapse of its 600 calls and replies MORE")
 	on, _ := l.hot("m")
-	require.EqualValues(t, 600-128+1, on, "calls in progress between the steps: b's other calls, a's")
+	require.EqualValues(t, 600-libLapse+1, on, "calls in progress between the steps: b's other calls, a's")
 	r := l.acquireAs("m", "a", libLease, 1001, 1, true)
 	require.EqualValues(t, admGranted, r.kind, "a's acquire once b's calls ended")
-	require.Equal(t, 3, l.mores, "MORE replies after the first: 256, 384, 512 ended, then the last step")
+	// a step that ends libLapse calls replies MORE (there may be more): the
+	// last one ends none, then b's waiters
+	require.Equal(t, 600/libLapse-1, l.mores, "MORE replies after the first")
 	v := l.view("m")
 	require.Equal(t, int64(2), v.holders, "holders: a's two calls")
 	require.Equal(t, []int64{602}, v.usage, "b's 600 calls count from the lapse, a's 2 in progress")
@@ -192,29 +232,29 @@ func TestLibraryWideningPutsBack(t *testing.T) {
 	l := newLib(t)
 	l.create("m", "1000/100ms,concurrency=0")
 	start := l.now
-	for i := range 50 {
+	for i := range 30 {
 		l.now = start + int64(i)*1000
 		l.release("m", l.grant("m", uint64(i+1), 1))
 	}
 	l.now = start + 500_000
-	l.release("m", l.grant("m", 100, 1)) // retires the 50: they count in no window
+	l.release("m", l.grant("m", 100, 1)) // retires the 30: they count in no window
 	lg := l.ledger("m")
-	require.Equal(t, int64(50), lg.history, "groups in the history")
+	require.Equal(t, int64(30), lg.history, "groups in the history")
 	require.Equal(t, int64(1), lg.ledger, "ledger entries: the last call")
-	require.Equal(t, int64(50), l.view("m").retired, "retired calls")
+	require.Equal(t, int64(30), l.view("m").retired, "retired calls")
 	l.setSpec("m", "1000/1s,concurrency=0")
 	v := l.view("m")
-	require.Equal(t, []int64{51}, v.usage, "usage under 1000/1s: the 50 put back and the last")
-	require.Equal(t, int64(50), v.retired, "retired calls, put back or not")
+	require.Equal(t, []int64{31}, v.usage, "usage under 1000/1s: the 30 put back and the last")
+	require.Equal(t, int64(30), v.retired, "retired calls, put back or not")
 	st := meter.State{}
 	spec := mustSpecT(t, "1000/100ms,concurrency=0")
-	for i := range 50 {
+	for i := range 30 {
 		c := st.Grant(spec, at(int64(i)*1000), meter.Holder{})
 		st.Complete(c.ID, at(int64(i)*1000))
 	}
 	c := st.Grant(spec, at(500_000), meter.Holder{})
 	st.Complete(c.ID, at(500_000))
 	st.Retire(spec, at(500_000), meter.DefaultHistory)
-	require.Equal(t, 51, meter.Usage(mustSpecT(t, "1000/1s"), mustSpecT(t, "1000/1s").Windows[0], &st, at(500_000)),
+	require.Equal(t, 31, meter.Usage(mustSpecT(t, "1000/1s"), mustSpecT(t, "1000/1s").Windows[0], &st, at(500_000)),
 		"meter.State's usage agrees")
 }

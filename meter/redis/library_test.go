@@ -17,7 +17,7 @@ import (
 // age, reads the hot state and the host's lease entry and writes the call
 // (its record, the open set, the host's set) and the hot state; a release
 // reads and deletes its call and writes the ledger (or, without windows,
-// the history). Neither reads the meter's calls, waiters, hosts or history.
+// appends to the history). Neither reads the meter's calls, waiters, hosts or history.
 func TestLibraryFastPaths(t *testing.T) {
 	l := newLib(t)
 	for _, tc := range []struct {
@@ -27,9 +27,9 @@ func TestLibraryFastPaths(t *testing.T) {
 		{spec: "1000/1h,concurrency=0",
 			acquire: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hset": 1, "zadd": 1, "set": 1},
 			release: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hdel": 1, "zrem": 1, "zadd": 1, "set": 1}},
-		{spec: "concurrency=5000", // without windows, straight into the history
+		{spec: "concurrency=5000", // without windows, straight into the history (appended)
 			acquire: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hset": 1, "zadd": 1, "set": 1},
-			release: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hdel": 1, "zrem": 1, "zadd": 1, "zcard": 1, "set": 1}},
+			release: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hdel": 1, "zrem": 1, "append": 1, "zcard": 1, "set": 1}},
 		{spec: "1000/1h,concurrency=0,max_hold=1m", // the open set too, in grant order
 			acquire: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hset": 1, "zadd": 2, "set": 1},
 			release: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hdel": 1, "zrem": 2, "zadd": 1, "set": 1}},
@@ -56,10 +56,12 @@ type libStep struct {
 
 // run plays steps on meter name. Operations: "acquire TICKET [COST] [block]
 // [host H]", "release ID", "settle ID ACTUAL", "revoke ID", "peek COST",
-// "view". Replies: "granted ID", "queued SEQ wake W", "refused busy|
-// waiters|toobig"; a step reply "wake W"; "ok" or "at W" or "after a
-// release" (peek); "used U... holders H held X waiters N" (view); W is an
-// instant as +DURATION from the start, or "none".
+// "view", "pause D", "lift", "paused". Replies: "granted ID", "queued SEQ
+// wake W", "refused busy|waiters|toobig"; a step reply "wake W"; "ok" or
+// "at W" or "after a release" (peek); "used U... holders H held X waiters
+// N" (view); "set|kept until W" (pause, lift); "until W by B from F; next
+// W" (paused: the view's pause and next grant); W is an instant as
+// +DURATION from the start, or "none".
 func (l *lib) run(name string, steps []libStep) {
 	l.t.Helper()
 	start := l.now
@@ -102,7 +104,7 @@ func (l *lib) run(name string, steps []libStep) {
 		case "settle":
 			l.settle(name, uint64(arg(1)), arg(2))
 		case "revoke":
-			l.revoke(name, uint64(arg(1)))
+			got = l.revoke(name, uint64(arg(1)))
 		case "peek":
 			switch ok, at := l.peek(name, arg(1)); {
 			case ok:
@@ -115,6 +117,19 @@ func (l *lib) run(name string, steps []libStep) {
 		case "view":
 			v := l.view(name)
 			got = fmt.Sprintf("used %v holders %d held %d waiters %d", v.usage, v.holders, v.held, v.waiters)
+		case "pause", "lift":
+			d := "lift"
+			if f[0] == "pause" {
+				pd, err := time.ParseDuration(f[1])
+				require.NoError(l.t, err, "step %d: %s", i, s.op)
+				d = strconv.FormatInt(pd.Microseconds(), 10)
+			}
+			var r pauseReply
+			l.step(&r, "rlfs2_pause", name, d, "pid 7 on a", "the test")
+			got = map[bool]string{true: "set", false: "kept"}[r.set] + " until " + rel(r.until)
+		case "paused":
+			v := l.view(name)
+			got = fmt.Sprintf("until %s by %s from %s; next %s", rel(v.pause.until), v.pause.by, v.pause.from, rel(v.nextAt))
 		}
 		require.Equal(l.t, s.want, got, "step %d at +%v: %s", i, s.at, s.op)
 	}
@@ -138,6 +153,9 @@ func TestLibrarySteps(t *testing.T) {
 			{ms(1000), "view", "used [] holders 1 held 0 waiters 0"},
 			{ms(2999), "peek 1", "at +3s"},
 			{ms(3000), "peek 1", "ok"}, // max_hold ended call 2
+			{ms(3000), "view", "used [] holders 0 held 1 waiters 0"},
+			{ms(3000), "revoke 2", "RLFS_HELD"}, // it counts as completed: kept, to be released
+			{ms(3000), "revoke 9", "RLFS_NOCALL"},
 			{ms(3000), "view", "used [] holders 0 held 1 waiters 0"},
 		}},
 		{"concurrency=1", []libStep{

@@ -129,10 +129,19 @@ func (l *lib) settle(name string, id uint64, actual int64) {
 	l.step(&r, "rlfs2_settle", name, u64(id), strconv.FormatInt(actual, 10))
 }
 
-func (l *lib) revoke(name string, id uint64) {
+// revoke takes back call id: "" when it did, else the library's refusal
+// (RLFS_HELD: max_hold ended it; RLFS_NOCALL: no such call).
+func (l *lib) revoke(name string, id uint64) string {
 	l.t.Helper()
+	m, err := l.send("rlfs2_revoke", name, u64(id))
+	if re, ok := rueidis.IsRedisErr(err); ok {
+		word, _, _ := strings.Cut(re.Error(), " ")
+		return word
+	}
+	require.NoError(l.t, err, "rlfs2_revoke %s %d", name, id)
 	var r stepReply
-	l.step(&r, "rlfs2_revoke", name, u64(id))
+	require.NoError(l.t, r.decode(m), "rlfs2_revoke reply")
+	return ""
 }
 
 // peek is the rule's answer for a call of cost now: ok, or when (µs; 0

@@ -18,10 +18,13 @@ import (
 // It also ends, in every meter, the calls and waiters of this host's
 // earlier daemons: they died with it.
 func (s *Store) Load(ctx context.Context) ([]meter.Stored, error) {
-	if _, err := s.flushOutbox(); err != nil {
+	lost := s.host.takeLostWhileDown()
+	if lost {
+		s.host.dropOutbox()
+	} else if _, err := s.flushOutbox(); err != nil {
 		return nil, err
 	}
-	if s.host.takeLostWhileDown() {
+	if lost {
 		s.reassert(ctx)
 	}
 	names, err := s.meterNames(ctx)

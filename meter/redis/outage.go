@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -94,18 +93,12 @@ func (s *Store) ping() bool {
 	return s.c.Do(cctx, s.c.B().Ping().Build()).Error() == nil
 }
 
-// flushOutbox delivers the completions and revocations kept while the
-// store was unreachable, in order, and returns how many.
+// flushOutbox delivers the completions and revocations kept in the
+// outbox (releases.go), and returns how many.
 func (s *Store) flushOutbox() (int, error) {
 	out := s.host.takeOutbox()
-	for i, o := range out {
-		if err := s.deliver(s.base, o); errors.Is(err, meter.ErrUnavailable) {
-			s.host.keepOutbox(out[i:])
-			return i, err
-		}
+	if len(out) == 0 {
+		return 0, nil
 	}
-	if len(out) > 0 {
-		s.host.delivered()
-	}
-	return len(out), nil
+	return s.deliverOps(out)
 }

@@ -21,7 +21,7 @@ const (
 )
 
 // reassertChunk is how many call records one rlfs2_reassert takes.
-const reassertChunk = 128
+const reassertChunk = 8
 
 // checkEpoch notices a store that lost its data, puts back this host's
 // meters and calls, and tells the engine about each meter put back. After

@@ -31,6 +31,7 @@ func (s *Store) renewLoop() {
 		}
 		s.reconcile(false)
 		s.host.tidy(s.host.storeNowEstimate())
+		s.host.noteSent()
 	}
 }
 

@@ -195,14 +195,16 @@ type viewReply struct {
 	retired, retiredSince  int64
 	call, waiter           string // records ("": none)
 	place                  int64
+	pause                  pauseReply // until, by, from (until 0: none)
 }
 
 func (r *viewReply) decode(m rueidis.RedisMessage) error {
-	f := fieldsOf(m, 22)
+	f := fieldsOf(m, 25)
 	*r = viewReply{now: f.int(0), spec: f.str(1), mode: f.str(2), uid: f.str(3), gid: f.str(4), grants: f.int(5),
 		version: f.int(6), tat: f.int(7), utat: f.int(8), nextOK: f.int(10) == 1, nextAt: f.int(11), wake: f.int(12),
 		holders: f.int(14), held: f.int(15), waiters: f.int(16), retired: f.int(17), retiredSince: f.int(18),
-		call: f.str(19), waiter: f.str(20), place: f.int(21)}
+		call: f.str(19), waiter: f.str(20), place: f.int(21),
+		pause: pauseReply{until: f.int(22), now: f.int(0), by: f.str(23), from: f.str(24)}}
 	u := f.list(9)
 	for i := range u.a {
 		r.usage = append(r.usage, u.int(i))
@@ -212,6 +214,20 @@ func (r *viewReply) decode(m rueidis.RedisMessage) error {
 		r.hosts = append(r.hosts, h.str(i))
 	}
 	return errors.Join(f.err, u.err, h.err)
+}
+
+// pauseReply is the reply of rlfs2_pause: the pause in force (until 0:
+// none), and whether it is the one asked for (set).
+type pauseReply struct {
+	until, now int64
+	set        bool
+	by, from   string
+}
+
+func (r *pauseReply) decode(m rueidis.RedisMessage) error {
+	f := fieldsOf(m, 5)
+	*r = pauseReply{until: f.int(0), now: f.int(1), set: f.int(2) == 1, by: f.str(3), from: f.str(4)}
+	return f.err
 }
 
 // listReply is the reply of rlfs2_list: a cursor ("0": done) and records

@@ -16,7 +16,7 @@
 --   K[6]  w   hash: seq -> waiter record
 --   K[7]  t   hash: host:inc:ticket -> seq (queued) or "c"..id (granted)
 --   K[8]  h   hash: host -> "lease expiry,incarnation"
---   K[9]  p   zset: the history, groups of retired calls, score = done
+--   K[9]  p   string: the history, groups of retired calls (see The history)
 --   K[10] d   hash: data file name -> content
 --   K[11] dm  hash: data file name -> "size,mtime"
 --   K[12] lo  zset: count=grant: calls in progress that count in no window
@@ -49,15 +49,18 @@
 -- store sends it again.
 
 local LAYOUT = '2'
-local STEP = 256      -- ledger or open-set entries one function ages or expires
-local RETIRE = 512    -- ledger entries one release retires (meter.Ledger does the same)
-local LAPSE = 128     -- calls (and waiters) of a lapsed host one function ends
-local REBUILD = 256   -- entries one rebuild or migration step reads
+-- A step's budgets, so that no FCALL runs longer than a few hundred µs
+-- whatever the meter's size (docs/engine.md has the measured times):
+local AGE = 96        -- ledger entries one step walks to age a window (a call window moves by rank: no walk)
+local HOLD = 8        -- an expired hold costs as much of that budget as eight aged entries
+local RETIRE = 32     -- ledger entries one release retires (meter.MaxRetire: the same)
+local LAPSE = 12      -- calls (and waiters) of a lapsed or restarted host one step ends
+local REBUILD = 64    -- entries one rebuild or migration step reads
 local MAXWALK = 256   -- entries the k-th end walks (meter.MaxWalk)
-local DISPATCH = 256  -- grants one dispatch makes
-local LIST = 256      -- records one list step returns
+local DISPATCH = 8    -- grants one dispatch makes (then it asks for another at once)
+local RELEASES = 16   -- releases one rlfs2_release takes (releases.go: maxReleases)
+local LIST = 96       -- records one list step returns
 local MAXPAST, PASTDIV = 256, 16
-local RESUME_CHECK = 100000
 
 -- Numbers and records -------------------------------------------------------
 
@@ -66,6 +69,10 @@ local function num(x) return tonumber(x) or 0 end
 -- int prints a number as an integer: Lua's own conversion writes large ones
 -- (microseconds since the epoch) in exponent notation.
 local function int(n) return string.format('%d', n) end
+
+-- INST is what the library's instance found out once, by its first step
+-- (resume): run, the server's run id (false: INFO refused).
+local INST = {}
 
 -- minpos is the earlier of two instants, where 0 means none.
 local function minpos(a, b)
@@ -117,19 +124,32 @@ local function add_sat(a, b) return math.min(a + b, MAXUSAGE) end
 
 local function tkey(host, inc, ticket) return host .. ':' .. inc .. ':' .. ticket end
 
-local CALL, ONE = '<ddddddssss', '\1'
+local CALL, CALLB = '<ddddddssss', '<Bddddddssss'
+
+-- Allocations are what a step costs most (a small table or a new string
+-- costs more than a command): the fast paths make few. call_of fills one
+-- scratch table (a call is used before the next is read), and records are
+-- written from values.
+local CALLC = {}
 
 -- a call: its id (and sid, as a string: the field of its record), grant
 -- g, ticket, cost, actual, absorbed ab, held done, tix, host, incarnation
--- inc and who ("pid,uid,gid").
+-- inc and who ("pid,uid,gid"). The table is call_of's scratch: valid until
+-- the next call_of (copy what must outlive it).
 local function call_of(sid, s)
-  local g, cost, actual, ab, done, tix, ticket, host, inc, who = struct.unpack(CALL, s, 2)
-  return {id = tonumber(sid), sid = sid, g = g, ticket = ticket, cost = cost, actual = actual,
-          ab = ab, done = done, tix = tix == 1, host = host, inc = inc, who = who}
+  local c = CALLC
+  c.g, c.cost, c.actual, c.ab, c.done, c.tix, c.ticket, c.host, c.inc, c.who = struct.unpack(CALL, s, 2)
+  c.id, c.sid, c.tix = tonumber(sid), sid, c.tix == 1
+  return c
+end
+
+-- record is a call's record, from its fields.
+local function record(g, cost, actual, ab, done, tix, ticket, host, inc, who)
+  return struct.pack(CALLB, 1, g, cost, actual, ab, done, tix and 1 or 0, ticket, host, inc, who)
 end
 
 local function call_text(c)
-  return ONE .. struct.pack(CALL, c.g, c.cost, c.actual, c.ab, c.done, c.tix and 1 or 0, c.ticket, c.host, c.inc, c.who)
+  return record(c.g, c.cost, c.actual, c.ab, c.done, c.tix, c.ticket, c.host, c.inc, c.who)
 end
 
 local function lease_text(exp, inc) return string.format('%d,%s', exp, inc) end
@@ -140,16 +160,16 @@ local function lease_of_text(s)
   return tonumber(string.sub(s, 1, i - 1)), string.sub(s, i + 1)
 end
 
+
 -- units of a call: its settled cost if settled, else its estimate.
 local function units(c)
   if c.actual >= 0 then return c.actual end
   return c.cost
 end
 
-local WAITER = '^([^,]*),([^,]*),([^,]*),(%d+),(%d+),(.*)$'
 
 local function waiter_of(seq, s)
-  local host, inc, ticket, since, cost, who = string.match(s, WAITER)
+  local host, inc, ticket, since, cost, who = string.match(s, '^([^,]*),([^,]*),([^,]*),(%d+),(%d+),(.*)$')
   return {seq = seq, host = host, inc = inc, ticket = ticket, since = tonumber(since), cost = tonumber(cost), who = who}
 end
 
@@ -165,11 +185,14 @@ local function entry_of(m)
   return {id = id, n = 1, u = tonumber(u), g = tonumber(g), d = d, first = d}
 end
 
-local function call_entry(id, u, g, d) return string.format('%d:%d:%d:%d', id, u, g, d) end
+-- units_of is the units of ledger member m, a call's (not a group's),
+-- read without parsing the rest: the walks read it for every entry.
+local function units_of(m)
+  local i = string.find(m, ':', 1, true)
+  return tonumber(string.sub(m, i + 1, string.find(m, ':', i + 1, true) - 1))
+end
 
--- CALLONE stands for a call entry where only its weight in a call window
--- (1) is needed.
-local CALLONE = {n = 1, u = 1, d = 1}
+local function call_entry(id, u, g, d) return string.format('%d:%d:%d:%d', id, u, g, d) end
 
 -- group_text is a group "n:first:granted:done:units" (the tail of a past
 -- member and of a ledger group).
@@ -215,24 +238,32 @@ end
 -- written with one SET. The parsed spec is cached by the library, by the
 -- meter's tag and its spec's version and signature (sver, sig in s).
 --
--- s holds, in order (FIELDS): sver, sig, the layout (2), flags (1: a
+-- s holds, in order (FIELDS): sver, sig, its layout (3: the history a
+-- string; 2: a sorted set, converted by the first step), flags (1: a
 -- rebuild or migration under way, see m's rb), next_id, grants, revoked,
 -- lapses, seq (the last arrival number), ops, hwm (the time high-water
 -- mark), on and ouh:oul (the open set's count and units), held (calls held
 -- after max_hold), nx (the next instant something leaves a window or a
 -- hold ends; 0 none), minexp (the earliest lease expiry), tat, utat (the
--- buckets), quiet (nothing is granted before it: a meter put back after
--- the store lost its data), pn (the history's groups), pseq (their last
--- insertion number), pfd (a lower bound of their oldest completion), qn
--- (waiters); then for each window i: wp (its start: how many ledger entries
--- it left behind), wh:wl (the sum of what it counts in the ledger).
+-- buckets), gate (nothing is granted before it: the later of the quiet
+-- time's end and the pause's, so that the fast path checks both with one
+-- comparison), pn (the history's groups), pseq (their last insertion
+-- number), pfd (a lower bound of their oldest completion), qn (waiters),
+-- qend (the end of the quiet time of a meter put back after the store lost
+-- its data), pld (the newest group's completion in the history); then for
+-- each window i: wp (its start: how many ledger
+-- entries it left behind), wh:wl (the sum of what it counts in the
+-- ledger). The pause itself (until, by whom, from where) is in m: pu, pby,
+-- pfrom (see Pause).
 
 local FIELDS = {'sver', 'sig', 'layout', 'flags', 'next_id', 'grants', 'revoked', 'lapses', 'seq', 'ops', 'hwm',
-                'on', 'ouh', 'oul', 'held', 'nx', 'minexp', 'tat', 'utat', 'quiet', 'pn', 'pseq', 'pfd', 'qn'}
+                'on', 'ouh', 'oul', 'held', 'nx', 'minexp', 'tat', 'utat', 'quiet', 'pn', 'pseq', 'pfd', 'qn',
+                'qend', 'pld'}
 local SVER, SIG, LAYOUT_I, FLAGS, NEXT_ID, GRANTS, REVOKED, LAPSES, SEQ, OPS, HWM = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-local ON, OUH, OUL, HELD, NX, MINEXP, TAT, UTAT, QUIET, PN, PSEQ, PFD, QN = 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
-  22, 23, 24
-local BASE = 24
+local ON, OUH, OUL, HELD, NX, MINEXP, TAT, UTAT, GATE, PN, PSEQ, PFD, QN, QEND, PLD = 12, 13, 14, 15, 16, 17, 18, 19,
+  20, 21, 22, 23, 24, 25, 26
+local BASE = 26
+local SLAYOUT = 3 -- the hot state's layout (v[LAYOUT_I])
 
 local formats = {}
 local function format_of(nwin)
@@ -245,15 +276,51 @@ local function format_of(nwin)
 end
 
 -- The hot state is an array v in the order of FIELDS, then each window's
--- start and sum (at the indices w.p, w.h, w.l of spec_of).
+-- start and sum (at the indices w.p, w.h, w.l of spec_of). A state of
+-- layout 2 (24 or 25 numbers before the windows': its length tells) gets
+-- qend and pld (its history is converted by upkeep).
 local function state_of(blob)
-  local v = {struct.unpack(format_of((#blob / 8 - BASE) / 3), blob)}
+  local n = #blob / 8
+  if (n - BASE) % 3 ~= 0 then
+    local v = {struct.unpack('<' .. string.rep('d', n), blob)}
+    v[#v] = nil
+    if (n - 24) % 3 == 0 then table.insert(v, QEND, v[GATE]) end
+    table.insert(v, PLD, 0)
+    return v
+  end
+  local v = {struct.unpack(format_of((n - BASE) / 3), blob)}
   v[#v] = nil -- struct.unpack's next position
   return v
 end
 
 local function blob_of(v, nwin)
   return struct.pack(format_of(nwin), unpack(v, 1, BASE + 3 * nwin))
+end
+
+-- blobs and states cache each meter's hot state, by its tag, as this
+-- library last wrote it: the blob, and its numbers (v). A step whose GET
+-- returns that blob (Lua interns strings: one comparison) takes v instead
+-- of decoding it; blobs[tag] is false while a step has it (a step that
+-- fails half-way leaves nothing changed behind). Anything that writes s
+-- otherwise (another server, a test) writes another blob, decoded anew.
+local blobs, states, nblobs = {}, {}, 0
+
+-- cached_state is the hot state of meter tag as stored in blob.
+local function cached_state(tag, blob)
+  if blobs[tag] == blob then
+    blobs[tag] = false
+    return states[tag]
+  end
+  return state_of(blob)
+end
+
+-- cache_state remembers v as meter tag's hot state, stored as blob.
+local function cache_state(tag, blob, v)
+  if blobs[tag] == nil then
+    if nblobs >= 4096 then blobs, states, nblobs = {}, {}, 0 end
+    nblobs = nblobs + 1
+  end
+  blobs[tag], states[tag] = blob, v
 end
 
 -- sig_of is a checksum of a spec's text: with sver, it tells the cached
@@ -326,7 +393,7 @@ end
 local function fresh_state(version, text, nwin)
   local v = {}
   for i = 1, BASE + 3 * nwin do v[i] = 0 end
-  v[SVER], v[SIG], v[LAYOUT_I], v[NEXT_ID] = version, sig_of(text), 2, 1
+  v[SVER], v[SIG], v[LAYOUT_I], v[NEXT_ID] = version, sig_of(text), SLAYOUT, 1
   return v
 end
 
@@ -338,18 +405,20 @@ local function legacy_state(K)
   for i, k in ipairs(FIELDS) do
     if k ~= 'sver' and k ~= 'sig' and k ~= 'layout' and f[k] then v[i] = num(f[k]) end
   end
-  v[NEXT_ID], v[FLAGS] = math.max(v[NEXT_ID], 1), 1
+  v[NEXT_ID], v[FLAGS], v[QEND] = math.max(v[NEXT_ID], 1), 1, v[GATE]
   redis.call('HSET', K[1], 'rb', 'mp', 'rbc', '0')
   return v
 end
 
 -- open reads the meter's hot state, its spec and the clock (never behind
--- the meter's high-water mark). nil: no such meter.
+-- the meter's high-water mark) into st (ST, the one scratch table of a
+-- step: a function opens one meter). nil: no such meter.
+local ST = {}
 local function open(K, A)
   local blob = redis.call('GET', K[15])
   local v
   if blob then
-    v = state_of(blob)
+    v = cached_state(K.tag, blob)
   elseif redis.call('EXISTS', K[1]) == 1 then
     v = legacy_state(K)
   else
@@ -360,13 +429,19 @@ local function open(K, A)
   local now = clock(A)
   local prev = v[HWM]
   if now < prev then now = prev else v[HWM] = now end
-  return {K = K, tag = tag, S = S, v = v, now = now, prev = prev, prefix = A[1], name = S.name, work = 0}
+  -- one scratch table: a function opens one meter, once
+  local st = ST
+  st.K, st.tag, st.S, st.v, st.now, st.prev, st.prefix, st.name, st.work = K, tag, S, v, now, prev, A[1], S.name, 0
+  st.gone, st.opsd, st.f = nil, nil, nil
+  return st
 end
 
 -- flush writes the hot state back.
 local function flush(st)
   if st.gone then return end
-  redis.call('SET', st.K[15], blob_of(st.v, #st.S.windows))
+  local blob = blob_of(st.v, #st.S.windows)
+  redis.call('SET', st.K[15], blob)
+  cache_state(st.tag, blob, st.v)
 end
 
 -- ops orders what functions tell hosts about the queue: a host applies a
@@ -413,6 +488,14 @@ local function missing() return redis.error_reply('RLFS_NOMETER no such meter') 
 local function weight(w, e)
   if w.units then return e.u end
   return e.n
+end
+
+-- weight_of is weight(w, entry_of(m)) for ledger member m: a call weighs 1
+-- in a call window, its units in a units window.
+local function weight_of(w, m)
+  if string.byte(m, 1) == 103 then return weight(w, entry_of(m)) end
+  if w.units then return units_of(m) end
+  return 1
 end
 
 -- ledger_add adds entry e (member m) at count time x. With lmode 'g', a
@@ -469,6 +552,97 @@ local function count_time(S, e)
   return e.d
 end
 
+-- The history -------------------------------------------------------------------
+--
+-- The history (p) is one string of groups, five little-endian doubles each
+-- (n, first, granted, done, units), ordered by done, then by insertion (as
+-- meter.State's Past); PN counts them, PFD is the oldest's done, PLD the
+-- newest's. Groups that come in order are appended (APPEND); anything else
+-- (out of order, dropping old groups, compaction, a widening that puts
+-- groups back) reads and writes it whole: at most MAXPAST + RETIRE groups,
+-- a few KB, decoded and encoded by struct in one call each.
+
+local function dformat(k) return '<' .. string.rep('d', k) end
+
+-- hist_read is the history as one flat array: n, first, g, d, u of each
+-- group in turn.
+local function hist_read(st)
+  local b = redis.call('GET', st.K[9])
+  if not b or #b < 40 then return {} end
+  local H = {struct.unpack(dformat(#b / 8), b)}
+  H[#H] = nil
+  return H
+end
+
+-- hist_write stores the history H (flat) whole, and its counters.
+local function hist_write(st, H)
+  local v, k = st.v, #H
+  if k == 0 then
+    redis.call('DEL', st.K[9])
+    v[PN], v[PFD], v[PLD] = 0, 0, 0
+    return
+  end
+  redis.call('SET', st.K[9], struct.pack(dformat(k), unpack(H)))
+  v[PN], v[PFD], v[PLD] = k / 5, H[4], H[k - 1]
+end
+
+-- hist_add adds groups G (flat, in the order they came) to the history:
+-- sorted by done, stably, then appended if none is older than the newest
+-- there, else merged in after the groups of the same done (meter's
+-- addPast).
+local function hist_add(st, G)
+  local v, k = st.v, #G
+  if k == 0 then return end
+  local sorted = true
+  for i = 9, k, 5 do
+    if G[i] < G[i - 5] then sorted = false end
+  end
+  if not sorted then
+    local idx = {}
+    for i = 1, k / 5 do idx[i] = i end
+    table.sort(idx, function(a, b)
+      local da, db = G[5 * a - 1], G[5 * b - 1]
+      if da ~= db then return da < db end
+      return a < b
+    end)
+    local S2 = {}
+    for _, i in ipairs(idx) do
+      for j = 5 * i - 4, 5 * i do S2[#S2 + 1] = G[j] end
+    end
+    G = S2
+  end
+  if v[PN] == 0 or G[4] >= v[PLD] then
+    redis.call('APPEND', st.K[9], struct.pack(dformat(k), unpack(G)))
+    if v[PN] == 0 then v[PFD] = G[4] end
+    v[PN], v[PLD] = v[PN] + k / 5, G[k - 1]
+    return
+  end
+  local H, M, i, j = hist_read(st), {}, 1, 1
+  while i <= #H or j <= k do
+    local from
+    if j > k or (i <= #H and H[i + 3] <= G[j + 3]) then
+      from, i = H, i + 5
+      for x = i - 5, i - 1 do M[#M + 1] = from[x] end
+    else
+      from, j = G, j + 5
+      for x = j - 5, j - 1 do M[#M + 1] = from[x] end
+    end
+  end
+  hist_write(st, M)
+end
+
+-- hist_drop drops the groups that completed at or before keep (the oldest).
+local function hist_drop(st, keep)
+  local v = st.v
+  if v[PFD] == 0 or v[PFD] > keep then return end
+  local H = hist_read(st)
+  local i = 1
+  while i <= #H and H[i + 3] <= keep do i = i + 5 end
+  local R = {}
+  for x = i, #H do R[#R + 1] = H[x] end
+  hist_write(st, R)
+end
+
 -- The open set ----------------------------------------------------------------
 
 -- close_open takes call c out of the open set and its sums.
@@ -498,9 +672,7 @@ local function end_call(st, c, t, direct)
   local u = units(c)
   local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
   if direct and not st.S.longest then
-    st.v[PSEQ] = st.v[PSEQ] + 1
-    redis.call('ZADD', K[9], int(t), string.format('%012d:1:%d:%d:%d:%d', st.v[PSEQ], t, c.g, t, u))
-    v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], t)
+    hist_add(st, {1, t, c.g, t, u})
   elseif st.S.lmode == 'c' then
     ledger_add(st, t, call_entry(c.id, u, c.g, t), e)
   else
@@ -542,21 +714,21 @@ end
 -- window w from its start exceeds k, walking at most MAXWALK entries; past
 -- them, the end of the last one walked (the meter looks again then).
 local function walk_ledger(st, w, k)
-  local pos, walked, last = st.v[w.p], 0, 0
+  local pos, walked, last = st.v[w.p], 0, nil
   while walked < MAXWALK do
     local e = redis.call('ZRANGE', st.K[4], pos, pos + 63, 'WITHSCORES')
     if #e == 0 then break end
     for j = 1, #e, 2 do
-      local wt = weight(w, entry_of(e[j]))
-      last = tonumber(e[j + 1]) + w.per
+      local wt = weight_of(w, e[j])
+      last = e[j + 1] -- its count time, read when it is the answer
       walked = walked + 1
-      if k < wt then return last end
+      if k < wt or walked == MAXWALK then return tonumber(last) + w.per end
       k = k - wt
-      if walked == MAXWALK then return last end
     end
     pos = pos + #e / 2
   end
-  return last
+  if last then return tonumber(last) + w.per end
+  return 0
 end
 
 -- walk_open is walk_ledger over the calls in progress, in grant order,
@@ -682,11 +854,26 @@ end
 local function age(st)
   local S, v, K = st.S, st.v, st.K
   local nxa = 0
+  local plain = nil -- no history group in the ledger: every entry weighs 1 in a call window
   for _, w in ipairs(S.byper) do
     local cut, pos = st.now - w.per, v[w.p]
     local done = false
+    if not w.units and not (w == S.longest and S.lmode == 'g') then
+      if plain == nil then plain = redis.call('ZCARD', K[13]) == 0 end
+      if plain then
+        -- a call window's start is the rank of the first entry that counts
+        local np = redis.call('ZCOUNT', K[4], '-inf', int(cut))
+        if np > pos then
+          v[w.h], v[w.l] = sub2(v[w.h], v[w.l], np - pos)
+          pos = np
+        end
+        local e = redis.call('ZRANGE', K[4], pos, pos, 'WITHSCORES')
+        if #e > 0 then nxa = minpos(nxa, tonumber(e[2]) + w.per) end
+        done = true
+      end
+    end
     while not done do
-      if st.work >= STEP then
+      if st.work >= AGE then
         v[w.p] = pos
         return false, nxa
       end
@@ -699,11 +886,10 @@ local function age(st)
           break
         end
         st.work = st.work + 1
-        -- a call entry weighs 1 in a call window: parsed only when needed
-        local en = CALLONE
-        if w.units or S.lmode == 'g' or string.byte(e[j], 1) == 103 then en = entry_of(e[j]) end
-        v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight(w, en))
-        if w == S.longest and S.lmode == 'g' and en.d == 0 and not en.group then
+        local en = nil -- parsed only as far as needed: whole with count=grant
+        if S.lmode == 'g' then en = entry_of(e[j]) end
+        v[w.h], v[w.l] = sub2(v[w.h], v[w.l], weight_of(w, e[j]))
+        if w == S.longest and en and en.d == 0 and not en.group then
           redis.call('ZREM', K[4], e[j])
           redis.call('ZADD', K[12], e[j + 1], e[j])
           for _, o in ipairs(S.windows) do
@@ -725,8 +911,8 @@ local function expire(st)
   local S = st.S
   if S.mhold <= 0 then return true end
   while true do
-    if st.work >= STEP then return false end
-    local e = redis.call('ZRANGE', st.K[3], 0, 15, 'WITHSCORES')
+    if st.work >= AGE then return false end
+    local e = redis.call('ZRANGE', st.K[3], 0, 7, 'WITHSCORES')
     for j = 1, #e, 2 do
       local g = tonumber(e[j + 1])
       if g + S.mhold > st.now then
@@ -735,19 +921,21 @@ local function expire(st)
       end
       local c = get_call(st, e[j])
       if c then hold_ended(st, c, g + S.mhold) else redis.call('ZREM', st.K[3], e[j]) end
-      st.work = st.work + 1
+      st.work = st.work + HOLD
     end
-    if #e < 32 then return true end
+    if #e < 16 then return true end
   end
 end
 
 -- Leases ----------------------------------------------------------------------
 
-local function host_entry(st, host)
+-- host_lease is host's lease entry: its expiry (nil: none), and whether
+-- it is of incarnation inc.
+local function host_lease(st, host, inc)
   local s = redis.call('HGET', st.K[8], host)
-  if not s then return nil end
-  local exp, inc = lease_of_text(s)
-  return {exp = exp, inc = inc}
+  if not s then return nil, false end
+  local i = string.find(s, ',', 1, true) -- "expiry,incarnation", read without making strings
+  return tonumber(string.sub(s, 1, i - 1)), #s - i == #inc and string.find(s, inc, i + 1, true) == i + 1
 end
 
 -- earliest recomputes minexp from every host's lease (few: one per host
@@ -765,12 +953,12 @@ end
 -- is never shortened (resume may have extended it). It returns the
 -- lease's expiry: the host's proof that its lease holds until then.
 local function touch_lease(st, host, inc, lease, force)
-  local e = host_entry(st, host)
-  if e and e.inc == inc and not force and e.exp - st.now >= lease * 2 / 3 then return e.exp end
+  local was, same = host_lease(st, host, inc)
+  if same and not force and was - st.now >= lease * 2 / 3 then return was end
   local exp = st.now + lease
-  if e and e.inc == inc and e.exp > exp then exp = e.exp end
+  if same and was > exp then exp = was end
   redis.call('HSET', st.K[8], host, lease_text(exp, inc))
-  if e and e.exp <= st.v[MINEXP] then earliest(st) else st.v[MINEXP] = minpos(st.v[MINEXP], exp) end
+  if was and was <= st.v[MINEXP] then earliest(st) else st.v[MINEXP] = minpos(st.v[MINEXP], exp) end
   return exp
 end
 
@@ -780,13 +968,21 @@ end
 -- extended by the time since that call, so that no live host's calls end,
 -- and none of its waiters leave, because the store was down (a host that
 -- died meanwhile lapses a lease later than it would have). The server's
--- run id tells; reading it (INFO) costs a few µs, so it is read only after
--- the meter was left alone for RESUME_CHECK, which any restart takes. A
--- server that refuses INFO (an ACL without it) leaves leases as they are.
+-- run id tells (INFO, read once by this library's instance: INST.run). A
+-- restarted server (or another one) runs a new instance of the library:
+-- a meter is looked at once per instance (seen), by the first step on it.
+-- A server that refuses INFO (an ACL without it) leaves leases as they
+-- are.
+local seen, nseen = {}, 0
 local function resume(st)
-  if st.prev ~= 0 and st.now - st.prev < RESUME_CHECK then return end
-  local info = redis.pcall('INFO', 'server')
-  local run = type(info) == 'string' and string.match(info, 'run_id:(%x+)')
+  if seen[st.tag] then return end
+  if nseen >= 4096 then seen, nseen = {}, 0 end
+  seen[st.tag], nseen = true, nseen + 1
+  if INST.run == nil then
+    local info = redis.pcall('INFO', 'server')
+    INST.run = type(info) == 'string' and string.match(info, 'run_id:(%x+)') or false
+  end
+  local run = INST.run
   if not run then return end
   local was = redis.call('HGET', st.K[1], 'run')
   if run == was then return end
@@ -859,55 +1055,62 @@ end
 -- time at or before now - longest: the longest window's start) move into
 -- the history, one group each (at most RETIRE a step: the rest at the next
 -- release); groups older than the horizon are dropped, and past MAXPAST
--- groups the history is compacted. The history is ordered by completion.
-
-local function past_member(st, e)
-  st.v[PSEQ] = st.v[PSEQ] + 1
-  return string.format('%012.0f', st.v[PSEQ]) .. ':' .. group_text(e)
+-- groups the history is compacted.
+--
+-- convert_history turns a history of layout 2 (a sorted set, score done,
+-- members "SEQ:n:first:granted:done:units") into this layout's string.
+local function convert_history(st)
+  local K, v = st.K, st.v
+  local t = redis.call('TYPE', K[9])
+  if t.ok == 'zset' then
+    local G = {}
+    for _, m in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do
+      local g = group_of(m)
+      G[#G + 1], G[#G + 2], G[#G + 3], G[#G + 4], G[#G + 5] = g.n, g.first, g.g, g.d, g.u
+    end
+    hist_write(st, G)
+  end
+  v[LAYOUT_I] = SLAYOUT
 end
 
-local function merge_past(past, now, div)
+-- merge_past is one pass of meter's mergePast over H (flat): from the
+-- newest back, a group joins the newer one after it while that one's done
+-- is within (its age)/div of the group's first (div 0: all).
+local function merge_past(H, now, div)
   local out = {}
-  local c = past[#past]
-  local cur = {n = c.n, first = c.first, g = c.g, d = c.d, u = c.u}
-  for i = #past - 1, 1, -1 do
-    local p = past[i]
+  local k = #H
+  local n, first, g, d, u = H[k - 4], H[k - 3], H[k - 2], H[k - 1], H[k]
+  for i = k - 9, 1, -5 do
     -- integer division as Go's time.Duration / time.Duration truncates
-    if div == 0 or cur.d - p.first <= math.floor((now - cur.d) / div) then
-      cur.n, cur.u, cur.first = cur.n + p.n, add_sat(cur.u, p.u), p.first
-      if p.g > cur.g then cur.g = p.g end
+    if div == 0 or d - H[i + 1] <= math.floor((now - d) / div) then
+      n, u, first = n + H[i], add_sat(u, H[i + 4]), H[i + 1]
+      if H[i + 2] > g then g = H[i + 2] end
     else
-      out[#out + 1] = cur
-      cur = {n = p.n, first = p.first, g = p.g, d = p.d, u = p.u}
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = n, first, g, d, u
+      n, first, g, d, u = H[i], H[i + 1], H[i + 2], H[i + 3], H[i + 4]
     end
   end
-  out[#out + 1] = cur
+  out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = n, first, g, d, u
   local rev = {}
-  for i = #out, 1, -1 do rev[#rev + 1] = out[i] end
+  for i = #out - 4, 1, -5 do
+    for x = i, i + 4 do rev[#rev + 1] = out[x] end
+  end
   return rev
 end
 
 -- compact merges the history into at most MAXPAST/2 groups (meter.compactPast).
 local function compact(st)
-  local past = {}
-  for _, m in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do past[#past + 1] = group_of(m) end
+  local past = hist_read(st)
   local div, out = PASTDIV, nil
   while true do
     out = merge_past(past, st.now, div)
-    if #out <= MAXPAST / 2 or div <= 1 then
-      if #out > MAXPAST / 2 then out = merge_past(out, st.now, 0) end
+    if #out <= 5 * MAXPAST / 2 or div <= 1 then
+      if #out > 5 * MAXPAST / 2 then out = merge_past(out, st.now, 0) end
       break
     end
     div = math.floor(div / 2)
   end
-  redis.call('DEL', st.K[9])
-  local args = {}
-  for _, g in ipairs(out) do
-    args[#args + 1] = g.d
-    args[#args + 1] = past_member(st, g)
-  end
-  redis.call('ZADD', st.K[9], unpack(args))
-  st.v[PN] = #out
+  hist_write(st, out)
 end
 
 local function longest(S)
@@ -922,27 +1125,17 @@ local function retire(st)
   n = math.min(n, RETIRE)
   if n > 0 then
     local e = redis.call('ZRANGE', K[4], 0, n - 1)
-    local args = {}
+    local G = {}
     for _, m in ipairs(e) do
       local g = entry_of(m)
-      args[#args + 1] = g.d
-      args[#args + 1] = past_member(st, g)
-      v[PFD] = minpos(v[PFD], g.d)
+      G[#G + 1], G[#G + 2], G[#G + 3], G[#G + 4], G[#G + 5] = g.n, g.first, g.g, g.d, g.u
       if g.group then redis.call('ZREM', K[13], m) end
     end
     redis.call('ZREMRANGEBYRANK', K[4], 0, n - 1)
     for _, w in ipairs(S.windows) do v[w.p] = v[w.p] - n end
-    for i = 1, #args, 1000 do
-      redis.call('ZADD', K[9], unpack(args, i, math.min(i + 999, #args)))
-    end
-    v[PN] = v[PN] + n
+    hist_add(st, G)
   end
-  local keep = now - math.max(S.horizon, longest(S))
-  if v[PFD] ~= 0 and v[PFD] <= keep then
-    v[PN] = v[PN] - redis.call('ZREMRANGEBYSCORE', K[9], '-inf', keep)
-    local f = redis.call('ZRANGE', K[9], 0, 0, 'WITHSCORES')
-    v[PFD] = num(f[2])
-  end
+  hist_drop(st, now - math.max(S.horizon, longest(S)))
   if v[PN] > MAXPAST then compact(st) end
 end
 
@@ -970,26 +1163,25 @@ local function enqueue(st, wt)
   return v[SEQ]
 end
 
--- grant makes a call for waiter (or caller) wt at now and stores it;
--- with indexed (a waiter granted by dispatch), t maps its ticket to it.
-local function grant(st, wt, indexed)
+-- grant makes a call of cost for ticket of host (incarnation inc, process
+-- who) at now and stores it; with indexed (a waiter granted by dispatch), t
+-- maps its ticket to it. It returns the call's id.
+local function grant(st, host, inc, ticket, cost, who, indexed)
   local S, v, K, now = st.S, st.v, st.K, st.now
   local id = math.max(v[NEXT_ID], 1)
   v[NEXT_ID], v[GRANTS] = id + 1, v[GRANTS] + 1
   local sid, snow = int(id), int(now)
-  local c = {id = id, sid = sid, g = now, ticket = wt.ticket, cost = wt.cost, actual = -1, ab = 0, host = wt.host,
-             inc = wt.inc, who = wt.who, done = 0, tix = indexed}
-  redis.call('HSET', K[2], sid, call_text(c))
+  redis.call('HSET', K[2], sid, record(now, cost, -1, 0, 0, indexed, ticket, host, inc, who))
   if S.mhold > 0 then redis.call('ZADD', K[3], snow, sid) end
-  redis.call('ZADD', oh(st, wt.host), snow, sid)
-  if indexed then redis.call('HSET', K[7], tkey(wt.host, wt.inc, wt.ticket), 'c' .. sid) end
+  redis.call('ZADD', oh(st, host), snow, sid)
+  if indexed then redis.call('HSET', K[7], tkey(host, inc, ticket), 'c' .. int(id)) end
   v[ON] = v[ON] + 1
-  v[OUH], v[OUL] = add2(v[OUH], v[OUL], wt.cost)
-  if S.lmode == 'g' then ledger_add(st, now, call_entry(id, wt.cost, now, 0), {n = 1, u = wt.cost, g = now, d = 0}) end
+  v[OUH], v[OUL] = add2(v[OUH], v[OUL], cost)
+  if S.lmode == 'g' then ledger_add(st, now, call_entry(id, cost, now, 0), {n = 1, u = cost, g = now, d = 0}) end
   if S.mhold > 0 then v[NX] = minpos(v[NX], now + S.mhold) end
   if S.bucket then v[TAT] = math.max(v[TAT], now) + S.bucket.interval end
-  if S.ubucket and wt.cost > 0 then v[UTAT] = math.max(v[UTAT], now) + S.ubucket.interval * wt.cost end
-  return c
+  if S.ubucket and cost > 0 then v[UTAT] = math.max(v[UTAT], now) + S.ubucket.interval * cost end
+  return id
 end
 
 -- wake is when the head should be tried again: the rule's instant or, when
@@ -1000,9 +1192,9 @@ local function wake(st, at)
 end
 
 -- next_at is when to try the head of the queue (of cost `cost`) again: the
--- end of the quiet time, else the rule's instant (wake).
+-- end of the gate (a pause, the quiet time), else the rule's instant (wake).
 local function next_at(st, cost)
-  if st.now < st.v[QUIET] then return st.v[QUIET] end
+  if st.now < st.v[GATE] then return st.v[GATE] end
   local _, a = admit(st, cost)
   return wake(st, a)
 end
@@ -1018,8 +1210,8 @@ end
 
 -- lease_of is host's lease expiry for incarnation inc (0: none).
 local function lease_of(st, host, inc)
-  local e = host_entry(st, host)
-  if e and e.inc == inc then return e.exp end
+  local exp, same = host_lease(st, host, inc)
+  if same then return exp end
   return 0
 end
 
@@ -1041,8 +1233,8 @@ local function dispatch(st)
       forget_waiter(st, hd)
       redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, 'r,' .. hd.ticket .. ',0,0,' .. int(st.now) .. ',' .. st.name)
     else
-      local ok, at = false, st.v[QUIET]
-      if st.now >= st.v[QUIET] then ok, at = admit(st, hd.cost) end
+      local ok, at = false, st.v[GATE]
+      if st.now >= st.v[GATE] then ok, at = admit(st, hd.cost) end
       if ok and granted >= DISPATCH then ok, at = false, st.now end
       if not ok then
         local w = wake(st, at)
@@ -1050,9 +1242,9 @@ local function dispatch(st)
         return w
       end
       forget_waiter(st, hd)
-      local c = grant(st, hd, true)
+      local id = grant(st, hd.host, hd.inc, hd.ticket, hd.cost, hd.who, true)
       granted = granted + 1
-      redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, table.concat({'g', hd.ticket, int(c.id), int(c.g), int(st.now),
+      redis.call('PUBLISH', st.prefix .. ':h:' .. hd.host, table.concat({'g', hd.ticket, int(id), int(st.now), int(st.now),
         int(lease_of(st, hd.host, hd.inc)), st.name}, ','))
     end
   end
@@ -1181,18 +1373,21 @@ local function put_back(st)
   local now = num(st.f.rbnow)
   if S.longest then
     local cut = now - S.longest.per
-    local gs = redis.call('ZRANGE', K[9], '(' .. int(cut), '+inf', 'BYSCORE')
-    for _, m in ipairs(gs) do
-      local g = group_of(m)
+    local H, kept, moved = hist_read(st), {}, false
+    for i = 1, #H, 5 do
+      local g = {n = H[i], first = H[i + 1], g = H[i + 2], d = H[i + 3], u = H[i + 4]}
       local x = count_time(S, g)
-      if x > cut then
-        local lm = 'g' .. m
+      if g.d > cut and x > cut then
+        v[PSEQ] = v[PSEQ] + 1
+        local lm = 'g' .. string.format('%012.0f', v[PSEQ]) .. ':' .. group_text(g)
         redis.call('ZADD', K[4], x, lm)
         redis.call('ZADD', K[13], g.first, lm)
-        redis.call('ZREM', K[9], m)
-        v[PN] = v[PN] - 1
+        moved = true
+      else
+        for j = i, i + 4 do kept[#kept + 1] = H[j] end
       end
     end
+    if moved then hist_write(st, kept) end
   end
   for _, w in ipairs(S.windows) do v[w.p], v[w.h], v[w.l] = 0, 0, 0 end
   if st.f.rbmo then set_phase(st, 'mo', '0') else set_phase(st, 'b', 0) end
@@ -1288,11 +1483,12 @@ local function migrate_past(st)
   for _, m in ipairs(redis.call('ZRANGE', K[9], 0, -1)) do groups[#groups + 1] = group_of(m) end
   redis.call('DEL', K[9])
   redis.call('HDEL', K[1], 'past', 'pastn')
-  v[PN], v[PFD] = 0, 0
+  v[PN], v[PFD], v[PLD] = 0, 0, 0
+  local G = {}
   for _, g in ipairs(groups) do
-    redis.call('ZADD', K[9], g.d, past_member(st, g))
-    v[PN], v[PFD] = v[PN] + 1, minpos(v[PFD], g.d)
+    G[#G + 1], G[#G + 2], G[#G + 3], G[#G + 4], G[#G + 5] = g.n, g.first, g.g, g.d, g.u
   end
+  hist_add(st, G)
   set_phase(st, 'mc', '0')
 end
 
@@ -1349,6 +1545,7 @@ end
 -- migration) under way, the store's own downtime (resume), then, when due,
 -- ageing, expiry and lapses. false: its budget is spent (reply MORE).
 local function upkeep(st)
+  if st.v[LAYOUT_I] < SLAYOUT then convert_history(st) end
   if st.v[FLAGS] ~= 0 then
     local r = redis.call('HMGET', st.K[1], 'rb', 'rbc', 'rbnow', 'rbmo')
     st.f = {rb = r[1] or nil, rbc = r[2] or '0', rbnow = r[3] or '0', rbmo = r[4] or nil}
@@ -1360,8 +1557,12 @@ local function upkeep(st)
   if v[NX] ~= 0 and st.now >= v[NX] then
     local ok, nxa = age(st)
     if not ok then return false end
-    v[NX] = nxa
-    if not expire(st) then return false end
+    local due = v[NX]
+    v[NX] = nxa -- expiry lowers it (the next hold's end, the ledger's new entries)
+    if not expire(st) then
+      v[NX] = due -- still due: the next step goes on
+      return false
+    end
   end
   if v[MINEXP] ~= 0 and st.now >= v[MINEXP] then
     if not lapse(st) then return false end
@@ -1429,7 +1630,7 @@ end
 -- rlfs2_acquire: ARGV 3 host, 4 inc, 5 lease (µs), 6 ticket, 7 cost, 8 how
 -- (letters: n nonblocking, f first: this ticket was never asked for), 9
 -- who ("pid,uid,gid"), 10 asked (µs: the ticket was first asked for after
--- it). The fast path (nobody waits, nothing due): the hot state, the
+-- it; only without f). The fast path (nobody waits, nothing due): the hot state, the
 -- host's lease entry and the clock are read, the rule is checked on
 -- counters, and the grant is written (its record, the host's set, the
 -- open set with max_hold, the hot state). Replies an admission.
@@ -1444,14 +1645,12 @@ local function acquire(st, A)
     if r then return r end
   end
   if S.maxcost >= 0 and cost > S.maxcost then return {0, 3, 0, st.now, '', 0, lexp} end
-  local me = {host = host, inc = inc, ticket = ticket, cost = cost, who = A[9]}
-  if waiting == 0 and st.now >= v[QUIET] and admit(st, cost) then
-    local c = grant(st, me)
-    return {1, c.id, c.g, st.now, '', 0, lexp}
+  if waiting == 0 and st.now >= v[GATE] and admit(st, cost) then
+    return {1, grant(st, host, inc, ticket, cost, A[9]), st.now, st.now, '', 0, lexp}
   end
   if string.find(how, 'n', 1, true) then return {0, 1, 0, st.now, '', 0, lexp} end
   if S.mwaiters > 0 and waiting >= S.mwaiters then return {0, 2, 0, st.now, '', 0, lexp} end
-  return queued_reply(st, enqueue(st, me), lexp)
+  return queued_reply(st, enqueue(st, {host = host, inc = inc, ticket = ticket, cost = cost, who = A[9]}), lexp)
 end
 
 -- rlfs2_cancel: ARGV 3 host, 4 inc, 5 lease, 6 seq, 7 ticket. Takes the
@@ -1482,36 +1681,42 @@ end
 
 -- Step replies: {wake, now, head host, ops} (step_reply).
 
--- rlfs2_release: ARGV 3 id, 4 done (0: now; else when a late delivery says
--- it completed, at most now). The call ends, the ledger's front retires;
--- the queue is dispatched if anyone waits.
+-- rlfs2_release: ARGV 3 id, 4 done (0: now; else when the host's release
+-- happened, at most now), and more pairs (id, done) after them: the
+-- releases a host sends together, at most RELEASES. Each call ends (one no
+-- longer there is skipped), the ledger's front retires; the queue is
+-- dispatched if anyone waits.
 local function release(st, A)
-  local c = get_call(st, A[3])
-  if c then
-    local t = num(A[4])
-    if t == 0 or t > st.now then t = st.now end
-    end_call(st, c, t, true)
+  for i = 3, math.min(#A, 2 + 2 * RELEASES), 2 do
+    local c = get_call(st, A[i])
+    if c then
+      local t = num(A[i + 1])
+      if t == 0 or t > st.now then t = st.now end
+      end_call(st, c, t, true)
+    end
   end
   retire(st)
   return step_reply(st)
 end
 
 -- rlfs2_revoke: ARGV 3 id. The call's open failed: nothing of it counts. A
--- call that max_hold ended counts already: it stays.
+-- call that max_hold ended counts already: it stays, to be released, and
+-- the reply is an error RLFS_HELD (as meter.Local's ErrNotExist); an error
+-- RLFS_NOCALL if there is no such call.
 local function revoke(st, A)
   local S, v, K = st.S, st.v, st.K
   local c = get_call(st, A[3])
-  if c and c.done == 0 then
-    local u = units(c)
-    redis.call('HDEL', K[2], c.sid)
-    redis.call('ZREM', oh(st, c.host), c.sid)
-    if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
-    close_open(st, c)
-    if S.lmode == 'g' then ledger_del(st, c.g, call_entry(c.id, u, c.g, 0), {n = 1, u = u, d = 0}) end
-    v[GRANTS], v[REVOKED] = v[GRANTS] - 1, v[REVOKED] + 1
-    if S.bucket then v[TAT] = v[TAT] - S.bucket.interval end
-    if S.ubucket and u - c.ab > 0 and v[UTAT] ~= 0 then v[UTAT] = v[UTAT] - S.ubucket.interval * (u - c.ab) end
-  end
+  if not c then return redis.error_reply('RLFS_NOCALL call not in progress') end
+  if c.done > 0 then return redis.error_reply('RLFS_HELD call ended by max_hold: it counts as completed') end
+  local u = units(c)
+  redis.call('HDEL', K[2], c.sid)
+  redis.call('ZREM', oh(st, c.host), c.sid)
+  if c.tix then redis.call('HDEL', K[7], tkey(c.host, c.inc, c.ticket)) end
+  close_open(st, c)
+  if S.lmode == 'g' then ledger_del(st, c.g, call_entry(c.id, u, c.g, 0), {n = 1, u = u, d = 0}) end
+  v[GRANTS], v[REVOKED] = v[GRANTS] - 1, v[REVOKED] + 1
+  if S.bucket then v[TAT] = v[TAT] - S.bucket.interval end
+  if S.ubucket and u - c.ab > 0 and v[UTAT] ~= 0 then v[UTAT] = v[UTAT] - S.ubucket.interval * (u - c.ab) end
   return step_reply(st)
 end
 
@@ -1541,6 +1746,36 @@ local function settle(st, A)
   if S.ubucket then v[UTAT], c.ab = charge(S.ubucket, v[UTAT], c.g, st.now, c.ab, nu - old) end
   redis.call('HSET', st.K[2], c.sid, call_text(c))
   return step_reply(st)
+end
+
+-- Pause ---------------------------------------------------------------------------
+--
+-- A pause (design §10) is kept in m: pu (until, µs), pby, pfrom; the gate
+-- in s is the later of it and the quiet time's end, so that every grant
+-- (the fast path, dispatch) checks one number. Waiters keep their places:
+-- the queue's wake instant becomes the gate's end, and every host with
+-- waiters is told (dispatch's notify); a lift dispatches at once.
+
+-- rlfs2_pause: ARGV 3 for (µs: a pause that lasts that long from now;
+-- 'lift' lifts the pause; 0 or less changes nothing), 4 by, 5 from. A later
+-- pause replaces the one in force, an earlier one does not shorten it.
+-- Replies {until (0: none), now, set (1: this pause is the one in force
+-- now), by, from}.
+local function pause(st, A)
+  local K, v = st.K, st.v
+  local r = redis.call('HMGET', K[1], 'pu', 'pby', 'pfrom')
+  local pu, by, from, set = num(r[1]), r[2] or '', r[3] or '', 0
+  local d = num(A[3])
+  if A[3] == 'lift' then
+    if pu ~= 0 then redis.call('HDEL', K[1], 'pu', 'pby', 'pfrom') end
+    pu, by, from = 0, '', ''
+  elseif d > 0 and st.now + d > pu then
+    pu, by, from, set = st.now + d, A[4], A[5], 1
+    redis.call('HSET', K[1], 'pu', int(pu), 'pby', by, 'pfrom', from)
+  end
+  v[GATE] = math.max(v[QEND], pu)
+  step_reply(st)
+  return {pu, st.now, set, by, from}
 end
 
 -- rlfs2_dispatch: ARGV 3 host (or ''), 4 inc, 5 lease. Grants what the rule
@@ -1583,8 +1818,8 @@ local function start(st, A)
   local host, inc = A[3], A[4]
   local done, n = end_host(st, host, st.now, inc)
   if done then
-    local e = host_entry(st, host)
-    if e and e.inc ~= inc then redis.call('HDEL', st.K[8], host) end
+    local exp, same = host_lease(st, host, inc)
+    if exp and not same then redis.call('HDEL', st.K[8], host) end
     step_reply(st)
   end
   return {st.now, n, done and 0 or 1}
@@ -1626,7 +1861,8 @@ local function create(K, A)
   local v = fresh_state(bump(K), f.spec or '', #spec_of(f).windows)
   local q = num(f.quiet_for)
   if q > 0 then
-    v[QUIET] = clock(A) + q
+    v[QEND] = clock(A) + q
+    v[GATE] = v[QEND]
     redis.call('HDEL', K[1], 'quiet_for')
   end
   redis.call('SET', K[15], blob_of(v, #spec_of(f).windows))
@@ -1705,10 +1941,10 @@ end
 
 local function history_of_view(st)
   local past, first = 0, 0
-  for _, m in ipairs(redis.call('ZRANGE', st.K[9], 0, -1)) do
-    local g = group_of(m)
-    past = past + g.n
-    if first == 0 then first = g.first end
+  local H = hist_read(st)
+  for i = 1, #H, 5 do
+    past = past + H[i]
+    first = minpos(first, H[i + 1])
   end
   local lg = redis.call('ZRANGE', st.K[13], 0, -1, 'WITHSCORES')
   for j = 1, #lg, 2 do
@@ -1722,17 +1958,20 @@ end
 -- meter after its upkeep: {now, spec, mode, uid, gid, grants, version, tat,
 -- utat, {used per window}, next ok, next at, wake, {hosts}, holders, held,
 -- waiters, retired calls, their earliest completion, the call's record ('':
--- none), the waiter's record, the waiter's place (1-based; 0: none)}.
+-- none), the waiter's record, the waiter's place (1-based; 0: none), the
+-- pause (until, 0: none; by; from)}.
 -- Lists of holders and waiters: rlfs2_list.
 local function view(st, A)
   local S, v, K = st.S, st.v, st.K
-  local d = redis.call('HMGET', K[1], 'spec', 'mode', 'uid', 'gid', 'version')
+  local d = redis.call('HMGET', K[1], 'spec', 'mode', 'uid', 'gid', 'version', 'pu', 'pby', 'pfrom')
   local usage = {}
   for i, w in ipairs(S.windows) do usage[i] = used_in(st, w) end
   local hd = head(st)
   local ok, at = admit(st, hd and hd.cost or 1)
   if hd and ok then ok, at = false, st.now end
-  if st.now < v[QUIET] then ok, at = false, v[QUIET] end
+  -- the gate (a pause) comes first, unless the rule's instant is later or
+  -- only a release can admit (as meter.Local's view)
+  if st.now < v[GATE] and (ok or (at ~= 0 and at < v[GATE])) then ok, at = false, v[GATE] end
   local past, first = history_of_view(st)
   local call, waiter, place = '', '', 0
   if A[3] and A[3] ~= '' then call = redis.call('HGET', K[2], A[3]) or '' end
@@ -1742,7 +1981,7 @@ local function view(st, A)
   end
   return {st.now, d[1] or '', d[2] or '', d[3] or '', d[4] or '', v[GRANTS], num(d[5]), v[TAT], v[UTAT],
           usage, ok and 1 or 0, at, wake(st, at), redis.call('HKEYS', K[8]), v[ON], v[HELD], v[QN],
-          past, first, call, waiter, place}
+          past, first, call, waiter, place, num(d[6]), d[7] or '', d[8] or ''}
 end
 
 -- rlfs2_list: ARGV 3 kind, 4 cursor. A chunk of the meter's records, at
@@ -1896,7 +2135,7 @@ local function ledger(st, A)
   for _, w in ipairs(st.S.windows) do out[#out + 1] = {v[w.p], val2(v[w.h], v[w.l])} end
   out[#out + 1] = redis.call('ZCARD', K[4])
   out[#out + 1] = redis.call('ZCARD', K[12])
-  out[#out + 1] = redis.call('ZCARD', K[9])
+  out[#out + 1] = v[PN]
   return out
 end
 
@@ -1908,6 +2147,7 @@ redis.register_function('rlfs2_release', keyed(step(release)))
 redis.register_function('rlfs2_revoke', keyed(step(revoke)))
 redis.register_function('rlfs2_settle', keyed(step(settle)))
 redis.register_function('rlfs2_dispatch', keyed(step(dispatch_fn)))
+redis.register_function('rlfs2_pause', keyed(step(pause)))
 redis.register_function('rlfs2_rebuild', keyed(step(dispatch_fn)))
 redis.register_function('rlfs2_renew', keyed(step(renew)))
 redis.register_function('rlfs2_start', keyed(step(start)))

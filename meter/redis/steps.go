@@ -22,7 +22,7 @@ func (s *Store) leaseArg() string { return strconv.FormatInt(micros(s.opt.Lease)
 func (s *Store) Enqueue(ctx context.Context, name string, r meter.Request) (meter.Admission, error) {
 	h := r.Holder
 	if s.opt.ProcessID != nil && h.PID > 0 {
-		h.PID = s.opt.ProcessID(h.PID) // other hosts cannot resolve a thread of this one
+		h.PID = s.pids.of(h.PID, s.opt.ProcessID) // other hosts cannot resolve a thread of this one
 	}
 	first, asked := s.host.asking(name, r.Ticket, !r.Nonblock)
 	var rep admissionReply
@@ -34,8 +34,11 @@ func (s *Store) Enqueue(ctx context.Context, name string, r meter.Request) (mete
 		how += "f"
 	}
 	who := strconv.Itoa(h.PID) + "," + u64(uint64(h.UID)) + "," + u64(uint64(h.GID))
-	sent, err := s.fcall(ctx, "rlfs2_acquire", name, &rep, s.opt.Host, s.inc, s.leaseArg(), u64(r.Ticket),
-		strconv.FormatInt(r.Cost, 10), how, who, strconv.FormatInt(asked, 10))
+	args := []string{s.opt.Host, s.inc, s.leaseArg(), u64(r.Ticket), strconv.FormatInt(r.Cost, 10), how, who}
+	if !first {
+		args = append(args, strconv.FormatInt(asked, 10)) // (asked for before: since when)
+	}
+	sent, err := s.fcall(ctx, "rlfs2_acquire", name, &rep, args...)
 	if err != nil {
 		if errors.Is(err, meter.ErrUnavailable) {
 			s.host.unanswered(name) // it may have been granted: the renewal looks
@@ -106,36 +109,20 @@ func (s *Store) Dispatch(ctx context.Context, name string) (meter.Admission, err
 	return meter.Admission{Wake: wakeOf(rep.wake, rep.now, sent), Head: rep.head == s.opt.Host, Order: rep.ops}, nil
 }
 
-// Release completes call id. While the store cannot be reached, the
-// completion waits in this host's outbox, with its time, and Release
-// returns nil; it is delivered when the store is back.
-func (s *Store) Release(ctx context.Context, name string, id uint64) error {
-	engineID := id
-	id = s.host.mapID(name, id)
-	var rep stepReply
-	sent, err := s.fcall(ctx, "rlfs2_release", name, &rep, u64(id), "0")
-	if errors.Is(err, meter.ErrUnavailable) {
-		s.host.postpone(outOp{meter: name, id: engineID, done: s.host.storeNowEstimate()})
-		return nil
-	}
-	if err != nil {
-		s.host.ended(name, id, 0, true)
-		return err
-	}
-	s.host.synced(rep.now, sent)
-	s.host.ended(name, id, rep.now, false)
-	return nil
-}
-
-// Revoke forgets call id: its open failed.
+// Revoke forgets call id: its open failed. A call that max_hold ended
+// is not taken back (meter.ErrNotExist): it counts as completed, and stays
+// this host's until released.
 func (s *Store) Revoke(ctx context.Context, name string, id uint64) error {
 	engineID := id
 	id = s.host.mapID(name, id)
 	var rep stepReply
 	sent, err := s.fcall(ctx, "rlfs2_revoke", name, &rep, u64(id))
-	if errors.Is(err, meter.ErrUnavailable) {
+	switch {
+	case errors.Is(err, meter.ErrUnavailable):
 		s.host.postpone(outOp{meter: name, id: engineID, revoke: true})
 		return nil
+	case errors.Is(err, errHeld):
+		return err
 	}
 	s.host.ended(name, id, 0, true)
 	if err != nil {
@@ -153,15 +140,20 @@ func (s *Store) Settle(ctx context.Context, name string, id uint64, actual int64
 	return err
 }
 
-// deliver sends an operation of the outbox.
+// deliver sends one operation of the outbox, alone (releases.go sends them
+// together; this is for those that need more than one step).
 func (s *Store) deliver(ctx context.Context, o outOp) error {
 	var rep stepReply
 	id := u64(s.host.mapID(o.meter, o.id))
 	if o.revoke {
-		_, err := s.fcall(ctx, "rlfs2_revoke", o.meter, &rep, id)
-		return err
+		_, err := s.fcallOpt(ctx, "rlfs2_revoke", o.meter, recheckMissing, &rep, id)
+		if !errors.Is(err, errHeld) {
+			return err
+		}
+		// max_hold ended it meanwhile: the engine forgot it, so it is
+		// released now (it counts as completed at its hold's end).
 	}
-	_, err := s.fcall(ctx, "rlfs2_release", o.meter, &rep, id, strconv.FormatInt(o.done, 10))
+	_, err := s.fcallOpt(ctx, "rlfs2_release", o.meter, recheckMissing, &rep, id, strconv.FormatInt(o.done, 10))
 	return err
 }
 

@@ -93,11 +93,17 @@ type Store struct {
 	host  *hostState // this host's part of the fleet: leases, calls, outbox, journal
 
 	stop   chan struct{}
+	kick   chan struct{} // wakes the sender (releases.go)
 	wg     sync.WaitGroup
 	base   context.Context // every call's parent; Close cancels it
 	cancel context.CancelFunc
 
 	epochMu sync.Mutex // one checkEpoch at a time
+
+	sendMu  sync.Mutex // sending: a delivery of the outbox is under way (releases.go)
+	sending bool
+
+	pids pidCache // thread -> process (Options.ProcessID)
 
 	mu      sync.Mutex
 	events  meter.Events
@@ -127,7 +133,7 @@ func Open(opt Options) (*Store, error) {
 		return nil, fmt.Errorf("redis: connect to %s: %w; check the address and that redis-server runs", redacted(opt.URL), err)
 	}
 	s := &Store{c: c, opt: opt, inc: newIncarnation(), clock: opt.clock, fake: opt.clock != nil, log: opt.Logger,
-		stop: make(chan struct{})}
+		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	if s.clock == nil {
 		s.clock = meter.SystemClock{}
@@ -139,6 +145,8 @@ func Open(opt Options) (*Store, error) {
 		s.host.close()
 		return nil, err
 	}
+	s.wg.Add(1)
+	go s.sendLoop()
 	return s, nil
 }
 
@@ -275,15 +283,15 @@ func (s *Store) callTimeout() time.Duration { return min(s.opt.Lease/3, maxCallT
 
 const maxCallTimeout = 3 * time.Second
 
-// callCtx is the context of one round trip: ctx's, within callTimeout,
-// and ended by Close.
+// callCtx is the context of one round trip: ctx's, within callTimeout.
+// Close ends the round trips under way by closing the client (classify
+// then reports the store closed, as for a context ended).
 func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	cctx, cancel := context.WithTimeout(ctx, s.callTimeout())
-	stop := context.AfterFunc(s.base, cancel)
-	return cctx, func() { stop(); cancel() }
+	return context.WithTimeout(ctx, s.callTimeout())
 }
 
-// Close stops renewing leases and closes the connection. This host's calls
+// Close sends the releases still in the outbox (if the store answers),
+// stops renewing leases and closes the connection. This host's calls
 // in progress keep counting until its lease lapses (or its next daemon
 // starts); its waiters were cancelled by the engine.
 func (s *Store) Close() error {
@@ -294,7 +302,12 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	close(s.stop)
+	down := !s.down.IsZero()
 	s.mu.Unlock()
+	if !down {
+		_, _ = s.flushOutbox() // the last releases (journaled: else delivered at the next start)
+		s.host.noteSent()
+	}
 	s.cancel()
 	s.c.Close() // ends the calls in flight (ErrClosing)
 	s.wg.Wait()

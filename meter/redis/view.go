@@ -80,6 +80,7 @@ func viewOf(name string, rep viewReply, at time.Time, local func(int64) time.Tim
 	}
 	v.Buckets = meter.Buckets(spec, instant(rep.tat), instant(rep.utat), v.Now)
 	v.RetiredSince = instant(rep.retiredSince)
+	v.Pause = rep.pause.of(local)
 	return v, nil
 }
 

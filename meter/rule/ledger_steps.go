@@ -130,7 +130,7 @@ func (l *Ledger) Revoke(id uint64) (Call, bool) {
 // oldest first); the rest wait for the next release, so that no step's
 // cost grows with a burst that stops counting at once. rlfs.lua retires
 // alike.
-const MaxRetire = 512
+const MaxRetire = 32
 
 // Retire moves what no window counts any more (count time at or before
 // now − the longest window) into the grouped history, at most MaxRetire

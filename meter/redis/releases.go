@@ -1,0 +1,219 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/redis/rueidis"
+
+	"github.com/rlfs/rlfs/meter"
+)
+
+// Releases go through the outbox, committed in groups: Release journals
+// the completion (with the store's time of the release: it is never
+// recorded earlier) in the outbox, then either delivers what the outbox
+// holds itself, when no delivery is under way, or waits for the sender,
+// which delivers, as soon as the delivery under way is done, everything
+// that came meanwhile: the releases of one meter together in one
+// rlfs2_release, the meters' in one write (DoMulti). Alone, a close costs
+// one round trip as before; a busy host sends one FCALL for many closes.
+// What the store cannot take waits in the outbox for the recovery loop
+// (outage.go), and Release returns: the engine's Release is done when the
+// store took the completion, or when it is kept for a store that does not
+// answer.
+
+// maxReleases is how many releases one rlfs2_release takes (rlfs.lua's
+// RELEASES).
+const maxReleases = 16
+
+// Release completes call id (see above). It returns nil: what the store
+// refuses is logged.
+func (s *Store) Release(ctx context.Context, name string, id uint64) error {
+	done := make(chan struct{})
+	s.host.postpone(outOp{meter: name, id: id, done: s.host.storeNowEstimate(), settled: done})
+	if s.lead() {
+		_, _ = s.flushOutbox()
+		s.unlead()
+	} else {
+		s.kickSender()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-s.stop:
+	}
+	return nil
+}
+
+// lead reports whether no delivery is under way, making the caller the one
+// that delivers; unlead ends its turn (and wakes the sender for what came
+// meanwhile).
+func (s *Store) lead() bool {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if s.sending {
+		return false
+	}
+	s.sending = true
+	return true
+}
+
+func (s *Store) unlead() {
+	s.sendMu.Lock()
+	s.sending = false
+	s.sendMu.Unlock()
+	if s.host.pending() {
+		s.kickSender()
+	}
+}
+
+// kickSender wakes the sender.
+func (s *Store) kickSender() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// sendLoop delivers what the outbox holds whenever it is woken and no
+// delivery is under way, while the store answers (the recovery loop takes
+// over while it does not).
+func (s *Store) sendLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+		}
+		if s.UnreachableSince().IsZero() && s.lead() {
+			_, _ = s.flushOutbox()
+			s.unlead()
+		}
+	}
+}
+
+// delivery is the FCALLs that deliver some of the outbox's operations, in
+// order: consecutive releases of a meter share one (at most maxReleases).
+type delivery struct {
+	cmds []rueidis.Completed
+	ops  [][]outOp // what each command delivers
+}
+
+// deliveryOf builds the commands that deliver ops.
+func (s *Store) deliveryOf(ops []outOp) delivery {
+	var d delivery
+	last := map[string]int{} // meter -> its open release command's index
+	for _, o := range ops {
+		if !o.revoke {
+			if i, ok := last[o.meter]; ok && len(d.ops[i]) < maxReleases {
+				d.ops[i] = append(d.ops[i], o)
+				continue
+			}
+			last[o.meter] = len(d.ops)
+		} else {
+			delete(last, o.meter) // a revocation comes between, in order
+		}
+		d.ops = append(d.ops, []outOp{o})
+	}
+	for _, group := range d.ops {
+		d.cmds = append(d.cmds, s.deliveryCmd(group))
+	}
+	return d
+}
+
+// deliveryCmd is the FCALL of one group: one revocation, or releases.
+func (s *Store) deliveryCmd(group []outOp) rueidis.Completed {
+	o := group[0]
+	fn, args := "rlfs2_release", []string{s.opt.Prefix, s.nowArg()}
+	if o.revoke {
+		fn, args = "rlfs2_revoke", append(args, u64(s.host.mapID(o.meter, o.id)))
+	} else {
+		for _, r := range group {
+			args = append(args, u64(s.host.mapID(r.meter, r.id)), strconv.FormatInt(r.done, 10))
+		}
+	}
+	return s.c.B().Fcall().Function(fn).Numkeys(1).Key(keysOf(s.opt.Prefix, o.meter)[0]).Arg(args...).Build()
+}
+
+// delivered sorts the replies to a delivery (outcomeOf): the operations
+// the store took (or refused for good: logged), those to send one by one
+// (deliver: MORE, a bounded job under way; a library to load again; a held
+// call's revocation, which becomes its release; a meter missing), and
+// those that wait in the outbox because the store did not answer (down
+// says why).
+type delivered struct {
+	took       []outOp
+	lone, back []outOp
+	down       error
+}
+
+func (s *Store) outcomeOf(d delivery, resps []rueidis.RedisResult) delivered {
+	var out delivered
+	for i, r := range resps {
+		ops := d.ops[i]
+		msg, err := r.ToMessage()
+		if err == nil {
+			if isMore(msg) {
+				out.lone = append(out.lone, ops...)
+			} else {
+				out.took = append(out.took, ops...)
+			}
+			continue
+		}
+		re, _ := rueidis.IsRedisErr(err)
+		switch {
+		case re != nil && (strings.HasPrefix(re.Error(), "RLFS_") || strings.Contains(re.Error(), "Function not found")):
+			// the meter missing (removed, or lost and put back), a held
+			// call's revocation, the library to load again: deliver (fcall)
+			// knows what to do
+			out.lone = append(out.lone, ops...)
+		default:
+			cerr := s.classify(s.base, "deliver the completions of "+strconv.Quote(ops[0].meter), err)
+			if errors.Is(cerr, meter.ErrUnavailable) || s.base.Err() != nil {
+				out.back = append(out.back, ops...)
+				if out.down == nil {
+					out.down = cerr
+				}
+				continue
+			}
+			s.log.Warn("the store refused completions; they are dropped", "meter", ops[0].meter, "calls", len(ops), "err", cerr)
+			out.took = append(out.took, ops...)
+		}
+	}
+	return out
+}
+
+// deliverOps delivers ops (taken from the outbox) in one round trip, then
+// one by one those that need it; what the store did not take goes back to
+// the outbox. It returns how many it delivered.
+func (s *Store) deliverOps(ops []outOp) (int, error) {
+	d := s.deliveryOf(ops)
+	cctx, cancel := s.callCtx(s.base)
+	resps := s.c.DoMulti(cctx, d.cmds...)
+	cancel()
+	out := s.outcomeOf(d, resps)
+	for i, o := range out.lone {
+		if err := s.deliver(s.base, o); errors.Is(err, meter.ErrUnavailable) || s.base.Err() != nil {
+			out.back = append(out.back, out.lone[i:]...)
+			if out.down == nil {
+				out.down = err
+			}
+			break
+		}
+		out.took = append(out.took, o)
+	}
+	for _, list := range [][]outOp{out.took, out.back} {
+		for i, o := range list {
+			if o.settled != nil {
+				close(o.settled) // its Release returns: taken, or kept for later
+				list[i].settled = nil
+			}
+		}
+	}
+	s.host.returnOutbox(out.back)
+	s.host.settled(len(out.took))
+	return len(out.took), out.down
+}
