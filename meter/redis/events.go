@@ -181,7 +181,7 @@ func (s *Store) onHostMessage(text string) {
 // granted delivers a grant to the engine once, while this host's lease on
 // the meter holds (fencing); otherwise the call is revoked.
 func (s *Store) granted(name string, ticket, id uint64, grantedUs int64) {
-	c := meter.Call{ID: id, GrantedAt: s.host.toLocal(grantedUs), Holder: meter.Holder{Host: s.opt.Host}}
+	c := meter.Call{ID: id, GrantedAt: s.host.grantedLocal(grantedUs), Holder: meter.Holder{Host: s.opt.Host}}
 	if !s.host.leaseHolds(name) {
 		s.log.Warn("a grant came after this host's lease could have lapsed; revoking it", "meter", name, "call", id)
 		s.host.unqueued(name, ticket)

@@ -34,7 +34,7 @@ type hostState struct {
 	inflight int
 	unsent   bool // the store took operations since the journal last said "sent"
 	remap    map[string]map[uint64]uint64
-	sync     struct{ store, local time.Time } // a store instant and the local instant it was read
+	sync     struct{ store, local, recv time.Time } // a store instant, the local instant it was asked (the call's send) and answered
 
 	epoch         string
 	reasserts     uint64 // times this host put back what the store lost
@@ -328,7 +328,7 @@ func (h *hostState) tidy(storeNow int64) {
 func (h *hostState) synced(storeNow int64, at time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.sync.store, h.sync.local = time.UnixMicro(storeNow), at
+	h.sync.store, h.sync.local, h.sync.recv = time.UnixMicro(storeNow), at, h.clock.Now()
 }
 
 // toLocal converts store instant us to the engine's clock with the latest
@@ -340,6 +340,21 @@ func (h *hostState) toLocal(us int64) time.Time {
 		return h.clock.Now()
 	}
 	return h.sync.local.Add(time.UnixMicro(us).Sub(h.sync.store))
+}
+
+// grantedLocal converts the store instant of a grant to the engine's clock
+// never earlier than it happened: the store read its clock before the reply
+// arrived, so an instant measured from the reply's arrival is at most a
+// round trip late, where toLocal (from the send, for wakes, which may come
+// early) is at most a round trip early. A grant line must never read before
+// the instant its rule or a pause allowed.
+func (h *hostState) grantedLocal(us int64) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sync.recv.IsZero() {
+		return h.clock.Now()
+	}
+	return h.sync.recv.Add(time.UnixMicro(us).Sub(h.sync.store))
 }
 
 // storeNowEstimate is the store's time now, as best known (µs; 0 unknown).

@@ -32,7 +32,8 @@ func (s *Store) Pause(ctx context.Context, name string, p meter.Pause) (meter.Pa
 	if rep.set {
 		return p, nil // the one asked for, on the engine's clock exactly
 	}
-	return rep.of(func(us int64) time.Time { return localOf(us, rep.now, sent) }), nil
+	recv := s.clock.Now() // never early: see View
+	return rep.of(func(us int64) time.Time { return localOf(us, rep.now, recv) }), nil
 }
 
 // of is the pause of a reply on the engine's clock (local converts the

@@ -27,7 +27,11 @@ func (s *Store) View(ctx context.Context, name string, q meter.ViewQuery) (meter
 		return meter.View{}, err
 	}
 	s.host.synced(rep.now, sent)
-	local := func(us int64) time.Time { return localOf(us, rep.now, sent) }
+	// Instants shown are converted from the reply's arrival: at most a
+	// round trip late, never early (a grant or a pause's end must not read
+	// before the store's).
+	recv := s.clock.Now()
+	local := func(us int64) time.Time { return localOf(us, rep.now, recv) }
 	v, err := viewOf(name, rep, sent, local)
 	if err != nil {
 		return meter.View{}, err
