@@ -15,8 +15,8 @@ import (
 // only the commands it sends, only its keys and channels.
 const aclRule = "on >s3cret ~{rlfs* &rlfs:* -@all +fcall +fcall_ro +function|load " +
 	"+hget +hgetall +hset +hdel +hmget +hkeys +hscan +zadd +zrem +zrange +zcard +zrank +zcount " +
-	"+zremrangebyrank +zremrangebyscore +exists +del +unlink +rename +time " +
-	"+smembers +sadd +srem +get +set +publish +subscribe +ping +hello +client|setname +cluster|slots +cluster|shards +info"
+	"+zremrangebyrank +zremrangebyscore +exists +del +unlink +rename +type +time " +
+	"+smembers +sadd +srem +get +set +append +getrange +setrange +publish +subscribe +ping +hello +client|setname +cluster|slots +cluster|shards +info"
 
 // The ACL user of docs/fleet.md is enough for everything rlfs does, and
 // the password can come from RLFS_STORE_PASSWORD (Options.Password).
@@ -43,6 +43,22 @@ func TestACLUserIsEnough(t *testing.T) {
 	list, err := m.ListData()
 	require.NoError(t, err)
 	require.Len(t, list, 1)
+	// A meter without windows retires each release into its history
+	// (APPEND; a late one among the newest groups: GETRANGE, SETRANGE;
+	// past MAXPAST groups a compaction: GET, SET).
+	free, err := reg.Create("free", mustSpecT(t, "concurrency=4"), meter.DefaultAttr())
+	require.NoError(t, err)
+	for range 300 {
+		var cs []meter.Call
+		for range 3 {
+			c, err := free.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+			require.NoError(t, err)
+			cs = append(cs, c)
+		}
+		for _, i := range []int{2, 0, 1} {
+			require.NoError(t, free.Release(cs[i].ID))
+		}
+	}
 	require.NoError(t, m.SetSpec(mustSpecT(t, "2/1h")))
 	require.NoError(t, reg.Remove("m"))
 	require.Zero(t, s.Health().Failures, "no call was refused")

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,5 +138,70 @@ func TestCostPerGrant(t *testing.T) {
 		slices.Sort(decisions)
 		t.Logf("%-18s %5d held %7d in the window: %6.1fµs per grant (acquire+release), GCRA %5.1fµs: %.2f× (median of %d rounds of %d)",
 			tc.spec, tc.held, tc.done, float64(grants[rounds/2])/1e3, float64(decisions[rounds/2])/1e3, ratios[rounds/2], rounds, n)
+	}
+}
+
+// costOfParallel runs f n times over k goroutines and returns the server
+// CPU per run.
+func costOfParallel(t testing.TB, addr string, n, k int, f func(g int)) time.Duration {
+	before := serverCPU(t, addr)
+	var wg sync.WaitGroup
+	for g := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n / k {
+				f(g)
+			}
+		}()
+	}
+	wg.Wait()
+	return (serverCPU(t, addr) - before) / time.Duration(n/k*k)
+}
+
+// TestCostPerGrantFleet is TestCostPerGrant under the load the issue
+// measured: 2 hosts × 4 clients on one meter, against 8 clients of the
+// GCRA function. Releases that arrive together are committed in groups
+// (releases.go), as a busy fleet's are.
+func TestCostPerGrantFleet(t *testing.T) {
+	benchOnly(t)
+	srv := redistest.Start(t)
+	hosts := []*Store{bareStore(t, srv.URL(), "a", Options{Lease: time.Hour}), bareStore(t, srv.URL(), "b", Options{Lease: time.Hour})}
+	ctx := context.Background()
+	const n, rounds, clients = 4000, 7, 8
+	c := hosts[0].c
+	require.NoError(t, c.Do(ctx, c.B().FunctionLoad().Replace().FunctionCode(gcraLibrary).Build()).Error())
+	gcra := func(g int) {
+		key := "{bench}:tat" + strconv.Itoa(g%2)
+		err := c.Do(ctx, c.B().Fcall().Function("rlfsbench_gcra").Numkeys(1).Key(key).Arg("1", "1000000000").Build()).Error()
+		require.NoError(t, err)
+	}
+	var ticket atomic.Uint64
+	for _, tc := range []struct {
+		spec string
+		done int
+	}{{"concurrency=5000", 0}, {"1000000/1h,concurrency=0", 2000}} {
+		name := fmt.Sprintf("f%d", ticket.Add(1))
+		require.NoError(t, hosts[0].CreateMeter(ctx, name, mustSpecT(t, tc.spec), meter.DefaultAttr()))
+		for range tc.done {
+			cycle(t, hosts[0], name, ticket.Add(1))
+		}
+		var ratios []float64
+		var grants, decisions []time.Duration
+		for range rounds {
+			g := costOfParallel(t, srv.Addr(), n, clients, gcra)
+			p := costOfParallel(t, srv.Addr(), n, clients, func(g int) { cycle(t, hosts[g%2], name, ticket.Add(1)) })
+			ratios, grants, decisions = append(ratios, float64(p)/float64(g)), append(grants, p), append(decisions, g)
+		}
+		if os.Getenv("RLFS_COST_STATS") != "" {
+			redistest.Command(srv.Addr(), "CONFIG", "RESETSTAT")
+			costOfParallel(t, srv.Addr(), n, clients, func(g int) { cycle(t, hosts[g%2], name, ticket.Add(1)) })
+			t.Logf("%s: INFO commandstats over %d grants:\n%s", tc.spec, n, redistest.Command(srv.Addr(), "INFO", "commandstats"))
+		}
+		slices.Sort(ratios)
+		slices.Sort(grants)
+		slices.Sort(decisions)
+		t.Logf("%-18s %6d in the window, 2 hosts × 4 clients: %6.1fµs per grant (acquire+release), GCRA (8 clients) %5.1fµs: %.2f× (median of %d rounds of %d)",
+			tc.spec, tc.done, float64(grants[rounds/2])/1e3, float64(decisions[rounds/2])/1e3, ratios[rounds/2], rounds, n)
 	}
 }

@@ -61,6 +61,7 @@ local DISPATCH = 8    -- grants one dispatch makes (then it asks for another at 
 local RELEASES = 16   -- releases one rlfs2_release takes (releases.go: maxReleases)
 local LIST = 96       -- records one list step returns
 local MAXPAST, PASTDIV = 256, 16
+local HCHUNK = 8 -- groups a late group's merge reads at a time (The history)
 
 -- Numbers and records -------------------------------------------------------
 
@@ -557,10 +558,12 @@ end
 -- The history (p) is one string of groups, five little-endian doubles each
 -- (n, first, granted, done, units), ordered by done, then by insertion (as
 -- meter.State's Past); PN counts them, PFD is the oldest's done, PLD the
--- newest's. Groups that come in order are appended (APPEND); anything else
--- (out of order, dropping old groups, compaction, a widening that puts
--- groups back) reads and writes it whole: at most MAXPAST + RETIRE groups,
--- a few KB, decoded and encoded by struct in one call each.
+-- newest's. Groups that come in order are appended (APPEND); late ones
+-- (another host's release came first) rewrite only the newest groups from
+-- the oldest late one on (GETRANGE, SETRANGE); anything else (dropping old
+-- groups, compaction, a widening that puts groups back) reads and writes it
+-- whole: at most MAXPAST + RETIRE groups, a few KB, decoded and encoded by
+-- struct in one call each.
 
 local function dformat(k) return '<' .. string.rep('d', k) end
 
@@ -617,18 +620,34 @@ local function hist_add(st, G)
     v[PN], v[PLD] = v[PN] + k / 5, G[k - 1]
     return
   end
-  local H, M, i, j = hist_read(st), {}, 1, 1
+  -- Late groups (a release journaled before another host's, which came
+  -- first) belong among the newest: only the groups done after G's oldest
+  -- are read (GETRANGE, from the end, HCHUNK at a time) and written back
+  -- with G merged in (SETRANGE), where the whole history's merge would
+  -- put them. Groups are 40 bytes.
+  local key, total, from, H = st.K[9], v[PN], v[PN], {}
+  repeat
+    local take = math.min(HCHUNK, from)
+    from = from - take
+    local C = {struct.unpack(dformat(take * 5), redis.call('GETRANGE', key, from * 40, (from + take) * 40 - 1))}
+    C[#C] = nil
+    for x = 1, #H do C[#C + 1] = H[x] end
+    H = C
+  until from == 0 or H[4] <= G[4]
+  local M, i, j = {}, 1, 1
   while i <= #H or j <= k do
-    local from
+    local src
     if j > k or (i <= #H and H[i + 3] <= G[j + 3]) then
-      from, i = H, i + 5
-      for x = i - 5, i - 1 do M[#M + 1] = from[x] end
+      src, i = H, i + 5
+      for x = i - 5, i - 1 do M[#M + 1] = src[x] end
     else
-      from, j = G, j + 5
-      for x = j - 5, j - 1 do M[#M + 1] = from[x] end
+      src, j = G, j + 5
+      for x = j - 5, j - 1 do M[#M + 1] = src[x] end
     end
   end
-  hist_write(st, M)
+  redis.call('SETRANGE', key, from * 40, struct.pack(dformat(#M), unpack(M)))
+  v[PN], v[PLD] = total + k / 5, M[#M - 1]
+  if from == 0 then v[PFD] = M[4] end
 end
 
 -- hist_drop drops the groups that completed at or before keep (the oldest).
