@@ -346,7 +346,7 @@ func (h *hostState) journalLocked(r jrec) {
 		return
 	}
 	err := j.write(r)
-	if err == nil && j.size > journalCompactAt {
+	if err == nil && j.compactDue() {
 		err = j.rewrite(h.snapshotLocked())
 	}
 	if err != nil && !j.bad {

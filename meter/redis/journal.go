@@ -20,9 +20,17 @@ import (
 // One daemon writes it at a time (flock). Each change is one appended JSON
 // line, written before the engine is answered, so it survives kill -9 of the
 // daemon; a torn last line (a crash mid-write) is ignored. When the file
-// grows past journalCompactAt it is rewritten with what still matters.
+// grows past journalCompactAt and to twice what its last rewrite wrote, it
+// is rewritten with what still matters: a host that must remember many
+// calls (a window of 100,000) rewrites after as many lines again, not after
+// every line (amortized O(1) a line).
 
-const journalCompactAt = 4 << 20
+var journalCompactAt int64 = 4 << 20 // a variable for tests
+
+// compactDue says whether the journal should be rewritten now.
+func (j *journal) compactDue() bool {
+	return j.size > max(journalCompactAt, 2*j.base)
+}
 
 // jrec is one line of the journal.
 type jrec struct {
@@ -46,6 +54,9 @@ type journal struct {
 	path string
 	f    *os.File
 	size int64
+	base int64 // the size its last rewrite wrote
+	// rewrites counts the rewrites (tests)
+	rewrites int
 	lock *os.File
 	bad  bool   // a write failed: logged once, the journal is behind
 	buf  []byte // the line being written (write's, reused)
@@ -202,8 +213,8 @@ func (j *journal) rewrite(recs []jrec) error {
 	w := bufio.NewWriter(f)
 	var size int64
 	for _, r := range recs {
-		b, _ := json.Marshal(r)
-		n, _ := w.Write(append(b, '\n'))
+		j.buf = append(appendRec(j.buf[:0], r), '\n')
+		n, _ := w.Write(j.buf)
 		size += int64(n)
 	}
 	if err := errors.Join(w.Flush(), f.Sync(), f.Close()); err != nil {
@@ -218,7 +229,8 @@ func (j *journal) rewrite(recs []jrec) error {
 		return err
 	}
 	j.f.Close()
-	j.f, j.size = nf, size
+	j.f, j.size, j.base = nf, size, size
+	j.rewrites++
 	return nil
 }
 
