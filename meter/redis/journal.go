@@ -57,9 +57,9 @@ type journal struct {
 	base int64 // the size its last rewrite wrote
 	// rewrites counts the rewrites (tests)
 	rewrites int
-	lock *os.File
-	bad  bool   // a write failed: logged once, the journal is behind
-	buf  []byte // the line being written (write's, reused)
+	lock     *os.File
+	bad      bool   // a write failed: logged once, the journal is behind
+	buf      []byte // the line being written (write's, reused)
 }
 
 // openJournal locks path's journal and reads what it holds.
