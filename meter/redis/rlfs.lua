@@ -2068,8 +2068,8 @@ end
 -- unsettled), a host puts its calls back; a call whose id is taken gets a
 -- new one, and the id counter moves past every id put back. A call is put
 -- back once (ra: host:id -> the id it got, until the meter is unsettled
--- again): a host that sends it again (a retry, a restart) is answered the
--- id it got. Replies {now, old1, new1, ...}.
+-- again or removed: one entry per call put back): a host that sends it
+-- again (a retry, a restart) is answered the id it got. Replies {now, old1, new1, ...}.
 local function reassert(st, A)
   local S, v, K = st.S, st.v, st.K
   local host, inc = A[3], A[4]
@@ -2109,7 +2109,6 @@ local function reassert(st, A)
       end
       v[GRANTS] = v[GRANTS] + 1
       redis.call('HSET', ra, host .. ':' .. p[1], int(id), host .. ':' .. int(id), int(id))
-      redis.call('PEXPIRE', ra, math.max(math.floor(4 * num(A[5]) / 1000), 60000))
     end
     out[#out + 1] = tonumber(p[1])
     out[#out + 1] = id
