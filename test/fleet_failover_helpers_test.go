@@ -240,7 +240,9 @@ func (s *failoverScene) requireSameMeter(t *testing.T) {
 // fleetStatus is what a meter's status says of the fleet: its lines but
 // host: and the *_since_start counters (this host's own), with history's
 // count of calls but not its start (the store's instant, which each host
-// shows on its own clock).
+// shows on its own clock), and next_grant's instant but not how far it is
+// (the meter's quiet time after a failover: each status is read at its
+// own instant).
 func fleetStatus(st map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range st {
@@ -248,6 +250,8 @@ func fleetStatus(st map[string]string) map[string]string {
 		case k == "host", strings.HasSuffix(k, "_since_start"):
 		case k == "history":
 			out[k], _, _ = strings.Cut(v, " since ")
+		case k == "next_grant":
+			out[k], _, _ = strings.Cut(v, " (in ")
 		default:
 			out[k] = v
 		}

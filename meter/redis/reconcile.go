@@ -147,6 +147,10 @@ func planReconcile(b books, calls []storeCall, queued []storeWaiter, rcid uint64
 // reconcileMeter reconciles meter name, of generation gen (see above).
 func (s *Store) reconcileMeter(ctx context.Context, name string, gen int64) {
 	p, err := s.reconcileSteps(ctx, name)
+	if err == nil {
+		var rep stepReply
+		_, err = s.fcall(ctx, "rlfs2_settled", name, &rep, s.opt.Host, strconv.FormatInt(gen, 10))
+	}
 	s.host.reconciled(name, gen, err == nil)
 	if err != nil {
 		s.log.Warn("the store may have lost its last writes on this meter (a failover, or a restart); this host could not reconcile it yet and tries again at its next renewal",

@@ -990,6 +990,20 @@ function RC.run_id()
   return INST.run
 end
 
+-- unsure reports whether the server may have lost more than the last
+-- second of writes: unless it keeps an AOF and was not promoted from a
+-- replica (INFO persistence and replication: a second replication id says
+-- a failover), read once by this library's instance (a server that refuses
+-- INFO is unsure).
+function RC.unsure()
+  if INST.unsure == nil then
+    local p, r = redis.pcall('INFO', 'persistence'), redis.pcall('INFO', 'replication')
+    INST.unsure = not (type(p) == 'string' and string.find(p, 'aof_enabled:1', 1, true) and type(r) == 'string' and
+      string.match(r, 'second_repl_offset:(%-?%d+)') == '-1')
+  end
+  return INST.unsure
+end
+
 -- DEFLEASE is the quiet time (µs) of a meter unsettled before any host
 -- told its lease (meter/redis.DefaultLease).
 RC.DEFLEASE = 10000000
@@ -1004,14 +1018,23 @@ RC.DEFLEASE = 10000000
 -- back for the previous one are forgotten (ra), and nothing is granted for
 -- the longest lease a host told (lh; DEFLEASE if none): until rcq (the
 -- quiet time, as after a put-back: every live host renews within a third
--- of its lease, and reconciles).
+-- of its lease, and reconciles). After a failover, or a restart from an
+-- RDB, the quiet time lasts (rch '*'): a host whose lease was among the
+-- lost writes is unknown to this server. After a restart from an AOF it
+-- ends once every host with a lease on the meter reconciled (rch: those
+-- not yet; rlfs2_settled), at once if none has one: an AOF loses the last
+-- second at most, and only to a crash of the machine.
 function RC.unsettle(st)
   local K, v = st.K, st.v
   local q = num(redis.call('HGET', K[1], 'lh'))
   if q <= 0 then q = RC.DEFLEASE end
-  local qend = st.now + q
+  local qend, rch = st.now + q, '*'
+  if not RC.unsure() then
+    rch = table.concat(redis.call('HKEYS', K[8]), ',')
+    if rch == '' then qend = st.now end
+  end
   redis.call('HINCRBY', K[1], 'gen', 1)
-  redis.call('HSET', K[1], 'rcid', int(math.max(v[NEXT_ID], 1)), 'rcq', int(qend))
+  redis.call('HSET', K[1], 'rcid', int(math.max(v[NEXT_ID], 1)), 'rcq', int(qend), 'rch', rch)
   redis.call('UNLINK', K.tag .. 'ra')
   if qend > v[QEND] then v[QEND] = qend end
   if v[QEND] > v[GATE] then v[GATE] = v[QEND] end
@@ -2170,6 +2193,26 @@ function RC.forget(st, A)
   return step_reply(st)
 end
 
+-- rlfs2_settled: ARGV 3 host, 4 gen. The host reconciled the meter, of
+-- generation gen; once every host the quiet time waits for did (rch, after
+-- a restart), it ends. Replies as a step.
+function RC.settled(st, A)
+  local K, v = st.K, st.v
+  local r = redis.call('HMGET', K[1], 'gen', 'rch', 'rcq', 'pu')
+  if num(r[1]) ~= num(A[4]) or not r[2] or r[2] == '*' or r[2] == '' then return step_reply(st) end
+  local left = {}
+  for h in string.gmatch(r[2], '[^,]+') do
+    if h ~= A[3] then left[#left + 1] = h end
+  end
+  redis.call('HSET', K[1], 'rch', table.concat(left, ','))
+  if #left == 0 then
+    redis.call('HSET', K[1], 'rcq', int(st.now)) -- a host that comes later takes note of the generation only
+    if v[QEND] == num(r[3]) then v[QEND] = st.now end
+    v[GATE] = math.max(v[QEND], num(r[4]))
+  end
+  return step_reply(st)
+end
+
 -- Data files ----------------------------------------------------------------------
 
 -- data_totals: the files and bytes of the meter's data other than name,
@@ -2270,6 +2313,7 @@ redis.register_function('rlfs2_start', keyed(step(start)))
 redis.register_function('rlfs2_reassert', keyed(step(reassert)))
 redis.register_function('rlfs2_mine', keyed(step(RC.mine)))
 redis.register_function('rlfs2_forget', keyed(step(RC.forget)))
+redis.register_function('rlfs2_settled', keyed(step(RC.settled)))
 redis.register_function('rlfs2_view', keyed(step(view)))
 redis.register_function('rlfs2_delete', keyed(step(delete)))
 redis.register_function('rlfs2_create', keyed(create))
