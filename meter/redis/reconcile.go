@@ -15,9 +15,10 @@ import (
 // library, not by the epoch (the survivor has it): the first step on a
 // meter served before by another server unsettles it (rlfs.lua's
 // unsettle): its generation moves, and nothing is granted on it for a
-// lease (its quiet time). Each host's renewal of the meter sees the new
-// generation, and the host reconciles the meter while the quiet time
-// lasts: it compares what the store shows of its own (rlfs2_mine) with
+// lease (its quiet time; after a restart from an AOF, only until every host
+// with a lease on it reconciled: rlfs2_settled). Each host's renewal of the
+// meter sees the new generation, and the host reconciles the meter while
+// the quiet time lasts: it compares what the store shows of its own (rlfs2_mine) with
 // what it knows, and puts right what differs, in bounded steps:
 //
 //   - its calls the store lacks are put back (rlfs2_reassert, with their
