@@ -240,7 +240,10 @@ func (s *failoverScene) requireSameMeter(t *testing.T) {
 // fleetStatus is what a meter's status says of the fleet: its lines but
 // host: and the *_since_start counters (this host's own), with history's
 // count of calls but not its start (the store's instant, which each host
-// shows on its own clock).
+// shows on its own clock), and whether next_grant is an instant but not
+// which (the end of the meter's quiet time after a failover: each host
+// converts the store's instant with its own reading of the store's clock,
+// and shows how far it is when its status is read).
 func fleetStatus(st map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range st {
@@ -248,6 +251,11 @@ func fleetStatus(st map[string]string) map[string]string {
 		case k == "host", strings.HasSuffix(k, "_since_start"):
 		case k == "history":
 			out[k], _, _ = strings.Cut(v, " since ")
+		case k == "next_grant":
+			out[k] = v
+			if at, _, _ := strings.Cut(v, " "); isInstant(at) {
+				out[k] = "an instant"
+			}
 		default:
 			out[k] = v
 		}
@@ -278,4 +286,10 @@ func (s *failoverScene) dumpOnFailure(t *testing.T) {
 			t.Logf("server %s:\n%s", srv.Addr(), b.String())
 		}
 	})
+}
+
+// isInstant reports whether s is an instant as status prints one.
+func isInstant(s string) bool {
+	_, err := time.Parse(time.RFC3339Nano, s)
+	return err == nil
 }

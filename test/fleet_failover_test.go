@@ -75,9 +75,6 @@ func TestFleetSentinelFailoverPlanned(t *testing.T) {
 // same meter on both hosts with every call counted.
 func TestFleetSentinelFailoverInFlight(t *testing.T) {
 	t.Parallel()
-	knownFailoverBug(t, "writes made on the old master during a planned failover (the holder's release, the waiters' calls) are lost "+
-		"and rlfs does not notice: the new master keeps the released holder in progress and the served waiters queued, "+
-		"so q grants nothing more while the hosts renew their leases (LOST RELEASE)")
 	s := newFailoverScene(t)
 	s.holdAndQueue(t)
 	redistest.WaitSynced(t, s.set.Master, s.set.Replica, pollTimeout)
@@ -155,8 +152,6 @@ const junkBytes = 48 << 20
 //     back, the waiters are granted again by the new master).
 func TestFleetSentinelLaggingReplica(t *testing.T) {
 	t.Parallel()
-	knownFailoverBug(t, "a replica promoted without the last writes (but with the store's epoch) is not noticed: "+
-		"h1's holder is not put back from its journal and a waiter is granted while it holds (DOUBLE GRANT)")
 	s := newFailoverScene(t)
 	replicaPID := redisPID(t, s.set.Replica)
 	require.NoError(t, syscall.Kill(replicaPID, syscall.SIGSTOP))

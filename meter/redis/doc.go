@@ -41,6 +41,9 @@
 //	view.go       View: counts, usage, the next grant; lists in chunks
 //	data.go       data files
 //	reassert.go   the store's epoch; putting back what it lost
+//	reconcile.go  a meter that may have lost its last writes (a failover,
+//	              a restart from the AOF): what the store shows of this
+//	              host's against its books, put right both ways
 //	outage.go     unreachable since when, the recovery loop, Health
 //	keys.go       keysOf: every key of a meter, under one hash tag
 //	spec.go       a spec as the library's fields
@@ -63,7 +66,8 @@
 // groups put back into the ledger), p (the history), q, w, t (the queue,
 // its waiters, tickets), h (the hosts' leases), d, dm (data files), nl (a
 // rebuild's scratch), and per host oh:HOST, wh:HOST (its calls, its
-// waiters). Every function is given one key, m; the library derives the
+// waiters), and ra (the calls put back since the meter was last unsettled:
+// reconcile.go). Every function is given one key, m; the library derives the
 // others from its tag. Besides: {PREFIX}:meters (the names) and
 // {PREFIX}:epoch; channels PREFIX:h:HOST (to one host) and PREFIX:ev (to
 // all).

@@ -54,6 +54,10 @@ type meterPart struct {
 	// made to this host without its reply (an ask that got no answer); the
 	// renewal loop looks for grants since then (0: none).
 	unsure int64
+	// gen is the meter's generation this host reconciled (reconcile.go);
+	// reconciling, that a reconcile of it is under way.
+	gen         int64
+	reconciling bool
 }
 
 // asked is a ticket asked for: when first (a store instant, µs, a little

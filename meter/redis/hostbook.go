@@ -152,16 +152,21 @@ func (h *hostState) callRecords() map[string][]string {
 	calls := map[string][]string{}
 	for name, p := range h.meters {
 		for id, c := range p.calls {
-			cost := c.cost
-			if cost == 0 && c.granted != 0 {
-				cost = 1 // a journal of an earlier version kept no cost
-			}
-			calls[name] = append(calls[name], strings.Join([]string{u64(id), strconv.FormatInt(c.granted, 10),
-				strconv.FormatInt(c.done, 10), strconv.FormatInt(cost, 10), "-1", u64(c.ticket), strconv.Itoa(c.holder.PID),
-				u64(uint64(c.holder.UID)), u64(uint64(c.holder.GID))}, ","))
+			calls[name] = append(calls[name], reassertRecord(id, c))
 		}
 	}
 	return calls
+}
+
+// reassertRecord is call id as rlfs2_reassert takes it.
+func reassertRecord(id uint64, c ownCall) string {
+	cost := c.cost
+	if cost == 0 && c.granted != 0 {
+		cost = 1 // a journal of an earlier version kept no cost
+	}
+	return strings.Join([]string{u64(id), strconv.FormatInt(c.granted, 10),
+		strconv.FormatInt(c.done, 10), strconv.FormatInt(cost, 10), "-1", u64(c.ticket), strconv.Itoa(c.holder.PID),
+		u64(uint64(c.holder.UID)), u64(uint64(c.holder.GID))}, ",")
 }
 
 // The definitions this host knows, to put them back should the store

@@ -116,7 +116,7 @@ func (s *Store) LoadMeter(ctx context.Context, name string) (meter.Stored, bool,
 // CreateMeter stores a new meter; meter.ErrExist if the name is taken.
 func (s *Store) CreateMeter(ctx context.Context, name string, spec meter.Spec, attr meter.Attr) error {
 	args := append([]string{name}, specFields(spec, s.opt.History)...)
-	args = append(args, attrFields(attr)...)
+	args = append(append(args, attrFields(attr)...), "lh", s.leaseArg()) // lh: the quiet time should it be unsettled
 	var created intReply
 	if _, err := s.fcallOpt(ctx, "rlfs2_create", name, 0, &created, args...); err != nil {
 		return err

@@ -90,7 +90,7 @@ func (s *Store) reassert(ctx context.Context) ([]string, bool) {
 	var failed error
 	for _, d := range s.host.definitions() {
 		args := append([]string{d.Name}, specFields(d.Spec, s.opt.History)...)
-		args = append(append(args, attrFields(d.Attr)...), "quiet_for", s.leaseArg())
+		args = append(append(args, attrFields(d.Attr)...), "quiet_for", s.leaseArg(), "lh", s.leaseArg())
 		var created intReply
 		if _, err := s.fcallOpt(ctx, "rlfs2_create", d.Name, 0, &created, args...); err != nil {
 			failed = err

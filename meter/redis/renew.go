@@ -85,6 +85,9 @@ func (s *Store) renewMeter(name string) {
 	if since != 0 {
 		s.host.looked(name, rep.complete, rep.last)
 	}
+	if rep.gen != 0 && s.host.needsReconcile(name, rep.gen, rep.now < rep.quietEnd) {
+		s.reconcileMeter(s.base, name, rep.gen) // the store may have lost some writes (reconcile.go)
+	}
 	if ev := s.eventsOf(); ev != nil && s.host.waiting(name) {
 		ev.Wake(name, wakeOf(rep.wake, rep.now, sent), rep.head == s.opt.Host, rep.ops)
 	}

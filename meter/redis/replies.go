@@ -157,14 +157,57 @@ type renewReply struct {
 	complete   bool  // every grant since was looked at
 	last       int64 // else, the last grant instant looked at
 	grants     []missedGrant
+	gen        int64 // the meter's generation (reconcile.go)
+	quietEnd   int64 // the end of its quiet time after it was unsettled (0: never)
 }
 
 func (r *renewReply) decode(m rueidis.RedisMessage) error {
 	f := fieldsOf(m, 7)
 	*r = renewReply{now: f.int(0), lease: f.int(1), wake: f.int(2), head: f.str(3), ops: uint64(f.int(4)),
 		complete: f.int(5) == 1, last: f.int(6)}
-	for i := 7; i+2 < len(f.a); i += 3 {
+	n := len(f.a)
+	if (n-7)%3 == 2 { // the generation and the quiet time's end come last (an older library sends neither)
+		n -= 2
+		r.gen, r.quietEnd = f.int(n), f.int(n+1)
+	}
+	for i := 7; i+2 < n; i += 3 {
 		r.grants = append(r.grants, missedGrant{id: uint64(f.int(i)), ticket: uint64(f.int(i + 1)), granted: f.int(i + 2)})
+	}
+	return f.err
+}
+
+// mineReply is the reply of rlfs2_mine: what the store shows of this
+// host's on a meter, its calls (waiters false) or its waiters, with the
+// meter's generation. waiters is set before the call.
+type mineReply struct {
+	waiters                  bool
+	now, gen, rcid, quietEnd int64
+	complete                 bool  // every entry was read
+	last                     int64 // else, the score to read on from
+	calls                    []storeCall
+	queued                   []storeWaiter
+}
+
+// storeCall is a call of this host as the store shows it.
+type storeCall struct {
+	id, ticket    uint64
+	granted, held int64
+}
+
+// storeWaiter is a waiter of this host as the store shows it.
+type storeWaiter struct{ seq, ticket uint64 }
+
+func (r *mineReply) decode(m rueidis.RedisMessage) error {
+	f := fieldsOf(m, 6)
+	*r = mineReply{waiters: r.waiters, now: f.int(0), gen: f.int(1), rcid: f.int(2), quietEnd: f.int(3), complete: f.int(4) == 1, last: f.int(5)}
+	if r.waiters {
+		for i := 6; i+1 < len(f.a); i += 2 {
+			r.queued = append(r.queued, storeWaiter{seq: uint64(f.int(i)), ticket: uint64(f.int(i + 1))})
+		}
+		return f.err
+	}
+	for i := 6; i+3 < len(f.a); i += 4 {
+		r.calls = append(r.calls, storeCall{id: uint64(f.int(i)), ticket: uint64(f.int(i + 1)), granted: f.int(i + 2), held: f.int(i + 3)})
 	}
 	return f.err
 }

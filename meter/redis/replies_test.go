@@ -39,9 +39,16 @@ func TestDecoders(t *testing.T) {
 		{"{1, 'x', 1, 1, '', 0, 1}", &admissionReply{}, nil}, // not a number
 		{"'a string'", &admissionReply{}, nil},
 		{"{0, 5, '', 0}", &stepReply{}, &stepReply{now: 5}},
-		{"{5, 6, 10, 'a', 3, 0, 99, 1, 2, 3, 4, 5, 6}", &renewReply{},
+		{"{5, 6, 10, 'a', 3, 0, 99, 1, 2, 3, 4, 5, 6, 2, 77}", &renewReply{},
 			&renewReply{now: 5, lease: 6, wake: 10, head: "a", ops: 3, last: 99,
-				grants: []missedGrant{{id: 1, ticket: 2, granted: 3}, {id: 4, ticket: 5, granted: 6}}}},
+				grants: []missedGrant{{id: 1, ticket: 2, granted: 3}, {id: 4, ticket: 5, granted: 6}}, gen: 2, quietEnd: 77}},
+		{"{5, 6, 10, 'a', 3, 1, 0, 0, 0}", &renewReply{}, &renewReply{now: 5, lease: 6, wake: 10, head: "a", ops: 3, complete: true}},
+		{"{5, 6, 10, 'a', 3, 1, 0, 1, 2, 3}", &renewReply{}, &renewReply{now: 5, lease: 6, wake: 10, head: "a", ops: 3, complete: true,
+			grants: []missedGrant{{id: 1, ticket: 2, granted: 3}}}}, // no generation: an older library
+		{"{5, 2, 3, 77, 0, 40, 7, '8', 40, 0}", &mineReply{}, &mineReply{now: 5, gen: 2, rcid: 3, quietEnd: 77, last: 40,
+			calls: []storeCall{{id: 7, ticket: 8, granted: 40}}}},
+		{"{5, 2, 3, 77, 1, 0, 4, '9'}", &mineReply{waiters: true}, &mineReply{waiters: true, now: 5, gen: 2, rcid: 3, quietEnd: 77,
+			complete: true, queued: []storeWaiter{{seq: 4, ticket: 9}}}},
 		{"{5, 3, 1}", &startReply{}, &startReply{now: 5, ended: 3, more: true}},
 		{"{5, '1/s', '493', '0', '0', 7, 8, 9, 10, {1, 2}, 0, 11, 12, {'a', 'b'}, 1, 2, 3, 4, 13, '', 'w', 2, 14, 'pid 1', 'f'}", &viewReply{},
 			&viewReply{now: 5, spec: "1/s", mode: "493", uid: "0", gid: "0", grants: 7, version: 8, tat: 9, utat: 10,

@@ -991,22 +991,86 @@ end
 -- restarted server (or another one) runs a new instance of the library:
 -- a meter is looked at once per instance (seen), by the first step on it.
 -- A server that refuses INFO (an ACL without it) leaves leases as they
--- are.
+-- are. A meter served before by another server is also unsettled
+-- (unsettle): it may have lost its last writes.
 local seen, nseen = {}, 0
-local function resume(st)
-  if seen[st.tag] then return end
-  if nseen >= 4096 then seen, nseen = {}, 0 end
-  seen[st.tag], nseen = true, nseen + 1
+
+-- RC holds what notices and reconciles a meter that lost its last writes
+-- (one table: Lua allows 200 top-level locals).
+local RC = {LH = {}, nlh = 0}
+
+-- run_id is the server's run id, read once by this library's instance
+-- (false: INFO refused).
+function RC.run_id()
   if INST.run == nil then
     local info = redis.pcall('INFO', 'server')
     INST.run = type(info) == 'string' and string.match(info, 'run_id:(%x+)') or false
   end
-  local run = INST.run
+  return INST.run
+end
+
+-- unsure reports whether the server may have lost more than the last
+-- second of writes: unless it keeps an AOF and was not promoted from a
+-- replica (INFO persistence and replication: a second replication id says
+-- a failover), read once by this library's instance (a server that refuses
+-- INFO is unsure).
+function RC.unsure()
+  if INST.unsure == nil then
+    local p, r = redis.pcall('INFO', 'persistence'), redis.pcall('INFO', 'replication')
+    INST.unsure = not (type(p) == 'string' and string.find(p, 'aof_enabled:1', 1, true) and type(r) == 'string' and
+      string.match(r, 'second_repl_offset:(%-?%d+)') == '-1')
+  end
+  return INST.unsure
+end
+
+-- DEFLEASE is the quiet time (µs) of a meter unsettled before any host
+-- told its lease (meter/redis.DefaultLease).
+RC.DEFLEASE = 10000000
+
+-- unsettle: the meter is served by another server than its last step's (a
+-- replica took over, or the server restarted from its AOF or RDB): the
+-- writes of the last moments before may be lost, and only the hosts know
+-- them. Its generation moves (gen in m: rlfs2_renew replies it, and every
+-- host with a part in the meter reconciles it, see rlfs2_mine), the id
+-- counter the server had then is kept (rcid: a call of a host with an id
+-- at least that was granted on the lost writes, or after), the calls put
+-- back for the previous one are forgotten (ra), and nothing is granted for
+-- the longest lease a host told (lh; DEFLEASE if none): until rcq (the
+-- quiet time, as after a put-back: every live host renews within a third
+-- of its lease, and reconciles). After a failover, or a restart from an
+-- RDB, the quiet time lasts (rch '*'): a host whose lease was among the
+-- lost writes is unknown to this server. After a restart from an AOF it
+-- ends once every host with a lease on the meter reconciled (rch: those
+-- not yet; rlfs2_settled), at once if none has one: an AOF loses the last
+-- second at most, and only to a crash of the machine.
+function RC.unsettle(st)
+  local K, v = st.K, st.v
+  local q = num(redis.call('HGET', K[1], 'lh'))
+  if q <= 0 then q = RC.DEFLEASE end
+  local qend, rch = st.now + q, '*'
+  if not RC.unsure() then
+    rch = table.concat(redis.call('HKEYS', K[8]), ',')
+    if rch == '' then qend = st.now end
+  end
+  redis.call('HINCRBY', K[1], 'gen', 1)
+  redis.call('HSET', K[1], 'rcid', int(math.max(v[NEXT_ID], 1)), 'rcq', int(qend), 'rch', rch)
+  redis.call('UNLINK', K.tag .. 'ra')
+  if qend > v[QEND] then v[QEND] = qend end
+  if v[QEND] > v[GATE] then v[GATE] = v[QEND] end
+end
+
+local function resume(st)
+  if seen[st.tag] then return end
+  if nseen >= 4096 then seen, nseen = {}, 0 end
+  seen[st.tag], nseen = true, nseen + 1
+  local run = RC.run_id()
   if not run then return end
   local was = redis.call('HGET', st.K[1], 'run')
   if run == was then return end
   redis.call('HSET', st.K[1], 'run', run)
-  if not was or st.prev == 0 then return end
+  if not was then return end
+  RC.unsettle(st)
+  if st.prev == 0 then return end
   local gap = st.now - st.prev
   local raw = redis.call('HGETALL', st.K[8])
   for i = 1, #raw, 2 do
@@ -1808,13 +1872,23 @@ end
 
 -- rlfs2_renew: ARGV 3 host, 4 inc, 5 lease, 6 since (µs; 0: none). The
 -- renewal loop's step: extends the host's lease and replies {now, lease,
--- wake, head host, ops, complete, last, id1, ticket1, granted1, ...}: the
--- host's calls in progress of this incarnation granted after since, so
--- that it can pick up a grant whose message it missed; at most LIST are
--- read: complete 0 says there may be more after instant last.
+-- wake, head host, ops, complete, last, id1, ticket1, granted1, ..., gen,
+-- rcq}: the host's calls in progress of this incarnation granted after
+-- since, so that it can pick up a grant whose message it missed; at most
+-- LIST are read: complete 0 says there may be more after instant last;
+-- then the meter's generation and the end of its quiet time after it was
+-- unsettled (0 0: never; a host reconciles a generation it did not before
+-- while the quiet time lasts). It keeps in m the longest lease a host
+-- renews with (lh): the quiet time of an unsettled meter.
 local function renew(st, A)
   local host, inc, since = A[3], A[4], num(A[6])
   local lexp = touch_lease(st, host, inc, num(A[5]), true)
+  if (RC.LH[st.tag] or 0) < num(A[5]) then -- RC.LH: the lease hint this instance wrote, by meter
+    if num(redis.call('HGET', st.K[1], 'lh')) < num(A[5]) then redis.call('HSET', st.K[1], 'lh', A[5]) end
+    if RC.nlh >= 4096 then RC.LH, RC.nlh = {}, 0 end
+    if not RC.LH[st.tag] then RC.nlh = RC.nlh + 1 end
+    RC.LH[st.tag] = num(A[5])
+  end
   local r = step_reply(st)
   local out = {st.now, lexp, r[1], r[3], r[4], 1, 0}
   if since > 0 then
@@ -1827,6 +1901,8 @@ local function renew(st, A)
       end
     end
   end
+  local g = redis.call('HMGET', st.K[1], 'gen', 'rcq')
+  out[#out + 1] = num(g[1]); out[#out + 1] = num(g[2])
   return out
 end
 
@@ -1873,8 +1949,9 @@ end
 -- it in one or the other.
 local function create(K, A)
   if redis.call('EXISTS', K[1]) == 1 then return 0 end
-  redis.call('UNLINK', K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14], K[15])
+  redis.call('UNLINK', K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14], K[15], K.tag .. 'ra')
   redis.call('HSET', K[1], 'name', A[3], 'layout', LAYOUT)
+  if RC.run_id() then redis.call('HSET', K[1], 'run', RC.run_id()) end
   set_fields(K, A, 4)
   local f = fields_of(K)
   local v = fresh_state(bump(K), f.spec or '', #spec_of(f).windows)
@@ -1940,7 +2017,7 @@ local function delete(st, A)
   if v[QN] > 0 or v[ON] > 0 or v[HELD] > 0 then return 0 end
   local hosts = redis.call('HKEYS', K[8])
   for _, h in ipairs(hosts) do redis.call('UNLINK', oh(st, h), wh(st, h)) end
-  redis.call('UNLINK', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14], K[15])
+  redis.call('UNLINK', K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8], K[9], K[10], K[11], K[12], K[13], K[14], K[15], K.tag .. 'ra')
   st.gone = true -- nothing to write back
   return 1
 end
@@ -2029,19 +2106,26 @@ end
 
 -- rlfs2_reassert: ARGV 3 host, 4 inc, 5 lease, then at most 256 records of
 -- the host's calls that still count ("id,granted,done,cost,actual,ticket,
--- pid,uid,gid"). After the store lost its data, a host puts its calls
--- back; a call whose id is taken gets a new one. Replies {now, old1, new1,
--- ...}.
+-- pid,uid,gid"). After the store lost its data, or some of it (a meter
+-- unsettled), a host puts its calls back; a call whose id is taken gets a
+-- new one, and the id counter moves past every id put back. A call is put
+-- back once (ra: host:id -> the id it got, until the meter is unsettled
+-- again or removed: one entry per call put back): a host that sends it
+-- again (a retry, a restart) is answered the id it got. Replies {now, old1, new1, ...}.
 local function reassert(st, A)
   local S, v, K = st.S, st.v, st.K
   local host, inc = A[3], A[4]
   touch_lease(st, host, inc, num(A[5]), true)
   local out = {st.now}
+  local ra = K.tag .. 'ra'
   for i = 6, #A do
     local p = split(A[i], ',')
     local id = tonumber(p[1])
     local cur = get_call(st, p[1])
-    if not (cur and cur.host == host and cur.inc == inc and cur.ticket == p[6]) then
+    local back = redis.call('HGET', ra, host .. ':' .. p[1])
+    if back then
+      id = tonumber(back)
+    elseif not (cur and cur.host == host and cur.inc == inc and cur.ticket == p[6]) then
       if cur then
         id = math.max(v[NEXT_ID], 1)
         v[NEXT_ID] = id + 1
@@ -2066,11 +2150,86 @@ local function reassert(st, A)
         ledger_add(st, count_time(S, e), call_entry(id, u, c.g, d), e)
       end
       v[GRANTS] = v[GRANTS] + 1
+      redis.call('HSET', ra, host .. ':' .. p[1], int(id), host .. ':' .. int(id), int(id))
     end
     out[#out + 1] = tonumber(p[1])
     out[#out + 1] = id
   end
   return out
+end
+
+-- Reconcile ----------------------------------------------------------------------
+--
+-- A meter unsettled (see unsettle) may have lost its last writes; each
+-- host with a part in it compares what the store shows of its own with
+-- what it knows (meter/redis/reconcile.go), and puts right what differs:
+-- its calls the store lacks are put back (rlfs2_reassert), its calls the
+-- store shows in progress that it ended are released (rlfs2_release, at the
+-- completion it journaled), its waiters the store shows that it no longer
+-- has (granted or cancelled on the lost writes) leave the queue
+-- (rlfs2_forget), and it asks again for those the store lacks.
+
+-- rlfs2_mine: ARGV 3 host, 4 inc, 5 what ('c' its calls, 'w' its waiters),
+-- 6 from (a ZRANGE BYSCORE start: calls by grant instant, waiters by seq).
+-- Replies {now, gen, rcid, rcq, complete, last, ...}: the meter's
+-- generation, the id counter when it was unsettled, the end of its quiet
+-- time; then the host's calls in progress or held of incarnation inc, {id,
+-- ticket, granted, held}, or its waiters, {seq, ticket}, at most LIST
+-- read: complete 0 says there may be more from score last on.
+function RC.mine(st, A)
+  local host, inc, K = A[3], A[4], st.K
+  local g = redis.call('HMGET', K[1], 'gen', 'rcid', 'rcq')
+  local out = {st.now, num(g[1]), num(g[2]), num(g[3]), 1, 0}
+  local key = A[5] == 'c' and oh(st, host) or wh(st, host)
+  local r = redis.call('ZRANGE', key, A[6], '+inf', 'BYSCORE', 'LIMIT', 0, LIST, 'WITHSCORES')
+  if #r == 2 * LIST then out[5], out[6] = 0, tonumber(r[#r]) end
+  for j = 1, #r, 2 do
+    if A[5] == 'c' then
+      local c = get_call(st, r[j])
+      if c and c.inc == inc then
+        out[#out + 1] = c.id; out[#out + 1] = c.ticket; out[#out + 1] = c.g; out[#out + 1] = c.done
+      end
+    else
+      local s = redis.call('HGET', K[6], r[j])
+      local wt = s and waiter_of(r[j], s)
+      if wt and wt.inc == inc then
+        out[#out + 1] = tonumber(wt.seq); out[#out + 1] = wt.ticket
+      end
+    end
+  end
+  return out
+end
+
+-- rlfs2_forget: ARGV 3 host, 4 inc, then pairs seq, ticket (at most LIST):
+-- the host's waiters that it no longer has leave the queue (one that is
+-- not there, or another's, is skipped). Replies as a step.
+function RC.forget(st, A)
+  for i = 5, math.min(#A - 1, 4 + 2 * LIST), 2 do
+    local s = redis.call('HGET', st.K[6], A[i])
+    local wt = s and waiter_of(A[i], s)
+    if wt and wt.host == A[3] and wt.inc == A[4] and wt.ticket == A[i + 1] then forget_waiter(st, wt) end
+  end
+  return step_reply(st)
+end
+
+-- rlfs2_settled: ARGV 3 host, 4 gen. The host reconciled the meter, of
+-- generation gen; once every host the quiet time waits for did (rch, after
+-- a restart), it ends. Replies as a step.
+function RC.settled(st, A)
+  local K, v = st.K, st.v
+  local r = redis.call('HMGET', K[1], 'gen', 'rch', 'rcq', 'pu')
+  if num(r[1]) ~= num(A[4]) or not r[2] or r[2] == '*' or r[2] == '' then return step_reply(st) end
+  local left = {}
+  for h in string.gmatch(r[2], '[^,]+') do
+    if h ~= A[3] then left[#left + 1] = h end
+  end
+  redis.call('HSET', K[1], 'rch', table.concat(left, ','))
+  if #left == 0 then
+    redis.call('HSET', K[1], 'rcq', int(st.now)) -- a host that comes later takes note of the generation only
+    if v[QEND] == num(r[3]) then v[QEND] = st.now end
+    v[GATE] = math.max(v[QEND], num(r[4]))
+  end
+  return step_reply(st)
 end
 
 -- Data files ----------------------------------------------------------------------
@@ -2171,6 +2330,9 @@ redis.register_function('rlfs2_rebuild', keyed(step(dispatch_fn)))
 redis.register_function('rlfs2_renew', keyed(step(renew)))
 redis.register_function('rlfs2_start', keyed(step(start)))
 redis.register_function('rlfs2_reassert', keyed(step(reassert)))
+redis.register_function('rlfs2_mine', keyed(step(RC.mine)))
+redis.register_function('rlfs2_forget', keyed(step(RC.forget)))
+redis.register_function('rlfs2_settled', keyed(step(RC.settled)))
 redis.register_function('rlfs2_view', keyed(step(view)))
 redis.register_function('rlfs2_delete', keyed(step(delete)))
 redis.register_function('rlfs2_create', keyed(create))
