@@ -337,14 +337,7 @@ func (h *hostState) synced(storeNow int64, at time.Time) {
 
 // toLocal converts store instant us to the engine's clock with the latest
 // reading of both (for messages, whose own delay is unknown).
-func (h *hostState) toLocal(us int64) time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.sync.local.IsZero() {
-		return h.clock.Now()
-	}
-	return h.sync.local.Add(time.UnixMicro(us).Sub(h.sync.store))
-}
+func (h *hostState) toLocal(us int64) time.Time { return h.convert(us, false) }
 
 // grantedLocal converts the store instant of a grant to the engine's clock
 // never earlier than it happened: the store read its clock before the reply
@@ -352,13 +345,21 @@ func (h *hostState) toLocal(us int64) time.Time {
 // round trip late, where toLocal (from the send, for wakes, which may come
 // early) is at most a round trip early. A grant line must never read before
 // the instant its rule or a pause allowed.
-func (h *hostState) grantedLocal(us int64) time.Time {
+func (h *hostState) grantedLocal(us int64) time.Time { return h.convert(us, true) }
+
+// convert is toLocal (from the last reading's send) or grantedLocal (from
+// its reply's arrival).
+func (h *hostState) convert(us int64, late bool) time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.sync.recv.IsZero() {
+	at := h.sync.local
+	if late {
+		at = h.sync.recv
+	}
+	if at.IsZero() {
 		return h.clock.Now()
 	}
-	return h.sync.recv.Add(time.UnixMicro(us).Sub(h.sync.store))
+	return at.Add(time.UnixMicro(us).Sub(h.sync.store))
 }
 
 // storeNowEstimate is the store's time now, as best known (µs; 0 unknown).
