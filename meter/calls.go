@@ -16,7 +16,7 @@ import (
 // more.
 func (m *Meter) Release(id uint64) error {
 	m.mu.Lock()
-	if c, ok := m.held[id]; ok {
+	if c, ok := m.heldLocked(id); ok {
 		m.stats.Releases++
 		delete(m.held, id)
 		if m.reg.onRelease != nil {
@@ -26,7 +26,7 @@ func (m *Meter) Release(id uint64) error {
 	m.mu.Unlock()
 	if err := m.reg.dec.Release(m.ctx(), m.name, id); err != nil {
 		m.mu.Lock()
-		m.stats.StoreErrs++
+		m.useLocked().stats.StoreErrs++
 		m.mu.Unlock()
 		return fmt.Errorf("%w: record release of %q: %w", ErrStore, m.name, err)
 	}
@@ -39,7 +39,7 @@ func (m *Meter) Release(id uint64) error {
 // max_hold ended counts as completed, observed or not: it is not taken back.
 func (m *Meter) Revoke(id uint64) error {
 	m.mu.Lock()
-	if _, ok := m.held[id]; !ok {
+	if _, ok := m.heldLocked(id); !ok {
 		m.mu.Unlock()
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
 	}
@@ -67,7 +67,7 @@ func (m *Meter) Settle(id uint64, actual int64) error {
 		return fmt.Errorf("meter: actual cost %d: want 0 to 2^50", actual)
 	}
 	m.mu.Lock()
-	c, ok := m.held[id]
+	c, ok := m.heldLocked(id)
 	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: call %d of %q is not in progress", ErrNotExist, id, m.name)
@@ -96,6 +96,9 @@ func (m *Meter) Settle(id uint64, actual int64) error {
 func (m *Meter) LatestGrant(pid int, uid uint32, d time.Duration) (uint64, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.busy == nil {
+		return 0, false
+	}
 	now := m.reg.clock.Now()
 	var best Call
 	for _, c := range m.held {
@@ -112,6 +115,9 @@ func (m *Meter) close() func() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
+	if m.busy == nil {
+		return nil // no waiter, no timer
+	}
 	var gone []*Ticket
 	for _, t := range m.tickets {
 		if t.phantom {

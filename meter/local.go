@@ -36,7 +36,7 @@ type localMeter struct {
 	name    string
 	attr    Attr
 	version uint64
-	led     *Ledger
+	led     Ledger // by value: one allocation per meter, not two
 	grants  uint64
 	queue   *rule.Ranked[localWaiter] // by seq; nil until the first waiter
 	seq     uint64
@@ -116,7 +116,7 @@ func NewLocal(store LocalStore, clock Clock, history time.Duration) (*Local, err
 				return nil, fmt.Errorf("meter: complete %q's calls in progress at the last stop: %w", s.Name, err)
 			}
 		}
-		lm := &localMeter{name: s.Name, attr: s.Attr, version: 1, led: led, grants: s.Grants}
+		lm := &localMeter{name: s.Name, attr: s.Attr, version: 1, led: *led, grants: s.Grants}
 		if p := s.Pause; !p.Until.IsZero() {
 			p.Until = now.Add(min(p.Until.Sub(now), MaxPauseOf(s.Spec))) // on now's clock, within the cap (the clock was set back)
 			lm.setPause(p)
@@ -232,7 +232,7 @@ func (l *Local) CreateMeter(ctx context.Context, name string, spec Spec, attr At
 	if err := l.store.CreateMeter(name, spec, attr); err != nil {
 		return err
 	}
-	l.meters[name] = &localMeter{name: name, attr: attr, version: 1, led: NewLedger(spec, l.history)}
+	l.meters[name] = &localMeter{name: name, attr: attr, version: 1, led: *NewLedger(spec, l.history)}
 	return nil
 }
 

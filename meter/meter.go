@@ -50,19 +50,52 @@ type Meter struct {
 	reg  *Registry // its clock, decider and hooks
 
 	mu        sync.Mutex
-	spec      Spec
-	attr      Attr
-	version   uint64             // of the definition in force
-	tickets   map[uint64]*Ticket // this host's waiters by ticket id (queued, pending, kept places)
-	phantoms  map[uint64]*Ticket // the kept places among them (see Options.RetryGrace), usually none
-	pending   []*Ticket          // arrived while the decider was unreachable, in order
-	held      map[uint64]Call    // calls this host holds, not released
-	wake      Timer
-	wakeAt    time.Time // when wake fires
-	wakeOrder uint64    // Order of the wake instant in force
 	closed    bool
 	removed   bool // by Registry.Remove, or on another host: its data files are gone
-	stats     Stats
+	attr      Attr
+	spec      Spec
+	version   uint64 // of the definition in force
+	wakeOrder uint64 // Order of the wake instant in force
+	*busy            // nil until the meter is first used on this host
+}
+
+// busy is what a meter keeps once it is used on this host (an open, a
+// release, a count): 10,000 idle meters should not pay for empty tickets,
+// timers and counters. It is made under the meter's lock (use) and never
+// dropped.
+type busy struct {
+	tickets  map[uint64]*Ticket // this host's waiters by ticket id (queued, pending, kept places)
+	phantoms map[uint64]*Ticket // the kept places among them (see Options.RetryGrace), usually none
+	pending  []*Ticket          // arrived while the decider was unreachable, in order
+	held     map[uint64]Call    // calls this host holds, not released
+	wake     Timer
+	wakeAt   time.Time // when wake fires
+	stats    Stats
+}
+
+// useLocked returns the meter's busy part, made on first use.
+func (m *Meter) useLocked() *busy {
+	if m.busy == nil {
+		m.busy = &busy{}
+	}
+	return m.busy
+}
+
+// heldLocked returns call id if this host holds it.
+func (m *Meter) heldLocked(id uint64) (Call, bool) {
+	if m.busy == nil {
+		return Call{}, false
+	}
+	c, ok := m.held[id]
+	return c, ok
+}
+
+// statsLocked returns the meter's counters.
+func (m *Meter) statsLocked() Stats {
+	if m.busy == nil {
+		return Stats{}
+	}
+	return m.stats
 }
 
 // Ticket is an open of `acquire` waiting for its call. Its result is ready
@@ -182,7 +215,7 @@ func (m *Meter) acquired(t *Ticket, decided bool) (Call, error) {
 func (m *Meter) waitersHere() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.tickets) > 0
+	return m.busy != nil && len(m.tickets) > 0
 }
 
 // enqueueAside is EnqueueCost run on a goroutine of its own, for an open
@@ -230,6 +263,7 @@ func (m *Meter) EnqueueCost(h Holder, cost int64, nonblock bool) (*Ticket, error
 		m.mu.Unlock()
 		return nil, ErrClosed
 	}
+	m.useLocked()
 	if err := m.spec.Fits(cost); err != nil {
 		m.stats.Rejected++
 		m.mu.Unlock()

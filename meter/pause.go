@@ -130,13 +130,13 @@ func (m *Meter) Pause(p Pause) (Pause, bool, error) {
 	got, err := m.reg.dec.Pause(m.ctx(), m.name, p)
 	if err != nil {
 		m.mu.Lock()
-		m.stats.StoreErrs++
+		m.useLocked().stats.StoreErrs++
 		m.mu.Unlock()
 		return Pause{}, capped, fmt.Errorf("%w: pause %q: %w", ErrStore, m.name, err)
 	}
 	if !p.Until.IsZero() && got.Until.Equal(p.Until) {
 		m.mu.Lock()
-		m.stats.Pauses++
+		m.useLocked().stats.Pauses++
 		m.mu.Unlock()
 	}
 	return got, capped, nil

@@ -64,7 +64,7 @@ func (m *Meter) snapshot(lists bool) Snapshot {
 	v, err := m.reg.dec.View(m.ctx(), m.name, ViewQuery{Lists: lists})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := Snapshot{Name: m.name, Spec: m.spec, Attr: m.attr, Now: m.reg.clock.Now(), Stats: m.stats, Host: m.reg.dec.Host()}
+	s := Snapshot{Name: m.name, Spec: m.spec, Attr: m.attr, Now: m.reg.clock.Now(), Stats: m.statsLocked(), Host: m.reg.dec.Host()}
 	if err != nil {
 		s.StoreDown = m.reg.unreachableSince()
 		if s.StoreDown.IsZero() {
@@ -88,7 +88,7 @@ func (m *Meter) snapshot(lists bool) Snapshot {
 // keep their place for RetryGrace, and the grants they got meanwhile: they
 // are neither waiting nor held by anyone.
 func (m *Meter) hidePhantomsLocked(s *Snapshot) {
-	if len(m.phantoms) == 0 {
+	if m.busy == nil || len(m.phantoms) == 0 {
 		return
 	}
 	kept, grants := map[uint64]bool{}, map[uint64]bool{}
@@ -113,13 +113,17 @@ func (m *Meter) hidePhantomsLocked(s *Snapshot) {
 // localPictureLocked fills s with what this host knows while its decider
 // cannot be reached: its calls and waiters.
 func (m *Meter) localPictureLocked(s *Snapshot, lists bool) {
-	holders := make([]Call, 0, len(m.held))
-	for _, c := range m.held {
+	b := m.busy
+	if b == nil {
+		b = &busy{}
+	}
+	holders := make([]Call, 0, len(b.held))
+	for _, c := range b.held {
 		holders = append(holders, c)
 	}
 	slices.SortFunc(holders, func(a, b Call) int { return cmp.Compare(a.ID, b.ID) })
 	var waiters []Waiter
-	for _, t := range m.tickets {
+	for _, t := range b.tickets {
 		if !t.phantom && !t.finished() {
 			waiters = append(waiters, Waiter{Seq: t.Seq, Holder: t.Holder, Since: t.Since, Cost: t.Cost})
 		}
@@ -226,7 +230,7 @@ func (m *Meter) Held(id uint64) (c Call, expired bool, ok bool) {
 	v, err := m.reg.dec.View(m.ctx(), m.name, ViewQuery{Call: id})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	mine, isMine := m.held[id]
+	mine, isMine := m.heldLocked(id)
 	if err != nil || v.Call == nil {
 		if isMine && err != nil {
 			return mine, false, true // the decider cannot say: this host's view
@@ -250,6 +254,9 @@ func (m *Meter) Waiting(seq uint64) (w Waiter, pos int, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	pos = v.Place
+	if m.busy == nil {
+		return *v.Waiter, max(pos, 1), true
+	}
 	for _, t := range m.phantoms {
 		if t.Seq != 0 && t.Seq <= seq {
 			if t.Seq == seq {

@@ -150,7 +150,10 @@ func (m *Meter) leaveTimedOut(t *Ticket) {
 // onGranted is the decider's grant of a queued ticket of this host.
 func (m *Meter) onGranted(ticket uint64, c Call) {
 	m.mu.Lock()
-	t := m.tickets[ticket]
+	var t *Ticket
+	if m.busy != nil {
+		t = m.tickets[ticket]
+	}
 	switch {
 	case t != nil && t.phantom:
 		t.kept = &c // its thread may come back for it; dropPhantom revokes it otherwise
@@ -167,7 +170,7 @@ func (m *Meter) onGranted(ticket uint64, c Call) {
 	// restarted): nothing of it may count.
 	if err := m.reg.dec.Revoke(m.ctx(), m.name, c.ID); err != nil {
 		m.mu.Lock()
-		m.stats.StoreErrs++
+		m.useLocked().stats.StoreErrs++
 		m.mu.Unlock()
 	}
 }
@@ -176,6 +179,9 @@ func (m *Meter) onGranted(ticket uint64, c Call) {
 func (m *Meter) onRefused(ticket uint64, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.busy == nil {
+		return // no waiter here
+	}
 	t := m.tickets[ticket]
 	if t == nil {
 		return
@@ -207,6 +213,9 @@ func (m *Meter) armWakeLocked(at time.Time, head bool, order uint64) {
 		return
 	}
 	m.wakeOrder = order
+	if m.busy == nil {
+		return // no waiter here, no timer armed
+	}
 	if !at.IsZero() && !head {
 		at = at.Add(backupWake)
 	}
@@ -242,7 +251,7 @@ func (m *Meter) dispatch() {
 	defer m.mu.Unlock()
 	if err != nil {
 		if !errors.Is(err, ErrUnavailable) {
-			m.stats.StoreErrs++
+			m.useLocked().stats.StoreErrs++
 		}
 		return
 	}
@@ -264,6 +273,11 @@ func (m *Meter) onWake(at time.Time, head bool, order uint64) {
 // others. Then the opens that came meanwhile, in the order they came.
 func (m *Meter) onReachable() {
 	m.mu.Lock()
+	if m.busy == nil {
+		m.mu.Unlock()
+		m.dispatch() // no waiter here; waiters of other hosts may be due
+		return
+	}
 	var queued []*Ticket
 	for _, t := range m.tickets {
 		// Seq 0: its Enqueue is under way (an O_NONBLOCK open, or one

@@ -19,10 +19,18 @@ import (
 type Ledger struct {
 	spec    Spec
 	history time.Duration
+	nextID  uint64
 
-	open  *openSet        // in progress, hold not ended (nil until the first grant)
-	held  map[uint64]Call // ended by max_hold, not released (also in ents; nil until the first)
-	openU sum             // units of the calls in open
+	open   *openSet        // in progress, hold not ended (nil until the first grant)
+	held   map[uint64]Call // ended by max_hold, not released (also in ents; nil until the first)
+	*books                 // nil until the first grant, entry, bucket TAT or history
+}
+
+// books is what a ledger keeps once it is used: an idle meter's ledger
+// (never granted since the daemon started, nothing stored) has none, so
+// that 10,000 idle meters do not pay for empty windows and times.
+type books struct {
+	openU sum // units of the calls in open
 
 	ents   []entry // counting (or not retired yet), by count time
 	head   int     // ents[:head] are retired
@@ -31,11 +39,18 @@ type Ledger struct {
 	groups int     // live entries of ents[head:] that are history groups
 	win    []winPos
 
-	past   []Past    // retired, grouped, by completion
-	epoch  time.Time // entries' times are offsets from it (the first time the ledger saw)
-	tat    time.Time
-	utat   time.Time
-	nextID uint64
+	past  []Past    // retired, grouped, by completion
+	epoch time.Time // entries' times are offsets from it (the first time the ledger saw)
+	tat   time.Time
+	utat  time.Time
+}
+
+// own returns the ledger's books, made on first use.
+func (l *Ledger) own() *books {
+	if l.books == nil {
+		l.books = &books{win: make([]winPos, len(l.spec.Windows))}
+	}
+	return l.books
 }
 
 // entry is a call that counts, or may, against the windows: completed
@@ -57,7 +72,7 @@ const notDone = time.Duration(-1 << 63)
 // rel is t as an offset from the ledger's epoch (set by the first time it
 // sees; an offset keeps the monotonic clock's order).
 func (l *Ledger) rel(t time.Time) time.Duration {
-	if l.epoch.IsZero() {
+	if l.own().epoch.IsZero() {
 		l.epoch = t
 	}
 	return t.Sub(l.epoch)
@@ -126,9 +141,7 @@ func (e *entry) weight(w Window) int64 {
 // NewLedger returns an empty ledger for spec, keeping history as
 // Options.History says.
 func NewLedger(spec Spec, history time.Duration) *Ledger {
-	l := &Ledger{spec: spec, history: history, nextID: 1}
-	l.win = make([]winPos, len(spec.Windows))
-	return l
+	return &Ledger{spec: spec, history: history, nextID: 1}
 }
 
 // Spec returns the ledger's spec.
@@ -150,6 +163,9 @@ func (l *Ledger) openWeight(w Window) sum {
 		return sum{}
 	}
 	if w.Units {
+		if l.books == nil {
+			return sum{}
+		}
 		return l.openU
 	}
 	var s sum
@@ -174,6 +190,9 @@ func (l *Ledger) Advance(now time.Time) []Call {
 			l.completed(*c, now)
 			expired = append(expired, *c)
 		}
+	}
+	if l.books == nil {
+		return expired
 	}
 	for i, w := range l.spec.Windows {
 		p := &l.win[i]
@@ -214,6 +233,7 @@ func (l *Ledger) completed(c Call, now time.Time) {
 // and adds it to the windows it counts in at now: an entry that does not
 // count sorts before every window's start.
 func (l *Ledger) insert(e entry, now time.Time) {
+	l.own()
 	i := len(l.ents)
 	for i > l.head && l.ents[i-1].at > e.at {
 		i--
@@ -241,7 +261,7 @@ func (l *Ledger) insert(e entry, now time.Time) {
 // find returns the index in ents of call c's entry, or -1.
 func (l *Ledger) find(c Call) int {
 	at := l.countTime(c)
-	if at.IsZero() {
+	if at.IsZero() || l.books == nil {
 		return -1
 	}
 	d := l.rel(at)

@@ -13,6 +13,10 @@ import (
 // entries; each window's start and sum are computed again: the one step
 // that reads every entry (linear).
 func (l *Ledger) SetSpec(spec Spec, now time.Time) {
+	if l.books == nil {
+		l.spec = spec // no entry, TAT or history to judge again
+		return
+	}
 	old := l.spec
 	l.tat = rejudgeTAT(old.Bucket, spec.Bucket, l.tat, now)
 	l.utat = rejudgeTAT(old.UnitBucket, spec.UnitBucket, l.utat, now)
@@ -117,7 +121,12 @@ func RestoreLedger(spec Spec, st State, now time.Time, history time.Duration) (*
 	was := st.Calls
 	st = restore(spec, st, now)
 	l := NewLedger(spec, history)
-	l.tat, l.utat, l.nextID = st.TAT, st.UTAT, max(st.NextID, 1)
+	l.nextID = max(st.NextID, 1)
+	if st.TAT.IsZero() && st.UTAT.IsZero() && len(st.Calls) == 0 && len(st.Past) == 0 {
+		return l, nil // idle: no books
+	}
+	l.own()
+	l.tat, l.utat = st.TAT, st.UTAT
 	var ended []Call
 	for i, c := range st.Calls {
 		if was[i].InProgress() {
@@ -134,7 +143,11 @@ func RestoreLedger(spec Spec, st State, now time.Time, history time.Duration) (*
 // what a store rewrites): every call still remembered, in progress or
 // counting, by id, and the history, with the groups that count again.
 func (l *Ledger) State() State {
-	st := State{TAT: l.tat, UTAT: l.utat, NextID: l.nextID, Past: slices.Clone(l.past)}
+	st := State{NextID: l.nextID}
+	if l.books == nil {
+		return st
+	}
+	st.TAT, st.UTAT, st.Past = l.tat, l.utat, slices.Clone(l.past)
 	l.open.Each(func(c *Call) bool {
 		st.Calls = append(st.Calls, *c)
 		return true

@@ -21,12 +21,17 @@ func (l *Ledger) Admit(now time.Time, cost int64) Decision {
 		later(l.openEnd(l.open.Len()-s.Concurrency, 0))
 	}
 	for i, w := range s.Windows {
-		used := l.win[i].sum.plus(l.openWeight(w)).value()
+		sw := l.openWeight(w)
+		if l.books != nil {
+			sw = l.win[i].sum.plus(sw)
+		}
+		used := sw.value()
 		if need := weightIn(w, 1, cost); used+need > int64(w.N) {
 			later(l.windowEnd(i, used+need-int64(w.N)-1))
 		}
 	}
-	bucketsAdmit(s, l.tat, l.utat, now, cost, later)
+	tat, utat := l.Buckets()
+	bucketsAdmit(s, tat, utat, now, cost, later)
 	return decision(now, at, blocked)
 }
 
@@ -49,6 +54,9 @@ func (l *Ledger) openEnd(k int, per time.Duration) time.Time {
 // units window walks at most MaxWalk entries and, past them, returns the
 // instant of the last one looked at (an early wake: the rule looks again).
 func (l *Ledger) windowEnd(i int, k int64) time.Time {
+	if l.books == nil {
+		return never // no entry, and no call in progress (Grant makes the books)
+	}
 	w, p := l.spec.Windows[i], l.win[i]
 	if !w.Units && l.groups == 0 {
 		if n := int64(len(l.ents) - p.pos); k < n {

@@ -7,6 +7,7 @@ import (
 // Grant records a call of cost units granted at now to h and returns it.
 // The caller has checked Admit first.
 func (l *Ledger) Grant(now time.Time, h Holder, cost int64) Call {
+	l.own()
 	c := &Call{ID: l.nextID, GrantedAt: now, Holder: h, Cost: cost}
 	l.nextID++
 	if l.open == nil {
@@ -28,7 +29,12 @@ func (l *Ledger) Grant(now time.Time, h Holder, cost int64) Call {
 
 // Buckets returns the buckets' TATs, to persist after a grant or a
 // settlement, or to put back after a failed one (SetBuckets).
-func (l *Ledger) Buckets() (tat, utat time.Time) { return l.tat, l.utat }
+func (l *Ledger) Buckets() (tat, utat time.Time) {
+	if l.books == nil {
+		return time.Time{}, time.Time{}
+	}
+	return l.tat, l.utat
+}
 
 // Ungrant takes back call c, just granted (Grant), whose grant could not be
 // persisted, with the buckets as they were before (tat, utat): as if it had
@@ -139,6 +145,9 @@ const MaxRetire = 32
 // the history changed; call it after Advance(now), at a release.
 func (l *Ledger) Retire(now time.Time) (cutoff time.Time, changed bool) {
 	cutoff = now.Add(-l.spec.Longest())
+	if l.books == nil {
+		return cutoff, false // nothing to retire, no history
+	}
 	var retired []Past
 	retire := func(i int) {
 		e := &l.ents[i]

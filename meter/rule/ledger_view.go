@@ -43,14 +43,19 @@ func (l *Ledger) Call(id uint64) (Call, bool) {
 func (l *Ledger) Usage() []WindowUsage {
 	out := make([]WindowUsage, len(l.spec.Windows))
 	for i, w := range l.spec.Windows {
-		out[i] = WindowUsage{Window: w, Used: int(l.win[i].sum.plus(l.openWeight(w)).value())}
+		sw := l.openWeight(w)
+		if l.books != nil {
+			sw = l.win[i].sum.plus(sw)
+		}
+		out[i] = WindowUsage{Window: w, Used: int(sw.value())}
 	}
 	return out
 }
 
 // BucketUsage pictures the spec's token buckets at now.
 func (l *Ledger) BucketUsage(now time.Time) []BucketUsage {
-	return Buckets(l.spec, l.tat, l.utat, now)
+	tat, utat := l.Buckets()
+	return Buckets(l.spec, tat, utat, now)
 }
 
 // Retired is how many calls the history holds (with the groups a widened
@@ -61,6 +66,9 @@ func (l *Ledger) Retired() (n int, since time.Time) {
 		if since.IsZero() || p.First.Before(since) {
 			since = p.First
 		}
+	}
+	if l.books == nil {
+		return 0, time.Time{}
 	}
 	for _, p := range l.past {
 		note(p)
@@ -77,7 +85,12 @@ func (l *Ledger) Retired() (n int, since time.Time) {
 
 // Past returns the history (the store may keep it: it is never changed in
 // place).
-func (l *Ledger) Past() []Past { return l.past }
+func (l *Ledger) Past() []Past {
+	if l.books == nil {
+		return nil
+	}
+	return l.past
+}
 
 // NextID is the id of the next grant.
 func (l *Ledger) NextID() uint64 { return l.nextID }
