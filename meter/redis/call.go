@@ -167,6 +167,16 @@ func (s *Store) classify(ctx context.Context, op string, err error) error {
 
 // nowArg is the instant the library uses: "" (its own TIME) unless a test
 // clock is set.
+// arrived is when a reply to a call sent at sent arrived, on the engine's
+// clock: now, or sent itself when the store is given the engine's clock
+// (its instants are the engine's exactly).
+func (s *Store) arrived(sent time.Time) time.Time {
+	if s.fake {
+		return sent
+	}
+	return s.clock.Now()
+}
+
 func (s *Store) nowArg() string {
 	if !s.fake {
 		return ""

@@ -36,6 +36,7 @@ type hostState struct {
 	remap    map[string]map[uint64]uint64
 	sync     struct{ store, local, recv time.Time } // a store instant, the local instant it was asked (the call's send) and answered
 
+	exact         bool // the store is given the engine's clock (tests): its instants need no conversion margin
 	epoch         string
 	reasserts     uint64 // times this host put back what the store lost
 	lostWhileDown bool   // the journal's epoch differs: the store lost its data while the daemon was stopped
@@ -86,7 +87,7 @@ type outOp struct {
 
 func newHostState(opt Options, clock meter.Clock) *hostState {
 	return &hostState{name: opt.Host, lease: opt.Lease, margin: min(time.Second, opt.Lease/4), clock: clock, log: opt.Logger,
-		meters: map[string]*meterPart{}, defs: map[string]meter.Stored{}}
+		meters: map[string]*meterPart{}, defs: map[string]meter.Stored{}, exact: opt.clock != nil}
 }
 
 // partLocked returns this host's part of meter name, made if missing.
@@ -332,7 +333,11 @@ func (h *hostState) tidy(storeNow int64) {
 func (h *hostState) synced(storeNow int64, at time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.sync.store, h.sync.local, h.sync.recv = time.UnixMicro(storeNow), at, h.clock.Now()
+	recv := h.clock.Now()
+	if h.exact {
+		recv = at // the store's now is the engine's clock at the send
+	}
+	h.sync.store, h.sync.local, h.sync.recv = time.UnixMicro(storeNow), at, recv
 }
 
 // toLocal converts store instant us to the engine's clock with the latest

@@ -32,7 +32,7 @@ func (s *Store) Pause(ctx context.Context, name string, p meter.Pause) (meter.Pa
 	if rep.set {
 		return p, nil // the one asked for, on the engine's clock exactly
 	}
-	recv := s.clock.Now() // never early: see View
+	recv := s.arrived(sent) // never early: see View
 	return rep.of(func(us int64) time.Time { return localOf(us, rep.now, recv) }), nil
 }
 

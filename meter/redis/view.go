@@ -30,7 +30,7 @@ func (s *Store) View(ctx context.Context, name string, q meter.ViewQuery) (meter
 	// Instants shown are converted from the reply's arrival: at most a
 	// round trip late, never early (a grant or a pause's end must not read
 	// before the store's).
-	recv := s.clock.Now()
+	recv := s.arrived(sent)
 	local := func(us int64) time.Time { return localOf(us, rep.now, recv) }
 	v, err := viewOf(name, rep, sent, local)
 	if err != nil {
