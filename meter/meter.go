@@ -65,6 +65,7 @@ type Meter struct {
 // dropped.
 type busy struct {
 	tickets  map[uint64]*Ticket // this host's waiters by ticket id (queued, pending, kept places)
+	asking   int                // of them, those whose first Enqueue is under way (not waiters yet)
 	phantoms map[uint64]*Ticket // the kept places among them (see Options.RetryGrace), usually none
 	pending  []*Ticket          // arrived while the decider was unreachable, in order
 	held     map[uint64]Call    // calls this host holds, not released
@@ -215,7 +216,7 @@ func (m *Meter) acquired(t *Ticket, decided bool) (Call, error) {
 func (m *Meter) waitersHere() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.busy != nil && len(m.tickets) > 0
+	return m.busy != nil && len(m.tickets) > m.asking
 }
 
 // enqueueAside is EnqueueCost run on a goroutine of its own, for an open
@@ -285,10 +286,12 @@ func (m *Meter) EnqueueCost(h Holder, cost int64, nonblock bool) (*Ticket, error
 		return t, nil
 	}
 	put(&m.tickets, t.id, t)
+	m.asking++
 	m.mu.Unlock()
 	adm, err := m.reg.dec.Enqueue(m.ctx(), m.name, Request{Ticket: t.id, Holder: h, Cost: cost, Nonblock: nonblock})
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.asking--
 	if err := m.enqueuedLocked(t, adm, err, nonblock, now); err != nil {
 		return nil, err
 	}
