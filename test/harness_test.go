@@ -94,7 +94,16 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	resolveInterpreters()
+	_, ctlBefore := mountDev(fusectlDir)
 	code := m.Run()
+	if _, ctlAfter := mountDev(fusectlDir); ctlAfter && !ctlBefore {
+		// abortConnection mounts fusectl for the occasion and unmounts it;
+		// whatever still holds it (a test stopped half-way) goes now.
+		fmt.Fprintf(os.Stderr, "test: %s was left mounted; unmounting it\n", fusectlDir)
+		if err := unmountFusectl(); err != nil {
+			fmt.Fprintln(os.Stderr, "test: ", err)
+		}
+	}
 	if left := leftovers(dir); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "test: processes left running (now killed):\n")
 		for pid, cmd := range left {
@@ -387,21 +396,36 @@ func abortConnection(t *testing.T, dev string) {
 	}
 	fusectlMu.Lock()
 	defer fusectlMu.Unlock()
-	const ctl = "/sys/fs/fuse/connections"
-	if _, ok := mountDev(ctl); !ok {
-		if out, err := exec.Command("mount", "-t", "fusectl", "none", ctl).CombinedOutput(); err != nil {
+	if _, ok := mountDev(fusectlDir); !ok {
+		if out, err := exec.Command("mount", "-t", "fusectl", "none", fusectlDir).CombinedOutput(); err != nil {
 			t.Errorf("mount fusectl: %v: %s", err, out)
 			return
 		}
 		defer func() {
-			if out, err := exec.Command("umount", ctl).CombinedOutput(); err != nil {
-				t.Logf("umount %s: %v: %s", ctl, err, out)
+			if err := unmountFusectl(); err != nil {
+				t.Error(err)
 			}
 		}()
 	}
-	if err := os.WriteFile(filepath.Join(ctl, minor, "abort"), []byte("1"), 0o200); err != nil {
+	if err := os.WriteFile(filepath.Join(fusectlDir, minor, "abort"), []byte("1"), 0o200); err != nil {
 		t.Logf("abort FUSE connection %s: %v", minor, err)
 	}
+}
+
+// fusectlDir is where the FUSE control filesystem mounts.
+const fusectlDir = "/sys/fs/fuse/connections"
+
+// unmountFusectl unmounts the FUSE control filesystem that a test mounted:
+// umount, then umount -l if something still holds it.
+func unmountFusectl() error {
+	out, err := exec.Command("umount", fusectlDir).CombinedOutput()
+	if err != nil {
+		out, err = exec.Command("umount", "-l", fusectlDir).CombinedOutput()
+	}
+	if _, still := mountDev(fusectlDir); still || err != nil {
+		return fmt.Errorf("umount %s: %v: %s (still mounted: %v)", fusectlDir, err, out, still)
+	}
+	return nil
 }
 
 // mountDev reports whether dir is a mount point, and its device major:minor.
