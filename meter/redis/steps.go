@@ -53,7 +53,7 @@ func (s *Store) Enqueue(ctx context.Context, name string, r meter.Request) (mete
 	switch rep.kind {
 	case admGranted:
 		h.Host = s.opt.Host
-		c := meter.Call{ID: rep.id, GrantedAt: s.host.grantedLocal(rep.at), Holder: h, Cost: r.Cost}
+		c := meter.Call{ID: rep.id, GrantedAt: localOf(rep.at, rep.now, s.arrived(sent)), Holder: h, Cost: r.Cost}
 		if !s.host.leaseHolds(name) {
 			s.host.unqueued(name, r.Ticket)
 			_ = s.Revoke(ctx, name, c.ID)
@@ -91,7 +91,7 @@ func (s *Store) Cancel(ctx context.Context, name string, seq, ticket uint64) (me
 	case admLeft:
 		return meter.Admission{Wake: wakeOf(rep.at, rep.now, sent), Head: rep.head == s.opt.Host, Order: rep.ops}, nil
 	case admGranted:
-		c := meter.Call{ID: rep.id, GrantedAt: s.host.grantedLocal(rep.at), Holder: meter.Holder{Host: s.opt.Host}}
+		c := meter.Call{ID: rep.id, GrantedAt: localOf(rep.at, rep.now, s.arrived(sent)), Holder: meter.Holder{Host: s.opt.Host}}
 		s.host.own(name, ticket, c, rep.at, 0)
 		return meter.Admission{Granted: true, Call: c}, nil
 	}
