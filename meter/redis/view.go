@@ -32,7 +32,7 @@ func (s *Store) View(ctx context.Context, name string, q meter.ViewQuery) (meter
 	// before the store's).
 	recv := s.arrived(sent)
 	local := func(us int64) time.Time { return localOf(us, rep.now, recv) }
-	v, err := viewOf(name, rep, sent, local)
+	v, err := viewOf(name, rep, recv, local) // now is the store's, converted as the rest
 	if err != nil {
 		return meter.View{}, err
 	}
