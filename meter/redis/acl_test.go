@@ -14,7 +14,7 @@ import (
 // aclRule is the ACL user docs/fleet.md tells operators to make for rlfs:
 // only the commands it sends, only its keys and channels.
 const aclRule = "on >s3cret ~{rlfs* &rlfs:* -@all +fcall +fcall_ro +function|load " +
-	"+hget +hgetall +hset +hdel +hmget +hkeys +hscan +zadd +zrem +zrange +zcard +zrank +zcount " +
+	"+hget +hgetall +hset +hdel +hmget +hkeys +hscan +hincrby +zadd +zrem +zrange +zcard +zrank +zcount " +
 	"+zremrangebyrank +zremrangebyscore +exists +del +unlink +rename +type +time " +
 	"+smembers +sadd +srem +get +set +append +getrange +setrange +publish +subscribe +ping +hello +client|setname +cluster|slots +cluster|shards +info"
 
