@@ -60,10 +60,24 @@ func (s *Store) fcall(ctx context.Context, fn, name string, out reply, args ...s
 }
 
 func (s *Store) fcallOpt(ctx context.Context, fn, name string, opt callOpt, out reply, args ...string) (time.Time, error) {
+	return s.fcallRiding(ctx, fn, name, opt, out, nil, args...)
+}
+
+// fcallRiding is fcallOpt with releases riding along (rlfs2_acquire's):
+// each attempt appends their pairs (id, done) to args, the ids mapped as
+// the store knows them then (a re-assert may have changed them).
+func (s *Store) fcallRiding(ctx context.Context, fn, name string, opt callOpt, out reply, riders []outOp, args ...string) (time.Time, error) {
 	k := keysOf(s.opt.Prefix, name)
-	a := append([]string{s.opt.Prefix, ""}, args...)
+	base := append([]string{s.opt.Prefix, ""}, args...)
+	a := base
 	reloads, steps := 0, 0
 	for {
+		if len(riders) > 0 {
+			a = base[:len(base):len(base)]
+			for _, r := range riders {
+				a = append(a, u64(s.host.mapID(r.meter, r.id)), strconv.FormatInt(r.done, 10))
+			}
+		}
 		a[1] = s.nowArg()
 		gen := s.host.putBacks()
 		cctx, cancel := s.callCtx(ctx)

@@ -172,7 +172,7 @@ func TestCostPerGrantFleet(t *testing.T) {
 	c := hosts[0].c
 	require.NoError(t, c.Do(ctx, c.B().FunctionLoad().Replace().FunctionCode(gcraLibrary).Build()).Error())
 	gcra := func(g int) {
-		key := "{bench}:tat" + strconv.Itoa(g%2)
+		key, c := "{bench}:tat"+strconv.Itoa(g%2), hosts[g%2].c
 		err := c.Do(ctx, c.B().Fcall().Function("rlfsbench_gcra").Numkeys(1).Key(key).Arg("1", "1000000000").Build()).Error()
 		require.NoError(t, err)
 	}

@@ -59,6 +59,13 @@ type meterPart struct {
 	// reconciling, that a reconcile of it is under way.
 	gen         int64
 	reconciling bool
+	// queue is how many waited in the store's queue at the last acquire's
+	// reply (a release does not wait for an acquire to carry it then).
+	queue int64
+	// lingerOff counts the releases that are sent at once, without
+	// waiting for an acquire to carry them, since one waited in vain
+	// (releases.go).
+	lingerOff int
 }
 
 // asked is a ticket asked for: when first (a store instant, µs, a little
@@ -251,6 +258,44 @@ func (h *hostState) waiting(name string) bool {
 	defer h.mu.Unlock()
 	p := h.meters[name]
 	return p != nil && len(p.waiters) > 0
+}
+
+// mayLinger reports whether a release of meter name may wait for an
+// acquire to carry it: nobody is known to wait on the meter (no ticket of
+// this host is asked for, and the store's queue was empty at the last
+// acquire's reply, queueSeen), and no release waited in vain in the last
+// lingerBackoff releases.
+func (h *hostState) mayLinger(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.meters[name]
+	if p == nil {
+		return false
+	}
+	if p.lingerOff > 0 {
+		p.lingerOff--
+		return false
+	}
+	return len(p.waiters) == 0 && p.queue == 0
+}
+
+// lingeredInVain records that a release of meter name waited for an
+// acquire in vain: the next lingerBackoff are sent at once.
+func (h *hostState) lingeredInVain(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p := h.meters[name]; p != nil {
+		p.lingerOff = lingerBackoff
+	}
+}
+
+// queueSeen records how many waited in meter name's queue at a reply.
+func (h *hostState) queueSeen(name string, n int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p := h.meters[name]; p != nil {
+		p.queue = n
+	}
 }
 
 // ended records that call id completed at done (µs; 0: unknown), or is

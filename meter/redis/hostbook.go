@@ -50,6 +50,33 @@ func (h *hostState) takeOutbox() []outOp {
 	return out
 }
 
+// takeRiders takes from the outbox, in order, at most n releases of meter
+// name that no revocation of it precedes: an acquire of that meter carries
+// them (releases.go). Like takeOutbox's, they are on their way until
+// returned or settled.
+func (h *hostState) takeRiders(name string, n int) []outOp {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []outOp
+	keep := h.outbox[:0:0]
+	for i, o := range h.outbox {
+		if o.meter != name {
+			keep = append(keep, o)
+			continue
+		}
+		if o.revoke || len(out) == n {
+			keep = append(keep, h.outbox[i:]...)
+			break
+		}
+		out = append(out, o)
+	}
+	if len(out) > 0 {
+		h.outbox = keep
+		h.inflight += len(out)
+	}
+	return out
+}
+
 // returnOutbox puts back, before what came since, the operations taken
 // that the store did not take.
 func (h *hostState) returnOutbox(rest []outOp) {

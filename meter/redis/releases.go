@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -24,15 +25,51 @@ import (
 // store took the completion, or when it is kept for a store that does not
 // answer.
 
+//
+// A release may also ride an acquire of its meter (rlfs2_acquire takes the
+// pairs rlfs2_release takes): an acquire sent while the outbox holds
+// releases of its meter carries them, and the store ends those calls just
+// before it decides. So that a host's close and next open cost one round
+// trip, a release waits up to releaseLinger for an acquire to carry it
+// before it is sent alone, when nobody is known to wait on the meter (no
+// ticket of this host asked for, and the store's queue empty at the last
+// acquire's reply): a waiter it would admit is never kept waiting for an
+// acquire, and one on another host that queued since waits at most that
+// much longer. A release that waited in vain (a process that closes and
+// does not open again soon) makes the next lingerBackoff releases of its
+// meter go at once. The completion's instant is the release's (done),
+// however late it is delivered.
+
 // maxReleases is how many releases one rlfs2_release takes (rlfs.lua's
 // RELEASES).
 const maxReleases = 16
+
+// releaseLinger is how long a release waits for an acquire to carry it;
+// lingerBackoff how many go at once after one waited in vain.
+const (
+	releaseLinger = 250 * time.Microsecond
+	lingerBackoff = 16
+)
 
 // Release completes call id (see above). It returns nil: what the store
 // refuses is logged.
 func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 	done := make(chan struct{})
 	s.host.postpone(outOp{meter: name, id: id, done: s.host.storeNowEstimate(), settled: done})
+	if s.linger > 0 && s.host.mayLinger(name) {
+		t := time.NewTimer(s.linger)
+		select {
+		case <-done:
+			t.Stop()
+			return nil
+		case <-t.C:
+			s.host.lingeredInVain(name)
+		case <-ctx.Done():
+			t.Stop()
+		case <-s.stop:
+			t.Stop()
+		}
+	}
 	if s.lead() {
 		_, _ = s.flushOutbox()
 		s.unlead()
@@ -45,6 +82,25 @@ func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 	case <-s.stop:
 	}
 	return nil
+}
+
+// rode settles the releases an acquire carried (took: the store ended
+// them), or puts them back in the outbox for the sender.
+func (s *Store) rode(riders []outOp, took bool) {
+	if len(riders) == 0 {
+		return
+	}
+	if !took {
+		s.host.returnOutbox(riders)
+		s.kickSender()
+		return
+	}
+	for _, o := range riders {
+		if o.settled != nil {
+			close(o.settled)
+		}
+	}
+	s.host.settled(len(riders))
 }
 
 // lead reports whether no delivery is under way, making the caller the one

@@ -119,12 +119,15 @@ type admissionReply struct {
 	head  string // the host of the queue's head ("": none)
 	ops   uint64
 	lease int64 // the caller's lease expiry
+	// rlfs2_acquire's only (0 from a library without them): how many
+	// riding releases it took, how many wait in the queue
+	rode, queue int64
 }
 
 func (r *admissionReply) decode(m rueidis.RedisMessage) error {
 	f := fieldsOf(m, 7)
 	*r = admissionReply{kind: f.int(0), id: uint64(f.int(1)), at: f.int(2), now: f.int(3), head: f.str(4),
-		ops: uint64(f.int(5)), lease: f.int(6)}
+		ops: uint64(f.int(5)), lease: f.int(6), rode: f.int(7), queue: f.int(8)}
 	return f.err
 }
 

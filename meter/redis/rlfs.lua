@@ -565,7 +565,15 @@ end
 -- whole: at most MAXPAST + RETIRE groups, a few KB, decoded and encoded by
 -- struct in one call each.
 
-local function dformat(k) return '<' .. string.rep('d', k) end
+local dformats = {}
+local function dformat(k)
+  local f = dformats[k]
+  if not f then
+    f = '<' .. string.rep('d', k)
+    if k <= 5 * (MAXPAST + RETIRE) then dformats[k] = f end
+  end
+  return f
+end
 
 -- hist_read is the history as one flat array: n, first, g, d, u of each
 -- group in turn.
@@ -676,7 +684,9 @@ end
 -- holding and enters the ledger at its end (lmode 'c'), or its entry there
 -- learns its end (lmode 'g'). A held call only loses its record. With
 -- direct (a release on a meter without windows, where it counts nowhere
--- at once), it goes straight into the history, as retirement would.
+-- at once: a table), its group is added to direct, which the caller adds
+-- to the history (hist_add: one write for the releases of a step), as
+-- retirement would.
 local function end_call(st, c, t, direct)
   local K, v = st.K, st.v
   redis.call('HDEL', K[2], c.sid)
@@ -689,10 +699,13 @@ local function end_call(st, c, t, direct)
   close_open(st, c)
   if t < c.g then t = c.g end
   local u = units(c)
-  local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
   if direct and not st.S.longest then
-    hist_add(st, {1, t, c.g, t, u})
-  elseif st.S.lmode == 'c' then
+    local k = #direct
+    direct[k + 1], direct[k + 2], direct[k + 3], direct[k + 4], direct[k + 5] = 1, t, c.g, t, u
+    return
+  end
+  local e = {id = c.id, n = 1, u = u, g = c.g, d = t, first = t}
+  if st.S.lmode == 'c' then
     ledger_add(st, t, call_entry(c.id, u, c.g, t), e)
   else
     ledger_swap(st, c.g, {id = c.id, n = 1, u = u, g = c.g, d = 0}, e)
@@ -1158,27 +1171,35 @@ end
 
 -- merge_past is one pass of meter's mergePast over H (flat): from the
 -- newest back, a group joins the newer one after it while that one's done
--- is within (its age)/div of the group's first (div 0: all).
+-- is within (its age)/div of the group's first (div 0: all). The groups
+-- are written newest first, then put back in order in place (explicit
+-- counters: a compaction runs up to six passes over MAXPAST groups).
 local function merge_past(H, now, div)
-  local out = {}
+  local floor = math.floor
+  local out, o = {}, 0
   local k = #H
   local n, first, g, d, u = H[k - 4], H[k - 3], H[k - 2], H[k - 1], H[k]
+  -- integer division as Go's time.Duration / time.Duration truncates
+  local lim = div ~= 0 and floor((now - d) / div) or 0
   for i = k - 9, 1, -5 do
-    -- integer division as Go's time.Duration / time.Duration truncates
-    if div == 0 or d - H[i + 1] <= math.floor((now - d) / div) then
+    if div == 0 or d - H[i + 1] <= lim then
       n, u, first = n + H[i], add_sat(u, H[i + 4]), H[i + 1]
       if H[i + 2] > g then g = H[i + 2] end
     else
-      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = n, first, g, d, u
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = n, first, g, d, u
+      o = o + 5
       n, first, g, d, u = H[i], H[i + 1], H[i + 2], H[i + 3], H[i + 4]
+      if div ~= 0 then lim = floor((now - d) / div) end
     end
   end
-  out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = n, first, g, d, u
-  local rev = {}
-  for i = #out - 4, 1, -5 do
-    for x = i, i + 4 do rev[#rev + 1] = out[x] end
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = n, first, g, d, u
+  o = o + 5
+  local a, b = 1, o - 4
+  while a < b do
+    for x = 0, 4 do out[a + x], out[b + x] = out[b + x], out[a + x] end
+    a, b = a + 5, b - 5
   end
-  return rev
+  return out
 end
 
 -- compact merges the history into at most MAXPAST/2 groups (meter.compactPast).
@@ -1710,6 +1731,30 @@ local function asked_before(st, host, inc, ticket, since, lexp)
   return nil
 end
 
+-- end_calls ends the calls of the pairs (id, done) in A from index from
+-- on (at most RELEASES; done 0: now; else when the host's release
+-- happened, at most now; a call no longer there is skipped), and retires
+-- the ledger's front. It returns how many pairs it took. (REL holds what
+-- ends calls for rlfs2_release and rlfs2_acquire: Lua allows 200 top-level
+-- locals.)
+local REL = {}
+function REL.end_calls(st, A, from)
+  local last = math.min(#A, from - 1 + 2 * RELEASES)
+  if last < from then return 0 end
+  local G = {}
+  for i = from, last, 2 do
+    local c = get_call(st, A[i])
+    if c then
+      local t = num(A[i + 1])
+      if t == 0 or t > st.now then t = st.now end
+      end_call(st, c, t, G)
+    end
+  end
+  hist_add(st, G)
+  retire(st)
+  return math.floor((last - from + 2) / 2)
+end
+
 -- rlfs2_acquire: ARGV 3 host, 4 inc, 5 lease (µs), 6 ticket, 7 cost, 8 how
 -- (letters: n nonblocking, f first: this ticket was never asked for), 9
 -- who ("pid,uid,gid"), 10 asked (µs: the ticket was first asked for after
@@ -1717,7 +1762,14 @@ end
 -- host's lease entry and the clock are read, the rule is checked on
 -- counters, and the grant is written (its record, the host's set, the
 -- open set with max_hold, the hot state). Replies an admission.
-local function acquire(st, A)
+--
+-- Releases may ride along (ARGV 10 is then present, '' with f, and pairs
+-- id, done follow from ARGV 11, as rlfs2_release's): the host's
+-- completions that were waiting to be sent when it asked (releases.go). They end
+-- first, as if rlfs2_release had come just before, and the reply's item 8
+-- says how many pairs were taken (a library without this leaves it out:
+-- the host sends them again), item 9 how many wait in the queue.
+function REL.decide(st, A)
   local S, v, K = st.S, st.v, st.K
   local host, inc, ticket, cost, how = A[3], A[4], A[6], num(A[7]), A[8]
   local lexp = touch_lease(st, host, inc, num(A[5]), false)
@@ -1734,6 +1786,13 @@ local function acquire(st, A)
   if string.find(how, 'n', 1, true) then return {0, 1, 0, st.now, '', 0, lexp} end
   if S.mwaiters > 0 and waiting >= S.mwaiters then return {0, 2, 0, st.now, '', 0, lexp} end
   return queued_reply(st, enqueue(st, {host = host, inc = inc, ticket = ticket, cost = cost, who = A[9]}), lexp)
+end
+
+local function acquire(st, A)
+  local rode = REL.end_calls(st, A, 11)
+  local r = REL.decide(st, A)
+  r[8], r[9] = rode, st.v[QN]
+  return r
 end
 
 -- rlfs2_cancel: ARGV 3 host, 4 inc, 5 lease, 6 seq, 7 ticket. Takes the
@@ -1769,16 +1828,8 @@ end
 -- releases a host sends together, at most RELEASES. Each call ends (one no
 -- longer there is skipped), the ledger's front retires; the queue is
 -- dispatched if anyone waits.
-local function release(st, A)
-  for i = 3, math.min(#A, 2 + 2 * RELEASES), 2 do
-    local c = get_call(st, A[i])
-    if c then
-      local t = num(A[i + 1])
-      if t == 0 or t > st.now then t = st.now end
-      end_call(st, c, t, true)
-    end
-  end
-  retire(st)
+function REL.release(st, A)
+  REL.end_calls(st, A, 3)
   return step_reply(st)
 end
 
@@ -2321,7 +2372,7 @@ end
 
 redis.register_function('rlfs2_acquire', keyed(step(acquire)))
 redis.register_function('rlfs2_cancel', keyed(step(cancel)))
-redis.register_function('rlfs2_release', keyed(step(release)))
+redis.register_function('rlfs2_release', keyed(step(REL.release)))
 redis.register_function('rlfs2_revoke', keyed(step(revoke)))
 redis.register_function('rlfs2_settle', keyed(step(settle)))
 redis.register_function('rlfs2_dispatch', keyed(step(dispatch_fn)))

@@ -38,7 +38,12 @@ func (s *Store) Enqueue(ctx context.Context, name string, r meter.Request) (mete
 	if !first {
 		args = append(args, strconv.FormatInt(asked, 10)) // (asked for before: since when)
 	}
-	sent, err := s.fcall(ctx, "rlfs2_acquire", name, &rep, args...)
+	riders := s.host.takeRiders(name, maxReleases)
+	if len(riders) > 0 && first {
+		args = append(args, "")
+	}
+	sent, err := s.fcallRiding(ctx, "rlfs2_acquire", name, recheckMissing, &rep, riders, args...)
+	s.rode(riders, err == nil && rep.rode == int64(len(riders)))
 	if err != nil {
 		if errors.Is(err, meter.ErrUnavailable) {
 			s.host.unanswered(name) // it may have been granted: the renewal looks
@@ -50,6 +55,7 @@ func (s *Store) Enqueue(ctx context.Context, name string, r meter.Request) (mete
 	}
 	s.host.synced(rep.now, sent)
 	s.host.leaseTold(name, sent, rep.now, rep.lease)
+	s.host.queueSeen(name, rep.queue)
 	switch rep.kind {
 	case admGranted:
 		h.Host = s.opt.Host

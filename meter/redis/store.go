@@ -89,8 +89,12 @@ type Store struct {
 	inc   string // this daemon's incarnation
 	clock meter.Clock
 	fake  bool // opt.clock is set: send the library our now
-	log   *slog.Logger
-	host  *hostState // this host's part of the fleet: leases, calls, outbox, journal
+	// linger is how long a release waits for an acquire to carry it
+	// (releases.go): releaseLinger, 0 with a test clock (every release is
+	// sent at once, and tests that set the clock see each step in order)
+	linger time.Duration
+	log    *slog.Logger
+	host   *hostState // this host's part of the fleet: leases, calls, outbox, journal
 
 	stop   chan struct{}
 	kick   chan struct{} // wakes the sender (releases.go)
@@ -134,6 +138,9 @@ func Open(opt Options) (*Store, error) {
 	}
 	s := &Store{c: c, opt: opt, inc: newIncarnation(), clock: opt.clock, fake: opt.clock != nil, log: opt.Logger,
 		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	if !s.fake {
+		s.linger = releaseLinger
+	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	if s.clock == nil {
 		s.clock = meter.SystemClock{}
