@@ -29,7 +29,7 @@ func TestLibraryFastPaths(t *testing.T) {
 			release: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hdel": 1, "zrem": 1, "zadd": 1, "set": 1}},
 		{spec: "concurrency=5000", // without windows, straight into the history (appended)
 			acquire: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hset": 1, "zadd": 1, "set": 1},
-			release: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hdel": 1, "zrem": 1, "append": 1, "zcard": 1, "set": 1}},
+			release: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hdel": 1, "zrem": 1, "append": 1, "set": 1}},
 		{spec: "1000/1h,concurrency=0,max_hold=1m", // the open set too, in grant order
 			acquire: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hset": 1, "zadd": 2, "set": 1},
 			release: map[string]int{"fcall": 1, "get": 1, "hget": 1, "hdel": 1, "zrem": 2, "zadd": 1, "set": 1}},
@@ -44,6 +44,87 @@ func TestLibraryFastPaths(t *testing.T) {
 		got = l.commandsOf(func() { l.release(name, id) })
 		require.Equal(t, tc.release, got, "commands of a release on %q (nobody waits)", tc.spec)
 	}
+}
+
+// Releases ride an acquire (rlfs2_acquire's pairs from ARGV 11): they end
+// first, in the same function, as if rlfs2_release had come just before;
+// the reply says how many pairs it took and how many wait. A call the
+// store no longer has is skipped; a waiter queued before keeps its place.
+func TestLibraryRidingReleases(t *testing.T) {
+	l := newLib(t)
+	ride := func(name, host string, ticket uint64, nonblock bool, pairs ...string) admissionReply {
+		t.Helper()
+		how := "f"
+		if nonblock {
+			how = "nf"
+		}
+		var r admissionReply
+		args := append([]string{host, "i", strconv.FormatInt(libLease, 10), u64(ticket), "1", how, "7,1000,1000", ""}, pairs...)
+		l.step(&r, "rlfs2_acquire", name, args...)
+		return r
+	}
+	l.create("one", "concurrency=1")
+	id := l.grant("one", 1, 1)
+	require.EqualValues(t, admRefused, l.acquire("one", 2, 1).kind, "held: a second call is refused")
+	l.advance(time.Millisecond)
+	done := l.now
+	l.advance(time.Millisecond)
+	r := ride("one", "a", 3, true, u64(id), strconv.FormatInt(done, 10))
+	require.EqualValues(t, admGranted, r.kind, "the riding release ended the call first: %+v", r)
+	require.EqualValues(t, 1, r.rode, "pairs taken")
+	require.Zero(t, r.queue, "nobody waits")
+	v := l.view("one")
+	require.EqualValues(t, 1, v.holders, "the new call only")
+	require.EqualValues(t, 1, v.retired, "the released call is in the history")
+	require.Equal(t, done, v.retiredSince, "completed when its host said, not when it arrived")
+
+	// the same release again (a retry): skipped, nothing ends twice
+	r = ride("one", "a", 4, true, u64(id), strconv.FormatInt(done, 10))
+	require.EqualValues(t, admRefused, r.kind, "the new call still holds")
+	require.EqualValues(t, 1, r.rode)
+	require.EqualValues(t, 1, l.view("one").retired, "no call ended twice")
+
+	// a waiter of host b queued before keeps its place: the holder's
+	// release, riding host a's acquire, hands the meter to b's waiter,
+	// and a's new ticket queues behind it
+	q := l.acquireAs("one", "b", libLease, 5, 1, false)
+	require.EqualValues(t, admQueued, q.kind)
+	holders := func() map[string]string { // id -> host
+		var lst listReply
+		l.step(&lst, "rlfs2_list", "one", "c", "0")
+		out := map[string]string{}
+		for i, k := range lst.keys {
+			rec, ok := parseCallRecord(lst.recs[i])
+			require.True(t, ok, "record of call %s", k)
+			out[k] = rec.holder.Host
+		}
+		return out
+	}
+	before := holders()
+	require.Len(t, before, 1)
+	var holder string
+	for k := range before {
+		holder = k
+	}
+	r = ride("one", "a", 6, false, holder, "0")
+	require.EqualValues(t, admQueued, r.kind, "a's ticket queues behind b's waiter: %+v", r)
+	require.EqualValues(t, 1, r.rode)
+	require.EqualValues(t, 1, r.queue, "a's own ticket waits")
+	after := holders()
+	require.Len(t, after, 1)
+	for k, h := range after {
+		require.NotEqual(t, holder, k, "the released call is gone")
+		require.Equal(t, "b", h, "b's waiter, queued first, was granted (FIFO)")
+	}
+
+	// the commands of a riding acquire: one function, both steps' commands
+	l.create("many", "concurrency=5000")
+	l.release("many", l.grant("many", 1, 1))
+	id = l.grant("many", 2, 1)
+	l.advance(time.Millisecond)
+	got := l.commandsOf(func() { ride("many", "a", 3, true, u64(id), "0") })
+	require.Equal(t, map[string]int{"fcall": 1, "get": 1, "hget": 2, "hdel": 1, "zrem": 1, "append": 1, "hset": 1, "zadd": 1, "set": 1}, got,
+		"commands of an acquire carrying a release")
 }
 
 // libStep is one step of a table: at an instant (from the start), an

@@ -240,8 +240,10 @@ end
 -- meter's tag and its spec's version and signature (sver, sig in s).
 --
 -- s holds, in order (FIELDS): sver, sig, its layout (3: the history a
--- string; 2: a sorted set, converted by the first step), flags (1: a
--- rebuild or migration under way, see m's rb), next_id, grants, revoked,
+-- string; 2: a sorted set, converted by the first step), flags (bit 1: a
+-- rebuild or migration under way, see m's rb; bit 2: the ledger may hold
+-- entries though the meter has no window, which a release retires: see
+-- retire), next_id, grants, revoked,
 -- lapses, seq (the last arrival number), ops, hwm (the time high-water
 -- mark), on and ouh:oul (the open set's count and units), held (calls held
 -- after max_hold), nx (the next instant something leaves a window or a
@@ -287,10 +289,12 @@ local function state_of(blob)
     v[#v] = nil
     if (n - 24) % 3 == 0 then table.insert(v, QEND, v[GATE]) end
     table.insert(v, PLD, 0)
+    if v[FLAGS] % 4 < 2 then v[FLAGS] = v[FLAGS] + 2 end
     return v
   end
   local v = {struct.unpack(format_of((n - BASE) / 3), blob)}
   v[#v] = nil -- struct.unpack's next position
+  if v[FLAGS] % 4 < 2 then v[FLAGS] = v[FLAGS] + 2 end -- written by another library, maybe: look once
   return v
 end
 
@@ -406,7 +410,7 @@ local function legacy_state(K)
   for i, k in ipairs(FIELDS) do
     if k ~= 'sver' and k ~= 'sig' and k ~= 'layout' and f[k] then v[i] = num(f[k]) end
   end
-  v[NEXT_ID], v[FLAGS], v[QEND] = math.max(v[NEXT_ID], 1), 1, v[GATE]
+  v[NEXT_ID], v[FLAGS], v[QEND] = math.max(v[NEXT_ID], 1), 3, v[GATE]
   redis.call('HSET', K[1], 'rb', 'mp', 'rbc', '0')
   return v
 end
@@ -510,6 +514,7 @@ local function ledger_add(st, x, m, e)
     return
   end
   if redis.call('ZADD', st.K[4], int(x), m) == 0 then return end
+  if not L and v[FLAGS] % 4 < 2 then v[FLAGS] = v[FLAGS] + 2 end
   for _, w in ipairs(S.windows) do
     if x <= now - w.per then
       v[w.p] = v[w.p] + 1
@@ -600,8 +605,13 @@ end
 -- hist_add adds groups G (flat, in the order they came) to the history:
 -- sorted by done, stably, then appended if none is older than the newest
 -- there, else merged in after the groups of the same done (meter's
--- addPast).
-local function hist_add(st, G)
+-- addPast). With late (the releases of a meter without windows), a group
+-- older than the newest there takes the newest's done instead (its first
+-- stays its own completion), and all are appended: such a group came late
+-- because another host's release, completed a little later, came first;
+-- it counts that much longer should a window widen over it, never shorter,
+-- and no release reads and rewrites the history's tail.
+local function hist_add(st, G, late)
   local v, k = st.v, #G
   if k == 0 then return end
   local sorted = true
@@ -621,6 +631,12 @@ local function hist_add(st, G)
       for j = 5 * i - 4, 5 * i do S2[#S2 + 1] = G[j] end
     end
     G = S2
+  end
+  if late and v[PN] > 0 then
+    for i = 4, k, 5 do
+      if G[i] >= v[PLD] then break end
+      G[i] = v[PLD]
+    end
   end
   if v[PN] == 0 or G[4] >= v[PLD] then
     redis.call('APPEND', st.K[9], struct.pack(dformat(k), unpack(G)))
@@ -1224,8 +1240,13 @@ end
 
 local function retire(st)
   local S, v, K, now = st.S, st.v, st.K, st.now
-  local n
-  if S.longest then n = v[S.longest.p] else n = redis.call('ZCARD', K[4]) end
+  local n = 0
+  if S.longest then
+    n = v[S.longest.p]
+  elseif v[FLAGS] % 4 >= 2 then
+    n = redis.call('ZCARD', K[4])
+    if n == 0 then v[FLAGS] = v[FLAGS] - 2 end
+  end
   n = math.min(n, RETIRE)
   if n > 0 then
     local e = redis.call('ZRANGE', K[4], 0, n - 1)
@@ -1381,7 +1402,7 @@ end
 -- way first (phases mp, mc, mw, mh; field mig), then rebuilt from b.
 
 local function set_phase(st, ph, cursor)
-  st.f.rb, st.f.rbc, st.v[FLAGS] = ph, cursor, 1
+  st.f.rb, st.f.rbc, st.v[FLAGS] = ph, cursor, 3
   redis.call('HSET', st.K[1], 'rb', ph, 'rbc', cursor)
 end
 
@@ -1540,7 +1561,7 @@ local function measure(st)
   if #e / 2 < REBUILD then
     v[NX] = next_event(st)
     redis.call('HDEL', K[1], 'rb', 'rbc', 'rbnow')
-    st.f.rb, v[FLAGS] = nil, 0
+    st.f.rb, v[FLAGS] = nil, 2 -- the new spec may have no window: the next release looks
   else
     set_phase(st, 'b', c0 + kept)
   end
@@ -1650,10 +1671,10 @@ end
 -- ageing, expiry and lapses. false: its budget is spent (reply MORE).
 local function upkeep(st)
   if st.v[LAYOUT_I] < SLAYOUT then convert_history(st) end
-  if st.v[FLAGS] ~= 0 then
+  if st.v[FLAGS] % 2 == 1 then
     local r = redis.call('HMGET', st.K[1], 'rb', 'rbc', 'rbnow', 'rbmo')
     st.f = {rb = r[1] or nil, rbc = r[2] or '0', rbnow = r[3] or '0', rbmo = r[4] or nil}
-    if not st.f.rb then st.v[FLAGS] = 0 end -- nothing under way after all
+    if not st.f.rb then st.v[FLAGS] = st.v[FLAGS] - 1 end -- nothing under way after all
     if not rebuild(st) then return false end
   end
   resume(st)
@@ -1750,7 +1771,7 @@ function REL.end_calls(st, A, from)
       end_call(st, c, t, G)
     end
   end
-  hist_add(st, G)
+  hist_add(st, G, true)
   retire(st)
   return math.floor((last - from + 2) / 2)
 end
@@ -2034,7 +2055,7 @@ local function setspec(K, A)
   local nu = spec_of(f)
   v[TAT] = rejudge(old.bucket, nu.bucket, v[TAT], st.now)
   v[UTAT] = rejudge(old.ubucket, nu.ubucket, v[UTAT], st.now)
-  v[SVER], v[SIG], v[FLAGS] = bump(K), sig_of(f.spec or ''), 1
+  v[SVER], v[SIG], v[FLAGS] = bump(K), sig_of(f.spec or ''), 3
   for i = BASE + 1, BASE + 3 * #nu.windows do v[i] = 0 end
   local first = 'p'
   if old.lmode ~= nu.lmode then first = 'a' elseif nu.lmode == 'g' then first = 'lo' end

@@ -165,9 +165,15 @@ func (b *bench) startFleet(f *fleetRun) error {
 	return nil
 }
 
-// fleetRound is one throughput round of f, with the commands Redis ran.
+// fleetRound is one throughput round of f, with the commands Redis ran
+// and its CPU per grant, then (in the same round, on the same Redis) the
+// GCRA baseline (gcra.go) for as long.
 func (b *bench) fleetRound(f *fleetRun) error {
 	before, err := commandStats(f.redis.addr)
+	if err != nil {
+		return err
+	}
+	cpu0, err := redisCPU(f.redis.addr)
 	if err != nil {
 		return err
 	}
@@ -175,10 +181,26 @@ func (b *bench) fleetRound(f *fleetRun) error {
 	if err != nil {
 		return err
 	}
+	cpu1, err := redisCPU(f.redis.addr)
+	if err != nil {
+		return err
+	}
 	after, err := commandStats(f.redis.addr)
 	if err != nil {
 		return err
 	}
+	grants := 0.0
+	for _, v := range rates {
+		grants += v * b.cfg.fleetDur.Seconds()
+	}
+	b.s.add("x.cpu"+f.key, (cpu1-cpu0)*1e6/max(grants, 1))
+	grate, gcpu, err := gcraRound(f.redis.addr, len(f.mnts), b.cfg.fleetProcs, b.cfg.fleetDur)
+	if err != nil {
+		return err
+	}
+	b.s.add("x.gcra.rate"+f.key, grate)
+	b.s.add("x.gcra.cpu"+f.key, gcpu)
+	b.s.add("x.cpuratio"+f.key, (cpu1-cpu0)*1e6/max(grants, 1)/gcpu)
 	f.res.perHost = append(f.res.perHost, rates)
 	total := 0.0
 	for _, v := range rates {
@@ -336,8 +358,14 @@ func (b *bench) fleetRows() []row {
 		for i, v := range fr.perHost[mid] {
 			hs = append(hs, fmt.Sprintf("%s %s", fleetHosts[i], rate(v)))
 		}
-		rs = append(rs, row{id: "x1", what: fmt.Sprintf("fleet throughput: 3 hosts × %d processes, concurrency=0, grants/s", b.cfg.fleetProcs),
-			rlfs: fmt.Sprintf("%s (%s)", rate(s.med("x.total")), strings.Join(hs, ", "))})
+		rs = append(rs, row{id: "x1", what: fmt.Sprintf("fleet throughput: 3 hosts × %d processes, concurrency=0, grants/s; GCRA baseline in ()", b.cfg.fleetProcs),
+			rlfs: fmt.Sprintf("%s (%s) (GCRA %s)", rate(s.med("x.total")), strings.Join(hs, ", "), rate(s.med("x.gcra.rate")))})
+		if len(s["x.cpuratio"]) > 0 {
+			r := s.med("x.cpuratio")
+			rs = append(rs, row{id: "x5", what: "Redis CPU per grant under x1's load; per GCRA decision in ()",
+				rlfs:  fmt.Sprintf("%s (%s)", us(s.med("x.cpu")), us(s.med("x.gcra.cpu"))),
+				ratio: x(r) + " GCRA", target: "≤ 3× GCRA", result: verdict(r <= 3)})
+		}
 	}
 	if len(fr.handoffs) > 0 {
 		sorted := slices.Sorted(slices.Values(fr.handoffs))
@@ -370,7 +398,11 @@ func (b *bench) fleetDoc(p func(string, ...any)) {
 	p("  median over rounds of (Redis cycle − SQLite cycle) / RTT, all three from the same round.")
 	p("- **x** fleet: 3 daemons (hosts %s) on one Redis, each with `thr=concurrency=0` and", strings.Join(fleetHosts, ", "))
 	p("  `hand=concurrency=1`. x1: %d client processes per host loop raw open+close on their host's `thr` for %s,", c.fleetProcs, c.fleetDur)
-	p("  all starting at one instant (%d rounds; the median round, and its split by host). x2, x3: one client", c.rounds)
+	p("  all starting at one instant (%d rounds; the median round, and its split by host). In each round, right", c.rounds)
+	p("  after, the GCRA baseline runs on the same Redis for as long: %d goroutines per host on one rueidis client", c.fleetProcs)
+	p("  per host (as the daemons'), each looping one GCRA decision (a function: TIME, GET and SET of a TAT key;")
+	p("  the rule redis-cell and redis_rate run). x5: Redis's CPU (INFO cpu) per grant over the round, and per GCRA")
+	p("  decision over its baseline; the ratio is the median over rounds of each round's. x2, x3: one client")
 	p("  process holds `hand` through host-a; a thread opens it through host-b and blocks; once `status` shows it")
 	p("  waiting, the holder closes; the latency is from just before `close()` to the waiter's open returning")
 	p("  (the RELEASE's trip to host-a, its FCALL, the message to host-b, host-b's grant, the waking of the")

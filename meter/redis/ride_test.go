@@ -1,0 +1,99 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rlfs/rlfs/meter"
+	"github.com/rlfs/rlfs/meter/redis/redistest"
+)
+
+// fcalls is how many FCALLs the server has run (INFO commandstats).
+func fcalls(t *testing.T, addr string) int {
+	t.Helper()
+	for _, line := range strings.Split(redistest.Command(addr, "INFO", "commandstats"), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_fcall:calls="); ok {
+			n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			require.NoError(t, err, line)
+			return n
+		}
+	}
+	return 0
+}
+
+// A close and the next open of a host cost one FCALL: the release waits
+// in the outbox (nobody waits on the meter) and the next acquire of the
+// meter carries it; the store ends the call first, so that a serial
+// meter grants the next open, and the release returns once it is taken.
+// Alone, a release waits releaseLinger at most, then goes by itself.
+func TestReleaseRidesTheNextAcquire(t *testing.T) {
+	srv := redistest.Start(t)
+	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
+	b := bareStore(t, srv.URL(), "b", Options{Lease: time.Minute})
+	ctx := context.Background()
+	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=1"), meter.DefaultAttr()))
+	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
+	require.NoError(t, err)
+	require.True(t, adm.Granted)
+
+	a.linger = time.Minute // on a busy machine, longer than any scheduling delay; set back below
+	before := fcalls(t, srv.Addr())
+	released := make(chan struct{})
+	go func() {
+		_ = a.Release(ctx, "m", adm.Call.ID)
+		close(released)
+	}()
+	for !a.host.pending() {
+		select {
+		case <-released:
+			t.Fatal("the release went alone: it should have waited for an acquire")
+		default:
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+	next, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 2, Cost: 1, Nonblock: true})
+	require.NoError(t, err)
+	require.True(t, next.Granted, "the carried release freed the serial meter")
+	<-released
+	require.Equal(t, 1, fcalls(t, srv.Addr())-before, "one FCALL for the release and the next acquire")
+
+	// alone, it goes by itself: host b sees the meter free soon after
+	a.linger = releaseLinger
+	start := time.Now()
+	require.NoError(t, a.Release(ctx, "m", next.Call.ID))
+	require.Less(t, time.Since(start), 5*time.Second, "a release alone is not kept")
+	other, err := b.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
+	require.NoError(t, err)
+	require.True(t, other.Granted, "the release reached the store")
+	require.False(t, a.host.pending(), "nothing left in the outbox")
+}
+
+// A release does not wait for an acquire while anyone is known to wait
+// on its meter: a waiter of this host, or the store's queue as the last
+// acquire's reply showed it.
+func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
+	srv := redistest.Start(t)
+	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
+	b := bareStore(t, srv.URL(), "b", Options{Lease: time.Minute})
+	ctx := context.Background()
+	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=1"), meter.DefaultAttr()))
+	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
+	require.NoError(t, err)
+	require.True(t, adm.Granted)
+	require.True(t, a.host.mayLinger("m"), "nobody waits")
+	q, err := b.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1})
+	require.NoError(t, err)
+	require.False(t, q.Granted, "b queues")
+	// a's next acquire learns that someone waits
+	_, err = a.Enqueue(ctx, "m", meter.Request{Ticket: 2, Cost: 1, Nonblock: true})
+	require.ErrorIs(t, err, meter.ErrWouldBlock)
+	require.False(t, a.host.mayLinger("m"), "the store's queue holds b's waiter")
+	a.host.queueSeen("m", 0)
+	a.host.asking("m", 3, true)
+	require.False(t, a.host.mayLinger("m"), "a ticket of this host is asked for")
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// The GCRA baseline of the fleet step (issue 17): what a limiter that
+// polls, has no FIFO and counts from the grant costs the same Redis. One
+// GCRA decision is a function that reads the clock and GETs and SETs a TAT
+// key (the rule redis-cell and redis_rate run in Lua); it is loaded as its
+// own library. fleetProcs goroutines per host, on one client per host
+// (rueidis, as the daemons', without its client-side cache), loop it for
+// the duration of a throughput round, each host on its own key, as each
+// daemon's processes share their host's connection.
+
+const gcraLibrary = `#!lua name=rlfsbench
+redis.register_function('rlfsbench_gcra', function(K, A)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local tat = tonumber(redis.call('GET', K[1]) or 0)
+  local interval, burst = tonumber(A[1]), tonumber(A[2])
+  if tat < now then tat = now end
+  if tat - now > interval * (burst - 1) then return {0, tat - now} end
+  redis.call('SET', K[1], tat + interval)
+  return {1, 0}
+end)
+`
+
+// gcraRound runs the GCRA baseline on r for d and returns the decisions
+// per second and Redis's CPU per decision (µs).
+func gcraRound(addr string, hosts, procs int, d time.Duration) (rate, cpuUs float64, err error) {
+	clients := make([]rueidis.Client, hosts)
+	for i := range clients {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, DisableRetry: true})
+		if err != nil {
+			return 0, 0, fmt.Errorf("gcra: connect to %s: %w", addr, err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	ctx := context.Background()
+	c0 := clients[0]
+	if err := c0.Do(ctx, c0.B().FunctionLoad().Replace().FunctionCode(gcraLibrary).Build()).Error(); err != nil {
+		return 0, 0, fmt.Errorf("gcra: load the function: %w", err)
+	}
+	before, err := redisCPU(addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	var n atomic.Int64
+	var first atomic.Value
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for h, c := range clients {
+		key := "{bench}:tat" + strconv.Itoa(h)
+		for range procs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(end) {
+					cmd := c.B().Fcall().Function("rlfsbench_gcra").Numkeys(1).Key(key).Arg("1", "1000000000").Build()
+					if err := c.Do(ctx, cmd).Error(); err != nil {
+						first.CompareAndSwap(nil, err)
+						return
+					}
+					n.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if e := first.Load(); e != nil {
+		return 0, 0, fmt.Errorf("gcra: %v", e)
+	}
+	after, err := redisCPU(addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	total := float64(n.Load())
+	return total / d.Seconds(), (after - before) * 1e6 / max(total, 1), nil
+}
+
+// redisCPU is the server's CPU time so far, in seconds (INFO cpu:
+// used_cpu_sys + used_cpu_user).
+func redisCPU(addr string) (float64, error) {
+	c, err := dialRedis(addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	text, err := c.do("INFO", "cpu")
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for line := range strings.SplitSeq(text, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu: %q: %w", line, err)
+			}
+			total += f
+		}
+	}
+	return total, nil
+}
