@@ -117,6 +117,8 @@ func (s *Store) subscribe(mb *mailbox) {
 //	r,TICKET,0,0,NOW,METER               a waiter refused: a limits write left
 //	                                     no units item that can admit its cost
 //	n,AT,NOW,HEADHOST,OPS,METER          when to try the head of the queue
+//	q,QN,0,0,NOW,METER                   another host's waiter queued on an
+//	                                     empty queue: releases go at once
 type hostMessage struct {
 	kind                  string
 	ticket, id, ops       uint64
@@ -144,6 +146,8 @@ func parseHostMessage(text string) (hostMessage, bool) {
 		m.ticket, m.now = uint64(num(1)), num(4)
 	case "n":
 		m.at, m.now, m.head, m.ops = num(1), num(2), p[3], uint64(num(4))
+	case "q":
+		m.id, m.now = uint64(num(1)), num(4)
 	default:
 		return hostMessage{}, false
 	}
@@ -164,6 +168,11 @@ func (s *Store) onHostMessage(text string) {
 	case "r":
 		s.host.unqueued(m.meter, m.ticket)
 		s.tell(func(ev meter.Events) { ev.Refused(m.meter, m.ticket, meter.ErrTooBig) })
+	case "q":
+		s.host.queueSeen(m.meter, int64(max(m.id, 1)))
+		if s.host.pending() {
+			s.kickSender() // releases waiting for an acquire go now
+		}
 	case "n":
 		if !s.host.waiting(m.meter) {
 			return

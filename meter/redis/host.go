@@ -263,8 +263,8 @@ func (h *hostState) waiting(name string) bool {
 // mayLinger reports whether a release of meter name may wait for an
 // acquire to carry it: nobody is known to wait on the meter (no ticket of
 // this host is asked for, and the store's queue was empty at the last
-// acquire's reply, queueSeen), and no release waited in vain in the last
-// lingerBackoff releases.
+// acquire's reply and no other host's waiter queued since: queueSeen),
+// and no release waited in vain in the last lingerBackoff releases.
 func (h *hostState) mayLinger(name string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

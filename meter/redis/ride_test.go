@@ -81,6 +81,7 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
 	b := bareStore(t, srv.URL(), "b", Options{Lease: time.Minute})
 	ctx := context.Background()
+	a.Subscribe(&recEvents{granted: map[uint64]meter.Call{}}) // host a hears the store's messages
 	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=1"), meter.DefaultAttr()))
 	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
 	require.NoError(t, err)
@@ -89,10 +90,26 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	q, err := b.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1})
 	require.NoError(t, err)
 	require.False(t, q.Granted, "b queues")
-	// a's next acquire learns that someone waits
+	// the store tells host a that b's waiter came to an empty queue
+	require.Eventually(t, func() bool { return !a.host.mayLinger("m") }, 10*time.Second, time.Millisecond,
+		"host a learns that b's waiter queued")
+	// a's next acquire's reply says so too
+	a.host.queueSeen("m", 0)
 	_, err = a.Enqueue(ctx, "m", meter.Request{Ticket: 2, Cost: 1, Nonblock: true})
 	require.ErrorIs(t, err, meter.ErrWouldBlock)
 	require.False(t, a.host.mayLinger("m"), "the store's queue holds b's waiter")
+	// the holder's release goes at once: b is granted
+	a.linger = time.Minute // a release that waited for an acquire would show
+	done := make(chan struct{})
+	go func() {
+		_ = a.Release(ctx, "m", adm.Call.ID)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the release waited for an acquire while b's waiter waits")
+	}
 	a.host.queueSeen("m", 0)
 	a.host.asking("m", 3, true)
 	require.False(t, a.host.mayLinger("m"), "a ticket of this host is asked for")

@@ -1277,8 +1277,19 @@ local function head(st)
   end
 end
 
+-- enqueue queues waiter wt. The first waiter of an empty queue is told to
+-- every other host with a lease on the meter ("q,QN,0,0,NOW,METER" on its
+-- channel): a host that holds calls then sends its releases at once
+-- instead of waiting for an acquire to carry them (releases.go).
 local function enqueue(st, wt)
   local v = st.v
+  if v[QN] == 0 then
+    local raw = redis.call('HKEYS', st.K[8])
+    local msg = 'q,1,0,0,' .. int(st.now) .. ',' .. st.name
+    for _, h in ipairs(raw) do
+      if h ~= wt.host then redis.call('PUBLISH', st.prefix .. ':h:' .. h, msg) end
+    end
+  end
   v[SEQ], v[QN] = v[SEQ] + 1, v[QN] + 1
   local seq = int(v[SEQ])
   redis.call('ZADD', st.K[5], v[SEQ], seq)
