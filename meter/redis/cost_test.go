@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"os"
 	"slices"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/rlfs/rlfs/meter"
 	"github.com/rlfs/rlfs/meter/redis/redistest"
+	"github.com/rlfs/rlfs/test/gcra"
 )
 
 // The cost of a grant in Redis, against one GCRA decision (design §11;
@@ -27,13 +27,12 @@ import (
 // TestCostPerGrant measures the Redis CPU (INFO's used_cpu_user +
 // used_cpu_sys) of acquire+release cycles through the Store (no engine),
 // per cycle, on meters holding more and more calls, and of one GCRA
-// decision (testdata/gcra.lua: GET and SET of a TAT key) in the same
+// decision (test/gcra: GET and SET of a TAT key) in the same
 // server through the same client. TestCostSteps measures every kind of
 // bounded step (SLOWLOG: each FCALL's time) on meters with 100,000 calls
 // remembered (steps.go).
 
-//go:embed testdata/gcra.lua
-var gcraLibrary string
+var gcraLibrary = gcra.Library
 
 func benchOnly(t *testing.T) {
 	if os.Getenv("RLFS_BENCH") == "" {

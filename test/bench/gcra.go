@@ -10,31 +10,20 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/rlfs/rlfs/test/gcra"
 )
 
 // The GCRA baseline of the fleet step (issue 17): what a limiter that
 // polls, has no FIFO and counts from the grant costs the same Redis. One
 // GCRA decision is a function that reads the clock and GETs and SETs a TAT
-// key (the rule redis-cell and redis_rate run in Lua); it is loaded as its
-// own library. fleetProcs goroutines per host, on one client per host
-// (rueidis, as the daemons', without its client-side cache), loop it for
-// the duration of a throughput round, each host on its own key, as each
-// daemon's processes share their host's connection.
+// key (the rule redis-cell and redis_rate run in Lua: test/gcra); it is
+// loaded as its own library. fleetProcs goroutines per host, on one client
+// per host (rueidis, as the daemons', without its client-side cache), loop
+// it for the duration of a throughput round, each host on its own key, as
+// each daemon's processes share their host's connection.
 
-const gcraLibrary = `#!lua name=rlfsbench
-redis.register_function('rlfsbench_gcra', function(K, A)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local tat = tonumber(redis.call('GET', K[1]) or 0)
-  local interval, burst = tonumber(A[1]), tonumber(A[2])
-  if tat < now then tat = now end
-  if tat - now > interval * (burst - 1) then return {0, tat - now} end
-  redis.call('SET', K[1], tat + interval)
-  return {1, 0}
-end)
-`
-
-// gcraRound runs the GCRA baseline on r for d and returns the decisions
+// gcraRound runs the GCRA baseline on addr for d and returns the decisions
 // per second and Redis's CPU per decision (µs).
 func gcraRound(addr string, hosts, procs int, d time.Duration) (rate, cpuUs float64, err error) {
 	clients := make([]rueidis.Client, hosts)
@@ -48,7 +37,7 @@ func gcraRound(addr string, hosts, procs int, d time.Duration) (rate, cpuUs floa
 	}
 	ctx := context.Background()
 	c0 := clients[0]
-	if err := c0.Do(ctx, c0.B().FunctionLoad().Replace().FunctionCode(gcraLibrary).Build()).Error(); err != nil {
+	if err := c0.Do(ctx, c0.B().FunctionLoad().Replace().FunctionCode(gcra.Library).Build()).Error(); err != nil {
 		return 0, 0, fmt.Errorf("gcra: load the function: %w", err)
 	}
 	before, err := redisCPU(addr)
@@ -66,7 +55,7 @@ func gcraRound(addr string, hosts, procs int, d time.Duration) (rate, cpuUs floa
 			go func() {
 				defer wg.Done()
 				for time.Now().Before(end) {
-					cmd := c.B().Fcall().Function("rlfsbench_gcra").Numkeys(1).Key(key).Arg("1", "1000000000").Build()
+					cmd := c.B().Fcall().Function(gcra.Function).Numkeys(1).Key(key).Arg("1", "1000000000").Build()
 					if err := c.Do(ctx, cmd).Error(); err != nil {
 						first.CompareAndSwap(nil, err)
 						return
