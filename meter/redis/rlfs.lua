@@ -1219,16 +1219,31 @@ local function merge_past(H, now, div)
 end
 
 -- compact merges the history into at most MAXPAST/2 groups (meter.compactPast).
+--
+-- meter's compactPast takes the first of div = 16, 8, 4, 2, 1 (PASTDIV on)
+-- whose pass leaves at most MAXPAST/2 groups, else one group of them all.
+-- A pass's count only shrinks as div does (the history is ordered by done,
+-- and an older run head reaches at least as far back as a newer one:
+-- meter/rule's TestMergePastCountShrinksWithDiv), so after div 16 the
+-- largest div that fits is found by bisection: at most four passes
+-- instead of five, and a burst of recent releases, which fits none, takes
+-- three (16, 2, 1), then one group of all, which is what merging a pass's
+-- result wholly gives. The result is meter's exactly.
 local function compact(st)
-  local past = hist_read(st)
-  local div, out = PASTDIV, nil
-  while true do
-    out = merge_past(past, st.now, div)
-    if #out <= 5 * MAXPAST / 2 or div <= 1 then
-      if #out > 5 * MAXPAST / 2 then out = merge_past(out, st.now, 0) end
-      break
+  local past, half = hist_read(st), 5 * MAXPAST / 2
+  local function fits(div)
+    local out = merge_past(past, st.now, div)
+    if #out <= half then return out end
+    return nil
+  end
+  local out = fits(PASTDIV) -- 16
+  if not out then
+    out = fits(PASTDIV / 8) -- 2
+    if out then
+      out = fits(PASTDIV / 2) or fits(PASTDIV / 4) or out -- 8, 4
+    else
+      out = fits(PASTDIV / 16) or merge_past(past, st.now, 0) -- 1, all
     end
-    div = math.floor(div / 2)
   end
   hist_write(st, out)
 end
