@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -58,6 +59,28 @@ func TestACLUserIsEnough(t *testing.T) {
 		for _, i := range []int{2, 0, 1} {
 			require.NoError(t, free.Release(cs[i].ID))
 		}
+	}
+	// a waiter queues (the first of an empty queue is told to the meter's
+	// other hosts: HKEYS, PUBLISH) and a release grants it (PUBLISH)
+	one, err := reg.Create("one", mustSpecT(t, "concurrency=1"), meter.DefaultAttr())
+	require.NoError(t, err)
+	held, err := one.Acquire(context.Background(), meter.Holder{PID: 1}, true)
+	require.NoError(t, err)
+	waited := make(chan error, 1)
+	go func() {
+		w, err := one.Acquire(context.Background(), meter.Holder{PID: 2}, false)
+		if err == nil {
+			err = one.Release(w.ID)
+		}
+		waited <- err
+	}()
+	require.Eventually(t, func() bool { return one.Status().WaitersN == 1 }, 10*time.Second, time.Millisecond, "the waiter queues")
+	require.NoError(t, one.Release(held.ID))
+	select {
+	case err := <-waited:
+		require.NoError(t, err, "the waiter is granted and releases")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter was not granted")
 	}
 	require.NoError(t, m.SetSpec(mustSpecT(t, "2/1h")))
 	require.NoError(t, reg.Remove("m"))
