@@ -24,7 +24,6 @@ import (
 // (outage.go), and Release returns: the engine's Release is done when the
 // store took the completion, or when it is kept for a store that does not
 // answer.
-
 //
 // A release may also ride an acquire of its meter (rlfs2_acquire takes the
 // pairs rlfs2_release takes): an acquire sent while the outbox holds
@@ -32,13 +31,14 @@ import (
 // before it decides. So that a host's close and next open cost one round
 // trip, a release waits up to releaseLinger for an acquire to carry it
 // before it is sent alone, when nobody is known to wait on the meter (no
-// ticket of this host asked for, and the store's queue empty at the last
-// acquire's reply): a waiter it would admit is never kept waiting for an
-// acquire, and one on another host that queued since waits at most that
-// much longer. A release that waited in vain (a process that closes and
-// does not open again soon) makes the next lingerBackoff releases of its
-// meter go at once. The completion's instant is the release's (done),
-// however late it is delivered.
+// ticket of this host asked for, the store's queue empty at the last
+// acquire's reply, and no other host's waiter queued since: the store tells
+// every host with a lease on the meter when a waiter comes to an empty
+// queue, and a release waiting then goes at once): a waiter it would admit
+// is not kept waiting for somebody's next acquire. A release that waited
+// in vain (a process that closes and does not open again soon) makes the
+// next lingerBackoff releases of its meter go at once. The completion's
+// instant is the release's (done), however late it is delivered.
 
 // maxReleases is how many releases one rlfs2_release takes (rlfs.lua's
 // RELEASES).
