@@ -150,7 +150,11 @@ func TestDataRemovedMeter(t *testing.T) {
 	requireErrno(t, w.Close(), syscall.ENOENT, "close of a removed meter's file")
 	require.Equal(t, []string{"g"}, d.dataNames(t, "m"), "nothing of the removed meter reached the new one")
 	requireData(t, data+"/g", "new meter")
-	require.Contains(t, d.log.String(), `msg="meter removed" meter=m`)
+	// the daemon's log reaches the harness through a pipe, a moment after
+	// the rmdir returned
+	waitFor(t, "the daemon logs the removal", func() bool {
+		return strings.Contains(d.log.String(), `msg="meter removed" meter=m`)
+	}, d.log.String)
 }
 
 // requireSize requires file to be size bytes long.
