@@ -128,18 +128,37 @@ func addPast(past, groups []Past) []Past {
 
 // compactPast merges neighbouring groups whose completions lie close
 // together for their age, from the newest back, into a new slice of at most
-// MaxPast/2 groups. A merged group takes the latest grant and completion of
-// its parts: its calls may count longer, never shorter.
+// MaxPast/2 groups: the pass of the largest div among 16, 8, 4, 2, 1 that
+// leaves that few, else one group of them all. A merged group takes the
+// latest grant and completion of its parts: its calls may count longer,
+// never shorter. A pass leaves no more groups the smaller div is (the
+// history is ordered by Done, and an older run head reaches at least as far
+// back as a newer one: TestMergePastCountShrinksWithDiv), so after div 16
+// the div is found by bisection: at most four passes, three when none fits
+// (a burst of recent completions). rlfs.lua's compact does the same.
 func compactPast(past []Past, now time.Time) []Past {
-	for div := time.Duration(pastDiv); ; div /= 2 {
-		out := mergePast(past, now, div)
-		if len(out) <= MaxPast/2 || div <= 1 {
-			if len(out) > MaxPast/2 {
-				out = mergePast(out, now, 0) // one group: the coarsest bound
-			}
+	fits := func(div time.Duration) []Past {
+		if out := mergePast(past, now, div); len(out) <= MaxPast/2 {
 			return out
 		}
+		return nil
 	}
+	if out := fits(pastDiv); out != nil {
+		return out
+	}
+	if out := fits(pastDiv / 8); out != nil { // 2
+		if o := fits(pastDiv / 2); o != nil { // 8
+			return o
+		}
+		if o := fits(pastDiv / 4); o != nil { // 4
+			return o
+		}
+		return out
+	}
+	if out := fits(pastDiv / 16); out != nil { // 1
+		return out
+	}
+	return mergePast(past, now, 0) // one group: the coarsest bound
 }
 
 // mergePast is one greedy pass: a group joins the newer group after it

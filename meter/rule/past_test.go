@@ -30,10 +30,24 @@ func randomPast(r *rand.Rand, n int, now time.Time, span time.Duration) []Past {
 	return past
 }
 
+// compactLinear is compactPast as first written: every div from 16 down
+// until a pass leaves at most MaxPast/2 groups, else one group of all.
+func compactLinear(past []Past, now time.Time) []Past {
+	for div := time.Duration(pastDiv); ; div /= 2 {
+		out := mergePast(past, now, div)
+		if len(out) <= MaxPast/2 || div <= 1 {
+			if len(out) > MaxPast/2 {
+				out = mergePast(out, now, 0)
+			}
+			return out
+		}
+	}
+}
+
 // A pass of mergePast leaves no more groups with a smaller div (a longer
 // reach): the history is ordered by Done, and an older run head reaches at
-// least as far back as a newer one. rlfs.lua's compact relies on it to find
-// compactPast's div by bisection, and must give compactPast's result.
+// least as far back as a newer one. compactPast (and rlfs.lua's compact)
+// rely on it to find the div by bisection.
 func TestMergePastCountShrinksWithDiv(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 1))
 	now := time.Unix(1_800_000_000, 0)
@@ -49,29 +63,11 @@ func TestMergePastCountShrinksWithDiv(t *testing.T) {
 			}
 			prev = got
 		}
-		// bisection, as rlfs.lua's compact does it, gives compactPast's result
+		// compactPast's bisection (and rlfs.lua's compact, which does the
+		// same) gives what trying every div from 16 down gives
 		if n > MaxPast {
-			want := compactPast(slices.Clone(past), now)
-			fits := func(div time.Duration) []Past {
-				if out := mergePast(past, now, div); len(out) <= MaxPast/2 {
-					return out
-				}
-				return nil
-			}
-			got := fits(16)
-			if got == nil {
-				if got = fits(2); got != nil {
-					if o := fits(8); o != nil {
-						got = o
-					} else if o := fits(4); o != nil {
-						got = o
-					}
-				} else if got = fits(1); got == nil {
-					got = mergePast(past, now, 0)
-				}
-			}
-			if !slices.Equal(got, want) {
-				t.Fatalf("trial %d: bisection gives %d groups, compactPast %d", trial, len(got), len(want))
+			if got, want := compactPast(slices.Clone(past), now), compactLinear(past, now); !slices.Equal(got, want) {
+				t.Fatalf("trial %d: bisection gives %d groups, the linear search %d", trial, len(got), len(want))
 			}
 		}
 	}
