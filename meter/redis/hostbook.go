@@ -51,31 +51,41 @@ func (h *hostState) takeOutbox() []outOp {
 }
 
 // takeRiders takes from the outbox, in order, at most n releases of meter
-// name that no revocation of it precedes: an acquire of that meter carries
-// them (releases.go). Like takeOutbox's, they are on their way until
-// returned or settled.
+// name that no revocation of it precedes, looking at its first
+// riderLook operations only (an outbox a long outage filled is not
+// scanned by every acquire): an acquire of that meter carries them
+// (releases.go). Like takeOutbox's, they are on their way until returned
+// or settled.
 func (h *hostState) takeRiders(name string, n int) []outOp {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []outOp
-	keep := h.outbox[:0:0]
-	for i, o := range h.outbox {
-		if o.meter != name {
-			keep = append(keep, o)
-			continue
-		}
-		if o.revoke || len(out) == n {
-			keep = append(keep, h.outbox[i:]...)
+	look, kept := min(len(h.outbox), riderLook), 0
+	for i := range look {
+		o := h.outbox[i]
+		if o.meter == name && (o.revoke || len(out) == n) {
+			look = i // a revocation of it comes between: nothing after it
 			break
 		}
-		out = append(out, o)
+		if o.meter == name {
+			out = append(out, o)
+			continue
+		}
+		h.outbox[kept] = o
+		kept++
 	}
 	if len(out) > 0 {
-		h.outbox = keep
+		rest := copy(h.outbox[kept:], h.outbox[look:])
+		clear(h.outbox[kept+rest:])
+		h.outbox = h.outbox[:kept+rest]
 		h.inflight += len(out)
 	}
 	return out
 }
+
+// riderLook is how many of the outbox's first operations takeRiders
+// looks at.
+const riderLook = 4 * maxReleases
 
 // returnOutbox puts back, before what came since, the operations taken
 // that the store did not take.

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,4 +114,41 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	a.host.queueSeen("m", 0)
 	a.host.asking("m", 3, true)
 	require.False(t, a.host.mayLinger("m"), "a ticket of this host is asked for")
+}
+
+// takeRiders takes a meter's releases from the front of the outbox, in
+// order, at most n, never past a revocation of that meter, and looks at
+// the first riderLook operations only; what it leaves keeps its order.
+func TestTakeRidersKeepsOrderAndLooksAtTheFront(t *testing.T) {
+	h := newHostState(Options{Host: "a", Lease: time.Minute}, nil)
+	var ops []outOp
+	for i := range 10 {
+		ops = append(ops, outOp{meter: "m", id: uint64(i)}, outOp{meter: "x", id: uint64(100 + i)})
+	}
+	ops = append(ops, outOp{meter: "m", id: 50, revoke: true}, outOp{meter: "m", id: 51})
+	h.outbox = slices.Clone(ops)
+	got := h.takeRiders("m", 4)
+	require.Equal(t, []uint64{0, 1, 2, 3}, idsOf(got), "the first 4 of m, in order")
+	rest := idsOf(h.outbox)
+	require.Equal(t, []uint64{100, 101, 102, 103, 4, 104, 5, 105, 6, 106, 7, 107, 8, 108, 9, 109, 50, 51}, rest, "the rest in order")
+	got = h.takeRiders("m", 16)
+	require.Equal(t, []uint64{4, 5, 6, 7, 8, 9}, idsOf(got), "up to the revocation, not past it")
+	require.Equal(t, []uint64{100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 50, 51}, idsOf(h.outbox))
+	require.Equal(t, 10, h.inflight)
+
+	h.outbox = nil
+	for i := range riderLook {
+		h.outbox = append(h.outbox, outOp{meter: "x", id: uint64(i)})
+	}
+	h.outbox = append(h.outbox, outOp{meter: "m", id: 1})
+	require.Empty(t, h.takeRiders("m", 16), "beyond the first riderLook operations: left to the sender")
+	require.Len(t, h.outbox, riderLook+1)
+}
+
+func idsOf(ops []outOp) []uint64 {
+	var ids []uint64
+	for _, o := range ops {
+		ids = append(ids, o.id)
+	}
+	return ids
 }

@@ -38,7 +38,10 @@ func (s *Store) Enqueue(ctx context.Context, name string, r meter.Request) (mete
 	if !first {
 		args = append(args, strconv.FormatInt(asked, 10)) // (asked for before: since when)
 	}
-	riders := s.host.takeRiders(name, maxReleases)
+	var riders []outOp
+	if s.UnreachableSince().IsZero() { // else the recovery loop delivers them
+		riders = s.host.takeRiders(name, maxReleases)
+	}
 	if len(riders) > 0 && first {
 		args = append(args, "")
 	}
