@@ -262,13 +262,17 @@ func makeReachable(t *testing.T, dir string) {
 
 // reachableCopy copies the executable bin into a directory every user can
 // reach (the test binaries live in a 0700 directory) and returns its path.
+// cp writes the copy, not this process: a file this process held open for
+// writing would be inherited by any child another test forks meanwhile, and
+// executing the copy then fails with ETXTBSY until that child execs (seen in
+// CI: "setpriv: failed to execute …/rlfs: Text file busy").
 func reachableCopy(t *testing.T, bin string) string {
 	t.Helper()
 	dir := t.TempDir()
 	makeReachable(t, dir)
-	b, err := os.ReadFile(bin)
-	require.NoError(t, err)
 	p := filepath.Join(dir, filepath.Base(bin))
-	require.NoError(t, os.WriteFile(p, b, 0o755))
+	out, err := exec.Command("cp", bin, p).CombinedOutput()
+	require.NoError(t, err, "cp %s %s: %s", bin, p, out)
+	require.NoError(t, os.Chmod(p, 0o755))
 	return p
 }
