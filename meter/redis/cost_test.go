@@ -27,8 +27,10 @@ import (
 // TestCostPerGrant measures the Redis CPU (INFO's used_cpu_user +
 // used_cpu_sys) of acquire+release cycles through the Store (no engine),
 // per cycle, on meters holding more and more calls, and of one GCRA
-// decision (test/gcra: GET and SET of a TAT key) in the same
-// server through the same client. TestCostSteps measures every kind of
+// decision in the same server through the same client: the bare rule
+// (test/gcra: TIME, GET and SET of a TAT key), by which the ratio is
+// judged, and the rule as redis_rate serves it (its arguments, a key that
+// expires, four values back), which says what a real peer costs. TestCostSteps measures every kind of
 // bounded step (SLOWLOG: each FCALL's time) on meters with 100,000 calls
 // remembered (steps.go).
 
@@ -100,10 +102,13 @@ func TestCostPerGrant(t *testing.T) {
 	const n, rounds = 3000, 7
 	c := s.c
 	require.NoError(t, c.Do(ctx, c.B().FunctionLoad().Replace().FunctionCode(gcraLibrary).Build()).Error())
-	gcra := func(int) {
-		err := c.Do(ctx, c.B().Fcall().Function("rlfsbench_gcra").Numkeys(1).Key("{bench}:tat").Arg("1", "1000000000").Build()).Error()
-		require.NoError(t, err)
+	decide := func(fn string, args []string) func(int) {
+		return func(int) {
+			err := c.Do(ctx, c.B().Fcall().Function(fn).Numkeys(1).Key("{bench}:tat:"+fn).Arg(args...).Build()).Error()
+			require.NoError(t, err)
+		}
 	}
+	bare, rate := decide(gcra.Function, gcra.Args), decide(gcra.RateFunction, gcra.RateArgs)
 	ticket := uint64(0)
 	next := func() uint64 { ticket++; return ticket }
 	for _, tc := range []struct {
@@ -125,19 +130,40 @@ func TestCostPerGrant(t *testing.T) {
 		}
 		// Rounds alternate the two, so that the machine's other load
 		// weighs on both alike; the ratio is the median of the rounds'.
-		var ratios []float64
-		var grants, decisions []time.Duration
+		var y yardsticks
 		for range rounds {
-			g := costOf(t, srv.Addr(), n, 1, gcra)
+			g := costOf(t, srv.Addr(), n, 1, bare)
+			r := costOf(t, srv.Addr(), n, 1, rate)
 			p := costOf(t, srv.Addr(), n, 1, func(int) { cycle(t, s, name, next()) })
-			ratios, grants, decisions = append(ratios, float64(p)/float64(g)), append(grants, p), append(decisions, g)
+			y.add(p, g, r)
 		}
-		slices.Sort(ratios)
-		slices.Sort(grants)
-		slices.Sort(decisions)
-		t.Logf("%-18s %5d held %7d in the window: %6.1fµs per grant (acquire+release), GCRA %5.1fµs: %.2f× (median of %d rounds of %d)",
-			tc.spec, tc.held, tc.done, float64(grants[rounds/2])/1e3, float64(decisions[rounds/2])/1e3, ratios[rounds/2], rounds, n)
+		t.Logf("%-18s %5d held %7d in the window: %s (median of %d rounds of %d)", tc.spec, tc.held, tc.done, y, rounds, n)
 	}
+}
+
+// yardsticks gathers rounds of a grant's cost against the two GCRA
+// decisions (test/gcra), each round's ratios taken within the round.
+type yardsticks struct {
+	grant, bare, rate, byBare, byRate []float64 // µs; ratios
+}
+
+func (y *yardsticks) add(grant, bare, rate time.Duration) {
+	y.grant, y.bare, y.rate = append(y.grant, inUs(grant)), append(y.bare, inUs(bare)), append(y.rate, inUs(rate))
+	y.byBare, y.byRate = append(y.byBare, inUs(grant)/inUs(bare)), append(y.byRate, inUs(grant)/inUs(rate))
+}
+
+func inUs(d time.Duration) float64 { return float64(d) / 1e3 }
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	return s[len(s)/2]
+}
+
+// String is the medians: the grant's cost, then each decision's and the
+// grant's ratio to it.
+func (y yardsticks) String() string {
+	return fmt.Sprintf("%6.1fµs per grant (acquire+release); GCRA %5.1fµs: %.2f×; GCRA as redis_rate serves it %5.1fµs: %.2f×",
+		median(y.grant), median(y.bare), median(y.byBare), median(y.rate), median(y.byRate))
 }
 
 // costOfParallel runs f n times over k goroutines and returns the server
@@ -170,11 +196,14 @@ func TestCostPerGrantFleet(t *testing.T) {
 	const n, rounds, clients = 4000, 7, 8
 	c := hosts[0].c
 	require.NoError(t, c.Do(ctx, c.B().FunctionLoad().Replace().FunctionCode(gcraLibrary).Build()).Error())
-	gcra := func(g int) {
-		key, c := "{bench}:tat"+strconv.Itoa(g%2), hosts[g%2].c
-		err := c.Do(ctx, c.B().Fcall().Function("rlfsbench_gcra").Numkeys(1).Key(key).Arg("1", "1000000000").Build()).Error()
-		require.NoError(t, err)
+	decide := func(fn string, args []string) func(int) {
+		return func(g int) {
+			key, c := "{bench}:tat:"+fn+strconv.Itoa(g%2), hosts[g%2].c
+			err := c.Do(ctx, c.B().Fcall().Function(fn).Numkeys(1).Key(key).Arg(args...).Build()).Error()
+			require.NoError(t, err)
+		}
 	}
+	bare, rate := decide(gcra.Function, gcra.Args), decide(gcra.RateFunction, gcra.RateArgs)
 	var ticket atomic.Uint64
 	for _, tc := range []struct {
 		spec string
@@ -185,22 +214,18 @@ func TestCostPerGrantFleet(t *testing.T) {
 		for range tc.done {
 			cycle(t, hosts[0], name, ticket.Add(1))
 		}
-		var ratios []float64
-		var grants, decisions []time.Duration
+		var y yardsticks
 		for range rounds {
-			g := costOfParallel(t, srv.Addr(), n, clients, gcra)
+			g := costOfParallel(t, srv.Addr(), n, clients, bare)
+			r := costOfParallel(t, srv.Addr(), n, clients, rate)
 			p := costOfParallel(t, srv.Addr(), n, clients, func(g int) { cycle(t, hosts[g%2], name, ticket.Add(1)) })
-			ratios, grants, decisions = append(ratios, float64(p)/float64(g)), append(grants, p), append(decisions, g)
+			y.add(p, g, r)
 		}
 		if os.Getenv("RLFS_COST_STATS") != "" {
 			redistest.Command(srv.Addr(), "CONFIG", "RESETSTAT")
 			costOfParallel(t, srv.Addr(), n, clients, func(g int) { cycle(t, hosts[g%2], name, ticket.Add(1)) })
 			t.Logf("%s: INFO commandstats over %d grants:\n%s", tc.spec, n, redistest.Command(srv.Addr(), "INFO", "commandstats"))
 		}
-		slices.Sort(ratios)
-		slices.Sort(grants)
-		slices.Sort(decisions)
-		t.Logf("%-18s %6d in the window, 2 hosts × 4 clients: %6.1fµs per grant (acquire+release), GCRA (8 clients) %5.1fµs: %.2f× (median of %d rounds of %d)",
-			tc.spec, tc.done, float64(grants[rounds/2])/1e3, float64(decisions[rounds/2])/1e3, ratios[rounds/2], rounds, n)
+		t.Logf("%-18s %6d in the window, 2 hosts × 4 clients (GCRA: 8 clients): %s (median of %d rounds of %d)", tc.spec, tc.done, y, rounds, n)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rlfs/rlfs/test/gcra"
 )
 
 // Fleet rows (issue 9): rlfs with --store redis:// against the SQLite
@@ -194,13 +196,19 @@ func (b *bench) fleetRound(f *fleetRun) error {
 		grants += v * b.cfg.fleetDur.Seconds()
 	}
 	b.s.add("x.cpu"+f.key, (cpu1-cpu0)*1e6/max(grants, 1))
-	grate, gcpu, err := gcraRound(f.redis.addr, len(f.mnts), b.cfg.fleetProcs, b.cfg.fleetDur)
+	grate, gcpu, err := gcraRound(f.redis.addr, len(f.mnts), b.cfg.fleetProcs, b.cfg.fleetDur, gcra.Function, gcra.Args)
+	if err != nil {
+		return err
+	}
+	_, rcpu, err := gcraRound(f.redis.addr, len(f.mnts), b.cfg.fleetProcs, b.cfg.fleetDur, gcra.RateFunction, gcra.RateArgs)
 	if err != nil {
 		return err
 	}
 	b.s.add("x.gcra.rate"+f.key, grate)
 	b.s.add("x.gcra.cpu"+f.key, gcpu)
+	b.s.add("x.gcra.ratecpu"+f.key, rcpu)
 	b.s.add("x.cpuratio"+f.key, (cpu1-cpu0)*1e6/max(grants, 1)/gcpu)
+	b.s.add("x.cpuratio.rate"+f.key, (cpu1-cpu0)*1e6/max(grants, 1)/rcpu)
 	f.res.perHost = append(f.res.perHost, rates)
 	total := 0.0
 	for _, v := range rates {
@@ -362,9 +370,9 @@ func (b *bench) fleetRows() []row {
 			rlfs: fmt.Sprintf("%s (%s) (GCRA %s)", rate(s.med("x.total")), strings.Join(hs, ", "), rate(s.med("x.gcra.rate")))})
 		if len(s["x.cpuratio"]) > 0 {
 			r := s.med("x.cpuratio")
-			rs = append(rs, row{id: "x5", what: "Redis CPU per grant under x1's load; per GCRA decision in ()",
-				rlfs:  fmt.Sprintf("%s (%s)", us(s.med("x.cpu")), us(s.med("x.gcra.cpu"))),
-				ratio: x(r) + " GCRA", target: "≤ 3× GCRA", result: verdict(r <= 3)})
+			rs = append(rs, row{id: "x5", what: "Redis CPU per grant under x1's load; per GCRA decision in () (bare; as redis_rate serves it)",
+				rlfs:  fmt.Sprintf("%s (%s; %s)", us(s.med("x.cpu")), us(s.med("x.gcra.cpu")), us(s.med("x.gcra.ratecpu"))),
+				ratio: fmt.Sprintf("%s GCRA (%s redis_rate's)", x(r), x(s.med("x.cpuratio.rate"))), target: "≤ 3× GCRA", result: verdict(r <= 3)})
 		}
 	}
 	if len(fr.handoffs) > 0 {

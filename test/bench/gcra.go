@@ -17,15 +17,18 @@ import (
 // The GCRA baseline of the fleet step (issue 17): what a limiter that
 // polls, has no FIFO and counts from the grant costs the same Redis. One
 // GCRA decision is a function that reads the clock and GETs and SETs a TAT
-// key (the rule redis-cell and redis_rate run in Lua: test/gcra); it is
-// loaded as its own library. fleetProcs goroutines per host, on one client
+// key (the rule redis-cell and redis_rate run in Lua: test/gcra), bare
+// (the verdict's yardstick) or shaped as redis_rate serves it (its
+// arguments, a key that expires, four values back); it is loaded as its
+// own library. fleetProcs goroutines per host, on one client
 // per host (rueidis, as the daemons', without its client-side cache), loop
 // it for the duration of a throughput round, each host on its own key, as
 // each daemon's processes share their host's connection.
 
-// gcraRound runs the GCRA baseline on addr for d and returns the decisions
-// per second and Redis's CPU per decision (µs).
-func gcraRound(addr string, hosts, procs int, d time.Duration) (rate, cpuUs float64, err error) {
+// gcraRound runs the GCRA baseline (function fn of test/gcra, with args)
+// on addr for d and returns the decisions per second and Redis's CPU per
+// decision (µs).
+func gcraRound(addr string, hosts, procs int, d time.Duration, fn string, args []string) (rate, cpuUs float64, err error) {
 	clients := make([]rueidis.Client, hosts)
 	for i := range clients {
 		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, DisableRetry: true})
@@ -49,13 +52,13 @@ func gcraRound(addr string, hosts, procs int, d time.Duration) (rate, cpuUs floa
 	end := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for h, c := range clients {
-		key := "{bench}:tat" + strconv.Itoa(h)
+		key := "{bench}:tat:" + fn + strconv.Itoa(h)
 		for range procs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for time.Now().Before(end) {
-					cmd := c.B().Fcall().Function(gcra.Function).Numkeys(1).Key(key).Arg("1", "1000000000").Build()
+					cmd := c.B().Fcall().Function(fn).Numkeys(1).Key(key).Arg(args...).Build()
 					if err := c.Do(ctx, cmd).Error(); err != nil {
 						first.CompareAndSwap(nil, err)
 						return
