@@ -26,14 +26,14 @@ import (
 // each daemon's processes share their host's connection.
 
 // gcraRound runs the GCRA baseline (function fn of test/gcra, with args)
-// on addr for d and returns the decisions per second and Redis's CPU per
-// decision (µs).
-func gcraRound(addr string, hosts, procs int, d time.Duration, fn string, args []string) (rate, cpuUs float64, err error) {
+// on addr for d and returns the decisions per second, Redis's CPU per
+// decision (µs) and its socket reads per decision.
+func gcraRound(addr string, hosts, procs int, d time.Duration, fn string, args []string) (rate, cpuUs, reads float64, err error) {
 	clients := make([]rueidis.Client, hosts)
 	for i := range clients {
 		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, DisableRetry: true})
 		if err != nil {
-			return 0, 0, fmt.Errorf("gcra: connect to %s: %w", addr, err)
+			return 0, 0, 0, fmt.Errorf("gcra: connect to %s: %w", addr, err)
 		}
 		defer c.Close()
 		clients[i] = c
@@ -41,11 +41,11 @@ func gcraRound(addr string, hosts, procs int, d time.Duration, fn string, args [
 	ctx := context.Background()
 	c0 := clients[0]
 	if err := c0.Do(ctx, c0.B().FunctionLoad().Replace().FunctionCode(gcra.Library).Build()).Error(); err != nil {
-		return 0, 0, fmt.Errorf("gcra: load the function: %w", err)
+		return 0, 0, 0, fmt.Errorf("gcra: load the function: %w", err)
 	}
-	before, err := redisCPU(addr)
+	before, err := redisCounters(addr)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	var n atomic.Int64
 	var first atomic.Value
@@ -70,38 +70,47 @@ func gcraRound(addr string, hosts, procs int, d time.Duration, fn string, args [
 	}
 	wg.Wait()
 	if e := first.Load(); e != nil {
-		return 0, 0, fmt.Errorf("gcra: %v", e)
+		return 0, 0, 0, fmt.Errorf("gcra: %v", e)
 	}
-	after, err := redisCPU(addr)
+	after, err := redisCounters(addr)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	total := float64(n.Load())
-	return total / d.Seconds(), (after - before) * 1e6 / max(total, 1), nil
+	total := max(float64(n.Load()), 1)
+	return total / d.Seconds(), (after.cpu - before.cpu) * 1e6 / total, (after.reads - before.reads) / total, nil
 }
 
-// redisCPU is the server's CPU time so far, in seconds (INFO cpu:
-// used_cpu_sys + used_cpu_user).
-func redisCPU(addr string) (float64, error) {
+// counters are the server's CPU time so far, in seconds (INFO cpu:
+// used_cpu_sys + used_cpu_user), and its socket reads (INFO stats:
+// total_reads_processed; a read takes whatever the clients' pipelines
+// hold, so reads per command say how deep they were).
+type counters struct{ cpu, reads float64 }
+
+func redisCounters(addr string) (counters, error) {
+	var out counters
 	c, err := dialRedis(addr)
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	defer c.close()
-	text, err := c.do("INFO", "cpu")
+	text, err := c.do("INFO", "cpu", "stats")
 	if err != nil {
-		return 0, err
+		return out, err
 	}
-	total := 0.0
 	for line := range strings.SplitSeq(text, "\n") {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return 0, fmt.Errorf("INFO cpu: %q: %w", line, err)
-			}
-			total += f
+		if !ok || (k != "used_cpu_sys" && k != "used_cpu_user" && k != "total_reads_processed") {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return out, fmt.Errorf("INFO: %q: %w", line, err)
+		}
+		if k == "total_reads_processed" {
+			out.reads = f
+		} else {
+			out.cpu += f
 		}
 	}
-	return total, nil
+	return out, nil
 }
