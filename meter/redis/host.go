@@ -66,6 +66,10 @@ type meterPart struct {
 	// waiting for an acquire to carry them, since one waited in vain
 	// (releases.go).
 	lingerOff int
+	// cut is closed (and forgotten) when someone is found to wait on the
+	// meter: the releases that wait for an acquire to carry them go at
+	// once (nil: none waits).
+	cut chan struct{}
 }
 
 // asked is a ticket asked for: when first (a store instant, µs, a little
@@ -170,6 +174,7 @@ func (h *hostState) queued(name string, ticket uint64, storeNow int64) {
 		a.queued = storeNow
 		p.waiters[ticket] = a
 	}
+	p.someoneWaitsLocked()
 }
 
 // unqueued records that ticket no longer waits.
@@ -262,21 +267,45 @@ func (h *hostState) waiting(name string) bool {
 
 // mayLinger reports whether a release of meter name may wait for an
 // acquire to carry it: nobody is known to wait on the meter (no ticket of
-// this host is asked for, and the store's queue was empty at the last
-// acquire's reply and no other host's waiter queued since: queueSeen),
-// and no release waited in vain in the last lingerBackoff releases.
-func (h *hostState) mayLinger(name string) bool {
+// this host waits in the store's queue, and the store's queue was empty
+// at the last acquire's reply and no other host's waiter queued since:
+// queueSeen), and no release waited in vain in the last lingerBackoff
+// releases. A ticket asked for whose reply has not come yet does not
+// count: it is most often the next open of the process that closed (its
+// OPEN can reach the daemon before the RELEASE); should the store queue
+// it, or anyone else, the channel it returns is closed and the release
+// goes at once.
+func (h *hostState) mayLinger(name string) (bool, <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.meters[name]
 	if p == nil {
-		return false
+		return false, nil
 	}
 	if p.lingerOff > 0 {
 		p.lingerOff--
-		return false
+		return false, nil
 	}
-	return len(p.waiters) == 0 && p.queue == 0
+	if p.queue != 0 {
+		return false, nil
+	}
+	for _, a := range p.waiters {
+		if a.queued != 0 {
+			return false, nil
+		}
+	}
+	if p.cut == nil {
+		p.cut = make(chan struct{})
+	}
+	return true, p.cut
+}
+
+// someoneWaitsLocked cuts the waits of p's lingering releases short.
+func (p *meterPart) someoneWaitsLocked() {
+	if p.cut != nil {
+		close(p.cut)
+		p.cut = nil
+	}
 }
 
 // lingeredInVain records that a release of meter name waited for an
@@ -295,6 +324,9 @@ func (h *hostState) queueSeen(name string, n int64) {
 	defer h.mu.Unlock()
 	if p := h.meters[name]; p != nil {
 		p.queue = n
+		if n > 0 {
+			p.someoneWaitsLocked()
+		}
 	}
 }
 

@@ -31,11 +31,15 @@ import (
 // before it decides. So that a host's close and next open cost one round
 // trip, a release waits up to releaseLinger for an acquire to carry it
 // before it is sent alone, when nobody is known to wait on the meter (no
-// ticket of this host asked for, the store's queue empty at the last
-// acquire's reply, and no other host's waiter queued since: the store tells
-// every host with a lease on the meter when a waiter comes to an empty
-// queue, and a release waiting then goes at once): a waiter it would admit
-// is not kept waiting for somebody's next acquire. A release that waited
+// ticket of this host in the store's queue, the store's queue empty at the
+// last acquire's reply, and no other host's waiter queued since: the store
+// tells every host with a lease on the meter when a waiter comes to an
+// empty queue): a waiter it would admit is not kept waiting for somebody's
+// next acquire. An open of this host whose reply has not come yet does not
+// stop it (it is most often the next open of the process that closed,
+// whose OPEN reached the daemon before the RELEASE); whenever anyone is
+// found to wait meanwhile (that open queued, a reply's queue, another
+// host's waiter), the releases waiting go at once. A release that waited
 // in vain (a process that closes and does not open again soon) makes the
 // next lingerBackoff releases of its meter go at once. The completion's
 // instant is the release's (done), however late it is delivered.
@@ -61,7 +65,7 @@ const (
 func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 	done := make(chan struct{})
 	s.host.postpone(outOp{meter: name, id: id, done: s.host.storeNowEstimate(), settled: done})
-	if s.linger > 0 && s.host.mayLinger(name) {
+	if ok, cut := s.lingers(name); ok {
 		t := time.NewTimer(s.linger)
 		select {
 		case <-done:
@@ -69,6 +73,8 @@ func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 			return nil
 		case <-t.C:
 			s.host.lingeredInVain(name)
+		case <-cut: // someone waits now
+			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
 		case <-s.stop:
@@ -87,6 +93,15 @@ func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 	case <-s.stop:
 	}
 	return nil
+}
+
+// lingers reports whether a release of name waits for an acquire to carry
+// it, and what cuts its wait short (hostState.mayLinger).
+func (s *Store) lingers(name string) (bool, <-chan struct{}) {
+	if s.linger <= 0 {
+		return false, nil
+	}
+	return s.host.mayLinger(name)
 }
 
 // rode settles the releases an acquire carried (took: the store ended

@@ -87,18 +87,18 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
 	require.NoError(t, err)
 	require.True(t, adm.Granted)
-	require.True(t, a.host.mayLinger("m"), "nobody waits")
+	require.True(t, lingers(a, "m"), "nobody waits")
 	q, err := b.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1})
 	require.NoError(t, err)
 	require.False(t, q.Granted, "b queues")
 	// the store tells host a that b's waiter came to an empty queue
-	require.Eventually(t, func() bool { return !a.host.mayLinger("m") }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return !lingers(a, "m") }, 10*time.Second, time.Millisecond,
 		"host a learns that b's waiter queued")
 	// a's next acquire's reply says so too
 	a.host.queueSeen("m", 0)
 	_, err = a.Enqueue(ctx, "m", meter.Request{Ticket: 2, Cost: 1, Nonblock: true})
 	require.ErrorIs(t, err, meter.ErrWouldBlock)
-	require.False(t, a.host.mayLinger("m"), "the store's queue holds b's waiter")
+	require.False(t, lingers(a, "m"), "the store's queue holds b's waiter")
 	// the holder's release goes at once: b is granted
 	a.linger = time.Minute // a release that waited for an acquire would show
 	done := make(chan struct{})
@@ -113,7 +113,54 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	}
 	a.host.queueSeen("m", 0)
 	a.host.asking("m", 3, true)
-	require.False(t, a.host.mayLinger("m"), "a ticket of this host is asked for")
+	require.True(t, lingers(a, "m"), "a ticket of this host asked for, its reply not come yet")
+	a.host.queued("m", 3, 1)
+	require.False(t, lingers(a, "m"), "a ticket of this host waits in the store's queue")
+}
+
+// lingers reports whether a release of name on s would wait for an
+// acquire to carry it.
+func lingers(s *Store, name string) bool {
+	ok, _ := s.host.mayLinger(name)
+	return ok
+}
+
+// A release lingers while this host's own open is on its way to the store
+// (the next open of the process that closed: its OPEN can reach the daemon
+// before the RELEASE), and goes at once when that open is queued: the
+// store then waits for it to admit the waiter.
+func TestReleaseLingerEndsWhenOwnOpenQueues(t *testing.T) {
+	srv := redistest.Start(t)
+	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
+	b := bareStore(t, srv.URL(), "b", Options{Lease: time.Minute})
+	ctx := context.Background()
+	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=1"), meter.DefaultAttr()))
+	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
+	require.NoError(t, err)
+	require.True(t, adm.Granted)
+
+	a.linger = time.Minute
+	a.host.asking("m", 2, true) // the next open, sent, its reply not come yet
+	released := make(chan struct{})
+	go func() {
+		_ = a.Release(ctx, "m", adm.Call.ID)
+		close(released)
+	}()
+	require.Eventually(t, a.host.pending, 10*time.Second, 10*time.Microsecond, "the release waits in the outbox")
+	select {
+	case <-released:
+		t.Fatal("the release went alone while this host's own open was on its way")
+	case <-time.After(20 * time.Millisecond):
+	}
+	a.host.queued("m", 2, 1) // the store queued that open
+	select {
+	case <-released:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the release kept waiting for an acquire after this host's open queued")
+	}
+	other, err := b.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
+	require.NoError(t, err)
+	require.True(t, other.Granted, "the release reached the store")
 }
 
 // takeRiders takes a meter's releases from the front of the outbox, in
