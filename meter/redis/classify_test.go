@@ -259,7 +259,7 @@ func TestClosedServerIsUnreachable(t *testing.T) {
 		require.ErrorIs(t, err, meter.ErrUnavailable, "%s on a closed server", kind)
 	}
 	require.NoError(t, s.Release(ctx, "m", adm.Call.ID), "a release while the store is down is kept")
-	require.Len(t, s.host.takeOutbox(), 1, "the outbox")
+	require.Len(t, s.host.takeOutbox(false), 1, "the outbox")
 }
 
 // A password changed, or a permission taken away, under a running host:

@@ -169,9 +169,9 @@ func (s *Store) onHostMessage(text string) {
 		s.host.unqueued(m.meter, m.ticket)
 		s.tell(func(ev meter.Events) { ev.Refused(m.meter, m.ticket, meter.ErrTooBig) })
 	case "q":
-		s.host.queueSeen(m.meter, int64(max(m.id, 1)))
-		if s.host.pending() {
-			s.kickSender() // releases waiting for an acquire go now
+		s.host.queueSeen(m.meter, int64(max(m.id, 1))) // releases waiting for an acquire go now
+		if s.host.sendable() {
+			s.kickSender()
 		}
 	case "n":
 		if !s.host.waiting(m.meter) {

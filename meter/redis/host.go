@@ -94,6 +94,10 @@ type outOp struct {
 	// settled, if not nil, is closed once the store took it, or it is
 	// kept in the outbox for a store that does not answer (Release waits).
 	settled chan struct{}
+	// lingers: its Release waits for an acquire of the meter to carry it
+	// (releases.go); the sender leaves it, and what follows it of its
+	// meter, in the outbox meanwhile.
+	lingers bool
 }
 
 func newHostState(opt Options, clock meter.Clock) *hostState {
@@ -158,6 +162,7 @@ func (h *hostState) asking(name string, ticket uint64, blocking bool) (bool, int
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.partLocked(name)
+	p.lingerOff = 0 // opens come: a release may wait for the next one again (releases.go)
 	a, before := p.waiters[ticket]
 	if blocking && !before {
 		p.waiters[ticket] = asked{first: max(early, 0)}

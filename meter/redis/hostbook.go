@@ -40,14 +40,47 @@ func (h *hostState) postpone(o outOp) {
 
 // takeOutbox empties the outbox and returns what it held, in order: the
 // caller delivers it, and hands back what the store did not take
-// (returnOutbox) or says how many it took (settled).
-func (h *hostState) takeOutbox() []outOp {
+// (returnOutbox) or says how many it took (settled). With sendable, the
+// releases that wait for an acquire to carry them (lingers), and what
+// follows them of their meter (in order), stay.
+func (h *hostState) takeOutbox(sendable bool) []outOp {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := h.outbox
-	h.outbox = nil
+	if sendable {
+		out = nil
+		var stay []outOp
+		var held map[string]bool // meters with a lingering release kept
+		for _, o := range h.outbox {
+			if o.lingers || held[o.meter] {
+				if held == nil {
+					held = map[string]bool{}
+				}
+				held[o.meter] = true
+				stay = append(stay, o)
+				continue
+			}
+			out = append(out, o)
+		}
+		h.outbox = stay
+	} else {
+		h.outbox = nil
+	}
 	h.inflight += len(out)
 	return out
+}
+
+// lingered records that the release whose settled channel is settled
+// waits for an acquire no longer: the sender may take it.
+func (h *hostState) lingered(settled chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := range h.outbox {
+		if h.outbox[i].settled == settled {
+			h.outbox[i].lingers = false
+			return
+		}
+	}
 }
 
 // takeRiders takes from the outbox, in order, at most n releases of meter
@@ -95,7 +128,12 @@ func (h *hostState) returnOutbox(rest []outOp) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.outbox = append(append([]outOp(nil), rest...), h.outbox...)
+	back := make([]outOp, 0, len(rest)+len(h.outbox))
+	for _, o := range rest {
+		o.lingers = false // on its way, and back: the sender takes it
+		back = append(back, o)
+	}
+	h.outbox = append(back, h.outbox...)
 	h.inflight -= len(rest)
 }
 
@@ -143,6 +181,25 @@ func (h *hostState) pending() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.outbox) > 0
+}
+
+// sendable reports whether the outbox holds an operation the sender may
+// take (takeOutbox(true)).
+func (h *hostState) sendable() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var held map[string]bool
+	for _, o := range h.outbox {
+		if o.lingers || held[o.meter] {
+			if held == nil {
+				held = map[string]bool{}
+			}
+			held[o.meter] = true
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 // The remap: call ids the store changed when this host put them back.

@@ -21,7 +21,7 @@ func (s *Store) Load(ctx context.Context) ([]meter.Stored, error) {
 	lost := s.host.takeLostWhileDown()
 	if lost {
 		s.host.dropOutbox()
-	} else if _, err := s.flushOutbox(); err != nil {
+	} else if _, err := s.flushOutbox(false); err != nil {
 		return nil, err
 	}
 	if lost {

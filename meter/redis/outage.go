@@ -69,7 +69,7 @@ func (s *Store) recover() {
 			continue
 		}
 		s.checkEpoch() // the engine's waiters are presented again below, by Reachable
-		n, err := s.flushOutbox()
+		n, err := s.flushOutbox(false)
 		if err != nil {
 			continue
 		}
@@ -95,8 +95,8 @@ func (s *Store) ping() bool {
 
 // flushOutbox delivers the completions and revocations kept in the
 // outbox (releases.go), and returns how many.
-func (s *Store) flushOutbox() (int, error) {
-	out := s.host.takeOutbox()
+func (s *Store) flushOutbox(sendable bool) (int, error) {
+	out := s.host.takeOutbox(sendable)
 	if len(out) == 0 {
 		return 0, nil
 	}

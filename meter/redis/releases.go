@@ -39,10 +39,13 @@ import (
 // stop it (it is most often the next open of the process that closed,
 // whose OPEN reached the daemon before the RELEASE); whenever anyone is
 // found to wait meanwhile (that open queued, a reply's queue, another
-// host's waiter), the releases waiting go at once. A release that waited
-// in vain (a process that closes and does not open again soon) makes the
-// next lingerBackoff releases of its meter go at once. The completion's
-// instant is the release's (done), however late it is delivered.
+// host's waiter), the releases waiting go at once. While a release waits,
+// the sender leaves it in the outbox (and what follows it of its meter):
+// another release that goes alone does not take it along. A release that
+// waited in vain (a process that closes and does not open again soon)
+// makes the next lingerBackoff releases of its meter go at once, until an
+// open of the meter comes. The completion's instant is the release's
+// (done), however late it is delivered.
 
 // maxReleases is how many releases one rlfs2_release takes (rlfs.lua's
 // RELEASES).
@@ -64,8 +67,9 @@ const (
 // refuses is logged.
 func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 	done := make(chan struct{})
-	s.host.postpone(outOp{meter: name, id: id, done: s.host.storeNowEstimate(), settled: done})
-	if ok, cut := s.lingers(name); ok {
+	ok, cut := s.lingers(name)
+	s.host.postpone(outOp{meter: name, id: id, done: s.host.storeNowEstimate(), settled: done, lingers: ok})
+	if ok {
 		t := time.NewTimer(s.linger)
 		select {
 		case <-done:
@@ -80,9 +84,10 @@ func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 		case <-s.stop:
 			t.Stop()
 		}
+		s.host.lingered(done)
 	}
 	if s.lead() {
-		_, _ = s.flushOutbox()
+		_, _ = s.flushOutbox(true)
 		s.unlead()
 	} else {
 		s.kickSender()
@@ -140,7 +145,7 @@ func (s *Store) unlead() {
 	s.sendMu.Lock()
 	s.sending = false
 	s.sendMu.Unlock()
-	if s.host.pending() {
+	if s.host.sendable() {
 		s.kickSender()
 	}
 }
@@ -165,7 +170,7 @@ func (s *Store) sendLoop() {
 		case <-s.kick:
 		}
 		if s.UnreachableSince().IsZero() && s.lead() {
-			_, _ = s.flushOutbox()
+			_, _ = s.flushOutbox(true)
 			s.unlead()
 		}
 	}

@@ -199,3 +199,100 @@ func idsOf(ops []outOp) []uint64 {
 	}
 	return ids
 }
+
+// The sender leaves a release that waits for an acquire to carry it in
+// the outbox, and what follows it of its meter (in order); the other
+// meters' operations go. Once its wait ends, or once it was on its way
+// and came back, the sender takes it.
+func TestSenderLeavesLingeringReleases(t *testing.T) {
+	h := newHostState(Options{Host: "a", Lease: time.Minute}, nil)
+	waits := make(chan struct{})
+	h.outbox = []outOp{
+		{meter: "x", id: 1},
+		{meter: "m", id: 2, lingers: true, settled: waits},
+		{meter: "x", id: 3},
+		{meter: "m", id: 4}, // after m's lingering release: stays with it
+		{meter: "y", id: 5, revoke: true},
+	}
+	require.True(t, h.sendable())
+	require.Equal(t, []uint64{1, 3, 5}, idsOf(h.takeOutbox(true)), "the sender's take")
+	require.Equal(t, []uint64{2, 4}, idsOf(h.outbox), "m's stay, in order")
+	require.False(t, h.sendable(), "nothing the sender may take")
+	require.True(t, h.pending(), "but the outbox is not empty")
+	h.settled(3)
+
+	h.lingered(waits)
+	require.True(t, h.sendable(), "its wait ended")
+	got := h.takeOutbox(true)
+	require.Equal(t, []uint64{2, 4}, idsOf(got))
+	h.returnOutbox(got) // on its way, and back (the store did not answer)
+	require.True(t, h.sendable(), "what came back is the sender's")
+	require.Equal(t, []uint64{2, 4}, idsOf(h.takeOutbox(true)))
+
+	// an acquire carries a lingering release; if it comes back, it is the
+	// sender's too
+	h.outbox = []outOp{{meter: "m", id: 6, lingers: true, settled: make(chan struct{})}}
+	riders := h.takeRiders("m", maxReleases)
+	require.Equal(t, []uint64{6}, idsOf(riders))
+	h.returnOutbox(riders)
+	require.True(t, h.sendable())
+}
+
+// While a release of one meter waits for an acquire, another meter's
+// release that goes at once goes alone: it does not take the waiting one
+// along, which the next acquire of its meter carries.
+func TestReleaseAloneLeavesAnotherLingering(t *testing.T) {
+	srv := redistest.Start(t)
+	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
+	ctx := context.Background()
+	for _, m := range []string{"m", "x"} {
+		require.NoError(t, a.CreateMeter(ctx, m, mustSpecT(t, "concurrency=1"), meter.DefaultAttr()))
+	}
+	grant := func(m string, ticket uint64) uint64 {
+		adm, err := a.Enqueue(ctx, m, meter.Request{Ticket: ticket, Cost: 1, Nonblock: true})
+		require.NoError(t, err)
+		require.True(t, adm.Granted, "%s ticket %d", m, ticket)
+		return adm.Call.ID
+	}
+	m1, x1 := grant("m", 1), grant("x", 1)
+
+	a.linger = time.Minute
+	released := make(chan struct{})
+	go func() {
+		_ = a.Release(ctx, "m", m1)
+		close(released)
+	}()
+	require.Eventually(t, a.host.pending, 10*time.Second, 10*time.Microsecond, "m's release waits in the outbox")
+	a.host.lingeredInVain("x") // x's releases go at once
+	before := fcalls(t, srv.Addr())
+	require.NoError(t, a.Release(ctx, "x", x1))
+	require.Equal(t, 1, fcalls(t, srv.Addr())-before, "x's release, alone")
+	select {
+	case <-released:
+		t.Fatal("m's release went with x's")
+	default:
+	}
+	require.True(t, a.host.pending(), "m's release still waits")
+	before = fcalls(t, srv.Addr())
+	grant("m", 2) // carries it: the serial meter is free
+	<-released
+	require.Equal(t, 1, fcalls(t, srv.Addr())-before, "one FCALL for m's release and the next acquire")
+}
+
+// A release that waited in vain makes the next ones of its meter go at
+// once, until an open of the meter comes: opens coming again, a release
+// may wait for the next one again.
+func TestLingerBackoffEndsWithAnOpen(t *testing.T) {
+	h := newHostState(Options{Host: "a", Lease: time.Minute}, nil)
+	h.asking("m", 1, false)
+	ok, _ := h.mayLinger("m")
+	require.True(t, ok, "nobody waits")
+	h.lingeredInVain("m")
+	for i := range 3 {
+		ok, _ = h.mayLinger("m")
+		require.False(t, ok, "release %d after a vain wait", i)
+	}
+	h.asking("m", 2, false)
+	ok, _ = h.mayLinger("m")
+	require.True(t, ok, "an open came")
+}

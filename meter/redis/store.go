@@ -312,7 +312,7 @@ func (s *Store) Close() error {
 	down := !s.down.IsZero()
 	s.mu.Unlock()
 	if !down {
-		_, _ = s.flushOutbox() // the last releases (journaled: else delivered at the next start)
+		_, _ = s.flushOutbox(false) // the last releases (journaled: else delivered at the next start)
 		s.host.noteSent()
 	}
 	s.cancel()
