@@ -27,12 +27,10 @@ func fcalls(t *testing.T, addr string) int {
 	return 0
 }
 
-// A close and the next open of a host cost one FCALL: the release waits
-// in the outbox (nobody waits on the meter) and the next acquire of the
-// meter carries it; the store ends the call first, so that a serial
-// meter grants the next open, and the release returns once it is taken.
-// Alone, a release waits releaseLinger at most, then goes by itself.
-func TestReleaseRidesTheNextAcquire(t *testing.T) {
+// heldSerial starts a server with hosts a and b and a serial meter m, of
+// which a holds a call (adm).
+func heldSerial(t *testing.T) (*redistest.Server, *Store, *Store, meter.Admission) {
+	t.Helper()
 	srv := redistest.Start(t)
 	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
 	b := bareStore(t, srv.URL(), "b", Options{Lease: time.Minute})
@@ -41,6 +39,17 @@ func TestReleaseRidesTheNextAcquire(t *testing.T) {
 	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
 	require.NoError(t, err)
 	require.True(t, adm.Granted)
+	return srv, a, b, adm
+}
+
+// A close and the next open of a host cost one FCALL: the release waits
+// in the outbox (nobody waits on the meter) and the next acquire of the
+// meter carries it; the store ends the call first, so that a serial
+// meter grants the next open, and the release returns once it is taken.
+// Alone, a release waits releaseLinger at most, then goes by itself.
+func TestReleaseRidesTheNextAcquire(t *testing.T) {
+	srv, a, b, adm := heldSerial(t)
+	ctx := context.Background()
 
 	a.linger = time.Minute // on a busy machine, longer than any scheduling delay; set back below
 	before := fcalls(t, srv.Addr())
@@ -130,14 +139,8 @@ func lingers(s *Store, name string) bool {
 // before the RELEASE), and goes at once when that open is queued: the
 // store then waits for it to admit the waiter.
 func TestReleaseLingerEndsWhenOwnOpenQueues(t *testing.T) {
-	srv := redistest.Start(t)
-	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
-	b := bareStore(t, srv.URL(), "b", Options{Lease: time.Minute})
+	_, a, b, adm := heldSerial(t)
 	ctx := context.Background()
-	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=1"), meter.DefaultAttr()))
-	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
-	require.NoError(t, err)
-	require.True(t, adm.Granted)
 
 	a.linger = time.Minute
 	a.host.asking("m", 2, true) // the next open, sent, its reply not come yet
