@@ -70,6 +70,9 @@ type meterPart struct {
 	// meter: the releases that wait for an acquire to carry them go at
 	// once (nil: none waits).
 	cut chan struct{}
+	// inQueue counts the waiters the store queued (asked.queued set), so
+	// that a release need not look at every waiter.
+	inQueue int
 }
 
 // asked is a ticket asked for: when first (a store instant, µs, a little
@@ -178,6 +181,7 @@ func (h *hostState) queued(name string, ticket uint64, storeNow int64) {
 	if a := p.waiters[ticket]; a.queued == 0 {
 		a.queued = storeNow
 		p.waiters[ticket] = a
+		p.inQueue++
 	}
 	p.someoneWaitsLocked()
 }
@@ -187,6 +191,16 @@ func (h *hostState) unqueued(name string, ticket uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if p := h.meters[name]; p != nil {
+		p.forgetWaiterLocked(ticket)
+	}
+}
+
+// forgetWaiterLocked removes ticket from p's waiters.
+func (p *meterPart) forgetWaiterLocked(ticket uint64) {
+	if a, ok := p.waiters[ticket]; ok {
+		if a.queued != 0 {
+			p.inQueue--
+		}
 		delete(p.waiters, ticket)
 	}
 }
@@ -241,7 +255,7 @@ func (h *hostState) own(name string, ticket uint64, c meter.Call, granted, cost 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.partLocked(name)
-	delete(p.waiters, ticket)
+	p.forgetWaiterLocked(ticket)
 	if _, dup := p.calls[c.ID]; dup {
 		return false
 	}
@@ -291,13 +305,8 @@ func (h *hostState) mayLinger(name string) (bool, <-chan struct{}) {
 		p.lingerOff--
 		return false, nil
 	}
-	if p.queue != 0 {
+	if p.queue != 0 || p.inQueue > 0 {
 		return false, nil
-	}
-	for _, a := range p.waiters {
-		if a.queued != 0 {
-			return false, nil
-		}
 	}
 	if p.cut == nil {
 		p.cut = make(chan struct{})

@@ -125,6 +125,12 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	require.True(t, lingers(a, "m"), "a ticket of this host asked for, its reply not come yet")
 	a.host.queued("m", 3, 1)
 	require.False(t, lingers(a, "m"), "a ticket of this host waits in the store's queue")
+	a.host.asking("m", 4, true)
+	a.host.queued("m", 4, 2)
+	a.host.unqueued("m", 3)
+	require.False(t, lingers(a, "m"), "another ticket of this host still waits in the store's queue")
+	a.host.own("m", 4, meter.Call{ID: 99}, 3, 1)
+	require.True(t, lingers(a, "m"), "this host's queued tickets left the queue (one cancelled, one granted)")
 }
 
 // lingers reports whether a release of name on s would wait for an
