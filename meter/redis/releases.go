@@ -101,9 +101,11 @@ func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 }
 
 // lingers reports whether a release of name waits for an acquire to carry
-// it, and what cuts its wait short (hostState.mayLinger).
+// it, and what cuts its wait short (hostState.mayLinger). Not while the
+// store is unreachable: acquires carry nothing then, the recovery loop
+// delivers the outbox.
 func (s *Store) lingers(name string) (bool, <-chan struct{}) {
-	if s.linger <= 0 {
+	if s.linger <= 0 || !s.UnreachableSince().IsZero() {
 		return false, nil
 	}
 	return s.host.mayLinger(name)
