@@ -50,24 +50,40 @@ func (h *hostState) takeOutbox(sendable bool) []outOp {
 	if sendable {
 		out = nil
 		var stay []outOp
-		var held map[string]bool // meters with a lingering release kept
-		for _, o := range h.outbox {
-			if o.lingers || held[o.meter] {
-				if held == nil {
-					held = map[string]bool{}
-				}
-				held[o.meter] = true
+		eachSendable(h.outbox, func(o outOp, send bool) bool {
+			if send {
+				out = append(out, o)
+			} else {
 				stay = append(stay, o)
-				continue
 			}
-			out = append(out, o)
-		}
+			return true
+		})
 		h.outbox = stay
 	} else {
 		h.outbox = nil
 	}
 	h.inflight += len(out)
 	return out
+}
+
+// eachSendable calls f with each of ops in order, and whether the sender
+// may take it: not a release that waits for an acquire to carry it
+// (lingers), nor what follows one of its meter. It stops when f returns
+// false.
+func eachSendable(ops []outOp, f func(o outOp, send bool) bool) {
+	var held map[string]bool // meters with a lingering release
+	for _, o := range ops {
+		send := !o.lingers && !held[o.meter]
+		if !send {
+			if held == nil {
+				held = map[string]bool{}
+			}
+			held[o.meter] = true
+		}
+		if !f(o, send) {
+			return
+		}
+	}
 }
 
 // lingered records that the release whose settled channel is settled
@@ -188,18 +204,12 @@ func (h *hostState) pending() bool {
 func (h *hostState) sendable() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var held map[string]bool
-	for _, o := range h.outbox {
-		if o.lingers || held[o.meter] {
-			if held == nil {
-				held = map[string]bool{}
-			}
-			held[o.meter] = true
-			continue
-		}
-		return true
-	}
-	return false
+	found := false
+	eachSendable(h.outbox, func(_ outOp, send bool) bool {
+		found = send
+		return !send
+	})
+	return found
 }
 
 // The remap: call ids the store changed when this host put them back.
