@@ -98,6 +98,7 @@ type bench struct {
 	targets    []target // rlfs idle meter, typical floor, minimal floor
 	redis      *redisServer
 	onRedis    *target // the idle meter of rlfs on redis (rows r)
+	gcraFloor  *target // the gcra floor on the same Redis (row r3)
 	fl         *fleetResult
 	quotas     []*quotaResult
 

@@ -148,10 +148,12 @@ func (d *daemons) startRlfs(name, bin, db, mnt, logDir string, env []string, arg
 	return p, took, nil
 }
 
-// startFloor runs the bench binary's floor subcommand.
-func (d *daemons) startFloor(self, kind, mnt, logDir string) (*proc, error) {
+// startFloor runs the bench binary's floor subcommand (extra: its flags
+// before the mountpoint).
+func (d *daemons) startFloor(self, kind, mnt, logDir string, extra ...string) (*proc, error) {
 	p := &proc{name: "floor-" + kind, mnt: mnt, log: filepath.Join(logDir, "floor-"+kind+".log")}
-	_, err := d.start(p, nil, []string{self, "floor", "-kind", kind, mnt}, func(l string) bool { return l == "ready" })
+	argv := append([]string{self, "floor", "-kind", kind}, extra...)
+	_, err := d.start(p, nil, append(argv, mnt), func(l string) bool { return l == "ready" })
 	if err != nil {
 		_ = p.stop()
 		return nil, err
