@@ -408,8 +408,8 @@ func (b *bench) fleetRows() []row {
 				ratio:  fmt.Sprintf("%s SQLite; +%.2f RTT", x(s.ratio("r.redis", "r.sqlite")), extra),
 				target: "≤ SQLite + 1.5 RTT", result: verdict(extra <= 1.5)},
 			row{id: "r2b", what: "r2's cycle against the SQLite daemon's (issue 17), and against r3's floor",
-				rlfs:  fmt.Sprintf("%s (%s)", us(s.med("r.redis")), us(s.med("r.sqlite"))),
-				ratio: fmt.Sprintf("%s SQLite; %s r3", x(s.ratio("r.redis", "r.sqlite")), x(s.ratio("r.redis", "r.gcrafloor"))),
+				rlfs:   fmt.Sprintf("%s (%s)", us(s.med("r.redis")), us(s.med("r.sqlite"))),
+				ratio:  fmt.Sprintf("%s SQLite; %s r3", x(s.ratio("r.redis", "r.sqlite")), x(s.ratio("r.redis", "r.gcrafloor"))),
 				target: "≤ 3× SQLite", result: verdict(s.ratio("r.redis", "r.sqlite") <= 3)})
 		if len(s["r.gcrafloor"]) > 0 {
 			rs = append(rs, row{id: "r3", what: "idle cycle of a do-nothing go-fuse file whose open makes one bare GCRA decision on the same Redis (rueidis, as rlfs): the floor of asking the store once per grant; SQLite daemon in ()",
