@@ -97,8 +97,9 @@ type bench struct {
 	main, full *proc
 	targets    []target // rlfs idle meter, typical floor, minimal floor
 	redis      *redisServer
-	onRedis    *target // the idle meter of rlfs on redis (rows r)
-	gcraFloor  *target // the gcra floor on the same Redis (row r3)
+	onRedis    *target  // the idle meter of rlfs on redis (rows r)
+	gcraFloor  *target  // the gcra floor on the same Redis (row r3)
+	loadPaths  []string // the idle meters of the SQLite daemons of x5l's load
 	fl         *fleetResult
 	quotas     []*quotaResult
 
