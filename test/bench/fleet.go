@@ -108,6 +108,8 @@ type fleetResult struct {
 	fcallUs float64        // server time per FCALL (commandstats)
 	load    cmdStats       // INFO commandstats delta over the last throughput round
 	loadN   float64        // grants of that round
+	// winCalls: the calls in issue 17's window meter after its rounds
+	winCalls int
 }
 
 // fleet runs 3 daemons on one Redis: throughput of fleetProcs processes per
@@ -139,6 +141,11 @@ func (b *bench) fleet() error {
 		}
 	}
 	for _, f := range fleets {
+		if err := b.issueLoad(f); err != nil {
+			return err
+		}
+	}
+	for _, f := range fleets {
 		b.progress("fleet%s: %d cross-host handoffs", f.suffix, c.handoffs)
 		if err := b.handoffs(f.mnts, f.res); err != nil {
 			return err
@@ -167,7 +174,8 @@ func (b *bench) startFleet(f *fleetRun) error {
 	}
 	f.redis = r
 	for _, h := range fleetHosts {
-		p, err := b.startRlfsRedis(h+f.suffix, f.bin, r, nil, "--meter", "thr=concurrency=0", "--meter", "hand=concurrency=1")
+		p, err := b.startRlfsRedis(h+f.suffix, f.bin, r, nil, "--meter", "thr=concurrency=0", "--meter", "hand=concurrency=1",
+			"--meter", "conc=concurrency=5000", "--meter", "win=1000000/1h,concurrency=0")
 		if err != nil {
 			return err
 		}
@@ -215,7 +223,7 @@ func (b *bench) fleetRound(f *fleetRun) error {
 	if err != nil {
 		return err
 	}
-	lcpu, err := b.gcraUnderLoad(f.redis.addr, len(f.mnts))
+	lcpu, err := b.gcraUnderLoad(f.redis.addr, len(f.mnts), b.cfg.fleetProcs)
 	if err != nil {
 		return err
 	}
@@ -241,15 +249,22 @@ func (b *bench) fleetRound(f *fleetRun) error {
 // all starting at one instant, and returns each host's grants per second
 // (cycles whose open returned within the duration).
 func (b *bench) fleetThroughput(mnts []string) ([]float64, error) {
+	return b.fleetLoop(mnts, "thr", b.cfg.fleetProcs)
+}
+
+// fleetLoop runs procs looping clients on meter of each of mnts for
+// fleetDur, all starting at one instant, and returns each host's grants
+// per second.
+func (b *bench) fleetLoop(mnts []string, meter string, procs int) ([]float64, error) {
 	c := b.cfg
-	n := c.fleetProcs * len(mnts)
+	n := procs * len(mnts)
 	start := time.Now().Add(300*time.Millisecond + time.Duration(n)*10*time.Millisecond)
 	rates := make([]float64, len(mnts))
 	errs := make([]error, len(mnts))
 	var wg sync.WaitGroup
 	for i, m := range mnts {
 		wg.Go(func() {
-			outs, err := runClients(c.fleetProcs, b.self, "client", "loop", "-path", filepath.Join(m, "thr", "acquire"),
+			outs, err := runClients(procs, b.self, "client", "loop", "-path", filepath.Join(m, meter, "acquire"),
 				"-start", strconv.FormatInt(start.UnixNano(), 10), "-dur", c.fleetDur.String())
 			if err != nil {
 				errs[i] = err
@@ -261,7 +276,7 @@ func (b *bench) fleetThroughput(mnts []string) ([]float64, error) {
 					errs[i] = fmt.Errorf("client said %q", o)
 					return
 				}
-				b.clientErrors("fleet throughput", f[1])
+				b.clientErrors("fleet loop on "+meter, f[1])
 				v, _ := strconv.ParseFloat(f[0], 64)
 				rates[i] += v / c.fleetDur.Seconds()
 			}
@@ -276,6 +291,71 @@ func (b *bench) fleetThroughput(mnts []string) ([]float64, error) {
 	return rates, nil
 }
 
+// issueProcs is how many processes per host issue 17's load runs (on 2
+// hosts).
+const issueProcs = 4
+
+// issueLoad measures Redis's CPU per grant as issue 17 did (rows x6): 2
+// hosts × 4 processes looping on a concurrency=5000 meter, then on a
+// 1000000/1h,concurrency=0 meter that holds 2,000 calls before the first
+// round, each for fleetDur, then in the same round the bare GCRA decision
+// on 2 clients × 4 goroutines for as long; the ratio is each round's.
+func (b *bench) issueLoad(f *fleetRun) error {
+	c := b.cfg
+	mnts := f.mnts[:2]
+	b.progress("fleet%s: issue 17's load: fill win with 2000 calls", f.suffix)
+	out, err := runClients(1, b.self, "client", "cycle", "-api", "raw", "-path", filepath.Join(mnts[0], "win", "acquire"),
+		"-n", "2000", "-warm", "0")
+	if err != nil {
+		return fmt.Errorf("fill win: %w", err)
+	}
+	if fl := strings.Fields(out[0]); len(fl) != 2 || fl[1] != "none" {
+		return fmt.Errorf("fill win: client said %q", out[0])
+	}
+	f.res.winCalls = 2000
+	for round := range c.rounds {
+		for _, m := range []struct{ key, meter string }{{"c", "conc"}, {"w", "win"}} {
+			b.progress("fleet%s: issue 17's load round %d/%d on %s: 2 hosts × %d processes for %s", f.suffix, round+1, c.rounds, m.meter, issueProcs, c.fleetDur)
+			c0, err := redisCounters(f.redis.addr)
+			if err != nil {
+				return err
+			}
+			rates, err := b.fleetLoop(mnts, m.meter, issueProcs)
+			if err != nil {
+				return err
+			}
+			c1, err := redisCounters(f.redis.addr)
+			if err != nil {
+				return err
+			}
+			grants := 0.0
+			for _, v := range rates {
+				grants += v * c.fleetDur.Seconds()
+			}
+			if m.meter == "win" {
+				f.res.winCalls += int(grants)
+			}
+			cpu := (c1.cpu - c0.cpu) * 1e6 / max(grants, 1)
+			_, gcpu, _, err := gcraRound(f.redis.addr, len(mnts), issueProcs, c.fleetDur, gcra.Function, gcra.Args)
+			if err != nil {
+				return err
+			}
+			lcpu, err := b.gcraUnderLoad(f.redis.addr, len(mnts), issueProcs)
+			if err != nil {
+				return err
+			}
+			k := "x6." + m.key
+			b.s.add(k+".loadgcra"+f.key, lcpu)
+			b.s.add(k+".loadratio"+f.key, cpu/lcpu)
+			b.s.add(k+".cpu"+f.key, cpu)
+			b.s.add(k+".gcra"+f.key, gcpu)
+			b.s.add(k+".ratio"+f.key, cpu/gcpu)
+			b.s.add(k+".rate"+f.key, grants/c.fleetDur.Seconds())
+		}
+	}
+	return nil
+}
+
 // gcraUnderLoad runs the bare GCRA baseline on addr while the machine
 // carries x1's load without Redis: as many SQLite daemons as the fleet has
 // hosts, each with as many client processes looping on its idle meter for
@@ -283,11 +363,10 @@ func (b *bench) fleetThroughput(mnts []string) ([]float64, error) {
 // busy on the same cores as Redis, the baseline alone is not: this one
 // shares the cores alike. It returns Redis's CPU per decision (µs). A load
 // client that reports an error voids the figure (an error is no load).
-func (b *bench) gcraUnderLoad(addr string, hosts int) (float64, error) {
+func (b *bench) gcraUnderLoad(addr string, hosts, procs int) (float64, error) {
 	c := b.cfg
-	if len(b.loadPaths) != hosts {
-		b.loadPaths = nil
-		for i := range hosts {
+	if len(b.loadPaths) < hosts {
+		for i := len(b.loadPaths); i < hosts; i++ {
 			name := "rlfs-load" + strconv.Itoa(i)
 			p, _, err := b.d.startRlfs(name, c.rlfs, filepath.Join(b.work, name+".db"), filepath.Join(b.work, "mnt-"+name), b.work, nil,
 				"--meter", "idle=concurrency=0")
@@ -297,12 +376,12 @@ func (b *bench) gcraUnderLoad(addr string, hosts int) (float64, error) {
 			b.loadPaths = append(b.loadPaths, filepath.Join(p.mnt, "idle", "acquire"))
 		}
 	}
-	lead := 300*time.Millisecond + time.Duration(c.fleetProcs*hosts)*10*time.Millisecond
+	lead := 300*time.Millisecond + time.Duration(procs*hosts)*10*time.Millisecond
 	start := time.Now().Add(lead)
 	errs := make(chan error, hosts)
-	for _, path := range b.loadPaths {
+	for _, path := range b.loadPaths[:hosts] {
 		go func() {
-			outs, err := runClients(c.fleetProcs, b.self, "client", "loop", "-path", path,
+			outs, err := runClients(procs, b.self, "client", "loop", "-path", path,
 				"-start", strconv.FormatInt(start.UnixNano(), 10), "-dur", c.fleetDur.String())
 			for _, o := range outs {
 				if f := strings.Fields(o); err == nil && len(f) == 2 && f[1] != "none" {
@@ -313,7 +392,7 @@ func (b *bench) gcraUnderLoad(addr string, hosts int) (float64, error) {
 		}()
 	}
 	time.Sleep(time.Until(start))
-	_, cpu, _, err := gcraRound(addr, hosts, c.fleetProcs, c.fleetDur, gcra.Function, gcra.Args)
+	_, cpu, _, err := gcraRound(addr, hosts, procs, c.fleetDur, gcra.Function, gcra.Args)
 	for range hosts {
 		if lerr := <-errs; err == nil && lerr != nil {
 			err = fmt.Errorf("GCRA's load on the SQLite daemons: %w", lerr)
@@ -454,6 +533,18 @@ func (b *bench) fleetRows() []row {
 			}
 		}
 	}
+	for _, m := range []struct{ key, what string }{
+		{"c", "`concurrency=5000`"},
+		{"w", fmt.Sprintf("`1000000/1h,concurrency=0`, 2,000 calls in the window before the first round, %d after the last", fr.winCalls)},
+	} {
+		k := "x6." + m.key
+		if len(s[k+".cpu"]) == 0 {
+			continue
+		}
+		rs = append(rs, row{id: "x6" + m.key, what: fmt.Sprintf("issue 17's load: Redis CPU per grant, 2 hosts × %d processes on %s; per bare GCRA decision (2 clients × %d) in ()", issueProcs, m.what, issueProcs),
+			rlfs:  fmt.Sprintf("%s (%s; %s under the same load); %s", us(s.med(k+".cpu")), us(s.med(k+".gcra")), us(s.med(k+".loadgcra")), rate(s.med(k+".rate"))),
+			ratio: fmt.Sprintf("%s GCRA; %s under the same load", x(s.med(k+".ratio")), x(s.med(k+".loadratio"))), target: "≤ 3× GCRA", result: verdict(s.med(k+".ratio") <= 3)})
+	}
 	if len(fr.handoffs) > 0 {
 		sorted := slices.Sorted(slices.Values(fr.handoffs))
 		rs = append(rs,
@@ -496,6 +587,12 @@ func (b *bench) fleetDoc(p func(string, ...any)) {
 	p("  decision over its baseline; the ratio is the median over rounds of each round's. x5l: the same baseline")
 	p("  run once more in each round while the cores carry x1's load without Redis: 3 SQLite daemons (`idle=concurrency=0`),")
 	p("  %d client processes looping raw open+close on each, for as long (a load client's error voids the round).", c.fleetProcs)
+	p("  x6c, x6w: issue 17's own measurement with real daemons: hosts a and b, %d client processes each looping raw", issueProcs)
+	p("  open+close on `conc=concurrency=5000`, then on `win=1000000/1h,concurrency=0` (2,000 calls put in before the first")
+	p("  round; nothing leaves a 1-hour window, so it grows round by round), each for the throughput's duration; then, in")
+	p("  the same round, the bare GCRA decision on 2 clients × %d goroutines for as long. Redis's CPU per grant over", issueProcs)
+	p("  the loop, per decision over the baseline; the ratio is the median over rounds of each round's. Each round")
+	p("  also runs the baseline under the same load without Redis, as x5l: %d processes looping on each of 2 SQLite daemons.", issueProcs)
 	p("  x2, x3: one client")
 	p("  process holds `hand` through host-a; a thread opens it through host-b and blocks; once `status` shows it")
 	p("  waiting, the holder closes; the latency is from just before `close()` to the waiter's open returning")
