@@ -192,15 +192,7 @@ func (b *bench) fleetRound(f *fleetRun) error {
 	if err != nil {
 		return err
 	}
-	c0, err := redisCounters(f.redis.addr)
-	if err != nil {
-		return err
-	}
-	rates, err := b.fleetThroughput(f.mnts)
-	if err != nil {
-		return err
-	}
-	c1, err := redisCounters(f.redis.addr)
+	rates, grants, cpu, reads, err := b.loopCost(f.redis.addr, f.mnts, "thr", b.cfg.fleetProcs)
 	if err != nil {
 		return err
 	}
@@ -208,13 +200,8 @@ func (b *bench) fleetRound(f *fleetRun) error {
 	if err != nil {
 		return err
 	}
-	grants := 0.0
-	for _, v := range rates {
-		grants += v * b.cfg.fleetDur.Seconds()
-	}
-	cpu := (c1.cpu - c0.cpu) * 1e6 / max(grants, 1)
 	b.s.add("x.cpu"+f.key, cpu)
-	b.s.add("x.reads"+f.key, (c1.reads-c0.reads)/max(grants, 1))
+	b.s.add("x.reads"+f.key, reads)
 	grate, gcpu, greads, err := gcraRound(f.redis.addr, len(f.mnts), b.cfg.fleetProcs, b.cfg.fleetDur, gcra.Function, gcra.Args)
 	if err != nil {
 		return err
@@ -236,20 +223,9 @@ func (b *bench) fleetRound(f *fleetRun) error {
 	b.s.add("x.cpuratio"+f.key, cpu/gcpu)
 	b.s.add("x.cpuratio.rate"+f.key, cpu/rcpu)
 	f.res.perHost = append(f.res.perHost, rates)
-	total := 0.0
-	for _, v := range rates {
-		total += v
-	}
-	b.s.add("x.total"+f.key, total)
-	f.res.load, f.res.loadN = after.minus(before), total*b.cfg.fleetDur.Seconds()
+	b.s.add("x.total"+f.key, grants/b.cfg.fleetDur.Seconds())
+	f.res.load, f.res.loadN = after.minus(before), grants
 	return nil
-}
-
-// fleetThroughput runs fleetProcs looping clients on each host's thr meter,
-// all starting at one instant, and returns each host's grants per second
-// (cycles whose open returned within the duration).
-func (b *bench) fleetThroughput(mnts []string) ([]float64, error) {
-	return b.fleetLoop(mnts, "thr", b.cfg.fleetProcs)
 }
 
 // fleetLoop runs procs looping clients on meter of each of mnts for
@@ -291,6 +267,28 @@ func (b *bench) fleetLoop(mnts []string, meter string, procs int) ([]float64, er
 	return rates, nil
 }
 
+// loopCost runs fleetLoop and returns, besides each host's grants per
+// second, the grants made, and Redis's CPU (µs) and socket reads per grant
+// over the loop.
+func (b *bench) loopCost(addr string, mnts []string, meter string, procs int) (rates []float64, grants, cpu, reads float64, err error) {
+	c0, err := redisCounters(addr)
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	if rates, err = b.fleetLoop(mnts, meter, procs); err != nil {
+		return nil, 0, 0, 0, err
+	}
+	c1, err := redisCounters(addr)
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	for _, v := range rates {
+		grants += v * b.cfg.fleetDur.Seconds()
+	}
+	n := max(grants, 1)
+	return rates, grants, (c1.cpu - c0.cpu) * 1e6 / n, (c1.reads - c0.reads) / n, nil
+}
+
 // issueProcs is how many processes per host issue 17's load runs (on 2
 // hosts).
 const issueProcs = 4
@@ -316,26 +314,13 @@ func (b *bench) issueLoad(f *fleetRun) error {
 	for round := range c.rounds {
 		for _, m := range []struct{ key, meter string }{{"c", "conc"}, {"w", "win"}} {
 			b.progress("fleet%s: issue 17's load round %d/%d on %s: 2 hosts × %d processes for %s", f.suffix, round+1, c.rounds, m.meter, issueProcs, c.fleetDur)
-			c0, err := redisCounters(f.redis.addr)
+			_, grants, cpu, _, err := b.loopCost(f.redis.addr, mnts, m.meter, issueProcs)
 			if err != nil {
 				return err
-			}
-			rates, err := b.fleetLoop(mnts, m.meter, issueProcs)
-			if err != nil {
-				return err
-			}
-			c1, err := redisCounters(f.redis.addr)
-			if err != nil {
-				return err
-			}
-			grants := 0.0
-			for _, v := range rates {
-				grants += v * c.fleetDur.Seconds()
 			}
 			if m.meter == "win" {
 				f.res.winCalls += int(grants)
 			}
-			cpu := (c1.cpu - c0.cpu) * 1e6 / max(grants, 1)
 			_, gcpu, _, err := gcraRound(f.redis.addr, len(mnts), issueProcs, c.fleetDur, gcra.Function, gcra.Args)
 			if err != nil {
 				return err
