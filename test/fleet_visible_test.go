@@ -215,6 +215,11 @@ func TestFleetLimitsApplyEverywhere(t *testing.T) {
 	require.Len(t, calls, 1)
 	t.Logf("FIGURE fleet limits write: h2's waiter granted %s after h3 loosened the window", fmtMS(calls[0].grant.Sub(written)))
 	require.Less(t, calls[0].grant.Sub(written), loaded(0), "h2's waiter granted long after the window was loosened")
+	// The waiter's close reaches h2 as an asynchronous RELEASE, which may
+	// wait there up to 1 ms for h2's next open (semantics.md, the RELEASE
+	// lag): the call completes on every host a moment after the process
+	// exited.
+	h3.waitStatus(t, "w", "in_progress", "0 of 1")
 	require.NoError(t, openNonblock(h3.path("w", "acquire")), "the third call of the hour, on h3")
 	for _, d := range ds {
 		d.waitStatus(t, "w", "window 3/1h", "3 used, 0 free")
