@@ -52,12 +52,12 @@ import (
 const maxReleases = 16
 
 // releaseLinger is how long a release waits for an acquire to carry it;
-// lingerBackoff how many go at once after one waited in vain. 1 ms: under
-// a fleet's load (2 hosts × 4 clients, TestCostPerGrantFleet) an acquire
-// of the host came within 250 µs for three releases in four only, and
-// the fourth cost a function of its own (1.25 FCALLs per grant, 1.01 at
-// 1 ms; Redis CPU per grant 6-8% less). Nobody waits for it: close(2) has
-// returned, and a waiter anywhere makes it go at once.
+// lingerBackoff how many go at once after one waited in vain. 1 ms: one
+// process looping open+close on a daemon makes one FCALL per cycle
+// (1.00-1.03; 1.17-1.24 at 250 µs, whose wait its next open often
+// misses), and under load (one host, 8 processes) Redis's CPU per cycle
+// is the same either way (docs/engine.md). Nobody waits for it: close(2)
+// has returned, and a waiter anywhere makes it go at once.
 const (
 	releaseLinger = time.Millisecond
 	lingerBackoff = 16
