@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -321,11 +322,23 @@ func (b *bench) stopAll() {
 
 // step runs f, recording a failure instead of stopping the run.
 func (b *bench) step(name string, f func() error) {
-	if err := f(); err != nil {
+	if err := guarded(f); err != nil {
 		msg := fmt.Sprintf("%s: %v", name, err)
 		b.failed = append(b.failed, msg)
 		fmt.Fprintln(os.Stderr, "bench: FAILED:", msg)
 	}
+}
+
+// guarded runs f, turning a panic into its error, so that a step that
+// panics fails like any other and the run still stops every daemon,
+// mount and Redis it started.
+func guarded(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return f()
 }
 
 // scanLogs reports the WARN and ERROR lines the daemons logged
