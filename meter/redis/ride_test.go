@@ -133,6 +133,39 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	require.True(t, lingers(a, "m"), "this host's queued tickets left the queue (one cancelled, one granted)")
 }
 
+// A release does not wait for an acquire while the store is unreachable:
+// acquires carry nothing then (the recovery loop delivers the outbox), so
+// every such wait would end in vain. The completion is kept.
+func TestReleaseDoesNotLingerWhileUnreachable(t *testing.T) {
+	srv := redistest.Start(t)
+	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
+	ctx := context.Background()
+	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=0"), meter.DefaultAttr()))
+	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
+	require.NoError(t, err)
+	require.True(t, adm.Granted)
+	ok, _ := a.lingers("m")
+	require.True(t, ok, "nobody waits and the store answers: a release may wait for the next acquire")
+	srv.Kill()
+	_, err = a.Enqueue(ctx, "m", meter.Request{Ticket: 2, Cost: 1, Nonblock: true})
+	require.ErrorIs(t, err, meter.ErrUnavailable, "an open while Redis is down")
+	require.False(t, a.UnreachableSince().IsZero(), "the store counts as unreachable")
+	ok, _ = a.lingers("m")
+	require.False(t, ok, "a release while the store is unreachable goes to the outbox at once")
+	a.linger = time.Minute // a release that waited for an acquire would show
+	done := make(chan struct{})
+	go func() {
+		_ = a.Release(ctx, "m", adm.Call.ID)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the release waited for an acquire while the store was unreachable")
+	}
+	require.True(t, a.host.pending(), "the completion is kept in the outbox for the store's return")
+}
+
 // lingers reports whether a release of name on s would wait for an
 // acquire to carry it.
 func lingers(s *Store, name string) bool {
