@@ -318,6 +318,7 @@ func (b *bench) stopAll() {
 	for _, err := range b.d.stopAll() {
 		b.suspect("%v", err)
 	}
+	b.loadPaths = nil // their daemons are stopped
 }
 
 // step runs f, recording a failure instead of stopping the run.
