@@ -109,17 +109,7 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	require.ErrorIs(t, err, meter.ErrWouldBlock)
 	require.False(t, lingers(a, "m"), "the store's queue holds b's waiter")
 	// the holder's release goes at once: b is granted
-	a.linger = time.Minute // a release that waited for an acquire would show
-	done := make(chan struct{})
-	go func() {
-		_ = a.Release(ctx, "m", adm.Call.ID)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the release waited for an acquire while b's waiter waits")
-	}
+	releaseAtOnce(t, a, "m", adm.Call.ID, "while b's waiter waits")
 	a.host.queueSeen("m", 0)
 	a.host.asking("m", 3, true)
 	require.True(t, lingers(a, "m"), "a ticket of this host asked for, its reply not come yet")
@@ -152,18 +142,25 @@ func TestReleaseDoesNotLingerWhileUnreachable(t *testing.T) {
 	require.False(t, a.UnreachableSince().IsZero(), "the store counts as unreachable")
 	ok, _ = a.lingers("m")
 	require.False(t, ok, "a release while the store is unreachable goes to the outbox at once")
-	a.linger = time.Minute // a release that waited for an acquire would show
+	releaseAtOnce(t, a, "m", adm.Call.ID, "while the store was unreachable")
+	require.True(t, a.host.pending(), "the completion is kept in the outbox for the store's return")
+}
+
+// releaseAtOnce releases call id of name on s with a wait for an acquire
+// of a minute, and fails if the release waited (when, the case).
+func releaseAtOnce(t *testing.T, s *Store, name string, id uint64, when string) {
+	t.Helper()
+	s.linger = time.Minute // a release that waited for an acquire would show
 	done := make(chan struct{})
 	go func() {
-		_ = a.Release(ctx, "m", adm.Call.ID)
+		_ = s.Release(context.Background(), name, id)
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the release waited for an acquire while the store was unreachable")
+		t.Fatal("the release waited for an acquire " + when)
 	}
-	require.True(t, a.host.pending(), "the completion is kept in the outbox for the store's return")
 }
 
 // lingers reports whether a release of name on s would wait for an
