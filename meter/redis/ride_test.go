@@ -127,17 +127,12 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 // acquires carry nothing then (the recovery loop delivers the outbox), so
 // every such wait would end in vain. The completion is kept.
 func TestReleaseDoesNotLingerWhileUnreachable(t *testing.T) {
-	srv := redistest.Start(t)
-	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
+	srv, a, _, adm := heldSerial(t)
 	ctx := context.Background()
-	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=0"), meter.DefaultAttr()))
-	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
-	require.NoError(t, err)
-	require.True(t, adm.Granted)
 	ok, _ := a.lingers("m")
 	require.True(t, ok, "nobody waits and the store answers: a release may wait for the next acquire")
 	srv.Kill()
-	_, err = a.Enqueue(ctx, "m", meter.Request{Ticket: 2, Cost: 1, Nonblock: true})
+	_, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 2, Cost: 1, Nonblock: true})
 	require.ErrorIs(t, err, meter.ErrUnavailable, "an open while Redis is down")
 	require.False(t, a.UnreachableSince().IsZero(), "the store counts as unreachable")
 	ok, _ = a.lingers("m")
