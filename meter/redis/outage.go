@@ -73,18 +73,28 @@ func (s *Store) recover() {
 		if err != nil {
 			continue
 		}
-		s.mu.Lock()
-		since := s.down
-		s.down = time.Time{}
-		ev := s.events
-		s.mu.Unlock()
-		s.log.Info("store reachable again", "store", redacted(s.opt.URL), "unreachable_for", s.clock.Now().Sub(since).Round(time.Millisecond), "completions_delivered", n)
-		if ev != nil {
-			ev.Reachable()
-		}
-		s.reconcile(true)
+		s.reachableAgain(n)
 		return
 	}
+}
+
+// reachableAgain ends an outage whose kept completions (n) were delivered:
+// the store counts as reachable, the sender takes what came after that
+// delivery, and the engine is told.
+func (s *Store) reachableAgain(n int) {
+	s.mu.Lock()
+	since := s.down
+	s.down = time.Time{}
+	ev := s.events
+	s.mu.Unlock()
+	s.log.Info("store reachable again", "store", redacted(s.opt.URL), "unreachable_for", s.clock.Now().Sub(since).Round(time.Millisecond), "completions_delivered", n)
+	// A close that still found the store unreachable after the delivery
+	// left its completion in the outbox (Release): the sender takes it.
+	s.kickSender()
+	if ev != nil {
+		ev.Reachable()
+	}
+	s.reconcile(true)
 }
 
 func (s *Store) ping() bool {

@@ -86,6 +86,14 @@ func (s *Store) Release(ctx context.Context, name string, id uint64) error {
 		}
 		s.host.lingered(done)
 	}
+	if !s.UnreachableSince().IsZero() {
+		// Kept (journaled) for the recovery loop, which delivers the
+		// outbox when the store answers and then wakes the sender for
+		// what came after its delivery: a close during an outage does not
+		// try the whole outbox again (O(outbox) a close, and a round trip
+		// that fails).
+		return nil
+	}
 	if s.lead() {
 		_, _ = s.flushOutbox(true)
 		s.unlead()

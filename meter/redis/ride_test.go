@@ -141,6 +141,62 @@ func TestReleaseDoesNotLingerWhileUnreachable(t *testing.T) {
 	require.True(t, a.host.pending(), "the completion is kept in the outbox for the store's return")
 }
 
+// While the store is unreachable, a close keeps its completion in the
+// outbox and returns without a round trip: the recovery loop delivers the
+// outbox when the store answers. (Each close used to try the whole outbox
+// again: O(outbox) a close, and a round trip that fails, counted as a
+// failure.) When Redis is back, every call is completed.
+func TestReleasesWhileUnreachableWaitForRecovery(t *testing.T) {
+	srv := redistest.Start(t, "--appendonly", "yes")
+	a := bareStore(t, srv.URL(), "a", Options{Lease: time.Minute})
+	ctx := context.Background()
+	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=10"), meter.DefaultAttr()))
+	var ids []uint64
+	for i := range 10 {
+		adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: uint64(i + 1), Cost: 1, Nonblock: true})
+		require.NoError(t, err)
+		require.True(t, adm.Granted, "call %d", i+1)
+		ids = append(ids, adm.Call.ID)
+	}
+	srv.Kill()
+	_, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 11, Cost: 1, Nonblock: true})
+	require.ErrorIs(t, err, meter.ErrUnavailable, "an open while Redis is down")
+	failures := a.Health().Failures
+	for _, id := range ids {
+		releaseAtOnce(t, a, "m", id, "while the store was unreachable")
+	}
+	require.Equal(t, failures, a.Health().Failures, "the closes during the outage sent nothing")
+	a.host.mu.Lock()
+	kept := len(a.host.outbox)
+	a.host.mu.Unlock()
+	require.Equal(t, len(ids), kept, "every completion is kept in the outbox")
+
+	srv.Restart()
+	require.Eventually(t, func() bool { return a.UnreachableSince().IsZero() && !a.host.pending() }, 30*time.Second, 10*time.Millisecond,
+		"the recovery loop delivers the kept completions")
+	v, err := a.View(ctx, "m", meter.ViewQuery{})
+	require.NoError(t, err)
+	require.Equal(t, 0, v.HoldersN, "every call kept during the outage is completed")
+}
+
+// A close that finds the store unreachable just after the recovery loop
+// delivered the outbox (and before it says the store is back) is not left
+// in the outbox: the sender takes it once the store counts as reachable.
+func TestReleaseKeptAfterRecoveryDeliveryIsSent(t *testing.T) {
+	_, a, _, adm := heldSerial(t)
+	ctx := context.Background()
+	a.mu.Lock()
+	a.down = a.clock.Now() // the recovery loop's delivery is done; it has not cleared down yet
+	a.mu.Unlock()
+	releaseAtOnce(t, a, "m", adm.Call.ID, "while the store counted as unreachable")
+	require.True(t, a.host.pending(), "the completion is kept")
+	a.reachableAgain(0)
+	require.Eventually(t, func() bool { return !a.host.pending() }, 10*time.Second, time.Millisecond, "the sender delivers it")
+	v, err := a.View(ctx, "m", meter.ViewQuery{})
+	require.NoError(t, err)
+	require.Equal(t, 0, v.HoldersN, "the call is completed")
+}
+
 // releaseAtOnce releases call id of name on s with a wait for an acquire
 // of a minute, and fails if the release waited (when, the case).
 func releaseAtOnce(t *testing.T, s *Store, name string, id uint64, when string) {
