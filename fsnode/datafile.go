@@ -39,11 +39,16 @@ func (n *dataFile) Setxattr(ctx context.Context, attr string, data []byte, flags
 	return ToErrno(errNoXattr)
 }
 
+// Getattr shows the copy a writer changed last and has not stored yet
+// (its own fstat sees its size), else the stored file. Linux never says
+// which descriptor a stat(2) or fstat(2) is about: go-fuse hands in the
+// node's first open handle (f, ignored), which may be one whose close
+// already stored it and whose RELEASE has not come (the kernel sends it
+// after close(2) returns). That copy is stale once another close stored
+// the file again: an O_APPEND writer's fstat showed the size before its
+// own append (TestDataGoClient), and the kernel kept it.
 func (n *dataFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if h, ok := f.(*dataHandle); ok && h.writable {
-		h.mu.Lock()
-		st := meter.DataFile{Size: int64(len(h.buf)), MTime: h.mtime}
-		h.mu.Unlock()
+	if st, ok := n.dir.unstored(n); ok {
 		n.dir.fileAttr(st, &out.Attr)
 		return 0
 	}
@@ -169,6 +174,25 @@ func (dd *dataDir) newHandle(n *dataFile, content []byte, flags uint32) *dataHan
 		dd.mu.Unlock()
 	}
 	return h
+}
+
+// unstored is the size and time of the copy of n that a writer changed
+// last and has not stored (ok false: every writer's copy is stored, or
+// there is no writer).
+func (dd *dataDir) unstored(n *dataFile) (st meter.DataFile, ok bool) {
+	dd.mu.Lock()
+	defer dd.mu.Unlock()
+	for h := range dd.writers {
+		if h.node != n {
+			continue
+		}
+		h.mu.Lock()
+		if h.changed && (!ok || h.mtime.After(st.MTime)) {
+			st, ok = meter.DataFile{Size: int64(len(h.buf)), MTime: h.mtime}, true
+		}
+		h.mu.Unlock()
+	}
+	return st, ok
 }
 
 // openedBy finds the writable handle on n that the calling thread opened

@@ -142,6 +142,43 @@ func TestDataGoClient(t *testing.T) {
 	requireErrno(t, err, syscall.ENOENT, "read of a removed file")
 }
 
+// TestDataStatShowsLatest: a stat shows the stored file, or the copy a
+// writer changed and has not stored yet, never the copy of a descriptor
+// whose content is stored and was replaced since. Linux does not say which
+// descriptor a stat is about, and go-fuse hands the daemon the file's first
+// open handle: here a writer kept open after fsync stored its copy, as a
+// closed writer's is until the kernel's RELEASE comes (the cause of a
+// TestDataGoClient flake: an O_APPEND writer's fstat showed the size
+// before its append).
+func TestDataStatShowsLatest(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "m=concurrency=1")
+	f := d.path("m", "data", "f")
+	old, err := os.OpenFile(f, os.O_RDWR|os.O_CREATE, 0o644)
+	require.NoError(t, err)
+	defer old.Close()
+	_, err = old.Write([]byte("0123456789"))
+	require.NoError(t, err)
+	require.NoError(t, old.Sync()) // stored; its copy is now the stored file's
+	requireData(t, f, "0123456789")
+
+	a, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = a.Write([]byte("ab"))
+	require.NoError(t, err)
+	st, err := a.Stat()
+	require.NoError(t, err)
+	require.Equal(t, int64(12), st.Size(), "the appender's fstat: its own copy")
+	require.NoError(t, a.Close())
+	requireData(t, f, "0123456789ab")
+	st, err = os.Stat(f)
+	require.NoError(t, err)
+	require.Equal(t, int64(12), st.Size(), "a stat after the append's close: the stored file, not the first writer's stored copy")
+	st, err = old.Stat()
+	require.NoError(t, err)
+	require.Equal(t, int64(12), st.Size(), "the first writer's fstat: the stored file")
+}
+
 // TestDataTruncateAtClose pins the O_TRUNC and ftruncate rules: an open
 // with O_TRUNC does not empty the stored file (readers see the old content
 // until the writer's close, which stores what it wrote); an O_TRUNC open
