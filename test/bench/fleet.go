@@ -35,6 +35,11 @@ func (b *bench) startRedisMain() error {
 		return err
 	}
 	b.gcraFloor = &target{"gcrafloor", filepath.Join(mnt, "file"), fl.pid()}
+	mnt = filepath.Join(b.work, "mnt-leased")
+	if fl, err = b.d.startFloor(b.self, "leased", mnt, b.work, "-redis", r.addr); err != nil {
+		return err
+	}
+	b.leasedFloor = &target{"leasedfloor", filepath.Join(mnt, "file"), fl.pid()}
 	if b.before == nil {
 		return nil
 	}
@@ -71,7 +76,7 @@ func (b *bench) redisRound(r int) error {
 	b.s.add("r.rtt", v)
 	sq := b.targets[0]
 	sq.name = "sqlite"
-	ts := []target{sq, *b.onRedis, *b.gcraFloor}
+	ts := []target{sq, *b.onRedis, *b.gcraFloor, *b.leasedFloor}
 	if bf := b.before; bf != nil && bf.onRedis != nil {
 		on := *bf.onRedis
 		on.name = "redis.before"
@@ -87,7 +92,7 @@ func (b *bench) redisRound(r int) error {
 	// the cost above the SQLite cycle, in round trips of the same round
 	n := len(b.s["r.rtt"]) - 1
 	b.s.add("r.extra", (b.s["r.redis"][n]-b.s["r.sqlite"][n])/b.s["r.rtt"][n])
-	if len(ts) > 3 {
+	if len(ts) > 4 {
 		b.s.add("r.extra.before", (b.s["r.redis.before"][n]-b.s["r.sqlite.before"][n])/b.s["r.rtt"][n])
 	}
 	return nil
@@ -492,6 +497,11 @@ func (b *bench) fleetRows() []row {
 				rlfs:  fmt.Sprintf("%s (%s)", us(s.med("r.gcrafloor")), us(s.med("r.sqlite"))),
 				ratio: fmt.Sprintf("%s SQLite", x(s.ratio("r.gcrafloor", "r.sqlite")))})
 		}
+		if len(s["r.leasedfloor"]) > 0 {
+			rs = append(rs, row{id: "r4", what: "idle cycle of r3's file asking for grants in blocks of " + strconv.Itoa(leaseBlock) + " (one GCRA decision per block) and reporting closes in blocks: the floor of a store that leases grants to hosts, which strict FIFO across hosts forbids; SQLite daemon in ()",
+				rlfs:  fmt.Sprintf("%s (%s)", us(s.med("r.leasedfloor")), us(s.med("r.sqlite"))),
+				ratio: fmt.Sprintf("%s SQLite", x(s.ratio("r.leasedfloor", "r.sqlite")))})
+		}
 	}
 	fr := b.fl
 	if fr == nil {
@@ -563,6 +573,9 @@ func (b *bench) fleetDoc(p func(string, ...any)) {
 	p("  rotation: the typical floor (a do-nothing go-fuse file, row a) whose open first makes one bare GCRA decision")
 	p("  (test/gcra) on the same Redis through a rueidis client set up as rlfs's (no cache, no retries, a deadline")
 	p("  per call): what any fleet design pays that asks the store once per grant, with nothing else on the path.")
+	p("  r4, in the same rotation: r3's file asking for a block of %d grants with one decision when its block is", leaseBlock)
+	p("  used up, and reporting %d closes with one more in the background: the floor of a design that leases", leaseBlock)
+	p("  blocks of grants to hosts, which issue 17's strict FIFO across hosts forbids (performance.md).")
 	p("- **x** fleet: 3 daemons (hosts %s) on one Redis, each with `thr=concurrency=0` and", strings.Join(fleetHosts, ", "))
 	p("  `hand=concurrency=1`. x1: %d client processes per host loop raw open+close on their host's `thr` for %s,", c.fleetProcs, c.fleetDur)
 	p("  all starting at one instant (%d rounds; the median round, and its split by host). In each round, right", c.rounds)

@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,38 +31,51 @@ import (
 //     client set up as rlfs's store sets up its own (no client-side cache,
 //     no retries, a deadline on each call): the floor of any fleet design
 //     that asks the store once per grant (row r3).
+//   - leased (with -redis ADDR): typical, but the file asks that Redis for
+//     grants in blocks of leaseBlock: the open that finds its block used
+//     up makes one GCRA decision (for the next block) before it returns,
+//     the others none; every leaseBlock-th close reports the block's
+//     closes with one more decision, in the background (as a RELEASE is).
+//     The floor of a design where the store leases blocks of grants to
+//     hosts and each host decides locally (row r4): a waiter on another
+//     host would then wait behind grants made from a block, which rlfs's
+//     strict FIFO across hosts forbids.
 //
 // Open returns FOPEN_DIRECT_IO like rlfs's acquire; Release does nothing.
 //
-//	bench floor -kind typical|minimal|gcra [-redis ADDR] MOUNTPOINT
+//	bench floor -kind typical|minimal|gcra|leased [-redis ADDR] MOUNTPOINT
 //
 // prints "ready" once mounted and unmounts on SIGTERM or SIGINT.
 func floorMain(args []string) error {
 	fset := flag.NewFlagSet("floor", flag.ContinueOnError)
-	kind := fset.String("kind", "typical", "typical, minimal or gcra")
-	addr := fset.String("redis", "", "the Redis of -kind gcra (HOST:PORT)")
+	kind := fset.String("kind", "typical", "typical, minimal, gcra or leased")
+	addr := fset.String("redis", "", "the Redis of -kind gcra or leased (HOST:PORT)")
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
 	if fset.NArg() != 1 {
 		return errors.New("floor: want one MOUNTPOINT")
 	}
-	if *kind != "typical" && *kind != "minimal" && *kind != "gcra" {
-		return fmt.Errorf("floor: -kind %q: want typical, minimal or gcra", *kind)
+	if *kind != "typical" && *kind != "minimal" && *kind != "gcra" && *kind != "leased" {
+		return fmt.Errorf("floor: -kind %q: want typical, minimal, gcra or leased", *kind)
 	}
-	if (*kind == "gcra") != (*addr != "") {
-		return errors.New("floor: -redis ADDR goes with -kind gcra, and only with it")
+	asks := *kind == "gcra" || *kind == "leased"
+	if asks != (*addr != "") {
+		return errors.New("floor: -redis ADDR goes with -kind gcra or leased, and only with them")
 	}
 	dir := fset.Arg(0)
 	sec := time.Second
 	root := &floorRoot{minimal: *kind == "minimal"}
-	if *kind == "gcra" {
+	if asks {
 		g, err := newFloorGCRA(*addr)
 		if err != nil {
 			return err
 		}
 		defer g.c.Close()
 		root.gcra = g
+		if *kind == "leased" {
+			root.lease = &floorLease{g: g}
+		}
 	}
 	server, err := fs.Mount(dir, root, &fs.Options{
 		EntryTimeout: &sec,
@@ -102,13 +116,14 @@ func waitChan(s *fuse.Server) <-chan struct{} {
 type floorRoot struct {
 	fs.Inode
 	minimal bool
-	gcra    *floorGCRA // kind gcra
+	gcra    *floorGCRA  // kinds gcra and leased
+	lease   *floorLease // kind leased
 }
 
 var _ = (fs.NodeOnAdder)((*floorRoot)(nil))
 
 func (r *floorRoot) OnAdd(ctx context.Context) {
-	f := r.NewPersistentInode(ctx, &floorFile{minimal: r.minimal, gcra: r.gcra}, fs.StableAttr{Mode: syscall.S_IFREG, Ino: 2})
+	f := r.NewPersistentInode(ctx, &floorFile{minimal: r.minimal, gcra: r.gcra, lease: r.lease}, fs.StableAttr{Mode: syscall.S_IFREG, Ino: 2})
 	r.AddChild("file", f, false)
 }
 
@@ -116,6 +131,7 @@ type floorFile struct {
 	fs.Inode
 	minimal bool
 	gcra    *floorGCRA
+	lease   *floorLease
 }
 
 var (
@@ -133,6 +149,13 @@ func (f *floorFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 	if f.minimal {
 		return &minimalHandle{}, fuse.FOPEN_DIRECT_IO, 0
 	}
+	if f.lease != nil {
+		if err := f.lease.take(ctx); err != nil {
+			log.Printf("floor: %v", err)
+			return nil, 0, syscall.EIO
+		}
+		return &leasedHandle{l: f.lease}, fuse.FOPEN_DIRECT_IO, 0
+	}
 	if f.gcra != nil {
 		if err := f.gcra.decide(ctx); err != nil {
 			log.Printf("floor: %v", err)
@@ -140,6 +163,67 @@ func (f *floorFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint
 		}
 	}
 	return &typicalHandle{}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// leaseBlock is how many grants (and closes) the leased floor asks for
+// (reports) at once.
+const leaseBlock = 16
+
+// floorLease is the leased floor's block: grants left in it, and closes
+// not reported yet.
+type floorLease struct {
+	g      *floorGCRA
+	mu     sync.Mutex
+	left   int
+	closes int
+}
+
+// take takes a grant from the block, asking the store for the next block
+// when it is used up.
+func (l *floorLease) take(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.left == 0 {
+		if err := l.g.decide(ctx); err != nil {
+			return err
+		}
+		l.left = leaseBlock
+	}
+	l.left--
+	return nil
+}
+
+// closed counts a close; every leaseBlock-th reports the block's closes
+// in the background.
+func (l *floorLease) closed() {
+	l.mu.Lock()
+	l.closes++
+	report := l.closes == leaseBlock
+	if report {
+		l.closes = 0
+	}
+	l.mu.Unlock()
+	if report {
+		go func() {
+			if err := l.g.decide(context.Background()); err != nil {
+				log.Printf("floor: %v", err)
+			}
+		}()
+	}
+}
+
+// leasedHandle answers FLUSH with OK; its RELEASE counts a close.
+type leasedHandle struct{ l *floorLease }
+
+var (
+	_ = (fs.FileFlusher)((*leasedHandle)(nil))
+	_ = (fs.FileReleaser)((*leasedHandle)(nil))
+)
+
+func (*leasedHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
+func (h *leasedHandle) Release(ctx context.Context) syscall.Errno {
+	h.l.closed()
+	return 0
 }
 
 // typicalHandle answers FLUSH and RELEASE with OK.

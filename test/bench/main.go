@@ -95,14 +95,15 @@ type bench struct {
 	began time.Time
 	d     daemons
 
-	main, full *proc
-	targets    []target // rlfs idle meter, typical floor, minimal floor
-	redis      *redisServer
-	onRedis    *target  // the idle meter of rlfs on redis (rows r)
-	gcraFloor  *target  // the gcra floor on the same Redis (row r3)
-	loadPaths  []string // the idle meters of the SQLite daemons of x5l's load
-	fl         *fleetResult
-	quotas     []*quotaResult
+	main, full  *proc
+	targets     []target // rlfs idle meter, typical floor, minimal floor
+	redis       *redisServer
+	onRedis     *target  // the idle meter of rlfs on redis (rows r)
+	gcraFloor   *target  // the gcra floor on the same Redis (row r3)
+	leasedFloor *target  // the leased floor on the same Redis (row r4)
+	loadPaths   []string // the idle meters of the SQLite daemons of x5l's load
+	fl          *fleetResult
+	quotas      []*quotaResult
 
 	s          samples
 	fairCounts [][]float64
