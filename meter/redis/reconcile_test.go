@@ -63,6 +63,8 @@ func newRollbackRig(t *testing.T) *rollbackRig {
 	r.b = bareStore(t, r.srv.URL(), "b", Options{Lease: reconcileLease})
 	r.a.Subscribe(r.ea)
 	r.b.Subscribe(r.eb)
+	waitSubscribed(t, r.a)
+	waitSubscribed(t, r.b)
 	return r
 }
 

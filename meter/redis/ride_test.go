@@ -92,6 +92,7 @@ func TestReleaseDoesNotLingerWhenSomeoneWaits(t *testing.T) {
 	b := bareStore(t, srv.URL(), "b", Options{Lease: time.Minute})
 	ctx := context.Background()
 	a.Subscribe(&recEvents{granted: map[uint64]meter.Call{}}) // host a hears the store's messages
+	waitSubscribed(t, a)
 	require.NoError(t, a.CreateMeter(ctx, "m", mustSpecT(t, "concurrency=1"), meter.DefaultAttr()))
 	adm, err := a.Enqueue(ctx, "m", meter.Request{Ticket: 1, Cost: 1, Nonblock: true})
 	require.NoError(t, err)
@@ -174,9 +175,7 @@ func TestReleasesWhileUnreachableWaitForRecovery(t *testing.T) {
 	srv.Restart()
 	require.Eventually(t, func() bool { return a.UnreachableSince().IsZero() && !a.host.pending() }, 30*time.Second, 10*time.Millisecond,
 		"the recovery loop delivers the kept completions")
-	v, err := a.View(ctx, "m", meter.ViewQuery{})
-	require.NoError(t, err)
-	require.Equal(t, 0, v.HoldersN, "every call kept during the outage is completed")
+	require.Equal(t, 0, holders(t, a, "m"), "every call kept during the outage is completed")
 }
 
 // A close that finds the store unreachable just after the recovery loop
@@ -184,17 +183,36 @@ func TestReleasesWhileUnreachableWaitForRecovery(t *testing.T) {
 // in the outbox: the sender takes it once the store counts as reachable.
 func TestReleaseKeptAfterRecoveryDeliveryIsSent(t *testing.T) {
 	_, a, _, adm := heldSerial(t)
-	ctx := context.Background()
 	a.mu.Lock()
 	a.down = a.clock.Now() // the recovery loop's delivery is done; it has not cleared down yet
 	a.mu.Unlock()
 	releaseAtOnce(t, a, "m", adm.Call.ID, "while the store counted as unreachable")
 	require.True(t, a.host.pending(), "the completion is kept")
 	a.reachableAgain(0)
-	require.Eventually(t, func() bool { return !a.host.pending() }, 10*time.Second, time.Millisecond, "the sender delivers it")
-	v, err := a.View(ctx, "m", meter.ViewQuery{})
+	require.Eventually(t, func() bool { return holders(t, a, "m") == 0 }, 10*time.Second, time.Millisecond,
+		"the sender delivers the completion (the outbox is empty from when the delivery takes it: wait for the store)")
+	require.False(t, a.host.pending(), "nothing is left in the outbox")
+}
+
+// holders is how many calls of name are in progress in the store, seen
+// from s.
+func holders(t *testing.T, s *Store, name string) int {
+	t.Helper()
+	v, err := s.View(context.Background(), name, meter.ViewQuery{})
 	require.NoError(t, err)
-	require.Equal(t, 0, v.HoldersN, "the call is completed")
+	return v.HoldersN
+}
+
+// waitSubscribed waits until host s listens on its channel: Subscribe
+// subscribes in the background, and a message published before that is
+// lost (on a busy machine, b's waiter once queued before a listened).
+func waitSubscribed(t *testing.T, s *Store) {
+	t.Helper()
+	ch := hostChannel(s.opt.Prefix, s.opt.Host)
+	require.Eventually(t, func() bool {
+		n, err := s.c.Do(context.Background(), s.c.B().PubsubNumsub().Channel(ch).Build()).AsIntMap()
+		return err == nil && n[ch] > 0
+	}, 10*time.Second, time.Millisecond, "host %s listens on its channel", s.opt.Host)
 }
 
 // releaseAtOnce releases call id of name on s with a wait for an acquire
