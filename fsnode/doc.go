@@ -80,7 +80,10 @@
 // gives EPERM: chmod or chown the meter.
 //
 // Nothing is cached: every open, stat and listing asks the store, so
-// another process, or another host of a fleet, sees a change at once.
+// another process, or another host of a fleet, sees a change at once. A
+// stat shows the size of the copy a writer changed last and has not stored
+// yet, else the stored file's (Linux does not say whose descriptor a stat
+// is about).
 //
 // An open hands out a copy. A reader's is a snapshot. A writer's replaces
 // the stored file whole at the close of a process that wrote through the
