@@ -83,6 +83,15 @@ func (n *dataFile) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 		if err := n.truncate(h, size, explicit); err != nil {
 			return ToErrno(err)
 		}
+		if h != nil {
+			// The reply is the copy it truncated (a SETATTR names its
+			// handle, unlike a stat): the kernel takes its size.
+			h.mu.Lock()
+			st := h.statLocked()
+			h.mu.Unlock()
+			n.dir.fileAttr(st, &out.Attr)
+			return 0
+		}
 	}
 	return n.Getattr(ctx, f, out)
 }
@@ -188,7 +197,7 @@ func (dd *dataDir) unstored(n *dataFile) (st meter.DataFile, ok bool) {
 		}
 		h.mu.Lock()
 		if h.changed && (!ok || h.mtime.After(st.MTime)) {
-			st, ok = meter.DataFile{Size: int64(len(h.buf)), MTime: h.mtime}, true
+			st, ok = h.statLocked(), true
 		}
 		h.mu.Unlock()
 	}
@@ -245,6 +254,11 @@ var (
 	_ = (fs.FileFsyncer)((*dataHandle)(nil))
 	_ = (fs.FileReleaser)((*dataHandle)(nil))
 )
+
+// statLocked is the size and time of h's copy (h.mu held).
+func (h *dataHandle) statLocked() meter.DataFile {
+	return meter.DataFile{Size: int64(len(h.buf)), MTime: h.mtime}
+}
 
 // fresh reports whether nothing changed the copy since the open.
 func (h *dataHandle) fresh() bool {

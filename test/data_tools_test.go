@@ -211,6 +211,9 @@ func TestDataTruncateAtClose(t *testing.T) {
 	w, err = os.OpenFile(f, os.O_RDWR, 0)
 	require.NoError(t, err)
 	require.NoError(t, w.Truncate(4))
+	st, err := w.Stat()
+	require.NoError(t, err)
+	require.Equal(t, int64(4), st.Size(), "the truncating writer's fstat: its copy")
 	requireData(t, f, "0123456789")
 	require.NoError(t, w.Close())
 	requireData(t, f, "0123") // stored by the close
