@@ -212,15 +212,17 @@ func (l *floorLease) closed() {
 	}
 }
 
-// leasedHandle answers FLUSH with OK; its RELEASE counts a close.
-type leasedHandle struct{ l *floorLease }
+// leasedHandle is a typicalHandle whose RELEASE counts a close.
+type leasedHandle struct {
+	typicalHandle
+	l *floorLease
+}
 
 var (
 	_ = (fs.FileFlusher)((*leasedHandle)(nil))
 	_ = (fs.FileReleaser)((*leasedHandle)(nil))
 )
 
-func (*leasedHandle) Flush(ctx context.Context) syscall.Errno { return 0 }
 func (h *leasedHandle) Release(ctx context.Context) syscall.Errno {
 	h.l.closed()
 	return 0
